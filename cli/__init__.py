@@ -1,0 +1,1 @@
+"""The `semsql` command line."""

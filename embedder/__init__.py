@@ -1,0 +1,1 @@
+"""The embedder daemon: claims queued work, runs the models, writes results."""

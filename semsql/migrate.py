@@ -1,0 +1,135 @@
+"""`semsql init`: extensions, numbered migrations (once each), then the idempotent sql/ files."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib.resources import files
+
+import psycopg
+from psycopg import sql
+
+EXTENSIONS = ("vector", "dblink", "pg_trgm")
+# Any constant works; it only has to be the same for every semsql process.
+ADVISORY_LOCK_KEY = 0x73656D73716C  # "semsql"
+MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    name: str
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class InitReport:
+    applied: list[str]
+    already_applied: int
+    definitions: int
+
+
+def migration_files() -> list[SqlFile]:
+    found = []
+    for entry in files("semsql.migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            if not MIGRATION_NAME.match(entry.name):
+                raise MigrationError(f"migration file name {entry.name!r} is not NNNN_name.sql")
+            found.append(SqlFile(entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda f: f.name)
+
+
+def definition_files() -> list[SqlFile]:
+    found = [
+        SqlFile(entry.name, entry.read_text(encoding="utf-8"))
+        for entry in files("semsql.sql").iterdir()
+        if entry.name.endswith(".sql")
+    ]
+    return sorted(found, key=lambda f: f.name)
+
+
+def init(conn: psycopg.Connection) -> InitReport:
+    """Bring the database to the current schema. Safe to run any number of times, concurrently."""
+    if not conn.autocommit:
+        raise ValueError("init() needs an autocommit connection: it manages its own transactions")
+    conn.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+    try:
+        _create_extensions(conn)
+        conn.execute("CREATE SCHEMA IF NOT EXISTS semsql")
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS semsql.schema_migrations (
+                   name       text PRIMARY KEY,
+                   checksum   text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        applied = _apply_migrations(conn)
+        already = len(migration_files()) - len(applied)
+        definitions = definition_files()
+        with conn.transaction():
+            for sql_file in definitions:
+                _execute_file(conn, sql_file)
+        return InitReport(applied, already, len(definitions))
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+
+
+def _create_extensions(conn: psycopg.Connection) -> None:
+    available = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM pg_available_extensions WHERE name = ANY(%s)", [list(EXTENSIONS)]
+        )
+    }
+    missing = [name for name in EXTENSIONS if name not in available]
+    if missing:
+        raise MigrationError(
+            f"this PostgreSQL server lacks the extension(s) {', '.join(missing)}: semsql needs "
+            "pgvector >= 0.8 and the contrib modules dblink and pg_trgm (docker/postgres/ "
+            "builds such a server; unset SEMSQL_DATABASE_URL to use the embedded one)"
+        )
+    for name in EXTENSIONS:
+        conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
+    version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    major_minor = tuple(int(part) for part in version.fetchone()[0].split(".")[:2])
+    if major_minor < (0, 8):
+        raise MigrationError(
+            f"pgvector {'.'.join(map(str, major_minor))} is installed; semsql needs >= 0.8 "
+            "(ALTER EXTENSION vector UPDATE after upgrading the package)"
+        )
+
+
+def _apply_migrations(conn: psycopg.Connection) -> list[str]:
+    done = dict(conn.execute("SELECT name, checksum FROM semsql.schema_migrations").fetchall())
+    applied = []
+    for migration in migration_files():
+        if migration.name in done:
+            if done[migration.name] != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.name} was changed after it was applied; "
+                    "migrations are forward-only: add a new numbered file instead"
+                )
+            continue
+        with conn.transaction():
+            _execute_file(conn, migration)
+            conn.execute(
+                "INSERT INTO semsql.schema_migrations (name, checksum) VALUES (%s, %s)",
+                [migration.name, migration.checksum],
+            )
+        applied.append(migration.name)
+    return applied
+
+
+def _execute_file(conn: psycopg.Connection, sql_file: SqlFile) -> None:
+    try:
+        # No parameters: psycopg sends the whole file as one simple-protocol query.
+        conn.execute(sql_file.text.encode())
+    except psycopg.Error as error:
+        raise MigrationError(f"{sql_file.name}: {error}") from error

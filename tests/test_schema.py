@@ -1,0 +1,127 @@
+"""The migrations build the intended schema, and `semsql init` is idempotent."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from semsql import migrate
+
+SNAPSHOT_QUERIES = {
+    "columns": """SELECT table_name, column_name, data_type, udt_name, is_nullable, column_default
+                  FROM information_schema.columns WHERE table_schema = 'semsql'""",
+    "constraints": """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+                      FROM pg_constraint WHERE connamespace = 'semsql'::regnamespace""",
+    "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'semsql'",
+    "functions": """SELECT p.oid::regprocedure::text, md5(prosrc), proconfig::text,
+                           obj_description(p.oid, 'pg_proc')
+                    FROM pg_proc p WHERE pronamespace = 'semsql'::regnamespace""",
+    "triggers": """SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger
+                   WHERE tgrelid::regclass::text LIKE 'semsql.%' AND NOT tgisinternal""",
+    "migrations": "SELECT name, checksum FROM semsql.schema_migrations",
+    "stages": "SELECT name, position, enabled, depends_on FROM semsql.stages",
+}
+
+
+def snapshot(conn: psycopg.Connection) -> dict[str, list[tuple]]:
+    return {name: sorted(conn.execute(q).fetchall(), key=repr)
+            for name, q in SNAPSHOT_QUERIES.items()}  # fmt: skip
+
+
+def test_migrations_build_the_intended_tables(conn: psycopg.Connection) -> None:
+    columns = {}
+    for table, column in conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'semsql'"
+    ):
+        columns.setdefault(table, set()).add(column)
+    expected = {
+        "assets": {"id", "uri", "sha256", "collection", "mime", "width", "height", "bytes",
+                   "taken_at", "metadata", "status", "error", "created_at", "updated_at"},
+        "jobs": {"id", "status", "new_count", "updated_count", "skipped_count", "failed_count",
+                 "error", "created_at", "started_at", "finished_at"},
+        "job_items": {"job_id", "uri", "outcome", "asset_id", "error_code", "error"},
+        "captions": {"asset_id", "source", "text"},
+        "tags": {"asset_id", "label", "confidence", "box", "source"},
+        "faces": {"asset_id", "box", "confidence", "embedding", "emotion", "emotion_scores",
+                  "person_id", "match_confidence"},
+        "people": {"id", "name", "kind"},
+        "asset_people": {"asset_id", "person_id", "source"},
+        "embeddings": {"asset_id", "space", "model", "embedding"},
+        "tasks": {"asset_id", "stage", "status", "attempts", "last_error", "next_attempt_at",
+                  "lease_expires_at"},
+        "stages": {"name", "enabled", "depends_on"},
+    }  # fmt: skip
+    for table, wanted in expected.items():
+        assert wanted <= columns.get(table, set()), table
+    every_function_pins_search_path = conn.execute(
+        """SELECT p.oid::regprocedure::text FROM pg_proc p
+           WHERE pronamespace = 'semsql'::regnamespace
+             AND NOT coalesce(proconfig::text LIKE '%search_path=%', false)"""
+    ).fetchall()
+    assert every_function_pins_search_path == []
+    uncommented = conn.execute(
+        """SELECT p.oid::regprocedure::text FROM pg_proc p
+           WHERE pronamespace = 'semsql'::regnamespace AND obj_description(p.oid) IS NULL"""
+    ).fetchall()
+    assert uncommented == []
+
+
+def test_second_init_changes_nothing(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        before = snapshot(conn)
+        report = migrate.init(conn)
+        assert report.applied == []
+        assert snapshot(conn) == before
+
+
+def test_init_on_an_empty_database_equals_the_template(conn, server_url: str) -> None:
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = "semsql_test_fresh_init"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(make_conninfo(server_url, dbname=name), autocommit=True) as fresh:
+            report = migrate.init(fresh)
+            assert report.applied == [f.name for f in migrate.migration_files()]
+            assert snapshot(fresh) == snapshot(conn)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_an_edited_migration_is_refused(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE semsql.schema_migrations SET checksum = 'x'")
+        with pytest.raises(migrate.MigrationError, match="changed after it was applied"):
+            migrate.init(conn)
+
+
+def test_deleting_an_asset_removes_everything_that_hangs_from_it(conn) -> None:
+    asset_id = conn.execute(
+        "INSERT INTO semsql.assets (uri, sha256) VALUES ('/a.jpg', repeat('a', 64)) RETURNING id"
+    ).fetchone()[0]
+    person_id = conn.execute(
+        "INSERT INTO semsql.people (name) VALUES ('Grace Hopper') RETURNING id"
+    ).fetchone()[0]
+    statements = [
+        "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%(a)s, 'user', 'x')",
+        "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%(a)s, 'cat', 'user')",
+        """INSERT INTO semsql.faces (asset_id, box, detector, embedding, person_id)
+           VALUES (%(a)s, '{0,0,1,1}', 'mtcnn', array_fill(0.1, ARRAY[512])::vector, %(p)s)""",
+        "INSERT INTO semsql.asset_people (asset_id, person_id, source) VALUES (%(a)s, %(p)s, 'u')",
+        """INSERT INTO semsql.embeddings (asset_id, space, model, embedding)
+           VALUES (%(a)s, 'text', 'm', '[1,2,3]')""",
+    ]
+    for statement in statements:
+        conn.execute(statement, {"a": asset_id, "p": person_id})
+    assert conn.execute("SELECT count(*) FROM semsql.tasks WHERE asset_id = %s",
+                        [asset_id]).fetchone()[0] == 7  # fmt: skip
+    conn.execute("DELETE FROM semsql.assets WHERE id = %s", [asset_id])
+    for table in ("captions", "tags", "faces", "asset_people", "embeddings", "tasks"):
+        left = conn.execute(f"SELECT count(*) FROM semsql.{table}").fetchone()[0]
+        assert left == 0, table
+    assert conn.execute("SELECT count(*) FROM semsql.people").fetchone()[0] == 1
