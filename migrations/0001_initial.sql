@@ -193,6 +193,7 @@ CREATE TABLE semsql.tasks (
     last_error       text,
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
     leased_by        text,
+    leased_backend   integer,
     lease_expires_at timestamptz,
     model            text,
     created_at       timestamptz NOT NULL DEFAULT now(),
@@ -204,3 +205,5 @@ CREATE INDEX tasks_claimable ON semsql.tasks (next_attempt_at, id) WHERE status 
 CREATE INDEX tasks_leased ON semsql.tasks (lease_expires_at) WHERE status = 'running';
 COMMENT ON TABLE semsql.tasks IS
     'The work queue: one task per asset and stage, claimed with FOR UPDATE SKIP LOCKED under a lease.';
+COMMENT ON COLUMN semsql.tasks.leased_backend IS
+    'pg_backend_pid() of the claiming connection: once that backend is gone the task can be claimed again before the lease expires.';

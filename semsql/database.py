@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import psycopg
@@ -26,8 +27,7 @@ def database_url() -> str:
 def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
     """A connection with pgvector's types registered (once `semsql init` has run)."""
     conn = psycopg.connect(url or database_url(), autocommit=autocommit)
-    try:
+    # Before `semsql init` the vector extension may not exist yet; init creates it.
+    with contextlib.suppress(psycopg.ProgrammingError):
         register_vector(conn)
-    except psycopg.ProgrammingError:
-        pass  # the vector extension is not installed yet: `semsql init` creates it
     return conn

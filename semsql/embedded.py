@@ -112,13 +112,16 @@ class EmbeddedServer:
             self._prepare_for_system_user(pwfile)
             self._run(
                 "initdb",
-                "-D", str(self.data_dir),
-                "-U", SUPERUSER,
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
                 "--auth=scram-sha-256",
-                "--pwfile", str(pwfile),
+                "--pwfile",
+                str(pwfile),
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
-            )  # fmt: skip
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         port = int(os.environ.get("SEMSQL_PORT") or _free_port())
@@ -217,4 +220,3 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-

@@ -36,7 +36,7 @@ BEGIN
     SELECT NEW.id, name FROM stages WHERE enabled
     ON CONFLICT (asset_id, stage) DO UPDATE
         SET status = 'pending', attempts = 0, last_error = NULL, next_attempt_at = now(),
-            leased_by = NULL, lease_expires_at = NULL, model = NULL,
+            leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL, model = NULL,
             started_at = NULL, finished_at = NULL;
     IF FOUND THEN
         -- A wake-up hint only: the tasks table is the truth. Notifications are

@@ -33,8 +33,9 @@ def server_url() -> Iterator[str]:
         return
     home = Path(tempfile.mkdtemp(prefix="semsql-test-"))
     # Durability is not under test here; fsync off makes CREATE DATABASE and commits fast.
-    server = EmbeddedServer(home, settings={"fsync": "off", "synchronous_commit": "off",
-                                            "full_page_writes": "off"})  # fmt: skip
+    server = EmbeddedServer(
+        home, settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    )
     try:
         yield server.ensure_running()
     finally:
@@ -45,8 +46,9 @@ def server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_url(server_url: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(TEMPLATE)))
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
+        )
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
     url = make_conninfo(server_url, dbname=TEMPLATE)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -59,14 +61,18 @@ def db_url(server_url: str, template_url: str) -> Iterator[str]:
     """A fresh, migrated database for one test (a copy of the template)."""
     name = f"semsql_test_{os.getpid()}_{next(_counter)}"
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(TEMPLATE)))
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE)
+            )
+        )
     try:
         yield make_conninfo(server_url, dbname=name)
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture

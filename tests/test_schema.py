@@ -24,8 +24,9 @@ SNAPSHOT_QUERIES = {
 
 
 def snapshot(conn: psycopg.Connection) -> dict[str, list[tuple]]:
-    return {name: sorted(conn.execute(q).fetchall(), key=repr)
-            for name, q in SNAPSHOT_QUERIES.items()}  # fmt: skip
+    return {
+        name: sorted(conn.execute(q).fetchall(), key=repr) for name, q in SNAPSHOT_QUERIES.items()
+    }
 
 
 def test_migrations_build_the_intended_tables(conn: psycopg.Connection) -> None:
@@ -36,22 +37,61 @@ def test_migrations_build_the_intended_tables(conn: psycopg.Connection) -> None:
     ):
         columns.setdefault(table, set()).add(column)
     expected = {
-        "assets": {"id", "uri", "sha256", "collection", "mime", "width", "height", "bytes",
-                   "taken_at", "metadata", "status", "error", "created_at", "updated_at"},
-        "jobs": {"id", "status", "new_count", "updated_count", "skipped_count", "failed_count",
-                 "error", "created_at", "started_at", "finished_at"},
+        "assets": {
+            "id",
+            "uri",
+            "sha256",
+            "collection",
+            "mime",
+            "width",
+            "height",
+            "bytes",
+            "taken_at",
+            "metadata",
+            "status",
+            "error",
+            "created_at",
+            "updated_at",
+        },
+        "jobs": {
+            "id",
+            "status",
+            "new_count",
+            "updated_count",
+            "skipped_count",
+            "failed_count",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        },
         "job_items": {"job_id", "uri", "outcome", "asset_id", "error_code", "error"},
         "captions": {"asset_id", "source", "text"},
         "tags": {"asset_id", "label", "confidence", "box", "source"},
-        "faces": {"asset_id", "box", "confidence", "embedding", "emotion", "emotion_scores",
-                  "person_id", "match_confidence"},
+        "faces": {
+            "asset_id",
+            "box",
+            "confidence",
+            "embedding",
+            "emotion",
+            "emotion_scores",
+            "person_id",
+            "match_confidence",
+        },
         "people": {"id", "name", "kind"},
         "asset_people": {"asset_id", "person_id", "source"},
         "embeddings": {"asset_id", "space", "model", "embedding"},
-        "tasks": {"asset_id", "stage", "status", "attempts", "last_error", "next_attempt_at",
-                  "lease_expires_at"},
+        "tasks": {
+            "asset_id",
+            "stage",
+            "status",
+            "attempts",
+            "last_error",
+            "next_attempt_at",
+            "lease_expires_at",
+        },
         "stages": {"name", "enabled", "depends_on"},
-    }  # fmt: skip
+    }
     for table, wanted in expected.items():
         assert wanted <= columns.get(table, set()), table
     every_function_pins_search_path = conn.execute(
@@ -118,8 +158,12 @@ def test_deleting_an_asset_removes_everything_that_hangs_from_it(conn) -> None:
     ]
     for statement in statements:
         conn.execute(statement, {"a": asset_id, "p": person_id})
-    assert conn.execute("SELECT count(*) FROM semsql.tasks WHERE asset_id = %s",
-                        [asset_id]).fetchone()[0] == 7  # fmt: skip
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM semsql.tasks WHERE asset_id = %s", [asset_id]
+        ).fetchone()[0]
+        == 7
+    )
     conn.execute("DELETE FROM semsql.assets WHERE id = %s", [asset_id])
     for table in ("captions", "tags", "faces", "asset_people", "embeddings", "tasks"):
         left = conn.execute(f"SELECT count(*) FROM semsql.{table}").fetchone()[0]

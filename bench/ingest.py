@@ -1,0 +1,159 @@
+"""Ingest throughput: files/s for N generated JPEGs with the models off.
+
+Side by side in one run, over the same files:
+  read+hash   read every file and SHA-256 it (the floor: disk and hashing only)
+  probe       read, hash, decode (1/8-scale JPEG), EXIF/IPTC/XMP, in the ingest thread pool
+  ingest      `semsql ingest` as run_ingest does it: probe + one SQL call per batch + job rows
+  re-ingest   the same files again: every one skipped
+
+    python bench/ingest.py [--files 1000] [--threads 4] [--out bench/results/ingest.json]
+
+Uses SEMSQL_DATABASE_URL when set (a throwaway database is made there), else a throwaway
+embedded server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from corpus import noise_image
+
+from semsql import database, migrate
+from semsql.embedded import EmbeddedServer
+from semsql.ingest import IngestOptions, create_job, run_ingest
+from semsql.probe import probe_file
+from semsql.sources import iter_candidates
+
+
+def make_corpus(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    base = noise_image((1024, 768), seed=0)
+    for i in range(count):
+        path = folder / f"img_{i:05d}.jpg"
+        if path.exists():
+            continue
+        # A different pixel per file: unique content (no dedup shortcut), same size and cost.
+        im = base.copy()
+        im.putpixel((i % 1024, i // 1024 % 768), (i % 256, 255 - i % 256, 7))
+        im.save(path, quality=90)  # ~200 KB
+
+
+def timed(label: str, count: int, run) -> dict:
+    started = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - started
+    return {
+        "step": label,
+        "files": count,
+        "seconds": round(seconds, 3),
+        "files_per_s": round(count / seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--corpus", type=Path, default=Path(tempfile.gettempdir()) / "semsql-bench-jpegs"
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/ingest.json"))
+    args = parser.parse_args()
+
+    make_corpus(args.corpus, args.files)
+    files = sorted(args.corpus.glob("img_*.jpg"))[: args.files]
+    mean_kb = sum(f.stat().st_size for f in files) / len(files) / 1024
+    with Image.open(files[0]) as im:
+        size = im.size
+
+    server_home = None
+    base_url = os.environ.get("SEMSQL_DATABASE_URL")
+    if base_url is None:
+        server_home = Path(tempfile.mkdtemp(prefix="semsql-bench-"))
+        base_url = EmbeddedServer(server_home).ensure_running()
+    with psycopg.connect(base_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS semsql_bench_ingest WITH (FORCE)")
+        admin.execute("CREATE DATABASE semsql_bench_ingest")
+    url = psycopg.conninfo.make_conninfo(base_url, dbname="semsql_bench_ingest")
+
+    rows = []
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate.init(conn)
+            conn.execute("UPDATE semsql.stages SET enabled = false")
+
+        def read_and_hash() -> None:
+            with ThreadPoolExecutor(args.threads) as pool:
+                list(pool.map(lambda f: hashlib.sha256(f.read_bytes()).hexdigest(), files))
+
+        def probe_all() -> None:
+            with ThreadPoolExecutor(args.threads) as pool:
+                limits = {"max_bytes": 1 << 30, "max_pixels": 1 << 30}
+                list(pool.map(lambda f: probe_file(f, **limits), files))
+
+        options = IngestOptions(threads=args.threads)
+
+        def ingest_all() -> dict:
+            with database.connect(url) as conn:
+                job_id = create_job(conn, "default", {"bench": True})
+                candidates = list(iter_candidates([str(args.corpus)]))[: args.files]
+                summary = run_ingest(conn, job_id, candidates, options)
+                return summary.as_dict()
+
+        results = {}
+        rows.append(timed("read+hash", len(files), read_and_hash))
+        rows.append(timed("probe", len(files), probe_all))
+        rows.append(timed("ingest", len(files), lambda: results.update(first=ingest_all())))
+        rows.append(timed("re-ingest", len(files), lambda: results.update(again=ingest_all())))
+        assert results["first"]["new"] == len(files), results["first"]
+        assert results["again"]["skipped"] == len(files), results["again"]
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as admin:
+            admin.execute("DROP DATABASE IF EXISTS semsql_bench_ingest WITH (FORCE)")
+        if server_home is not None:
+            EmbeddedServer(server_home).stop()
+            shutil.rmtree(server_home, ignore_errors=True)
+
+    print(
+        f"{len(files)} JPEGs, {size[0]}x{size[1]}, mean {mean_kb:.0f} KB, "
+        f"{args.threads} threads, {os.cpu_count()} cores"
+    )
+    print(f"{'step':<10} {'files':>6} {'seconds':>8} {'files/s':>8}")
+    for row in rows:
+        print(
+            f"{row['step']:<10} {row['files']:>6} {row['seconds']:>8.2f} {row['files_per_s']:>8.1f}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "files": len(files),
+                "image_size": size,
+                "mean_kb": round(mean_kb, 1),
+                "threads": args.threads,
+                "cpus": os.cpu_count(),
+                "machine": platform.machine(),
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from semsql.cli.main import cli
+
+cli()

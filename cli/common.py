@@ -1,0 +1,36 @@
+"""What every command shares: a database connection with friendly errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import psycopg
+
+from semsql import database
+from semsql.embedded import EmbeddedServerError
+
+
+def connect(*, autocommit: bool = False) -> psycopg.Connection:
+    try:
+        return database.connect(autocommit=autocommit)
+    except EmbeddedServerError as error:
+        raise click.ClickException(
+            f"cannot start the embedded PostgreSQL server: {error}"
+        ) from None
+    except psycopg.OperationalError as error:
+        raise click.ClickException(
+            f"cannot connect to the database: {str(error).strip()}\n"
+            "(check SEMSQL_DATABASE_URL, or unset it to use the embedded server)"
+        ) from None
+
+
+def require_schema(conn: psycopg.Connection) -> None:
+    found = conn.execute("SELECT to_regclass('semsql.schema_migrations')").fetchone()[0]
+    if found is None:
+        raise click.ClickException("this database has no semsql schema yet: run `semsql init`")
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))

@@ -1,0 +1,159 @@
+"""`semsql ingest`: add images from folders, files, URLs and catalog manifests."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from semsql import ingest as ingest_
+from semsql.cli.common import connect, echo_json, require_schema
+from semsql.probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from semsql.sources import iter_candidates, iter_manifest_candidates
+
+
+@click.command()
+@click.argument("paths", nargs=-1)
+@click.option("-r", "--recursive", is_flag=True, help="Walk sub-folders too.")
+@click.option(
+    "--glob",
+    "pattern",
+    metavar="PATTERN",
+    help="Take the files whose name (or path below the folder) matches, "
+    "instead of every file with an image extension.",
+)
+@click.option(
+    "--collection",
+    default="default",
+    show_default=True,
+    envvar="SEMSQL_COLLECTION",
+    help="Collection the assets belong to (duplicates are found per collection).",
+)
+@click.option(
+    "--manifest",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSONL or CSV catalog: uri, caption, tags, people, metadata per row.",
+)
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Manifest rows must point inside this folder (default: the manifest's).",
+)
+@click.option(
+    "--max-file-size",
+    "max_bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BYTES,
+    show_default=True,
+    envvar="SEMSQL_MAX_FILE_BYTES",
+    help="Refuse files larger than this many bytes.",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    envvar="SEMSQL_MAX_PIXELS",
+    help="Refuse images with more pixels (decompression bombs).",
+)
+@click.option(
+    "--wait", is_flag=True, help="Wait until the embedder has enriched every new or changed asset."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
+def ingest(
+    paths: tuple[str, ...],
+    recursive: bool,
+    pattern: str | None,
+    collection: str,
+    manifest: Path | None,
+    root: Path | None,
+    max_bytes: int,
+    max_pixels: int,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Add images to semsql: each call is a job with counts and a per-file error list.
+
+    Unchanged files (same SHA-256) are skipped; a changed file at the same path updates its
+    asset and queues its enrichment again. Captions, keywords and people shown are read
+    from EXIF/IPTC/XMP. Files that cannot be read are reported and the rest go on.
+
+    \b
+    Examples:
+      semsql ingest ~/Pictures -r
+      semsql ingest ./shoot --glob '*.jpg' --collection holidays
+      semsql ingest https://example.org/cat.jpg
+      semsql ingest --manifest catalog.jsonl        # captions/tags/people from a DAM
+      semsql ingest ~/Pictures -r --json | jq .errors
+    """
+    if not paths and manifest is None:
+        raise click.UsageError("give at least one PATH or URL, or --manifest FILE")
+    candidates = list(
+        itertools.chain(
+            iter_candidates(list(paths), recursive=recursive, pattern=pattern),
+            iter_manifest_candidates(manifest, root=root) if manifest else (),
+        )
+    )
+    options = ingest_.IngestOptions(
+        collection=collection, max_bytes=max_bytes, max_pixels=max_pixels
+    )
+    args = {
+        "paths": list(paths),
+        "recursive": recursive,
+        "glob": pattern,
+        "manifest": str(manifest) if manifest else None,
+    }
+    with connect() as conn:
+        require_schema(conn)
+        job_id = ingest_.create_job(conn, collection, args)
+        if not as_json:
+            click.echo(f"job {job_id}: {len(candidates)} file(s)", err=True)
+        show_bar = sys.stderr.isatty() and not as_json
+        with click.progressbar(
+            length=len(candidates), label="ingesting", file=sys.stderr, hidden=not show_bar
+        ) as bar:
+            summary = ingest_.run_ingest(conn, job_id, candidates, options, bar.update)
+        if wait:
+            summary.status = _wait_for_job(conn, job_id, show_bar)
+
+    if as_json:
+        echo_json(summary.as_dict())
+        return
+    click.echo(
+        f"job {job_id} {summary.status}: {summary.new} new, {summary.updated} updated, "
+        f"{summary.skipped} skipped, {summary.failed} failed ({summary.seconds:.1f} s)"
+    )
+    for error in summary.errors:
+        click.echo(f"  {error['uri']}: {error['code']}: {error['error']}", err=True)
+    if summary.status == "running" and not wait:
+        click.echo(
+            "enrichment is queued: `semsql worker` fills it; `semsql jobs "
+            f"{job_id}` shows progress",
+            err=True,
+        )
+
+
+def _wait_for_job(conn, job_id: int, show_bar: bool) -> str:
+    """Poll the job until the worker has finished its assets; return the final status."""
+    query = """
+        SELECT j.status,
+               count(t.*) AS total,
+               count(t.*) FILTER (WHERE t.status IN ('done', 'failed')) AS finished
+        FROM semsql.jobs j
+        LEFT JOIN semsql.job_items ji ON ji.job_id = j.id AND ji.outcome IN ('new', 'updated')
+        LEFT JOIN semsql.tasks t ON t.asset_id = ji.asset_id
+        WHERE j.id = %s GROUP BY j.status"""
+    with click.progressbar(
+        length=1, label="enriching", file=sys.stderr, hidden=not show_bar
+    ) as bar:
+        while True:
+            status, total, finished = conn.execute(query, [job_id]).fetchone()
+            conn.commit()
+            bar.length = max(total, 1)
+            bar.update(finished - bar.pos)
+            if status in ("completed", "failed"):
+                return status
+            time.sleep(0.5)

@@ -1,0 +1,70 @@
+"""`semsql jobs`: what ingest calls did."""
+
+from __future__ import annotations
+
+import click
+
+from semsql.cli.common import connect, echo_json, require_schema
+
+JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count, failed_count,
+                 error, created_at, started_at, ingested_at, finished_at"""
+
+
+@click.command()
+@click.argument("job_id", type=int, required=False)
+@click.option("--limit", default=20, show_default=True, help="How many recent jobs to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
+    """List recent jobs, or show one job with its per-file errors.
+
+    \b
+    Examples:
+      semsql jobs
+      semsql jobs 12
+      semsql jobs 12 --json | jq '.errors[].uri'
+    """
+    with connect() as conn:
+        require_schema(conn)
+        cur = conn.cursor()
+        if job_id is None:
+            cur.execute(f"SELECT {JOB_COLUMNS} FROM semsql.jobs ORDER BY id DESC LIMIT %s", [limit])
+            rows = _dicts(cur)
+            if as_json:
+                echo_json(rows)
+            elif not rows:
+                click.echo("no jobs yet: `semsql ingest PATH` makes one")
+            for row in [] if as_json else rows:
+                click.echo(_one_line(row))
+            return
+        cur.execute(f"SELECT {JOB_COLUMNS} FROM semsql.jobs WHERE id = %s", [job_id])
+        found = _dicts(cur)
+        if not found:
+            raise click.ClickException(f"no job {job_id}")
+        job = found[0]
+        cur.execute(
+            """SELECT uri, error_code AS code, error FROM semsql.job_items
+               WHERE job_id = %s AND outcome = 'failed' ORDER BY position""",
+            [job_id],
+        )
+        job["errors"] = _dicts(cur)
+    if as_json:
+        echo_json(job)
+        return
+    click.echo(_one_line(job))
+    if job["error"]:
+        click.echo(f"  error: {job['error']}")
+    for error in job["errors"]:
+        click.echo(f"  {error['uri']}: {error['code']}: {error['error']}")
+
+
+def _dicts(cur) -> list[dict]:
+    names = [column.name for column in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _one_line(job: dict) -> str:
+    return (
+        f"job {job['id']} {job['status']:<9} {job['created_at']:%Y-%m-%d %H:%M}  "
+        f"{job['new_count']} new, {job['updated_count']} updated, "
+        f"{job['skipped_count']} skipped, {job['failed_count']} failed"
+    )

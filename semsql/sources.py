@@ -1,0 +1,161 @@
+"""What `semsql ingest` was pointed at, turned into a list of candidate files and URLs.
+
+Folders are walked for image files (by extension, or by --glob); links are followed only while
+they stay inside the folder that was given; every problem becomes a candidate carrying its
+error, so that the job reports it and goes on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote_to_bytes
+
+from PIL import Image
+
+from semsql.manifest import ManifestError, ManifestRow, read_manifest
+
+IMAGE_EXTENSIONS = frozenset(
+    ext
+    for ext, fmt in Image.registered_extensions().items()
+    if fmt not in {"PDF", "EPS", "PS", "XVTHUMB", "FITS", "HDF5", "GRIB", "BUFR", "MPEG"}
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    uri: str
+    path: Path | None = None  # a local file; None for a URL
+    error_code: str | None = None
+    error: str | None = None
+    caption: str | None = None
+    tags: tuple[str, ...] = ()
+    people: tuple[str, ...] = ()
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def is_url(self) -> bool:
+        return self.path is None and self.error_code is None
+
+
+def is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+def uri_for_path(path: Path) -> str:
+    """The absolute path as text; a percent-encoded file:// URI when the name is not UTF-8."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file://" + quote(os.fsencode(path), safe="/")
+    return text
+
+
+def path_for_uri(uri: str) -> Path | None:
+    """The local file behind a uri, or None for a URL."""
+    if uri.startswith("file://"):
+        return Path(os.fsdecode(unquote_to_bytes(uri[len("file://") :])))
+    if is_url(uri):
+        return None
+    return Path(uri)
+
+
+def failed(uri: str, code: str, message: str) -> Candidate:
+    return Candidate(uri=uri, error_code=code, error=message)
+
+
+def iter_candidates(
+    sources: list[str], *, recursive: bool = False, pattern: str | None = None
+) -> Iterator[Candidate]:
+    for source in sources:
+        if is_url(source):
+            yield Candidate(uri=source)
+            continue
+        path = Path(os.path.abspath(source))
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            message = "broken link" if path.is_symlink() else "no such file or folder"
+            yield failed(uri_for_path(path), "not_found", message)
+            continue
+        except OSError as error:
+            yield failed(uri_for_path(path), "unreadable", error.strerror or str(error))
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            yield from _walk(path, path.resolve(), recursive=recursive, pattern=pattern)
+        else:
+            yield Candidate(uri=uri_for_path(path), path=path)
+
+
+def _walk(folder: Path, root: Path, *, recursive: bool, pattern: str | None) -> Iterator[Candidate]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError as error:
+        yield failed(uri_for_path(folder), "unreadable", f"cannot list folder: {error.strerror}")
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        uri = uri_for_path(path)
+        if entry.is_symlink():
+            try:
+                target = path.resolve(strict=True)
+            except (FileNotFoundError, RuntimeError):
+                if _wanted(path, root, pattern):
+                    yield failed(uri, "broken_link", f"link to {os.readlink(path)} leads nowhere")
+                continue
+            if not target.is_relative_to(root):
+                if target.is_dir() or _wanted(path, root, pattern):
+                    yield failed(uri, "outside_root", f"link leaves {root} (to {target})")
+                continue
+            if target.is_dir():
+                continue  # reached through its real path; following it could loop
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if recursive:
+                yield from _walk(path, root, recursive=True, pattern=pattern)
+        elif _wanted(path, root, pattern):
+            yield Candidate(uri=uri, path=path)
+
+
+def _wanted(path: Path, root: Path, pattern: str | None) -> bool:
+    if pattern is None:
+        return path.suffix.lower() in IMAGE_EXTENSIONS
+    relative = os.fsdecode(os.path.relpath(path, root))
+    return fnmatch.fnmatch(path.name, pattern) or fnmatch.fnmatch(relative, pattern)
+
+
+def iter_manifest_candidates(manifest: Path, *, root: Path | None = None) -> Iterator[Candidate]:
+    """Rows of a catalog manifest; local files must lie inside root (default: its folder)."""
+    allowed = (root or manifest.parent).resolve()
+    for row in read_manifest(manifest):
+        if isinstance(row, ManifestError):
+            yield failed(f"{manifest}:{row.line}", "manifest", str(row))
+            continue
+        yield _manifest_candidate(row, allowed)
+
+
+def _manifest_candidate(row: ManifestRow, allowed: Path) -> Candidate:
+    facts = {
+        "caption": row.caption,
+        "tags": row.tags,
+        "people": row.people,
+        "metadata": row.metadata,
+    }
+    if is_url(row.uri):
+        return Candidate(uri=row.uri, **facts)
+    path = Path(row.uri)
+    try:
+        resolved = path.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError):
+        return failed(uri_for_path(path), "not_found", "no such file (from the manifest)")
+    if not resolved.is_relative_to(allowed):
+        return failed(uri_for_path(path), "outside_root", f"outside {allowed} (use --root)")
+    return Candidate(uri=uri_for_path(path), path=path, **facts)

@@ -1,0 +1,279 @@
+"""Catalog manifests (JSONL and CSV): good rows, and a specific error for every bad one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from semsql.manifest import ManifestError, ManifestRow, read_manifest
+
+
+def read(path: Path) -> list[ManifestRow | ManifestError]:
+    return list(read_manifest(path))
+
+
+def rows(path: Path) -> list[ManifestRow]:
+    found = read(path)
+    assert all(isinstance(item, ManifestRow) for item in found), found
+    return found  # type: ignore[return-value]
+
+
+def errors(path: Path) -> list[str]:
+    return [str(item) for item in read(path) if isinstance(item, ManifestError)]
+
+
+def write_jsonl(path: Path, *records: object) -> Path:
+    lines = [record if isinstance(record, str) else json.dumps(record) for record in records]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# --- JSONL ----------------------------------------------------------------------------------
+
+
+def test_jsonl_rows(tmp_path: Path) -> None:
+    manifest = write_jsonl(
+        tmp_path / "catalog.jsonl",
+        {
+            "uri": "2019/beach.jpg",
+            "caption": "  Kids on the beach ",
+            "tags": ["sea", "Sand", "sea", " "],
+            "people": ["Zoë Ångström"],
+            "metadata": {"rights": "CC-BY", "rating": 4},
+        },
+        {"path": "dog.jpg", "tags": "dog; park;  ; Dog", "people": "Ann, Bob"},
+        {"file": "https://example.com/a.jpg", "caption": None},
+    )
+    beach, dog, remote = rows(manifest)
+
+    assert beach == ManifestRow(
+        line=1,
+        uri=str(tmp_path / "2019" / "beach.jpg"),
+        caption="Kids on the beach",
+        tags=("sea", "Sand"),
+        people=("Zoë Ångström",),
+        metadata={"rights": "CC-BY", "rating": 4},
+    )
+    assert (dog.uri, dog.tags, dog.people) == (
+        str(tmp_path / "dog.jpg"),
+        ("dog", "park"),
+        ("Ann", "Bob"),
+    )
+    assert (remote.uri, remote.caption) == ("https://example.com/a.jpg", None)
+
+
+def test_relative_uris_resolve_against_the_manifest_folder(tmp_path: Path) -> None:
+    (tmp_path / "catalogs").mkdir()
+    manifest = write_jsonl(
+        tmp_path / "catalogs" / "m.jsonl",
+        {"uri": "../photos/./a.jpg"},
+        {"uri": "/srv/photos/b.jpg"},
+        {"uri": "http://example.com/c.jpg"},
+        {"uri": "file:///srv/photos/caf%C3%A9%20d.jpg"},
+        {"uri": "file://localhost/srv/photos/caf%E9.jpg"},
+    )
+    assert [row.uri for row in rows(manifest)] == [
+        str(tmp_path / "photos" / "a.jpg"),
+        "/srv/photos/b.jpg",
+        "http://example.com/c.jpg",
+        "/srv/photos/café d.jpg",
+        os.fsdecode(b"/srv/photos/caf\xe9.jpg"),  # not UTF-8: kept byte-exact
+    ]
+
+
+def test_unknown_jsonl_keys_go_into_metadata(tmp_path: Path) -> None:
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        {"uri": "a.jpg", "album": "Summer", "stars": 5, "metadata": {"album": "Winter"}},
+    )
+    (row,) = rows(manifest)
+    assert row.metadata == {"album": "Winter", "stars": 5}  # explicit metadata wins
+
+
+def test_blank_lines_are_skipped_and_lines_counted(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('\n{"uri": "a.jpg"}\n\n   \n{"uri": "b.jpg"}\n', encoding="utf-8")
+    assert [row.line for row in rows(manifest)] == [2, 5]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"caption": "no file"}', "missing 'uri' (also accepted: 'path', 'file')"),
+        ('{"uri": "  "}', "missing 'uri' (also accepted: 'path', 'file')"),
+        ('{"uri": 42}', "'uri' must be a string, got a number"),
+        (
+            '{"uri": "s3://bucket/a.jpg"}',
+            "unsupported URI scheme 's3': give an http(s) URL or a file path",
+        ),
+        (
+            '{"uri": "file://nas/photos/a.jpg"}',
+            "file URI on another host (nas) cannot be read",
+        ),
+        ('{"uri": "a.jpg", "path": "b.jpg"}', "'uri' and 'path' disagree; give the file once"),
+        ('{"uri": "a.jpg", "metadata": [1, 2]}', "'metadata' must be an object, got an array"),
+        ('{"uri": "a.jpg", "metadata": "x"}', "'metadata' must be an object, got a string"),
+        ('{"uri": "a.jpg", "caption": 7}', "'caption' must be a string, got a number"),
+        (
+            '{"uri": "a.jpg", "tags": 5}',
+            "'tags' must be a list of strings or a ';'-separated string",
+        ),
+        (
+            '{"uri": "a.jpg", "people": ["Ann", 3]}',
+            "'people' must be a list of strings or a ';'-separated string",
+        ),
+        ('{"uri": "a.jpg",', "invalid JSON: Expecting property name enclosed in double quotes"),
+        ('{"uri": "a.jpg", "metadata": {"x": NaN}}', "invalid JSON: NaN is not a JSON number"),
+        ('["a.jpg"]', "expected a JSON object, got an array"),
+    ],
+)
+def test_each_bad_jsonl_row_has_its_own_message(tmp_path: Path, line: str, message: str) -> None:
+    manifest = write_jsonl(tmp_path / "catalog.jsonl", {"uri": "good.jpg"}, line, {"uri": "z.jpg"})
+    found = read(manifest)
+    assert [type(item) for item in found] == [ManifestRow, ManifestError, ManifestRow]
+    error = found[1]
+    assert isinstance(error, ManifestError)
+    assert error.line == 2
+    assert str(error).startswith(f"catalog.jsonl line 2: {message}")
+
+
+def test_metadata_is_made_jsonb_safe(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"uri": "a.jpg", "metadata": {"note": "a\\u0000b\\ud800"}}\n')
+    (row,) = rows(manifest)
+    assert row.metadata == {"note": "ab?"}
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+
+def test_csv_rows_with_bom_and_case_insensitive_header(tmp_path: Path) -> None:
+    manifest = tmp_path / "catalog.csv"
+    manifest.write_text(
+        "\ufeffURI,Caption,Tags,People,Metadata,Photographer,Empty\n"
+        'a.jpg,A beach,"sea; sand; Sea",Zoë Ångström,"{""rights"": ""CC-BY""}",Ann,\n'
+        "\n"
+        'https://example.com/b.jpg,"Line one\nline two","dog, park",,,,\n'
+        "c.jpg,,,,,,\n",
+        encoding="utf-8",
+    )
+    a, b, c = rows(manifest)
+    assert a == ManifestRow(
+        line=2,
+        uri=str(tmp_path / "a.jpg"),
+        caption="A beach",
+        tags=("sea", "sand"),
+        people=("Zoë Ångström",),
+        metadata={"photographer": "Ann", "rights": "CC-BY"},
+    )
+    assert (b.line, b.uri, b.caption, b.tags) == (
+        4,
+        "https://example.com/b.jpg",
+        "Line one\nline two",
+        ("dog", "park"),
+    )
+    assert (c.line, c.caption, c.tags, c.people, c.metadata) == (6, None, (), (), {})
+
+
+def test_tsv_and_path_alias(tmp_path: Path) -> None:
+    manifest = tmp_path / "catalog.tsv"
+    manifest.write_text("path\ttags\nx/a.jpg\tone;two\n", encoding="utf-8")
+    (row,) = rows(manifest)
+    assert (row.uri, row.tags) == (str(tmp_path / "x" / "a.jpg"), ("one", "two"))
+
+
+def test_each_bad_csv_row_has_its_own_message(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "uri,caption,tags,metadata\n"
+        "good.jpg,,,\n"
+        ",no file here,,\n"
+        'b.jpg,,,"[1, 2]"\n'
+        'c.jpg,,,"{broken"\n'
+        "d.jpg,,,,extra\n"
+        "e.jpg,,,\n",
+        encoding="utf-8",
+    )
+    assert errors(manifest) == [
+        "manifest.csv line 3: missing 'uri' (also accepted: 'path', 'file')",
+        "manifest.csv line 4: 'metadata' must be a JSON object, got an array",
+        "manifest.csv line 5: 'metadata' is not valid JSON:"
+        " Expecting property name enclosed in double quotes (column 2)",
+        "manifest.csv line 6: row has 5 fields but the header has 4",
+    ]
+    assert [
+        item.uri.rsplit("/", 1)[1] for item in read(manifest) if isinstance(item, ManifestRow)
+    ] == [
+        "good.jpg",
+        "e.jpg",
+    ]
+
+
+def test_csv_without_a_uri_column(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("name,caption\na.jpg,x\n", encoding="utf-8")
+    assert errors(manifest) == [
+        "manifest.csv line 1: no 'uri' column (also accepted: 'path', 'file');"
+        " the columns are 'name', 'caption'"
+    ]
+
+
+def test_csv_with_a_duplicate_column(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("uri,Tags,tags\na.jpg,x,y\n", encoding="utf-8")
+    assert errors(manifest) == ["manifest.csv line 1: column 'tags' appears twice"]
+
+
+# --- format and encoding --------------------------------------------------------------------
+
+
+def test_unknown_extension_is_sniffed(tmp_path: Path) -> None:
+    jsonl = tmp_path / "export.txt"
+    jsonl.write_text('\ufeff\n  {"uri": "a.jpg", "tags": ["x"]}\n', encoding="utf-8")
+    csv_file = tmp_path / "export.dat"
+    csv_file.write_text("uri,tags\na.jpg,x\n", encoding="utf-8")
+    assert [row.tags for row in rows(jsonl)] == [("x",)]
+    assert [row.tags for row in rows(csv_file)] == [("x",)]
+
+
+def test_jsonl_with_bom(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b'\xef\xbb\xbf{"uri": "a.jpg"}\n')
+    assert [row.uri for row in rows(manifest)] == [str(tmp_path / "a.jpg")]
+
+
+def test_non_utf8_file_is_one_error_at_line_0(tmp_path: Path) -> None:
+    manifest = tmp_path / "latin1.csv"
+    manifest.write_bytes("uri,caption\na.jpg,fine\nb.jpg,Café\n".encode("latin-1"))
+    found = read(manifest)
+    assert len(found) == 1
+    (error,) = found
+    assert isinstance(error, ManifestError)
+    assert error.line == 0
+    assert str(error) == (
+        "latin1.csv: not UTF-8: byte 0xe9 at line 3 (byte offset 32) cannot be decoded;"
+        " save the manifest as UTF-8"
+    )
+
+
+def test_missing_manifest_is_one_error(tmp_path: Path) -> None:
+    (error,) = read(tmp_path / "nope.jsonl")
+    assert isinstance(error, ManifestError)
+    assert (error.line, str(error)) == (0, "nope.jsonl: cannot read: No such file or directory")
+
+
+def test_empty_manifest_yields_nothing(tmp_path: Path) -> None:
+    for name in ("empty.csv", "empty.jsonl", "empty.txt"):
+        (tmp_path / name).write_text("\n\n", encoding="utf-8")
+        assert read(tmp_path / name) == []
+
+
+def test_json_array_gets_a_hint(tmp_path: Path) -> None:
+    manifest = tmp_path / "export.json"
+    manifest.write_text('[{"uri": "a.jpg"}]', encoding="utf-8")
+    assert errors(manifest) == [
+        "export.json: this is a JSON array; write one JSON object per line (JSONL) instead"
+    ]
