@@ -17,10 +17,10 @@ from semsql.metadata import (
     json_safe,
     parse_exif_datetime,
     parse_iso_datetime,
-    parse_xmp,
     read_metadata,
 )
 from semsql.probe import probe_bytes, probe_file
+from semsql.xmp import parse_xmp
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 

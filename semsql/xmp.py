@@ -1,0 +1,189 @@
+"""XMP packets: simple properties, keywords and the people shown, without DTD tricks."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+
+def unique_stripped(values: Iterable[str]) -> tuple[str, ...]:
+    """Strip, drop empties, de-duplicate case-insensitively keeping the first spelling."""
+    seen: set[str] = set()
+    result = []
+    for value in values:
+        value = value.replace("\x00", "").strip()
+        if value and value.casefold() not in seen:
+            seen.add(value.casefold())
+            result.append(value)
+    return tuple(result)
+
+
+# --- XMP ------------------------------------------------------------------------------------
+
+_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_DC = "http://purl.org/dc/elements/1.1/"
+_IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
+_MWG_REGIONS = "http://www.metadataworkinggroup.com/schemas/regions/"
+_MS_REGION = "http://ns.microsoft.com/photo/1.2/t/Region#"
+_KNOWN_PREFIXES = {
+    _DC: "dc",
+    _IPTC_EXT: "Iptc4xmpExt",
+    _MWG_REGIONS: "mwg-rs",
+    "http://ns.adobe.com/xap/1.0/": "xmp",
+    "http://ns.adobe.com/photoshop/1.0/": "photoshop",
+    "http://ns.adobe.com/exif/1.0/": "exif",
+    "http://cipa.jp/exif/1.0/": "exifEX",
+    "http://ns.adobe.com/tiff/1.0/": "tiff",
+    "http://ns.adobe.com/exif/1.0/aux/": "aux",
+    "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/": "Iptc4xmpCore",
+    "http://ns.adobe.com/lightroom/1.0/": "lr",
+}
+# Camera Raw develop settings and edit history: large, and say nothing about the picture.
+_SKIPPED_XMP_NAMESPACES = frozenset(
+    {"http://ns.adobe.com/camera-raw-settings/1.0/", "http://ns.adobe.com/xap/1.0/mm/"}
+)
+_MAX_XMP_LIST = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Xmp:
+    properties: dict[str, Any] = field(default_factory=dict)
+    keywords: tuple[str, ...] = ()
+    persons: tuple[str, ...] = ()
+
+
+def read_xmp(im: Image.Image) -> Xmp:
+    packet = im.info.get("xmp")
+    if isinstance(packet, str):
+        packet = packet.encode("utf-8")
+    if not isinstance(packet, bytes) or not packet.strip(b"\x00 \t\r\n"):
+        return Xmp()
+    return parse_xmp(packet)
+
+
+def parse_xmp(packet: bytes) -> Xmp:
+    """The simple properties of an XMP packet, plus keywords and the people shown.
+
+    Structures other than face regions are skipped. DOCTYPEs are refused outright: XMP has
+    no use for them, and entity tricks are the one thing expat would otherwise expand.
+    """
+    packet = packet.strip(b"\x00 \t\r\n")
+    if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:
+        raise ValueError("DOCTYPE and ENTITY declarations are not allowed in XMP")
+    parser = ET.XMLPullParser(events=("start-ns", "end"))
+    parser.feed(packet)
+    parser.close()
+    prefixes = dict(_KNOWN_PREFIXES)
+    root = None
+    for event, item in parser.read_events():
+        if event == "start-ns":
+            prefix, uri = item
+            prefixes.setdefault(uri, prefix)
+        else:
+            root = item
+    if root is None:
+        return Xmp()
+    rdf = root if root.tag == f"{{{_RDF}}}RDF" else root.find(f".//{{{_RDF}}}RDF")
+    if rdf is None:
+        return Xmp()
+
+    properties: dict[str, Any] = {}
+    for description in rdf.findall(f"{{{_RDF}}}Description"):
+        for name, value in _description_properties(description):
+            uri, local = _split_name(name)
+            if uri in _SKIPPED_XMP_NAMESPACES or value in (None, "", []):
+                continue
+            properties[f"{prefixes.get(uri) or uri}:{local}"] = value
+
+    keywords = _bag_texts(rdf, f"{{{_DC}}}subject")
+    persons = [
+        *_bag_texts(rdf, f"{{{_IPTC_EXT}}}PersonInImage"),
+        *_mwg_face_names(rdf),
+        *_microsoft_region_names(rdf),
+    ]
+    return Xmp(properties, unique_stripped(keywords), unique_stripped(persons))
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    uri, _, local = name[1:].partition("}")
+    return uri, local
+
+
+def _description_properties(description: ET.Element) -> Iterator[tuple[str, Any]]:
+    for name, value in description.attrib.items():
+        if not name.startswith(f"{{{_RDF}}}"):
+            yield name, value.strip()
+    for element in description:
+        yield element.tag, _property_value(element)
+
+
+def _property_value(element: ET.Element) -> Any:
+    """A simple value, the x-default of an rdf:Alt, or the texts of an rdf:Bag/Seq; None for
+    structures."""
+    if (resource := element.get(f"{{{_RDF}}}resource")) is not None:
+        return resource.strip()
+    if element.get(f"{{{_RDF}}}parseType") == "Resource":
+        return None
+    children = list(element)
+    if not children:
+        return (element.text or "").strip()
+    container = children[0]
+    items = container.findall(f"{{{_RDF}}}li")
+    if container.tag == f"{{{_RDF}}}Alt":
+        chosen = next((li for li in items if li.get(_XML_LANG) == "x-default"), None)
+        chosen = chosen if chosen is not None else (items[0] if items else None)
+        return _li_text(chosen) if chosen is not None else None
+    if container.tag in (f"{{{_RDF}}}Bag", f"{{{_RDF}}}Seq"):
+        texts = [_li_text(li) for li in items[:_MAX_XMP_LIST]]
+        return [text for text in texts if text] if None not in texts else None
+    return None
+
+
+def _li_text(li: ET.Element) -> str | None:
+    if len(li) or li.get(f"{{{_RDF}}}parseType") == "Resource":
+        return None  # a structure, not text
+    return (li.text or "").strip()
+
+
+def _bag_texts(rdf: ET.Element, tag: str) -> list[str]:
+    texts = []
+    for element in rdf.iter(tag):
+        texts.extend(li.text or "" for li in element.iter(f"{{{_RDF}}}li") if not len(li))
+        if not element.findall(f".//{{{_RDF}}}li") and element.text:
+            texts.append(element.text)
+    return texts
+
+
+def _mwg_face_names(rdf: ET.Element) -> list[str]:
+    names = []
+    for region_list in rdf.iter(f"{{{_MWG_REGIONS}}}RegionList"):
+        for li in region_list.iter(f"{{{_RDF}}}li"):
+            fields = _struct_fields(li)
+            name = fields.get(f"{{{_MWG_REGIONS}}}Name")
+            if name and fields.get(f"{{{_MWG_REGIONS}}}Type", "Face") == "Face":
+                names.append(name)
+    return names
+
+
+def _microsoft_region_names(rdf: ET.Element) -> list[str]:
+    key = f"{{{_MS_REGION}}}PersonDisplayName"
+    names = [element.text or "" for element in rdf.iter(key)]
+    names.extend(element.get(key, "") for element in rdf.iter() if key in element.attrib)
+    return names
+
+
+def _struct_fields(node: ET.Element) -> dict[str, str]:
+    """The simple fields of an XMP struct, written as attributes or child elements, directly
+    or inside an rdf:Description."""
+    fields: dict[str, str] = {}
+    for holder in (node, *node.findall(f"{{{_RDF}}}Description")):
+        fields.update({name: value.strip() for name, value in holder.attrib.items()})
+        for child in holder:
+            if not len(child):
+                fields[child.tag] = (child.text or "").strip()
+    return fields
