@@ -1,1 +1,1 @@
-pytest_plugins = ["fix_db"]
+pytest_plugins = ["fix_db", "fix_models"]

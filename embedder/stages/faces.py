@@ -1,0 +1,95 @@
+"""Faces: MTCNN face detection from facenet-pytorch (its weights ship inside the package)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from facenet_pytorch import MTCNN
+from PIL.Image import Image
+
+from .base import DetectedFace
+from .errors import ModelLoadError
+from .images import as_rgb, clamp_box
+
+DEFAULT_MODEL = "mtcnn"
+
+
+class FaceDetector:
+    stage = "faces"
+
+    def __init__(
+        self,
+        model_name: str,
+        mtcnn: Any,
+        min_confidence: float = 0.9,
+        max_side: int | None = 1600,
+    ) -> None:
+        self.model_name = model_name
+        self.mtcnn = mtcnn
+        self.min_confidence = min_confidence
+        self.max_side = max_side
+
+    def run(self, images: Sequence[Image]) -> list[list[DetectedFace]]:
+        if not images:
+            return []
+        originals = [as_rgb(image) for image in images]
+        scaled = [self._downscaled(image) for image in originals]
+        if len({image.size for image in scaled}) == 1:
+            boxes, probs, points = self._detect(scaled)
+        else:  # MTCNN batches only images of one size
+            per_image = [self._detect([image]) for image in scaled]
+            boxes, probs, points = ([found[i][0] for found in per_image] for i in range(3))
+        return [
+            self._faces(original, small, boxes[i], probs[i], points[i])
+            for i, (original, small) in enumerate(zip(originals, scaled, strict=True))
+        ]
+
+    def _detect(self, images: list[Image]) -> tuple[Any, Any, Any]:
+        with torch.inference_mode():
+            return self.mtcnn.detect(images, landmarks=True)
+
+    def _downscaled(self, image: Image) -> Image:
+        # MTCNN's image pyramid grows with the pixel count; faces smaller than
+        # min_face_size * side / max_side pixels are lost by this.
+        if self.max_side is None or max(image.size) <= self.max_side:
+            return image
+        factor = self.max_side / max(image.size)
+        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        return image.resize(size)
+
+    def _faces(
+        self, original: Image, small: Image, boxes: Any, probs: Any, points: Any
+    ) -> list[DetectedFace]:
+        if boxes is None:
+            return []
+        scale = np.array([original.width / small.width, original.height / small.height])
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * np.tile(scale, 2)
+        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2) * scale
+        return [
+            DetectedFace(
+                box=clamp_box(box, original.width, original.height),
+                confidence=float(prob),
+                landmarks=tuple((float(x), float(y)) for x, y in landmarks),
+            )
+            for box, prob, landmarks in zip(boxes, probs, points, strict=True)
+            if prob >= self.min_confidence
+        ]
+
+
+def load_faces(
+    model: str, device: torch.device, dtype: torch.dtype, **options: Any
+) -> FaceDetector:
+    if model.lower() != DEFAULT_MODEL:
+        raise ModelLoadError(
+            "faces",
+            model,
+            "the only face detector supported is MTCNN",
+            fix="set SEMSQL_MODEL_FACES=mtcnn or off",
+        )
+    # MTCNN stays in fp32 whatever the device: it is small, and its thresholds were tuned in fp32.
+    mtcnn = MTCNN(keep_all=True, device=device).eval()
+    return FaceDetector(model, mtcnn, **options)
