@@ -7,6 +7,8 @@ from semsql.cli.db import db
 from semsql.cli.ingest import ingest
 from semsql.cli.init import init
 from semsql.cli.jobs import jobs
+from semsql.cli.status import status
+from semsql.cli.worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,5 +25,5 @@ def cli() -> None:
     """
 
 
-for command in (init, db, ingest, jobs):
+for command in (init, db, ingest, jobs, worker, status):
     cli.add_command(command)

@@ -1,0 +1,99 @@
+"""`semsql status`: the enrichment queue, the workers, and what failed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from semsql.cli.common import connect, echo_json, require_schema
+
+STAGES_QUERY = """SELECT stage, enabled, pending, retry_waiting, running, done, failed, workers,
+                         oldest_pending_at, last_finished_at
+                  FROM semsql.queue_status ORDER BY position"""
+WORKERS_QUERY = """SELECT name, device, stages, query_spaces, problems, started_at, heartbeat_at
+                   FROM semsql.worker_status WHERE alive ORDER BY started_at"""
+FAILED_QUERY = """SELECT task_id, asset_id, uri, stage, attempts, error, finished_at
+                  FROM semsql.failed_tasks ORDER BY finished_at DESC NULLS LAST LIMIT %s"""
+ASSETS_QUERY = "SELECT status, count(*) FROM semsql.assets GROUP BY status"
+
+
+@click.command()
+@click.option(
+    "--failed",
+    "failed_limit",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many failed tasks to list (latest first).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(failed_limit: int, as_json: bool) -> None:
+    """Show the enrichment queue per stage, the running workers and the failed tasks.
+
+    \b
+    Examples:
+      semsql status
+      semsql status --failed 100
+      semsql status --json | jq '.stages[] | select(.failed > 0)'
+      semsql worker --retry-failed --until-idle     # then try the failures again
+    """
+    with connect() as conn:
+        require_schema(conn)
+        report = {
+            "stages": _dicts(conn.execute(STAGES_QUERY)),
+            "assets": dict(conn.execute(ASSETS_QUERY).fetchall()),
+            "workers": _dicts(conn.execute(WORKERS_QUERY)),
+            "failed": _dicts(conn.execute(FAILED_QUERY, [failed_limit])),
+        }
+    if as_json:
+        echo_json(report)
+        return
+    _print(report)
+
+
+def _dicts(cursor) -> list[dict]:
+    names = [column.name for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _print(report: dict) -> None:
+    click.echo(f"{'stage':<13}{'pending':>9}{'running':>9}{'done':>9}{'failed':>9}{'workers':>9}")
+    for row in report["stages"]:
+        if not row["enabled"]:
+            click.echo(f"{row['stage']:<13}{'(disabled)':>11}")
+            continue
+        waiting = f" ({row['retry_waiting']} waiting to retry)" if row["retry_waiting"] else ""
+        click.echo(
+            f"{row['stage']:<13}{row['pending']:>9}{row['running']:>9}{row['done']:>9}"
+            f"{row['failed']:>9}{row['workers']:>9}{waiting}"
+        )
+    assets = report["assets"]
+    click.echo(
+        "\nassets: "
+        + ", ".join(f"{assets.get(state, 0)} {state}" for state in ("ready", "pending", "failed"))
+    )
+
+    now = datetime.now(UTC)
+    if not report["workers"]:
+        click.echo("\nno worker running: start one with `semsql worker`")
+    else:
+        click.echo("\nworkers:")
+    for worker in report["workers"]:
+        beat = (now - worker["heartbeat_at"]).total_seconds()
+        queries = ", ".join(worker["query_spaces"]) or "none"
+        click.echo(
+            f"  {worker['name']}  {worker['device']}  {','.join(worker['stages'])}  "
+            f"(embed_text: {queries}; heartbeat {beat:.0f} s ago)"
+        )
+        for stage, problem in sorted(worker["problems"].items()):
+            click.echo(f"    {stage}: {problem}")
+
+    failed_total = sum(row["failed"] for row in report["stages"])
+    if failed_total:
+        click.echo(
+            f"\nfailed tasks ({len(report['failed'])} latest of {failed_total}; "
+            "`semsql worker --retry-failed` queues them again):"
+        )
+    for task in report["failed"]:
+        click.echo(f"  asset {task['asset_id']} {task['uri']}  {task['stage']}: {task['error']}")

@@ -1,0 +1,288 @@
+"""Stage results into their tables: one statement per table and batch, in the background.
+
+Each writer replaces what its stage wrote before for the same assets, so that a task that ran
+twice (its worker died after the model but before the commit) leaves one set of rows. They
+run inside the transaction that marks the tasks done, which BackgroundWriter runs on a
+connection and thread of its own while the model works on the next batch. Boxes are stored
+in pixels of the upright original image (EXIF orientation applied).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from .queue import Failure, Queue, QueueSettings, Task
+
+if TYPE_CHECKING:
+    from .pipeline import Runner
+
+log = logging.getLogger(__name__)
+
+Done = Sequence[tuple[Task, Any]]
+
+UPSERT_EMBEDDINGS = """
+    INSERT INTO semsql.embeddings AS e (asset_id, space, model, embedding, input_sha256)
+    SELECT r.asset_id, %(space)s, %(model)s, r.embedding, r.input_sha256
+    FROM unnest(%(asset_ids)s::bigint[], %(embeddings)b::vector[], %(inputs)s::text[])
+         AS r(asset_id, embedding, input_sha256)
+    ON CONFLICT (asset_id, space) DO UPDATE
+        SET model = EXCLUDED.model, embedding = EXCLUDED.embedding,
+            input_sha256 = EXCLUDED.input_sha256, created_at = now()"""
+
+
+def _asset_ids(done: Done) -> list[int]:
+    return [task.asset_id for task, _ in done]
+
+
+def _unit(value: float) -> float:
+    """A confidence inside [0, 1] (float32 rounding can step just outside)."""
+    return 0.0 if math.isnan(value) else min(max(float(value), 0.0), 1.0)
+
+
+def _scaled(box: Sequence[float], scale: float) -> list[float]:
+    return [round(float(v) * scale, 2) for v in box]
+
+
+def write_captions(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, (caption, scale))"""
+    conn.execute(
+        "DELETE FROM semsql.captions WHERE asset_id = ANY (%s) AND source <> 'user'",
+        [_asset_ids(done)],
+    )
+    rows = [(task.asset_id, text.strip()) for task, (text, _) in done if text and text.strip()]
+    conn.execute(
+        """INSERT INTO semsql.captions (asset_id, source, text)
+           SELECT r.asset_id, %s, r.text
+           FROM unnest(%s::bigint[], %s::text[]) AS r(asset_id, text)""",
+        [model, [r[0] for r in rows], [r[1] for r in rows]],
+    )
+
+
+def write_tags(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, ([Tag], scale))"""
+    conn.execute(
+        "DELETE FROM semsql.tags WHERE asset_id = ANY (%s) AND source <> 'user'",
+        [_asset_ids(done)],
+    )
+    with conn.cursor().copy(
+        "COPY semsql.tags (asset_id, label, confidence, box, source) FROM STDIN"
+    ) as copy:
+        for task, (tags, scale) in done:
+            for tag in tags:
+                if tag.label.strip():
+                    copy.write_row(
+                        (
+                            task.asset_id,
+                            tag.label.strip(),
+                            _unit(tag.confidence),
+                            _scaled(tag.box, scale),
+                            model,
+                        )
+                    )
+
+
+def write_faces(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, ([DetectedFace], scale)); replaces every face of those assets."""
+    conn.execute("DELETE FROM semsql.faces WHERE asset_id = ANY (%s)", [_asset_ids(done)])
+    with conn.cursor().copy(
+        "COPY semsql.faces (asset_id, box, confidence, detector) FROM STDIN"
+    ) as copy:
+        for task, (faces, scale) in done:
+            for face in faces:
+                copy.write_row(
+                    (task.asset_id, _scaled(face.box, scale), _unit(face.confidence), model)
+                )
+
+
+def write_face_vectors(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, [(face id, vector)])"""
+    pairs = [pair for _, found in done for pair in found]
+    conn.execute(
+        """UPDATE semsql.faces f SET embedding = r.embedding, embedding_model = %s
+           FROM unnest(%s::bigint[], %b::vector[]) AS r(id, embedding) WHERE f.id = r.id""",
+        [model, [face_id for face_id, _ in pairs], [_vector(v) for _, v in pairs]],
+    )
+
+
+def write_emotions(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, [(face id, Emotion)])"""
+    pairs = [pair for _, found in done for pair in found]
+    conn.execute(
+        """UPDATE semsql.faces f
+           SET emotion = r.emotion, emotion_scores = r.scores, emotion_model = %s
+           FROM unnest(%s::bigint[], %s::text[], %s::jsonb[]) AS r(id, emotion, scores)
+           WHERE f.id = r.id""",
+        [
+            model,
+            [face_id for face_id, _ in pairs],
+            [emotion.label for _, emotion in pairs],
+            [Jsonb({k: round(_unit(v), 6) for k, v in e.scores.items()}) for _, e in pairs],
+        ],
+    )
+
+
+def write_image_vectors(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, (vector, scale)); the input hash is the image's SHA-256."""
+    upsert_embeddings(
+        conn, "image", model, [(task.asset_id, vector, task.sha256) for task, (vector, _) in done]
+    )
+
+
+def write_text_vectors(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, TextResult); an empty document removes the vector, an unchanged one keeps it."""
+    empty = [task.asset_id for task, result in done if not result.document]
+    conn.execute(
+        "DELETE FROM semsql.embeddings WHERE space = 'text' AND asset_id = ANY (%s)", [empty]
+    )
+    upsert_embeddings(
+        conn,
+        "text",
+        model,
+        [
+            (task.asset_id, result.vector, result.input_sha256)
+            for task, result in done
+            if result.vector is not None
+        ],
+    )
+
+
+def upsert_embeddings(
+    conn: psycopg.Connection, space: str, model: str, rows: Sequence[tuple[int, Any, str]]
+) -> None:
+    """rows: (asset id, vector, input_sha256), written in one statement."""
+    if not rows:
+        return
+    conn.execute(
+        UPSERT_EMBEDDINGS,
+        {
+            "space": space,
+            "model": model,
+            "asset_ids": [row[0] for row in rows],
+            "embeddings": [_vector(row[1]) for row in rows],
+            "inputs": [row[2] for row in rows],
+        },
+    )
+
+
+def _vector(value: Any) -> np.ndarray:
+    vector = np.asarray(value, dtype=np.float32)
+    if not np.isfinite(vector).all():
+        raise ValueError("the model gave a vector with NaN or infinite values")
+    return vector
+
+
+WRITERS: dict[str, Callable[[psycopg.Connection, str, Done], None]] = {
+    "caption": write_captions,
+    "tags": write_tags,
+    "faces": write_faces,
+    "face_vectors": write_face_vectors,
+    "emotion": write_emotions,
+    "clip": write_image_vectors,
+    "text": write_text_vectors,
+}
+
+
+class BackgroundWriter:
+    """Stores one batch at a time on its own connection and thread, while the model runs on the
+    next. It raises only OperationalError (the database is gone); any other problem fails the
+    tasks concerned instead."""
+
+    def __init__(
+        self, connect: Callable[[], psycopg.Connection], worker: str, settings: QueueSettings
+    ) -> None:
+        self._connect = connect
+        self._worker = worker
+        self._settings = settings
+        self._thread = ThreadPoolExecutor(1, "semsql-write")
+        self._queue: Queue | None = None
+        self._pending: tuple[Future, list[Task]] | None = None
+
+    def submit(
+        self, runner: Runner, tasks: list[Task], results: dict[int, Any], failures: list[Failure]
+    ) -> list[Task]:
+        """Wait until the batch before is stored (returning its tasks), then store this one."""
+        stored = self.wait()
+        future = self._thread.submit(self._store, runner, tasks, results, failures)
+        self._pending = (future, tasks)
+        return stored
+
+    def wait(self) -> list[Task]:
+        """The tasks of the batch in flight once it is stored; [] when there was none."""
+        if self._pending is None:
+            return []
+        future, tasks = self._pending
+        self._pending = None
+        future.result()
+        return tasks
+
+    def reset(self) -> None:
+        """After the database went away: drop what was in flight and the connection."""
+        with contextlib.suppress(psycopg.Error):
+            self.wait()
+        self._thread.submit(self._disconnect).result()
+
+    def close(self) -> None:
+        self.reset()
+        self._thread.shutdown()
+
+    def _disconnect(self) -> None:
+        if self._queue is not None:
+            self._queue.conn.close()
+            self._queue = None
+
+    def _store(
+        self, runner: Runner, tasks: list[Task], results: dict[int, Any], failures: list[Failure]
+    ) -> None:
+        started = time.perf_counter()
+        done = [(task, results[task.id]) for task in tasks if task.id in results]
+        try:
+            if self._queue is None or self._queue.conn.closed:
+                self._queue = Queue(self._connect(), self._worker, self._settings)
+            try:
+                self._queue.finish(runner.write, runner.model_name, done, failures)
+            except psycopg.OperationalError:
+                raise
+            except (psycopg.Error, ValueError) as error:
+                log.warning(
+                    "%s: storing the batch failed (%s); one task at a time",
+                    runner.stage,
+                    str(error).strip(),
+                )
+                self._store_one_by_one(runner, done, failures)
+        except psycopg.OperationalError:
+            self._disconnect()
+            raise
+        except Exception as error:  # a bug must neither stop the daemon nor lose the tasks
+            log.exception("%s: storing the batch failed", runner.stage)
+            message = f"{runner.stage}: could not store the results: {error}"
+            self._fail(tasks, message, permanent=False)
+        finally:
+            runner.stats.write_s += time.perf_counter() - started
+
+    def _store_one_by_one(
+        self, runner: Runner, done: list[tuple[Task, Any]], failures: list[Failure]
+    ) -> None:
+        assert self._queue is not None
+        for task, result in done:
+            try:
+                self._queue.finish(runner.write, runner.model_name, [(task, result)], [])
+            except psycopg.OperationalError:
+                raise
+            except (psycopg.Error, ValueError) as error:
+                message = f"{runner.stage}: the database refused the result: {error}".strip()
+                self._fail([task], message, permanent=True)
+        self._queue.finish(runner.write, runner.model_name, [], failures)
+
+    def _fail(self, tasks: list[Task], error: str, *, permanent: bool) -> None:
+        assert self._queue is not None
+        self._queue.fail([Failure(task.id, error[:1000], permanent) for task in tasks])
