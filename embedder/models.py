@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,11 @@ _LOADERS = {
 
 
 HUB_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+# transformers switches weight initialisation off while it loads by patching torch and
+# PreTrainedModel process-wide; two threads loading at once can leave it off for good (later
+# loads then keep missing weights on the meta device). Loads in one process take turns.
+_LOADING = threading.Lock()
 
 
 def packaged_text_model() -> str | None:
@@ -218,7 +224,8 @@ def load_stage(
             fix=f"pip install 'semsql[models]', or {model_env_var(stage)}=off",
         ) from exc
     loader = getattr(module, function_name)
-    return loader(model, torch_device, dtype or default_dtype(torch_device), **options)
+    with _LOADING:
+        return loader(model, torch_device, dtype or default_dtype(torch_device), **options)
 
 
 @dataclass

@@ -23,11 +23,6 @@ from .query_embeddings import SPACE_STAGES, QueryEncoder
 
 log = logging.getLogger(__name__)
 
-# transformers switches weight initialisation off while it loads by patching torch and
-# PreTrainedModel process-wide; two threads loading at once can leave it off for good (later
-# loads then keep missing weights on the meta device). Workers in one process take turns.
-_LOADING = threading.Lock()
-
 
 class SpaceMismatch(RuntimeError):
     """The vector space holds vectors of another model."""
@@ -65,8 +60,7 @@ def load_runners(
             continue
         started = time.perf_counter()
         try:
-            with _LOADING:
-                model = load_stage(stage, model_name, torch_device, **stage_options.get(stage, {}))
+            model = load_stage(stage, model_name, torch_device, **stage_options.get(stage, {}))
             runner = make_runner(stage, model, pool, locks.get(stage, threading.Lock()))
             register_space(conn, runner, reset=runner.stage in _stages_of(reset_spaces))
         except (ModelLoadError, SpaceMismatch) as error:
