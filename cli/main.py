@@ -7,6 +7,7 @@ from semsql.cli.db import db
 from semsql.cli.ingest import ingest
 from semsql.cli.init import init
 from semsql.cli.jobs import jobs
+from semsql.cli.search import search
 from semsql.cli.status import status
 from semsql.cli.worker import worker
 
@@ -25,5 +26,5 @@ def cli() -> None:
     """
 
 
-for command in (init, db, ingest, jobs, worker, status):
+for command in (init, db, ingest, jobs, worker, status, search):
     cli.add_command(command)

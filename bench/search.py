@@ -1,0 +1,407 @@
+"""Filtered vector search: semsql.search side by side with the plain pgvector query.
+
+N synthetic assets with 384-d vectors in clusters, and tags correlated with the clusters
+(each tag is --tag-contrast times likelier in half of the clusters), so that a filter selects
+regions of the space unevenly, as real tags do. Like sentence embeddings, the vectors lie near
+a low-dimensional subspace (--latent-dims, mapped into 384-d, plus noise). Queries are new
+draws from the same distribution. For each filter selectivity, the same query vectors go to
+  semsql   semsql.search(query_embedding => q, tags => ARRAY[tag], k => 20)
+  plain    SELECT ... WHERE asset has tag ORDER BY embedding::vector(384) <=> q LIMIT 20
+           (pgvector's defaults: hnsw.ef_search 40, no iterative scan)
+and recall@k is measured against an exact search done in numpy. "none" is no filter at all.
+Then semsql.embed_text is timed through a real `semsql worker` (MiniLM on CPU): cache misses
+and hits.
+
+    python bench/search.py [--assets 100000] [--queries 100] [--out bench/results/search.json]
+
+Uses SEMSQL_DATABASE_URL when set (a throwaway database is made there; it needs a superuser,
+for loading with triggers off), else a throwaway embedded server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from semsql import migrate
+from semsql.embedded import EmbeddedServer
+
+DATABASE = "semsql_bench_search"
+SELECTIVITIES = (0.001, 0.01, 0.1, 0.5, 1.0)
+MODEL = "bench-synthetic"
+
+SEMSQL_QUERY = "SELECT asset_id FROM semsql.search(query_embedding => %s, tags => %s, k => %s)"
+SEMSQL_UNFILTERED = "SELECT asset_id FROM semsql.search(query_embedding => %s, k => %s)"
+PLAIN_QUERY = """SELECT e.asset_id FROM semsql.embeddings e
+    WHERE e.space = 'text'
+      AND e.asset_id IN (SELECT t.asset_id FROM semsql.tags t WHERE lower(t.label) = %s)
+    ORDER BY e.embedding::vector({dims}) <=> %s LIMIT %s"""
+PLAIN_UNFILTERED = """SELECT e.asset_id FROM semsql.embeddings e WHERE e.space = 'text'
+    ORDER BY e.embedding::vector({dims}) <=> %s LIMIT %s"""
+
+
+@dataclass
+class Corpus:
+    vectors: np.ndarray  # (n, dims) float32, unit rows; row i is asset id i + 1
+    tags: dict[str, np.ndarray]  # label -> boolean mask over the assets
+    queries: np.ndarray  # (q, dims) float32, unit rows
+
+
+@dataclass
+class Row:
+    filter: str
+    selectivity: float
+    matching: int
+    method: str
+    recall: float
+    min_rows: int
+    p50_ms: float
+    p95_ms: float
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_corpus(args: argparse.Namespace) -> Corpus:
+    rng = np.random.default_rng(args.seed)
+    latent, dims = args.latent_dims, args.dims
+    centres = rng.standard_normal((args.clusters, latent))
+    lift = np.linalg.qr(rng.standard_normal((dims, latent)))[0]  # orthonormal columns
+
+    def sample(count: int) -> tuple[np.ndarray, np.ndarray]:
+        cluster = rng.integers(0, args.clusters, count)
+        points = centres[cluster] + 0.6 * rng.standard_normal((count, latent))
+        noise = rng.standard_normal((count, dims)) * (0.3 / np.sqrt(dims))
+        return unit_rows(points / np.sqrt(latent) @ lift.T + noise), cluster
+
+    vectors, cluster = sample(args.assets)
+    tags = {}
+    favoured_share = 2 * args.tag_contrast / (args.tag_contrast + 1)  # mean of the two rates is 1
+    for selectivity in SELECTIVITIES:
+        favoured = rng.permutation(args.clusters) < args.clusters // 2
+        rate = np.where(favoured[cluster], favoured_share, 2 - favoured_share)
+        chance = selectivity * rate if selectivity < 1 else np.ones(args.assets)
+        tags[label(selectivity)] = rng.random(args.assets) < chance
+    return Corpus(vectors, tags, sample(args.queries)[0])
+
+
+def label(selectivity: float) -> str:
+    return f"sel_{selectivity * 100:g}pct"
+
+
+def exact_top(corpus: Corpus, query: np.ndarray, mask: np.ndarray | None, k: int) -> set[int]:
+    similarity = corpus.vectors @ query
+    if mask is not None:
+        similarity = np.where(mask, similarity, -np.inf)
+    best = np.argpartition(-similarity, k)[:k]
+    return {int(i) + 1 for i in best if np.isfinite(similarity[i])}
+
+
+def load(conn: psycopg.Connection, corpus: Corpus) -> dict[str, float]:
+    """COPY the assets, tags and vectors with triggers off, then documents, index, ANALYZE."""
+    seconds = {}
+    started = time.perf_counter()
+    conn.execute("SET session_replication_role = replica")  # no queue tasks for fake assets
+    with conn.cursor().copy("COPY semsql.assets (uri, sha256) FROM STDIN") as copy:
+        for i in range(len(corpus.vectors)):
+            copy.write_row((f"/bench/{i + 1}.jpg", f"{i + 1:064x}"))
+    with conn.cursor().copy("COPY semsql.tags (asset_id, label, source) FROM STDIN") as copy:
+        for tag, mask in corpus.tags.items():
+            for index in np.flatnonzero(mask):
+                copy.write_row((int(index) + 1, tag, "user"))
+    with conn.cursor().copy(
+        "COPY semsql.embeddings (asset_id, space, model, embedding) FROM STDIN WITH (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int8", "text", "text", "vector"])
+        for i, vector in enumerate(corpus.vectors):
+            copy.write_row((i + 1, "text", MODEL, vector))
+    conn.execute("SET session_replication_role = origin")
+    conn.execute("SELECT semsql.refresh_search_documents(ARRAY(SELECT id FROM semsql.assets))")
+    conn.commit()
+    seconds["copy_and_documents_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    conn.execute("SET maintenance_work_mem = '1GB'")
+    dims = corpus.vectors.shape[1]
+    conn.execute("SELECT semsql.register_vector_space('text', %s, %s)", [MODEL, dims])
+    conn.commit()
+    seconds["hnsw_build_s"] = time.perf_counter() - started
+    conn.autocommit = True
+    conn.execute("VACUUM ANALYZE")
+    conn.autocommit = False
+    return seconds
+
+
+def interleaved_runs(
+    conn: psycopg.Connection, runs: dict[str, Callable[[np.ndarray], list[int]]], queries
+) -> dict[str, tuple[list[list[int]], list[float]]]:
+    """Each query through every method in turn, the first method changing from query to query,
+    so that load on the machine and warm caches favour none of them."""
+    out: dict[str, tuple[list[list[int]], list[float]]] = {name: ([], []) for name in runs}
+    names = list(runs)
+    for i, query in enumerate(queries):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            run = runs[name]
+            started = time.perf_counter()
+            found = run(query)
+            out[name][1].append((time.perf_counter() - started) * 1000)
+            out[name][0].append(found)
+            conn.rollback()
+    return out
+
+
+def summarise(
+    name: str, selectivity: float, matching: int, method: str, results, millis, truths, k: int
+) -> Row:
+    recalls = [
+        len(set(found) & truth) / max(1, min(k, len(truth)))
+        for found, truth in zip(results, truths, strict=True)
+    ]
+    quantiles = statistics.quantiles(millis, n=20)
+    return Row(
+        name,
+        selectivity,
+        matching,
+        method,
+        round(statistics.fmean(recalls), 4),
+        min(len(found) for found in results),
+        round(statistics.median(millis), 2),
+        round(quantiles[18], 2),
+    )
+
+
+def measure(conn: psycopg.Connection, corpus: Corpus, k: int) -> list[Row]:
+    dims = corpus.vectors.shape[1]
+    plain_filtered = PLAIN_QUERY.format(dims=dims)
+    plain_unfiltered = PLAIN_UNFILTERED.format(dims=dims)
+
+    def ids(query: str, params: list) -> list[int]:
+        return [row[0] for row in conn.execute(query, params, prepare=False)]
+
+    filters: list[tuple[str, np.ndarray | None, dict]] = [
+        (
+            "none",
+            None,
+            {
+                "plain": lambda q: ids(plain_unfiltered, [q, k]),
+                "semsql": lambda q: ids(SEMSQL_UNFILTERED, [q, k]),
+            },
+        )
+    ]
+    for selectivity in SELECTIVITIES:
+        tag = label(selectivity)
+        runs = {
+            "plain": lambda q, tag=tag: ids(plain_filtered, [tag, q, k]),
+            "semsql": lambda q, tag=tag: ids(SEMSQL_QUERY, [q, [tag], k]),
+        }
+        filters.append((tag, corpus.tags[tag], runs))
+
+    # Warm the caches (index and heap pages, catalog) before anything is timed.
+    for _, _, runs in filters:
+        interleaved_runs(conn, runs, corpus.queries[:10])
+    rows = []
+    for name, mask, runs in filters:
+        truths = [exact_top(corpus, q, mask, k) for q in corpus.queries]
+        matching = len(corpus.vectors) if mask is None else int(mask.sum())
+        selectivity = matching / len(corpus.vectors)
+        for method, (results, millis) in interleaved_runs(conn, runs, corpus.queries).items():
+            rows.append(summarise(name, selectivity, matching, method, results, millis, truths, k))
+    return rows
+
+
+def measure_embed_text(server_url: str, texts: int = 100) -> dict[str, float]:
+    """semsql.embed_text through a real `semsql worker` with MiniLM on CPU, once it is warm:
+    distinct texts (cache misses), then the same texts again (hits), timed from the client."""
+    database = f"{DATABASE}_embed"
+    name = sql.Identifier(database)
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    url = make_conninfo(server_url, dbname=database)
+    stages = ("caption", "tags", "faces", "face_vectors", "emotion", "clip")
+    env = {**os.environ, **{f"SEMSQL_MODEL_{stage.upper()}": "off" for stage in stages}}
+    env |= {"SEMSQL_DATABASE_URL": url, "SEMSQL_WORKER_TASKS": "text"}
+    worker = None
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate.init(conn)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "semsql.cli", "worker", "--device", "cpu"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            deadline = time.monotonic() + 120
+            while not conn.execute(
+                "SELECT count(*) FROM semsql.live_workers() WHERE 'text' = ANY (query_spaces)"
+            ).fetchone()[0]:
+                if time.monotonic() > deadline or worker.poll() is not None:
+                    raise RuntimeError("no `semsql worker` came up to answer embed_text")
+                time.sleep(0.2)
+            # The first requests after start are slower (torch initialises per input shape).
+            for i in range(20):
+                conn.execute("SELECT semsql.embed_text(%s)", [f"warming up, text {i}"])
+            phrases = [f"photo number {i} of a {w}" for i, w in enumerate(["dog", "cat"] * texts)]
+            timings = {}
+            for label, batch in (("miss", phrases[:texts]), ("hit", phrases[:texts])):
+                millis = []
+                for phrase in batch:
+                    started = time.perf_counter()
+                    conn.execute("SELECT semsql.embed_text(%s)", [phrase]).fetchone()
+                    millis.append((time.perf_counter() - started) * 1000)
+                timings[f"{label}_p50_ms"] = round(statistics.median(millis), 2)
+                timings[f"{label}_p95_ms"] = round(statistics.quantiles(millis, n=20)[18], 2)
+            return timings
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=60)
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+
+
+def verdicts(rows: list[Row], embed_text: dict[str, float] | None) -> dict[str, bool]:
+    semsql = [r for r in rows if r.method == "semsql"]
+    plain_none = next(r for r in rows if r.method == "plain" and r.filter == "none")
+    semsql_none = next(r for r in semsql if r.filter == "none")
+    filtered = [r for r in semsql if r.filter != "none"]
+    return {
+        "recall_at_least_0.95": all(r.recall >= 0.95 for r in semsql),
+        "never_fewer_than_k_rows": all(r.min_rows >= min(20, r.matching) for r in semsql),
+        "filtered_p95_within_3x_unfiltered_hnsw": all(
+            r.p95_ms <= 3 * plain_none.p95_ms for r in filtered
+        ),
+        "unfiltered_p95_within_1.5x_plain": semsql_none.p95_ms <= 1.5 * plain_none.p95_ms,
+    } | (
+        {
+            "embed_text_hit_within_1ms": embed_text["hit_p95_ms"] <= 1,
+            "embed_text_miss_within_30ms": embed_text["miss_p95_ms"] <= 30,
+        }
+        if embed_text
+        else {}
+    )
+
+
+def print_table(rows: list[Row]) -> None:
+    header = f"{'filter':<12}{'matching':>9}  {'method':<7}{'recall@k':>9}{'min rows':>9}"
+    print(header + f"{'p50 ms':>9}{'p95 ms':>9}")
+    for r in rows:
+        print(
+            f"{r.filter:<12}{r.matching:>9}  {r.method:<7}{r.recall:>9.3f}{r.min_rows:>9}"
+            f"{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}"
+        )
+
+
+@contextmanager
+def bench_database(reuse: bool) -> Iterator[tuple[str, str, bool]]:
+    """The server's DSN, the benchmark database's, and whether that was kept from an earlier
+    --reuse run."""
+    configured = os.environ.get("SEMSQL_DATABASE_URL")
+    home = None
+    if configured:
+        server_url = configured
+    else:
+        home = Path(tempfile.mkdtemp(prefix="semsql-bench-"))
+        server = EmbeddedServer(home, settings={"fsync": "off", "shared_buffers": "1GB"})
+        server_url = server.ensure_running()
+    name = sql.Identifier(DATABASE)
+    try:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            exists = admin.execute(
+                "SELECT count(*) FROM pg_database WHERE datname = %s", [DATABASE]
+            ).fetchone()[0]
+            if not (reuse and exists):
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        yield server_url, make_conninfo(server_url, dbname=DATABASE), bool(reuse and exists)
+    finally:
+        if not (reuse and configured):
+            with psycopg.connect(server_url, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        if home is not None:
+            server.stop()
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", type=int, default=100_000)
+    parser.add_argument("--dims", type=int, default=384)
+    parser.add_argument("--clusters", type=int, default=100)
+    parser.add_argument("--latent-dims", type=int, default=48)
+    parser.add_argument("--tag-contrast", type=float, default=4.0)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/search.json"))
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="With SEMSQL_DATABASE_URL: keep the loaded database, and use it if there.",
+    )
+    parser.add_argument(
+        "--no-embed-text",
+        dest="embed_text",
+        action="store_false",
+        help="Skip timing semsql.embed_text through a `semsql worker` (it needs the models extra).",
+    )
+    args = parser.parse_args()
+
+    corpus = make_corpus(args)
+    with bench_database(args.reuse) as (server_url, url, loaded):
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate.init(conn)
+        with psycopg.connect(url) as conn:
+            register_vector(conn)
+            setup = {}
+            if not loaded:
+                print(f"loading {args.assets} assets ...", file=sys.stderr)
+                setup = load(conn, corpus)
+                print(", ".join(f"{k} {v:.1f}" for k, v in setup.items()), file=sys.stderr)
+            rows = measure(conn, corpus, args.k)
+        embed_text = measure_embed_text(server_url) if args.embed_text else None
+    print_table(rows)
+    if embed_text:
+        print("embed_text (MiniLM, CPU): " + ", ".join(f"{k} {v}" for k, v in embed_text.items()))
+    checks = verdicts(rows, embed_text)
+    for check, passed in checks.items():
+        print(f"{'PASS' if passed else 'FAIL'}  {check}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "assets": args.assets,
+        "dims": args.dims,
+        "clusters": args.clusters,
+        "latent_dims": args.latent_dims,
+        "tag_contrast": args.tag_contrast,
+        "queries": args.queries,
+        "k": args.k,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "setup": {k: round(v, 1) for k, v in setup.items()},
+        "results": [asdict(r) for r in rows],
+        "embed_text": embed_text,
+        "targets": checks,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""`semsql search --html FILE`: a contact sheet, one page with a thumbnail per hit.
+
+Thumbnails of local files are embedded (JPEG, base64), so that the page can be mailed or
+moved; http(s) assets are linked. Every text on the page is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from PIL import Image, ImageOps
+
+from semsql.search import SearchHit
+
+THUMBNAIL_PIXELS = 320
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }}
+h1 {{ font-size: 1.2em; }}
+.sheet {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 1em; }}
+figure {{ margin: 0; border: 1px solid #ddd; border-radius: 6px; padding: .5em; }}
+img, .missing {{ width: 100%; height: 200px; object-fit: contain; background: #f4f4f4; }}
+.missing {{ display: flex; align-items: center; justify-content: center; color: #888; }}
+figcaption {{ margin-top: .4em; line-height: 1.35; word-break: break-word; }}
+.score {{ font-weight: 600; }} .by {{ color: #06c; }} .uri {{ color: #888; font-size: .85em; }}
+</style></head>
+<body><h1>{title}</h1><p>{summary}</p>
+<div class="sheet">
+{figures}
+</div></body></html>
+"""
+
+FIGURE = """<figure>{picture}<figcaption>
+<span class="score">#{rank} &middot; {score}</span> <span class="by">{matched_by}</span><br>
+{caption}{details}<br><span class="uri">{uri}</span></figcaption></figure>"""
+
+
+def local_path(uri: str) -> Path | None:
+    """The file of a local asset (a path or a file:// URI); None for URLs."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme in ("http", "https"):
+        return None
+    return Path(uri)
+
+
+def thumbnail_data_uri(path: Path) -> str | None:
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, "JPEG", quality=80)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def picture(uri: str) -> str:
+    path = local_path(uri)
+    source = uri if path is None else thumbnail_data_uri(path)
+    if source is None:
+        return '<div class="missing">not readable</div>'
+    return f'<img src="{html.escape(source)}" alt="">'
+
+
+def figure(hit: SearchHit) -> str:
+    details = ", ".join(
+        part
+        for part in (
+            ", ".join(hit.tags[:6]),
+            ", ".join(hit.emotions),
+            ", ".join(hit.people),
+            f"{hit.taken_at:%Y-%m-%d}" if hit.taken_at else "",
+        )
+        if part
+    )
+    return FIGURE.format(
+        picture=picture(hit.uri),
+        rank=hit.rank,
+        score="" if hit.score is None else f"{hit.score:.3f}",
+        matched_by=html.escape(" ".join(hit.matched_by)),
+        caption=html.escape(hit.caption or ""),
+        details=f"<br><small>{html.escape(details)}</small>" if details else "",
+        uri=html.escape(hit.uri),
+    )
+
+
+def write_contact_sheet(path: Path, hits: Sequence[SearchHit], title: str) -> None:
+    summary = f"{len(hits)} result(s); score and the signals that found each."
+    page = PAGE.format(
+        title=html.escape(title),
+        summary=html.escape(summary),
+        figures="\n".join(figure(hit) for hit in hits),
+    )
+    path.write_text(page, encoding="utf-8")

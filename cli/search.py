@@ -1,0 +1,206 @@
+"""`semsql search`: find images by meaning, with filters, from the command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, replace
+from datetime import datetime
+from pathlib import Path
+
+import click
+import numpy as np
+
+from semsql.cli.common import connect, echo_json, require_schema
+from semsql.search import (
+    SearchHit,
+    SearchRequest,
+    embed_image_file,
+    embed_texts_locally,
+    live_query_spaces,
+    registered_spaces,
+    run_search,
+)
+
+DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
+
+
+@click.command()
+@click.argument("query", required=False)
+@click.option(
+    "--image",
+    "image_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Find images like this file (its CLIP vector is made here).",
+)
+@click.option("--like", "like_asset", type=int, metavar="ID", help="Find assets like this one.")
+@click.option("--tag", "tags", multiple=True, help="Only assets with this tag (repeat: any).")
+@click.option("--all-tags", is_flag=True, help="With several --tag: only assets with all.")
+@click.option("--emotion", "emotions", multiple=True, help="Only assets with a face showing it.")
+@click.option("--person", "people", multiple=True, help="Only assets showing this person.")
+@click.option("--all-people", is_flag=True, help="With several --person: only assets with all.")
+@click.option("--collection", help="Only assets of this collection.")
+@click.option("--after", type=DATES, metavar="DATE", help="Taken at or after this date.")
+@click.option("--before", type=DATES, metavar="DATE", help="Taken before this date.")
+@click.option("--metadata", metavar="JSON", help="Only assets whose metadata contains this object.")
+@click.option("--exclude", metavar="TEXT", help="Push away what this text means.")
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--min-score", type=float, help="Drop results scoring below this.")
+@click.option(
+    "--relative-cut",
+    type=click.FloatRange(0, 1),
+    help="Drop results scoring below this share of the best one.",
+)
+@click.option("--order", type=click.Choice(["relevance", "newest", "oldest"]), default="relevance")
+@click.option("--exact", is_flag=True, help="Exact scan instead of HNSW (slower, for checks).")
+@click.option(
+    "--names",
+    type=click.Choice(["filter", "boost", "off"]),
+    default="filter",
+    show_default=True,
+    help="What names of people in QUERY do.",
+)
+@click.option(
+    "--embed",
+    type=click.Choice(["auto", "worker", "local"]),
+    default="auto",
+    show_default=True,
+    envvar="SEMSQL_SEARCH_EMBED",
+    help="Who turns QUERY into vectors: a running worker, this process, or the worker when "
+    "one is running.",
+)
+@click.option("--device", default="cpu", show_default=True, envvar="SEMSQL_DEVICE")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write a contact sheet of thumbnails to this file.",
+)
+def search(
+    query: str | None, image_path: Path | None, like_asset: int | None, tags: tuple[str, ...],
+    all_tags: bool, emotions: tuple[str, ...], people: tuple[str, ...], all_people: bool,
+    collection: str | None, after: datetime | None, before: datetime | None,
+    metadata: str | None, exclude: str | None, limit: int, offset: int,
+    min_score: float | None, relative_cut: float | None, order: str, exact: bool, names: str,
+    embed: str, device: str, as_json: bool, html_path: Path | None,
+) -> None:  # fmt: skip
+    """Search the assets by meaning: QUERY text, an --image file or an asset --like ID,
+    with exact filters. Without any of them: the filtered assets, newest first.
+
+    \b
+    Examples:
+      semsql search "children playing in snow"
+      semsql search "dog on a beach" --tag summer --after 2023-01-01 -n 10
+      semsql search "Ana at the beach"             # a known name becomes a person filter
+      semsql search "a cat" --exclude indoors --html cats.html
+      semsql search --image ~/Pictures/cat.jpg
+      semsql search --like 42 --json | jq '.[].uri'
+      semsql search --person "Joe Park" --emotion happy --order newest
+    """
+    request = SearchRequest(
+        query=query,
+        like_asset=like_asset,
+        tags=tags,
+        tags_match="all" if all_tags else None,
+        emotions=emotions,
+        people=people,
+        people_match="all" if all_people else None,
+        collection=collection,
+        taken_after=after,
+        taken_before=before,
+        metadata=_json_object(metadata),
+        exclude=exclude,
+        k=limit,
+        offset=offset,
+        min_score=min_score,
+        relative_cut=relative_cut,
+        order_by=order,
+        exact=exact or None,
+        names=names,
+    )
+    with connect() as conn:
+        require_schema(conn)
+        if image_path is not None:
+            request = _with_image_vector(request, image_path, device)
+        elif query and embed != "worker":
+            request = _with_local_text_vectors(conn, request, embed, device)
+        hits, notices = run_search(conn, request)
+    for notice in notices:
+        click.echo(f"note: {notice}", err=True)
+    if html_path is not None:
+        from semsql.cli.contact_sheet import write_contact_sheet
+
+        title = query or (f"like {image_path.name}" if image_path else f"like asset {like_asset}")
+        write_contact_sheet(html_path, hits, title or "semsql search")
+        click.echo(f"wrote {html_path}", err=True)
+    if as_json:
+        echo_json([asdict(hit) for hit in hits])
+    elif not hits:
+        click.echo("no results")
+    else:
+        click.echo(format_table(hits))
+
+
+def _json_object(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--metadata") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("give a JSON object", param_hint="--metadata")
+    return value
+
+
+def _with_image_vector(request: SearchRequest, path: Path, device: str) -> SearchRequest:
+    from semsql.embedder.models import ModelLoadError
+
+    try:
+        vector = embed_image_file(path, device)
+    except ModelLoadError as error:
+        raise click.ClickException(f"cannot embed {path}: {error}") from None
+    return _replace(request, image_embedding=vector)
+
+
+def _with_local_text_vectors(
+    conn, request: SearchRequest, embed: str, device: str
+) -> SearchRequest:
+    """Vectors of the query for the spaces that no running worker answers (auto), or all."""
+    spaces = registered_spaces(conn)
+    wanted = set(spaces) if embed == "local" else set(spaces) - live_query_spaces(conn)
+    if not wanted:
+        return request
+    click.echo(f"embedding the query here ({', '.join(sorted(wanted))})", err=True)
+    dims = {space: dims for space, (_, dims) in spaces.items()}
+    vectors, problems = embed_texts_locally(request.query, sorted(wanted), dims, device)
+    for space, problem in problems.items():
+        click.echo(f"note: the {space} signal is left to the server: {problem}", err=True)
+    return _replace(
+        request,
+        text_embedding=vectors.get("text"),
+        image_embedding=vectors.get("image"),
+    )
+
+
+def _replace(request: SearchRequest, **changes: np.ndarray | None) -> SearchRequest:
+    return replace(request, **{k: v for k, v in changes.items() if v is not None})
+
+
+def format_table(hits: list[SearchHit]) -> str:
+    width = shutil.get_terminal_size((120, 24)).columns
+    lines = [f"{'#':>3} {'score':>6} {'id':>7}  {'matched by':<20} caption / uri"]
+    for hit in hits:
+        score = "" if hit.score is None else f"{hit.score:.3f}"
+        text = hit.caption or ", ".join(hit.tags) or ""
+        head = f"{hit.rank:>3} {score:>6} {hit.asset_id:>7}  {','.join(hit.matched_by):<20} "
+        room = max(20, width - len(head))
+        lines.append(head + _clip(text, room))
+        lines.append(" " * len(head) + _clip(hit.uri, room))
+    return "\n".join(lines)
+
+
+def _clip(text: str, room: int) -> str:
+    return text if len(text) <= room else text[: room - 1] + "…"

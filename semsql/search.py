@@ -1,0 +1,228 @@
+"""Calling semsql.search from Python: a request with named arguments, typed results, and query
+vectors made on this machine (an image file, or text when no `semsql worker` answers).
+
+    request = SearchRequest(query="children playing in snow", tags=("winter",), k=10)
+    hits, notices = run_search(conn, request)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector import Vector
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+SPACE_STAGES = {"text": "text", "image": "clip"}
+"""Vector space -> the embedder stage whose model makes its vectors."""
+
+# SQL parameter -> its type, for the explicit casts of the call (a NULL needs no guessing).
+PARAMETER_TYPES = {
+    "query": "text",
+    "query_embedding": "vector",
+    "like_asset": "bigint",
+    "tags": "text[]",
+    "tags_match": "text",
+    "emotions": "text[]",
+    "people": "text[]",
+    "people_match": "text",
+    "collection": "text",
+    "taken_after": "timestamptz",
+    "taken_before": "timestamptz",
+    "metadata": "jsonb",
+    "exclude": "text",
+    "k": "integer",
+    "offset": "integer",
+    "min_score": "real",
+    "relative_cut": "real",
+    "order_by": "text",
+    "exact": "boolean",
+    "image_weight": "real",
+    "text_weight": "real",
+    "keyword_weight": "real",
+    "name_weight": "real",
+    "exclude_weight": "real",
+    "names": "text",
+    "query_space": "text",
+    "text_embedding": "vector",
+    "image_embedding": "vector",
+}
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """The arguments of semsql.search; None (or an empty tuple) leaves one at its default."""
+
+    query: str | None = None
+    query_embedding: Sequence[float] | None = None
+    query_space: str | None = None
+    text_embedding: Sequence[float] | None = None
+    image_embedding: Sequence[float] | None = None
+    like_asset: int | None = None
+    tags: Sequence[str] = ()
+    tags_match: str | None = None
+    emotions: Sequence[str] = ()
+    people: Sequence[str] = ()
+    people_match: str | None = None
+    collection: str | None = None
+    taken_after: datetime | None = None
+    taken_before: datetime | None = None
+    metadata: Mapping[str, Any] | None = None
+    exclude: str | None = None
+    k: int | None = None
+    offset: int | None = None
+    min_score: float | None = None
+    relative_cut: float | None = None
+    order_by: str | None = None
+    exact: bool | None = None
+    image_weight: float | None = None
+    text_weight: float | None = None
+    keyword_weight: float | None = None
+    name_weight: float | None = None
+    exclude_weight: float | None = None
+    names: str | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """The SQL arguments this request sets, by parameter name."""
+        given = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if value is None or (isinstance(value, tuple | list) and not value):
+                continue
+            if PARAMETER_TYPES[item.name] == "vector":
+                # Sent as text, so that any connection can pass it (with or without pgvector's
+                # types registered); pgvector's Vector as read back or any sequence of numbers.
+                as_numpy = getattr(value, "to_numpy", None)
+                value = Vector(np.asarray(as_numpy() if as_numpy else value, np.float32)).to_text()
+            elif PARAMETER_TYPES[item.name] == "text[]":
+                value = list(value)
+            elif PARAMETER_TYPES[item.name] == "jsonb":
+                value = Jsonb(dict(value))
+            given[item.name] = value
+        return given
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    asset_id: int
+    uri: str
+    score: float | None
+    caption: str | None
+    tags: list[str]
+    emotions: list[str]
+    people: list[str]
+    matched_by: list[str]
+    image_score: float | None
+    text_score: float | None
+    keyword_score: float | None
+    exclude_score: float | None
+    taken_at: datetime | None
+    rank: int
+
+
+@dataclass
+class Notices:
+    """What the server said while searching: signals left out, people recognised."""
+
+    messages: list[str] = field(default_factory=list)
+
+    def __call__(self, diagnostic: psycopg.errors.Diagnostic) -> None:
+        if diagnostic.message_primary:
+            hint = f" ({diagnostic.message_hint})" if diagnostic.message_hint else ""
+            self.messages.append(diagnostic.message_primary + hint)
+
+
+def search_statement(arguments: Mapping[str, Any]) -> sql.Composed:
+    """SELECT * FROM semsql.search(name => %(name)s::type, ...); names and types are fixed,
+    values are parameters."""
+    unknown = set(arguments) - set(PARAMETER_TYPES)
+    if unknown:
+        raise ValueError(f"semsql.search has no parameter {', '.join(sorted(unknown))}")
+    named = [
+        sql.SQL("{} => {}::{}").format(
+            sql.Identifier(name), sql.Placeholder(name), sql.SQL(PARAMETER_TYPES[name])
+        )
+        for name in arguments
+    ]
+    return sql.SQL("SELECT * FROM semsql.search({})").format(sql.SQL(", ").join(named))
+
+
+def run_search(
+    conn: psycopg.Connection, request: SearchRequest
+) -> tuple[list[SearchHit], list[str]]:
+    """The hits of a request, and the server's notices about it."""
+    arguments = request.arguments()
+    notices = Notices()
+    conn.add_notice_handler(notices)
+    try:
+        rows = conn.execute(search_statement(arguments), arguments).fetchall()
+    finally:
+        conn.remove_notice_handler(notices)
+    return [SearchHit(*row) for row in rows], notices.messages
+
+
+# Query vectors made here ----------------------------------------------------------------------
+
+
+def live_query_spaces(conn: psycopg.Connection) -> set[str]:
+    """The spaces for which a running `semsql worker` answers semsql.embed_text."""
+    rows = conn.execute("SELECT DISTINCT unnest(query_spaces) FROM semsql.live_workers()")
+    return {row[0] for row in rows}
+
+
+def registered_spaces(conn: psycopg.Connection) -> dict[str, tuple[str, int]]:
+    """Space -> (model, dimensions) of the stored vectors."""
+    rows = conn.execute("SELECT space, model, dims FROM semsql.vector_spaces")
+    return {space: (model, dims) for space, model, dims in rows}
+
+
+def load_encoder(space: str, device: str = "cpu") -> Any:
+    """The configured model of a space's stage (SEMSQL_MODEL_TEXT / SEMSQL_MODEL_CLIP).
+    Raises ModelLoadError (which says why and how to fix it) when it cannot load."""
+    from semsql.embedder.models import ModelLoadError, load_model_config, load_stage
+
+    stage = SPACE_STAGES[space]
+    model = load_model_config()[stage]
+    if model is None:
+        raise ModelLoadError(stage, "off", "the stage is turned off")
+    return load_stage(stage, model, device)
+
+
+def embed_texts_locally(
+    text: str, spaces: Sequence[str], dims: Mapping[str, int], device: str = "cpu"
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The query's vector in each space whose model loads here with the stored dimensions;
+    and, for the others, why not."""
+    from semsql.embedder.models import ModelLoadError
+
+    vectors, problems = {}, {}
+    for space in spaces:
+        try:
+            vector = load_encoder(space, device).encode([text])[0]
+        except ModelLoadError as error:
+            problems[space] = str(error)
+            continue
+        if len(vector) != dims[space]:
+            problems[space] = (
+                f"the local model gives {len(vector)} dimensions, the stored vectors {dims[space]}"
+            )
+            continue
+        vectors[space] = vector
+    return vectors, problems
+
+
+def embed_image_file(path: Path, device: str = "cpu") -> np.ndarray:
+    """The CLIP image vector of a file, from the configured CLIP model."""
+    from PIL import Image
+
+    encoder = load_encoder("image", device)
+    with Image.open(path) as image:
+        image.load()
+        return encoder.encode_images([image])[0]
