@@ -7,6 +7,7 @@ from semsql.cli.db import db
 from semsql.cli.ingest import ingest
 from semsql.cli.init import init
 from semsql.cli.jobs import jobs
+from semsql.cli.people import people
 from semsql.cli.search import search
 from semsql.cli.status import status
 from semsql.cli.worker import worker
@@ -26,5 +27,5 @@ def cli() -> None:
     """
 
 
-for command in (init, db, ingest, jobs, worker, status, search):
+for command in (init, db, ingest, jobs, worker, status, search, people):
     cli.add_command(command)
