@@ -442,12 +442,31 @@ CREATE OR REPLACE TRIGGER tags_requeue_document
 CREATE OR REPLACE TRIGGER asset_people_requeue_document
     AFTER INSERT OR UPDATE OR DELETE ON semsql.asset_people
     FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
-CREATE OR REPLACE TRIGGER faces_requeue_document
-    AFTER UPDATE OF emotion, person_id ON semsql.faces
-    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
 CREATE OR REPLACE TRIGGER people_requeue_document
     AFTER UPDATE OF name ON semsql.people
     FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
+
+CREATE OR REPLACE FUNCTION semsql.requeue_documents_of_faces() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+BEGIN
+    -- Once per statement: recognition re-matches thousands of faces in one UPDATE.
+    PERFORM requeue_tasks(ARRAY(
+        SELECT DISTINCT n.asset_id FROM new_faces n JOIN old_faces o ON o.id = n.id
+        WHERE (n.person_id, n.emotion) IS DISTINCT FROM (o.person_id, o.emotion)), '{text}');
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION semsql.requeue_documents_of_faces() IS
+    'Trigger: queues the text vector again for assets whose faces changed emotion or person.';
+
+DROP TRIGGER IF EXISTS faces_requeue_document ON semsql.faces;
+CREATE OR REPLACE TRIGGER faces_requeue_documents
+    AFTER UPDATE ON semsql.faces
+    REFERENCING OLD TABLE AS old_faces NEW TABLE AS new_faces
+    FOR EACH STATEMENT EXECUTE FUNCTION semsql.requeue_documents_of_faces();
+
 
 -- Vector spaces ----------------------------------------------------------------------------------
 
