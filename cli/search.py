@@ -34,6 +34,13 @@ DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
     help="Find images like this file (its CLIP vector is made here).",
 )
 @click.option("--like", "like_asset", type=int, metavar="ID", help="Find assets like this one.")
+@click.option(
+    "--face",
+    "face_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Find the images showing the person in this photo, best face first.",
+)
+@click.option("--pick", help="With --face: which face when the photo shows several.")
 @click.option("--tag", "tags", multiple=True, help="Only assets with this tag (repeat: any).")
 @click.option("--all-tags", is_flag=True, help="With several --tag: only assets with all.")
 @click.option("--emotion", "emotions", multiple=True, help="Only assets with a face showing it.")
@@ -78,8 +85,10 @@ DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also write a contact sheet of thumbnails to this file.",
 )
+@click.pass_context
 def search(
-    query: str | None, image_path: Path | None, like_asset: int | None, tags: tuple[str, ...],
+    ctx: click.Context, query: str | None, image_path: Path | None, like_asset: int | None,
+    face_path: Path | None, pick: str | None, tags: tuple[str, ...],
     all_tags: bool, emotions: tuple[str, ...], people: tuple[str, ...], all_people: bool,
     collection: str | None, after: datetime | None, before: datetime | None,
     metadata: str | None, exclude: str | None, limit: int, offset: int,
@@ -97,8 +106,18 @@ def search(
       semsql search "a cat" --exclude indoors --html cats.html
       semsql search --image ~/Pictures/cat.jpg
       semsql search --like 42 --json | jq '.[].uri'
+      semsql search --face visitor.jpg             # images showing that person
       semsql search --person "Joe Park" --emotion happy --order newest
     """
+    if face_path is not None:
+        from semsql.cli.people import find_face
+
+        others = [query, image_path, like_asset, *tags, *emotions, *people, collection, after,
+                  before, metadata, exclude]  # fmt: skip
+        if any(other for other in others):
+            raise click.UsageError("--face searches by the face alone: drop QUERY and filters")
+        ctx.invoke(find_face, image=face_path, k=limit, pick=pick, as_json=as_json)
+        return
     request = SearchRequest(
         query=query,
         like_asset=like_asset,

@@ -120,6 +120,10 @@ def test_enrol_from_one_photo_then_find_that_photo(env, reader, photos) -> None:
         (assets[photos["hopper"]], "Grace Hopper")
     ]
     assert hits[0]["similarity"] == pytest.approx(1.0, abs=1e-6)
+    searched = CliRunner().invoke(cli, ["search", "--face", str(photos["hopper"]), "--json"])
+    assert json.loads(searched.stdout) == hits
+    mixed = CliRunner().invoke(cli, ["search", "--face", str(photos["hopper"]), "--tag", "x"])
+    assert mixed.exit_code == 2 and "--face searches by the face alone" in mixed.output
     everyone = semsql("find-face", str(photos["hopper"]), "--min-similarity", "0")
     assert [line.split()[1] for line in everyone.splitlines()] == [
         str(photos["hopper"]),
