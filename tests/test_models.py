@@ -233,6 +233,16 @@ def test_mtcnn_batch_equals_one_by_one(face_detector, astronaut: Image.Image) ->
             np.testing.assert_allclose(a.box, b.box, atol=1e-3)
 
 
+def test_mtcnn_finds_no_face_in_images_smaller_than_a_face(
+    face_detector, astronaut: Image.Image
+) -> None:
+    # scikit-image ships such files (multipage.tif is 10x15); MTCNN itself raises on them.
+    tiny = [Image.new("L", (10, 15)), Image.new("RGB", (14, 25)), astronaut.resize((19, 400))]
+    assert face_detector.run(tiny) == [[], [], []]
+    mixed = face_detector.run([tiny[0], astronaut])
+    assert mixed[0] == [] and len(mixed[1]) >= 1
+
+
 def test_mtcnn_boxes_of_downscaled_images_are_in_original_pixels(
     astronaut: Image.Image,
 ) -> None:

@@ -37,15 +37,28 @@ class FaceDetector:
             return []
         originals = [as_rgb(image) for image in images]
         scaled = [self._downscaled(image) for image in originals]
-        if len({image.size for image in scaled}) == 1:
-            boxes, probs, points = self._detect(scaled)
-        else:  # MTCNN batches only images of one size
-            per_image = [self._detect([image]) for image in scaled]
-            boxes, probs, points = ([found[i][0] for found in per_image] for i in range(3))
+        # MTCNN's pyramid starts at min_face_size: a smaller image holds no face it can find,
+        # and facenet-pytorch raises on it (an empty torch.cat) instead of finding none.
+        searchable = [i for i, image in enumerate(scaled) if min(image.size) >= self.min_side]
+        detections = self._detect_all([scaled[i] for i in searchable])
+        found = dict(zip(searchable, detections, strict=True))
         return [
-            self._faces(original, small, boxes[i], probs[i], points[i])
+            self._faces(original, small, *found[i]) if i in found else []
             for i, (original, small) in enumerate(zip(originals, scaled, strict=True))
         ]
+
+    @property
+    def min_side(self) -> int:
+        return self.mtcnn.min_face_size
+
+    def _detect_all(self, images: list[Image]) -> list[tuple[Any, Any, Any]]:
+        if not images:
+            return []
+        if len({image.size for image in images}) == 1:
+            boxes, probs, points = self._detect(images)
+            return list(zip(boxes, probs, points, strict=True))
+        # MTCNN batches only images of one size
+        return [tuple(part[0] for part in self._detect([image])) for image in images]
 
     def _detect(self, images: list[Image]) -> tuple[Any, Any, Any]:
         with torch.inference_mode():
