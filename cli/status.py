@@ -15,6 +15,9 @@ WORKERS_QUERY = """SELECT name, device, stages, query_spaces, problems, started_
                    FROM semsql.worker_status WHERE alive ORDER BY started_at"""
 FAILED_QUERY = """SELECT task_id, asset_id, uri, stage, attempts, error, finished_at
                   FROM semsql.failed_tasks ORDER BY finished_at DESC NULLS LAST LIMIT %s"""
+REASONS_QUERY = """SELECT stage, error, count(*) AS tasks, min(uri) AS example
+                   FROM semsql.failed_tasks GROUP BY stage, error
+                   ORDER BY count(*) DESC, stage LIMIT %s"""
 ASSETS_QUERY = "SELECT status, count(*) FROM semsql.assets GROUP BY status"
 
 
@@ -25,7 +28,7 @@ ASSETS_QUERY = "SELECT status, count(*) FROM semsql.assets GROUP BY status"
     type=click.IntRange(min=0),
     default=10,
     show_default=True,
-    help="How many failed tasks to list (latest first).",
+    help="How many failure reasons (and, with --json, failed tasks) to list.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(failed_limit: int, as_json: bool) -> None:
@@ -45,6 +48,7 @@ def status(failed_limit: int, as_json: bool) -> None:
             "assets": dict(conn.execute(ASSETS_QUERY).fetchall()),
             "workers": _dicts(conn.execute(WORKERS_QUERY)),
             "failed": _dicts(conn.execute(FAILED_QUERY, [failed_limit])),
+            "failure_reasons": _dicts(conn.execute(REASONS_QUERY, [failed_limit])),
         }
     if as_json:
         echo_json(report)
@@ -92,8 +96,9 @@ def _print(report: dict) -> None:
     failed_total = sum(row["failed"] for row in report["stages"])
     if failed_total:
         click.echo(
-            f"\nfailed tasks ({len(report['failed'])} latest of {failed_total}; "
-            "`semsql worker --retry-failed` queues them again):"
+            f"\n{failed_total} failed task(s) by reason "
+            "(`semsql worker --retry-failed` queues them again):"
         )
-    for task in report["failed"]:
-        click.echo(f"  asset {task['asset_id']} {task['uri']}  {task['stage']}: {task['error']}")
+    for reason in report["failure_reasons"]:
+        click.echo(f"  {reason['tasks']} x {reason['stage']}: {reason['error']}")
+        click.echo(f"      e.g. {reason['example']}")

@@ -168,8 +168,11 @@ def test_a_poison_image_fails_its_tasks_with_the_error_and_the_rest_are_done(
         "text": 0,
     }
     assert {task["stage"] for task in report["failed"]} == {"faces", "clip"}
+    reasons = {(r["stage"], r["tasks"], r["example"]) for r in report["failure_reasons"]}
+    assert reasons == {("faces", 1, str(pictures["poison"])), ("clip", 1, str(pictures["poison"]))}
     text = CliRunner().invoke(cli, ["status"]).output
-    assert "poison.jpg" in text and "--retry-failed" in text
+    assert "1 x faces: cannot decode" in text and "poison.jpg" in text
+    assert "--retry-failed" in text
 
     Image.new("RGB", (64, 48), "white").save(pictures["poison"].parent / "mended.jpg")
     db.execute(
