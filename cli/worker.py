@@ -184,9 +184,3 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger("semsql.embedder").setLevel(logging.DEBUG)
     for noisy in ("httpx", "huggingface_hub", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
-    except ImportError:
-        pass

@@ -224,8 +224,18 @@ def load_stage(
             fix=f"pip install 'semsql[models]', or {model_env_var(stage)}=off",
         ) from exc
     loader = getattr(module, function_name)
+    _quiet_transformers()
     with _LOADING:
         return loader(model, torch_device, dtype or default_dtype(torch_device), **options)
+
+
+def _quiet_transformers() -> None:
+    """No per-load progress bars: they clutter CLI output and the worker's log."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return
+    transformers_logging.disable_progress_bar()
 
 
 @dataclass
