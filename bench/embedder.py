@@ -47,9 +47,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fix_models import build_tiny_models
+from scratch import scratch_database
 
-from semsql import database, migrate
-from semsql.embedded import EmbeddedServer
+from semsql import database
 from semsql.embedder import writers
 from semsql.embedder.models import STAGES, load_stage
 from semsql.embedder.worker import Worker, WorkerOptions
@@ -350,31 +350,13 @@ def main() -> None:
     args = parser.parse_args()
 
     models = build_tiny_models(Path(tempfile.mkdtemp(prefix="semsql-bench-models-")))
-    server_home = None
-    base_url = os.environ.get("SEMSQL_DATABASE_URL")
-    if base_url is None:
-        server_home = Path(tempfile.mkdtemp(prefix="semsql-bench-"))
-        base_url = EmbeddedServer(server_home).ensure_running()
-    with psycopg.connect(base_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-    url = psycopg.conninfo.make_conninfo(base_url, dbname=DATABASE)
-    try:
-        with database.connect(url, autocommit=True) as conn:
-            migrate.init(conn)
-        with database.connect(url, autocommit=True) as conn:
-            report = {
-                "stages": bench_stages(url, conn, models, args),
-                "overhead": bench_overhead(url, conn, models, args),
-                "pickup": bench_pickup(url, conn, models, args),
-                "writes": bench_writes(conn, args),
-            }
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        if server_home is not None:
-            EmbeddedServer(server_home).stop()
-            shutil.rmtree(server_home, ignore_errors=True)
+    with scratch_database(DATABASE) as url, database.connect(url, autocommit=True) as conn:
+        report = {
+            "stages": bench_stages(url, conn, models, args),
+            "overhead": bench_overhead(url, conn, models, args),
+            "pickup": bench_pickup(url, conn, models, args),
+            "writes": bench_writes(conn, args),
+        }
     report["machine"] = {
         "cpus": os.cpu_count(),
         "machine": platform.machine(),

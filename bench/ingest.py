@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -31,9 +30,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from corpus import noise_image
+from scratch import scratch_database
 
-from semsql import database, migrate
-from semsql.embedded import EmbeddedServer
+from semsql import database
 from semsql.ingest import IngestOptions, create_job, run_ingest
 from semsql.probe import probe_file
 from semsql.sources import iter_candidates
@@ -80,53 +79,33 @@ def main() -> None:
     with Image.open(files[0]) as im:
         size = im.size
 
-    server_home = None
-    base_url = os.environ.get("SEMSQL_DATABASE_URL")
-    if base_url is None:
-        server_home = Path(tempfile.mkdtemp(prefix="semsql-bench-"))
-        base_url = EmbeddedServer(server_home).ensure_running()
-    with psycopg.connect(base_url, autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS semsql_bench_ingest WITH (FORCE)")
-        admin.execute("CREATE DATABASE semsql_bench_ingest")
-    url = psycopg.conninfo.make_conninfo(base_url, dbname="semsql_bench_ingest")
+    def read_and_hash() -> None:
+        with ThreadPoolExecutor(args.threads) as pool:
+            list(pool.map(lambda f: hashlib.sha256(f.read_bytes()).hexdigest(), files))
 
-    rows = []
-    try:
+    def probe_all() -> None:
+        with ThreadPoolExecutor(args.threads) as pool:
+            limits = {"max_bytes": 1 << 30, "max_pixels": 1 << 30}
+            list(pool.map(lambda f: probe_file(f, **limits), files))
+
+    options = IngestOptions(threads=args.threads)
+    rows, results = [], {}
+    with scratch_database("semsql_bench_ingest") as url:
         with psycopg.connect(url, autocommit=True) as conn:
-            migrate.init(conn)
             conn.execute("UPDATE semsql.stages SET enabled = false")
-
-        def read_and_hash() -> None:
-            with ThreadPoolExecutor(args.threads) as pool:
-                list(pool.map(lambda f: hashlib.sha256(f.read_bytes()).hexdigest(), files))
-
-        def probe_all() -> None:
-            with ThreadPoolExecutor(args.threads) as pool:
-                limits = {"max_bytes": 1 << 30, "max_pixels": 1 << 30}
-                list(pool.map(lambda f: probe_file(f, **limits), files))
-
-        options = IngestOptions(threads=args.threads)
 
         def ingest_all() -> dict:
             with database.connect(url) as conn:
                 job_id = create_job(conn, "default", {"bench": True})
                 candidates = list(iter_candidates([str(args.corpus)]))[: args.files]
-                summary = run_ingest(conn, job_id, candidates, options)
-                return summary.as_dict()
+                return run_ingest(conn, job_id, candidates, options).as_dict()
 
-        results = {}
         rows.append(timed("read+hash", len(files), read_and_hash))
         rows.append(timed("probe", len(files), probe_all))
         rows.append(timed("ingest", len(files), lambda: results.update(first=ingest_all())))
         rows.append(timed("re-ingest", len(files), lambda: results.update(again=ingest_all())))
-        assert results["first"]["new"] == len(files), results["first"]
-        assert results["again"]["skipped"] == len(files), results["again"]
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute("DROP DATABASE IF EXISTS semsql_bench_ingest WITH (FORCE)")
-        if server_home is not None:
-            EmbeddedServer(server_home).stop()
-            shutil.rmtree(server_home, ignore_errors=True)
+    assert results["first"]["new"] == len(files), results["first"]
+    assert results["again"]["skipped"] == len(files), results["again"]
 
     print(
         f"{len(files)} JPEGs, {size[0]}x{size[1]}, mean {mean_kb:.0f} KB, "

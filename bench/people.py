@@ -29,8 +29,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,10 +36,9 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.conninfo import make_conninfo
+from scratch import scratch_database
 
-from semsql import database, migrate
-from semsql.embedded import EmbeddedServer
+from semsql import database
 
 DIMS = 512
 MODEL = "bench-facenet"
@@ -267,29 +264,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/people.json"))
     args = parser.parse_args()
 
-    server_home = None
-    base_url = os.environ.get("SEMSQL_DATABASE_URL")
-    if base_url is None:
-        server_home = Path(tempfile.mkdtemp(prefix="semsql-bench-"))
-        base_url = EmbeddedServer(server_home).ensure_running()
-    with psycopg.connect(base_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-    url = make_conninfo(base_url, dbname=DATABASE)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            migrate.init(conn)
+    with scratch_database(DATABASE) as url:
         print(
             f"{args.faces} faces, {args.people} people x {args.refs_per_person} references, "
             f"{os.cpu_count()} cores"
         )
         rows, quality = run_bench(url, args)
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        if server_home is not None:
-            EmbeddedServer(server_home).stop()
-            shutil.rmtree(server_home, ignore_errors=True)
 
     print(f"{'step':<16} {'seconds':>9}  details")
     for row in rows:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 DETECTOR_LABELS = ("N/A", "person", "cat", "dog", "car", "chair")
@@ -165,6 +166,7 @@ BUILDERS: dict[str, tuple[str, Callable[[Path], Path]]] = {
 
 def build_tiny_models(root: Path) -> dict[str, str]:
     """Every tiny model under `root`, plus the real MTCNN and MiniLM: stage -> model to load."""
+    transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars
     models = {stage: str(build(root / name)) for stage, (name, build) in BUILDERS.items()}
     models["faces"] = "mtcnn"
     models["text"] = str(minilm_folder())
