@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,30 +12,17 @@ from transformers import AutoProcessor, BlipForConditionalGeneration
 
 from .hub import from_pretrained_checked, load_config, load_pretrained, require_model_type
 from .images import as_rgb
+from .pretrained import PretrainedStage
 
 DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
 
 
-class CaptionStage:
+@dataclass(eq=False)
+class CaptionStage(PretrainedStage):
     stage = "caption"
 
-    def __init__(
-        self,
-        model_name: str,
-        model: BlipForConditionalGeneration,
-        processor: Any,
-        device: torch.device,
-        dtype: torch.dtype,
-        max_new_tokens: int = 30,
-        num_beams: int = 1,
-    ) -> None:
-        self.model_name = model_name
-        self.model = model
-        self.processor = processor
-        self.device = device
-        self.dtype = dtype
-        self.max_new_tokens = max_new_tokens
-        self.num_beams = num_beams
+    max_new_tokens: int = 30
+    num_beams: int = 1
 
     def run(self, images: Sequence[Image]) -> list[str]:
         if not images:

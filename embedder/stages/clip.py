@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,28 +13,18 @@ from transformers import AutoProcessor, CLIPModel
 
 from .hub import from_pretrained_checked, load_config, load_pretrained, require_model_type
 from .images import as_rgb, unit_rows
+from .pretrained import PretrainedStage
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
 
-class ClipStage:
+@dataclass(eq=False)
+class ClipStage(PretrainedStage):
     stage = "clip"
 
-    def __init__(
-        self,
-        model_name: str,
-        model: CLIPModel,
-        processor: Any,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> None:
-        self.model_name = model_name
-        self.model = model
-        self.processor = processor
-        self.device = device
-        self.dtype = dtype
-        self.dims: int = model.config.projection_dim
-        self.max_tokens: int = model.config.text_config.max_position_embeddings
+    def __post_init__(self) -> None:
+        self.dims: int = self.model.config.projection_dim
+        self.max_tokens: int = self.model.config.text_config.max_position_embeddings
 
     def run(self, images: Sequence[Image]) -> list[np.ndarray]:
         return list(self.encode_images(images))

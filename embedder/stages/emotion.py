@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,29 +14,20 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 from .base import Box, Emotion
 from .hub import from_pretrained_checked, load_pretrained
 from .images import as_rgb, check_boxes, chunks
+from .pretrained import PretrainedStage
 
 DEFAULT_MODEL = "trpakov/vit-face-expression"
 
 
-class EmotionStage:
+@dataclass(eq=False)
+class EmotionStage(PretrainedStage):
     stage = "emotion"
 
-    def __init__(
-        self,
-        model_name: str,
-        model: Any,
-        processor: Any,
-        device: torch.device,
-        dtype: torch.dtype,
-        max_batch: int = 64,
-    ) -> None:
-        self.model_name = model_name
-        self.model = model
-        self.processor = processor
-        self.device = device
-        self.dtype = dtype
-        self.max_batch = max_batch
-        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    max_batch: int = 64
+
+    def __post_init__(self) -> None:
+        config = self.model.config
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
 
     def run(self, images: Sequence[Image], boxes: Sequence[Sequence[Box]]) -> list[list[Emotion]]:
         check_boxes(images, boxes)

@@ -7,6 +7,7 @@ DETR, Conditional DETR, RT-DETR, YOLOS: anything whose image processor has
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,33 +18,22 @@ from .base import Tag
 from .errors import ModelLoadError
 from .hub import from_pretrained_checked, load_pretrained
 from .images import as_rgb, clamp_box
+from .pretrained import PretrainedStage
 
 DEFAULT_MODEL = "facebook/detr-resnet-50"
 # COCO checkpoints keep placeholder classes for ids the dataset skipped.
 PLACEHOLDER_LABELS = frozenset({"N/A", ""})
 
 
-class TagStage:
+@dataclass(eq=False)
+class TagStage(PretrainedStage):
     stage = "tags"
 
-    def __init__(
-        self,
-        model_name: str,
-        model: Any,
-        processor: Any,
-        device: torch.device,
-        dtype: torch.dtype,
-        threshold: float = 0.7,
-        max_tags: int = 20,
-    ) -> None:
-        self.model_name = model_name
-        self.model = model
-        self.processor = processor
-        self.device = device
-        self.dtype = dtype
-        self.threshold = threshold
-        self.max_tags = max_tags
-        self.labels: dict[int, str] = dict(model.config.id2label)
+    threshold: float = 0.7
+    max_tags: int = 20
+
+    def __post_init__(self) -> None:
+        self.labels: dict[int, str] = dict(self.model.config.id2label)
 
     def run(self, images: Sequence[Image]) -> list[list[Tag]]:
         if not images:
