@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 import psycopg
+from psycopg.rows import dict_row
 
 from semsql import database
 from semsql.embedded import EmbeddedServerError
@@ -30,6 +31,11 @@ def require_schema(conn: psycopg.Connection) -> None:
     found = conn.execute("SELECT to_regclass('semsql.schema_migrations')").fetchone()[0]
     if found is None:
         raise click.ClickException("this database has no semsql schema yet: run `semsql init`")
+
+
+def fetch_dicts(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict]:
+    """The rows of a query as dicts keyed by column name."""
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
 
 
 def echo_json(value: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from semsql.cli.common import connect, echo_json, require_schema
+from semsql.cli.common import connect, echo_json, fetch_dicts, require_schema
 
 JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count, failed_count,
                  error, created_at, started_at, ingested_at, finished_at"""
@@ -25,10 +25,10 @@ def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
     """
     with connect() as conn:
         require_schema(conn)
-        cur = conn.cursor()
         if job_id is None:
-            cur.execute(f"SELECT {JOB_COLUMNS} FROM semsql.jobs ORDER BY id DESC LIMIT %s", [limit])
-            rows = _dicts(cur)
+            rows = fetch_dicts(
+                conn, f"SELECT {JOB_COLUMNS} FROM semsql.jobs ORDER BY id DESC LIMIT %s", [limit]
+            )
             if as_json:
                 echo_json(rows)
             elif not rows:
@@ -36,17 +36,16 @@ def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
             for row in [] if as_json else rows:
                 click.echo(_one_line(row))
             return
-        cur.execute(f"SELECT {JOB_COLUMNS} FROM semsql.jobs WHERE id = %s", [job_id])
-        found = _dicts(cur)
+        found = fetch_dicts(conn, f"SELECT {JOB_COLUMNS} FROM semsql.jobs WHERE id = %s", [job_id])
         if not found:
             raise click.ClickException(f"no job {job_id}")
         job = found[0]
-        cur.execute(
+        job["errors"] = fetch_dicts(
+            conn,
             """SELECT uri, error_code AS code, error FROM semsql.job_items
                WHERE job_id = %s AND outcome = 'failed' ORDER BY position""",
             [job_id],
         )
-        job["errors"] = _dicts(cur)
     if as_json:
         echo_json(job)
         return
@@ -55,11 +54,6 @@ def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
         click.echo(f"  error: {job['error']}")
     for error in job["errors"]:
         click.echo(f"  {error['uri']}: {error['code']}: {error['error']}")
-
-
-def _dicts(cur) -> list[dict]:
-    names = [column.name for column in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def _one_line(job: dict) -> str:

@@ -6,13 +6,12 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 import psycopg
 
 from semsql import people as api
-from semsql.cli.common import connect, echo_json, require_schema
+from semsql.cli.common import connect, echo_json, fetch_dicts, require_schema
 from semsql.embedder.stages.errors import ModelLoadError
 
 KINDS = click.Choice(["person", "celebrity"])
@@ -38,12 +37,6 @@ def _session() -> Iterator[psycopg.Connection]:
         require_schema(conn)
         yield conn
         conn.commit()
-
-
-def _rows(conn: psycopg.Connection, query: str, params: list[Any] | None = None) -> list[dict]:
-    cur = conn.execute(query, params)
-    names = [column.name for column in cur.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def _face(reader: api.FaceReader, path: Path, pick: str | None) -> api.FoundFace:
@@ -157,7 +150,7 @@ def enrol_folder(root: Path, kind: str | None, pick: str | None, as_json: bool) 
 def list_people(as_json: bool) -> None:
     """List people: reference faces, recognised faces, assets (SQL: semsql.people_summary)."""
     with _session() as conn:
-        rows = _rows(conn, "SELECT * FROM semsql.people_summary ORDER BY lower(name)")
+        rows = fetch_dicts(conn, "SELECT * FROM semsql.people_summary ORDER BY lower(name)")
         threshold = conn.execute("SELECT semsql.face_match_threshold()").fetchone()[0]
     if as_json:
         echo_json(rows)
@@ -180,8 +173,10 @@ def show(name: str, limit: int, as_json: bool) -> None:
     """Show a person and the assets they are in, best match first."""
     with _session() as conn:
         person_id = conn.execute("SELECT semsql.person_by_name(%s)", [name]).fetchone()[0]
-        person = _rows(conn, "SELECT * FROM semsql.people_summary WHERE id = %s", [person_id])[0]
-        person["appearances"] = _rows(
+        person = fetch_dicts(
+            conn, "SELECT * FROM semsql.people_summary WHERE id = %s", [person_id]
+        )[0]
+        person["appearances"] = fetch_dicts(
             conn,
             """SELECT x.asset_id, a.uri, x.source, x.confidence, x.face_id
                FROM semsql.asset_people_all x JOIN semsql.assets a ON a.id = x.asset_id
@@ -273,7 +268,7 @@ def clusters(
         exists = conn.execute("SELECT EXISTS (SELECT 1 FROM semsql.face_clusters)").fetchone()[0]
         if refresh or min_similarity is not None or min_size is not None or not exists:
             conn.execute("SELECT semsql.refresh_face_clusters(%s, %s)", [min_similarity, min_size])
-        rows = _rows(
+        rows = fetch_dicts(
             conn, "SELECT * FROM semsql.face_cluster_summary ORDER BY faces DESC, cluster_id"
         )
     if as_json:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import click
 
-from semsql.cli.common import connect, echo_json, require_schema
+from semsql.cli.common import connect, echo_json, fetch_dicts, require_schema
 
 STAGES_QUERY = """SELECT stage, enabled, pending, retry_waiting, running, done, failed, workers,
                          oldest_pending_at, last_finished_at
@@ -44,21 +44,16 @@ def status(failed_limit: int, as_json: bool) -> None:
     with connect() as conn:
         require_schema(conn)
         report = {
-            "stages": _dicts(conn.execute(STAGES_QUERY)),
+            "stages": fetch_dicts(conn, STAGES_QUERY),
             "assets": dict(conn.execute(ASSETS_QUERY).fetchall()),
-            "workers": _dicts(conn.execute(WORKERS_QUERY)),
-            "failed": _dicts(conn.execute(FAILED_QUERY, [failed_limit])),
-            "failure_reasons": _dicts(conn.execute(REASONS_QUERY, [failed_limit])),
+            "workers": fetch_dicts(conn, WORKERS_QUERY),
+            "failed": fetch_dicts(conn, FAILED_QUERY, [failed_limit]),
+            "failure_reasons": fetch_dicts(conn, REASONS_QUERY, [failed_limit]),
         }
     if as_json:
         echo_json(report)
         return
     _print(report)
-
-
-def _dicts(cursor) -> list[dict]:
-    names = [column.name for column in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _print(report: dict) -> None:
