@@ -17,13 +17,3 @@ def home() -> Path:
     if configured:
         return Path(configured).expanduser().resolve()
     return platformdirs.user_data_path("semsql")
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None

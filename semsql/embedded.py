@@ -95,9 +95,6 @@ class EmbeddedServer:
             self._pg_ctl("stop", "-m", "fast", "-w", "-t", "60")
             return True
 
-    def psql_command(self) -> list[str]:
-        return [str(POSTGRES_BIN_PATH / "psql"), self.dsn()]
-
     # -- steps -------------------------------------------------------------------------------
 
     def _initdb(self) -> None:

@@ -37,10 +37,6 @@ class Candidate:
     people: tuple[str, ...] = ()
     metadata: dict = field(default_factory=dict)
 
-    @property
-    def is_url(self) -> bool:
-        return self.path is None and self.error_code is None
-
 
 def is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))

@@ -65,7 +65,10 @@ DECLARE
     v_tags text[];
     v_people text[];
     facts_changed boolean;
-    counts jsonb := '{"new": 0, "updated": 0, "skipped": 0, "failed": 0}';
+    n_new integer := 0;
+    n_updated integer := 0;
+    n_skipped integer := 0;
+    n_failed integer := 0;
 BEGIN
     FOR item IN SELECT value FROM jsonb_array_elements(p_items) LOOP
         v_asset_id := NULL;
@@ -137,17 +140,22 @@ BEGIN
                 item->>'error_code',
                 CASE WHEN v_outcome IN ('failed', 'skipped') THEN v_detail END);
 
-        counts := jsonb_set(counts, ARRAY[v_outcome], to_jsonb((counts->>v_outcome)::integer + 1));
+        CASE v_outcome
+            WHEN 'new' THEN n_new := n_new + 1;
+            WHEN 'updated' THEN n_updated := n_updated + 1;
+            WHEN 'skipped' THEN n_skipped := n_skipped + 1;
+            ELSE n_failed := n_failed + 1;
+        END CASE;
         item_position := (item->>'position')::integer;
         outcome := v_outcome;
         asset_id := v_asset_id;
         detail := v_detail;
         RETURN NEXT;
     END LOOP;
-    UPDATE jobs SET new_count     = new_count + (counts->>'new')::integer,
-                    updated_count = updated_count + (counts->>'updated')::integer,
-                    skipped_count = skipped_count + (counts->>'skipped')::integer,
-                    failed_count  = failed_count + (counts->>'failed')::integer
+    UPDATE jobs SET new_count     = new_count + n_new,
+                    updated_count = updated_count + n_updated,
+                    skipped_count = skipped_count + n_skipped,
+                    failed_count  = failed_count + n_failed
     WHERE id = p_job_id;
 END
 $$;
