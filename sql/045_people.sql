@@ -145,8 +145,9 @@ BEGIN
             NEW.match_confidence := best.confidence;
         END IF;
     END IF;
-    IF NEW.person_id IS DISTINCT FROM (CASE WHEN TG_OP = 'UPDATE' THEN OLD.person_id END) THEN
-        -- The asset document names the people shown; its text vector is out of date.
+    IF TG_OP = 'INSERT' AND NEW.person_id IS NOT NULL THEN
+        -- The asset document names the people shown; its text vector is out of date. (For an
+        -- UPDATE, the statement trigger faces_requeue_documents does this once per statement.)
         PERFORM requeue_tasks(ARRAY[NEW.asset_id], '{text}');
     END IF;
     RETURN NEW;
@@ -154,7 +155,7 @@ END
 $$;
 COMMENT ON FUNCTION semsql.recognise_face() IS
     'Trigger: recognises a face when its vector is written (nearest reference within the threshold) '
-    'and queues its asset''s text vector again when the person changed; clears the confidence of a '
+    'and, for a new face, queues its asset''s text vector again; clears the confidence of a '
     'face whose person is unset.';
 
 CREATE OR REPLACE TRIGGER faces_recognise
