@@ -6,8 +6,9 @@ regions of the space unevenly, as real tags do. Like sentence embeddings, the ve
 a low-dimensional subspace (--latent-dims, mapped into 384-d, plus noise). Queries are new
 draws from the same distribution. For each filter selectivity, the same query vectors go to
   semsql   semsql.search(query_embedding => q, tags => ARRAY[tag], k => 20)
-  plain    SELECT ... WHERE asset has tag ORDER BY embedding::vector(384) <=> q LIMIT 20
-           (pgvector's defaults: hnsw.ef_search 40, no iterative scan)
+  plain    SELECT ... WHERE asset has tag ORDER BY embedding::halfvec(384) <=> q LIMIT 20
+           (the same table and HNSW index; pgvector's defaults: hnsw.ef_search 40, no
+           iterative scan)
 and recall@k is measured against an exact search done in numpy. "none" is no filter at all.
 Then semsql.embed_text is timed through a real `semsql worker` (MiniLM on CPU): cache misses
 and hits.
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from pgvector import HalfVector
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -53,9 +55,9 @@ SEMSQL_UNFILTERED = "SELECT asset_id FROM semsql.search(query_embedding => %s, k
 PLAIN_QUERY = """SELECT e.asset_id FROM semsql.embeddings e
     WHERE e.space = 'text'
       AND e.asset_id IN (SELECT t.asset_id FROM semsql.tags t WHERE lower(t.label) = %s)
-    ORDER BY e.embedding::vector({dims}) <=> %s LIMIT %s"""
+    ORDER BY e.embedding::halfvec({dims}) <=> %s::halfvec({dims}) LIMIT %s"""
 PLAIN_UNFILTERED = """SELECT e.asset_id FROM semsql.embeddings e WHERE e.space = 'text'
-    ORDER BY e.embedding::vector({dims}) <=> %s LIMIT %s"""
+    ORDER BY e.embedding::halfvec({dims}) <=> %s::halfvec({dims}) LIMIT %s"""
 
 
 @dataclass
@@ -131,9 +133,9 @@ def load(conn: psycopg.Connection, corpus: Corpus) -> dict[str, float]:
     with conn.cursor().copy(
         "COPY semsql.embeddings (asset_id, space, model, embedding) FROM STDIN WITH (FORMAT BINARY)"
     ) as copy:
-        copy.set_types(["int8", "text", "text", "vector"])
+        copy.set_types(["int8", "text", "text", "halfvec"])
         for i, vector in enumerate(corpus.vectors):
-            copy.write_row((i + 1, "text", MODEL, vector))
+            copy.write_row((i + 1, "text", MODEL, HalfVector(vector)))
     conn.execute("SET session_replication_role = origin")
     conn.execute("SELECT semsql.refresh_search_documents(ARRAY(SELECT id FROM semsql.assets))")
     conn.commit()

@@ -30,11 +30,14 @@ log = logging.getLogger(__name__)
 
 Done = Sequence[tuple[Task, Any]]
 
+HALF_MAX = 65504.0  # the largest finite halfvec value
+
 UPSERT_EMBEDDINGS = """
     INSERT INTO semsql.embeddings AS e (asset_id, space, model, embedding, input_sha256)
     SELECT r.asset_id, %(space)s, %(model)s, r.embedding, r.input_sha256
     FROM unnest(%(asset_ids)s::bigint[], %(embeddings)b::vector[], %(inputs)s::text[])
          AS r(asset_id, embedding, input_sha256)
+    ORDER BY r.asset_id  -- the order refresh_search_documents locks documents in
     ON CONFLICT (asset_id, space) DO UPDATE
         SET model = EXCLUDED.model, embedding = EXCLUDED.embedding,
             input_sha256 = EXCLUDED.input_sha256, created_at = now()"""
@@ -178,6 +181,11 @@ def _vector(value: Any) -> np.ndarray:
     vector = np.asarray(value, dtype=np.float32)
     if not np.isfinite(vector).all():
         raise ValueError("the model gave a vector with NaN or infinite values")
+    if vector.size and np.abs(vector).max() > HALF_MAX:
+        raise ValueError(
+            f"the model gave a vector with values beyond ±{HALF_MAX:g}, which "
+            "half precision (how semsql stores vectors) cannot hold"
+        )
     return vector
 
 

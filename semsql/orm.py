@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pgvector.sqlalchemy import Vector
+from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy import (
     REAL,
     BigInteger,
@@ -142,9 +142,15 @@ class Embedding(Base):
     asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), primary_key=True)
     space: Mapped[str] = mapped_column(Text, primary_key=True)
     model: Mapped[str] = mapped_column(Text)
-    embedding: Mapped[Any] = mapped_column(Vector())
+    embedding: Mapped[Any] = mapped_column(HALFVEC())
     input_sha256: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Copies of the asset's search_documents filters (kept current by semsql).
+    collection: Mapped[str | None] = mapped_column(Text)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    emotions: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    people: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
 
     asset: Mapped[Asset] = relationship(back_populates="embeddings", viewonly=True)
 

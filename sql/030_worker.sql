@@ -488,8 +488,8 @@ BEGIN
     IF stage_name IS NULL THEN
         RAISE EXCEPTION 'unknown vector space %: the spaces are image and text', p_space;
     END IF;
-    IF p_dims IS NULL OR p_dims NOT BETWEEN 1 AND 2000 THEN
-        RAISE EXCEPTION 'the % model % gives % dimensions; an HNSW index takes 1 to 2000',
+    IF p_dims IS NULL OR p_dims NOT BETWEEN 1 AND 4000 THEN
+        RAISE EXCEPTION 'the % model % gives % dimensions; a halfvec HNSW index takes 1 to 4000',
             p_space, p_model, p_dims;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('semsql.register_vector_space'), hashtext(p_space));
@@ -530,7 +530,7 @@ BEGIN
 
     SELECT i.indexdef INTO definition FROM pg_indexes i
     WHERE i.schemaname = 'semsql' AND i.indexname = index_name;
-    IF definition IS NOT NULL AND position(format('vector(%s)', p_dims) IN definition) = 0 THEN
+    IF definition IS NOT NULL AND position(format('halfvec(%s)', p_dims) IN definition) = 0 THEN
         EXECUTE format('DROP INDEX semsql.%I', index_name);
         definition := NULL;
     END IF;
@@ -539,7 +539,7 @@ BEGIN
         outcome := outcome || '; call again to build the index';
     ELSIF definition IS NULL THEN
         EXECUTE format('CREATE INDEX %I ON semsql.embeddings USING hnsw '
-                       '((embedding::vector(%s)) vector_cosine_ops) WHERE space = %L',
+                       '((embedding::halfvec(%s)) halfvec_cosine_ops) WHERE space = %L',
                        index_name, p_dims, p_space);
         outcome := outcome || ', index built';
     END IF;
@@ -547,7 +547,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.register_vector_space(text, text, integer, boolean) IS
-    'Records the model and dimension of a vector space and builds its HNSW index on embedding::vector(dims); '
+    'Records the model and dimension of a vector space and builds its HNSW index on embedding::halfvec(dims); '
     'refuses when vectors of another model are stored, unless p_reset deletes them and queues their assets again '
     '(when that changes the dimension, the index is built by the next call).';
 

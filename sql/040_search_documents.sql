@@ -62,11 +62,48 @@ BEGIN
                                 EXCLUDED.document, EXCLUDED.caption, EXCLUDED.labels,
                                 EXCLUDED.people_names);
     GET DIAGNOSTICS changed = ROW_COUNT;
+    -- The vectors carry copies of the filters, for filtered HNSW scans (migration 0005).
+    UPDATE embeddings e
+    SET collection = d.collection, taken_at = d.taken_at, tags = d.tags, emotions = d.emotions,
+        people = d.people
+    FROM search_documents d
+    WHERE d.asset_id = e.asset_id AND e.asset_id = ANY (p_asset_ids)
+      AND (e.collection, e.taken_at, e.tags, e.emotions, e.people)
+          IS DISTINCT FROM (d.collection, d.taken_at, d.tags, d.emotions, d.people);
     RETURN changed;
 END
 $$;
 COMMENT ON FUNCTION semsql.refresh_search_documents(bigint[]) IS
-    'Rebuilds the search documents of these assets from their captions, tags, faces and people; returns how many changed.';
+    'Rebuilds the search documents of these assets from their captions, tags, faces and people, '
+    'and the copies of their filters on the vectors; returns how many documents changed.';
+
+CREATE OR REPLACE FUNCTION semsql.embeddings_copy_filters() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    document record;
+BEGIN
+    -- FOR SHARE: a transaction rebuilding this document is waited for, and the next one waits
+    -- until this vector is committed, so that its UPDATE of the copies sees it.
+    SELECT d.collection, d.taken_at, d.tags, d.emotions, d.people INTO document
+    FROM search_documents d WHERE d.asset_id = NEW.asset_id FOR SHARE;
+    IF FOUND THEN
+        NEW.collection := document.collection;
+        NEW.taken_at := document.taken_at;
+        NEW.tags := document.tags;
+        NEW.emotions := document.emotions;
+        NEW.people := document.people;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION semsql.embeddings_copy_filters() IS
+    'Trigger: a new vector gets the filters of its asset''s search document.';
+
+CREATE OR REPLACE TRIGGER embeddings_copy_filters
+    BEFORE INSERT ON semsql.embeddings
+    FOR EACH ROW EXECUTE FUNCTION semsql.embeddings_copy_filters();
 
 CREATE OR REPLACE FUNCTION semsql.mark_search_documents_stale(p_asset_ids bigint[]) RETURNS void
 LANGUAGE sql

@@ -9,60 +9,58 @@
 --   $9 text vector  $10 image vector  $11 keyword tsquery  $12 query lexemes text[]
 --   $13 pool of asset ids  $14 how many rows  $15 asset to leave out  $16 ids of people to boost
 
-CREATE OR REPLACE FUNCTION semsql.search_filter_sql(
-    p_tags text[], p_tags_match text, p_emotions text[], p_person_ids bigint[],
+CREATE OR REPLACE FUNCTION semsql.filter_conditions(
+    p_alias text, p_tags text[], p_tags_match text, p_emotions text[], p_person_ids bigint[],
     p_people_match text, p_collection text, p_taken_after timestamptz,
     p_taken_before timestamptz, p_metadata jsonb, p_named_ids bigint[]
 ) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, semsql, public
 AS $$
-    -- Only whether each filter is given shapes the text; the values go in as $1..$8.
-    SELECT CASE WHEN cardinality(c.conditions) > 0 THEN
-        'FROM semsql.search_documents d'
-        || CASE WHEN p_metadata IS NOT NULL THEN ' JOIN semsql.assets a ON a.id = d.asset_id'
-                ELSE '' END
-        || ' WHERE ' || array_to_string(c.conditions, ' AND ') END
-    FROM (SELECT array_remove(ARRAY[
+    -- Only whether each filter is given shapes the text; the values go in as $1..$8. p_alias
+    -- is d (search_documents) or e (embeddings): both have the filter columns.
+    SELECT format(nullif(array_to_string(array_remove(ARRAY[
         CASE WHEN p_tags IS NOT NULL THEN
-            CASE p_tags_match WHEN 'all' THEN 'd.tags @> $1' ELSE 'd.tags && $1' END END,
-        CASE WHEN p_emotions IS NOT NULL THEN 'd.emotions && $2' END,
+            CASE p_tags_match WHEN 'all' THEN '%1$I.tags @> $1' ELSE '%1$I.tags && $1' END END,
+        CASE WHEN p_emotions IS NOT NULL THEN '%1$I.emotions && $2' END,
         CASE WHEN p_person_ids IS NOT NULL THEN
-            CASE p_people_match WHEN 'all' THEN 'd.people @> $3' ELSE 'd.people && $3' END END,
-        CASE WHEN p_collection IS NOT NULL THEN 'd.collection = $4' END,
-        CASE WHEN p_taken_after IS NOT NULL THEN 'd.taken_at >= $5' END,
-        CASE WHEN p_taken_before IS NOT NULL THEN 'd.taken_at < $6' END,
-        CASE WHEN p_metadata IS NOT NULL THEN 'a.metadata @> $7' END,
-        CASE WHEN p_named_ids IS NOT NULL THEN 'd.people @> $8' END], NULL) AS conditions) AS c;
+            CASE p_people_match WHEN 'all' THEN '%1$I.people @> $3' ELSE '%1$I.people && $3' END END,
+        CASE WHEN p_collection IS NOT NULL THEN '%1$I.collection = $4' END,
+        CASE WHEN p_taken_after IS NOT NULL THEN '%1$I.taken_at >= $5' END,
+        CASE WHEN p_taken_before IS NOT NULL THEN '%1$I.taken_at < $6' END,
+        CASE WHEN p_metadata IS NOT NULL THEN
+            'EXISTS (SELECT FROM semsql.assets a WHERE a.id = %1$I.asset_id AND a.metadata @> $7)' END,
+        CASE WHEN p_named_ids IS NOT NULL THEN '%1$I.people @> $8' END], NULL), ' AND '), ''),
+        p_alias);
 $$;
-COMMENT ON FUNCTION semsql.search_filter_sql(text[], text, text[], bigint[], text, text, timestamptz, timestamptz, jsonb, bigint[]) IS
-    'FROM and WHERE over search_documents d for the filters given (NULL when none); values are the parameters $1..$8.';
+COMMENT ON FUNCTION semsql.filter_conditions(text, text[], text, text[], bigint[], text, text, timestamptz, timestamptz, jsonb, bigint[]) IS
+    'The filters given, as conditions on the rows of p_alias (d: search_documents, e: embeddings) '
+    'AND-ed, NULL when none; values are the parameters $1..$8.';
 
-CREATE OR REPLACE FUNCTION semsql.nearest_sql(p_space text, p_dims integer, p_filter text)
+CREATE OR REPLACE FUNCTION semsql.nearest_sql(p_space text, p_dims integer, p_conditions text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, semsql, public
 AS $$
     -- The ORDER BY expression and the space predicate are those of the space's HNSW index
-    -- (semsql.register_vector_space). The filter is a scalar subquery, which the planner keeps
-    -- inside the index scan, so that iterative scans go on until enough rows pass it.
+    -- (semsql.register_vector_space). p_conditions test the filter columns of e itself, inside
+    -- the index scan, so that iterative scans go on until enough rows pass them.
     SELECT format(
         'SELECT coalesce(array_agg(n.asset_id ORDER BY n.distance), ''{}''), '
         'coalesce(array_agg(1 - n.distance ORDER BY n.distance), ''{}'') FROM ('
-        'SELECT e.asset_id, e.embedding::vector(%1$s) <=> %2$s AS distance '
+        'SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> %2$s::halfvec(%1$s) AS distance '
         'FROM semsql.embeddings e WHERE e.space = %3$L AND e.asset_id IS DISTINCT FROM $15%4$s '
-        'ORDER BY e.embedding::vector(%1$s) <=> %2$s LIMIT $14) AS n',
+        'ORDER BY e.embedding::halfvec(%1$s) <=> %2$s::halfvec(%1$s) LIMIT $14) AS n',
         p_dims, CASE p_space WHEN 'text' THEN '$9' ELSE '$10' END, p_space,
-        CASE WHEN p_filter IS NOT NULL
-             THEN format(' AND (SELECT true %s AND d.asset_id = e.asset_id)', p_filter)
-             ELSE '' END);
+        ' AND ' || p_conditions);
 $$;
 COMMENT ON FUNCTION semsql.nearest_sql(text, integer, text) IS
-    'The statement that returns the asset ids nearest to the query vector of a space through its HNSW index, under a filter, and their similarities.';
+    'The statement that returns the asset ids nearest to the query vector of a space through its HNSW index, '
+    'under filter conditions on e (semsql.filter_conditions), and their similarities.';
 
 CREATE OR REPLACE FUNCTION semsql.rank_pool(
-    p_pool bigint[], p_text vector, p_image vector, p_keywords tsquery, p_lexemes text[],
-    p_exclude_text vector, p_exclude_image vector, p_exclude_lexemes text[],
+    p_pool bigint[], p_text halfvec, p_image halfvec, p_keywords tsquery, p_lexemes text[],
+    p_exclude_text halfvec, p_exclude_image halfvec, p_exclude_lexemes text[],
     p_text_hits bigint[], p_text_similarities double precision[],
     p_image_hits bigint[], p_image_similarities double precision[],
     p_candidates integer, p_weights real[], p_boost_ids bigint[], p_min_score real,
@@ -176,7 +174,7 @@ BEGIN
     OFFSET p_offset LIMIT p_k;
 END
 $$;
-COMMENT ON FUNCTION semsql.rank_pool(bigint[], vector, vector, tsquery, text[], vector, vector, text[], bigint[], double precision[], bigint[], double precision[], integer, real[], bigint[], real, real, text, integer, integer, bigint) IS
+COMMENT ON FUNCTION semsql.rank_pool(bigint[], halfvec, halfvec, tsquery, text[], halfvec, halfvec, text[], bigint[], double precision[], bigint[], double precision[], integer, real[], bigint[], real, real, text, integer, integer, bigint) IS
     'Scores a pool of assets exactly on every signal, fuses, cuts, orders and pages them: the last step of semsql.search.';
 
 CREATE OR REPLACE FUNCTION semsql.rank_hits(
@@ -199,9 +197,10 @@ BEGIN
     FROM unnest(p_hits[1:p_k + p_offset], p_similarities[1:p_k + p_offset])
          WITH ORDINALITY AS h(asset_id, similarity, n)
     JOIN search_documents d ON d.asset_id = h.asset_id
-    WHERE (p_min_score IS NULL OR h.similarity >= p_min_score)
+    -- The cuts compare the scores as shown (real), so that a score passed back as min_score keeps its row.
+    WHERE (p_min_score IS NULL OR h.similarity::real >= p_min_score)
       AND (p_relative_cut IS NULL OR p_similarities[1] <= 0
-           OR h.similarity >= p_relative_cut * p_similarities[1])
+           OR h.similarity::real >= p_relative_cut * p_similarities[1]::real)
     ORDER BY CASE WHEN p_order_by = 'newest' THEN d.taken_at END DESC NULLS LAST,
              CASE WHEN p_order_by = 'oldest' THEN d.taken_at END ASC NULLS LAST,
              h.n
@@ -211,20 +210,24 @@ $$;
 COMMENT ON FUNCTION semsql.rank_hits(bigint[], double precision[], text, real, real, text, integer, integer) IS
     'The last step of semsql.search when one vector signal is the only one: cuts, orders and pages its ranked hits.';
 
-CREATE OR REPLACE FUNCTION semsql.exact_nearest_sql(p_space text) RETURNS text
+CREATE OR REPLACE FUNCTION semsql.exact_nearest_sql(p_space text, p_conditions text)
+RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, semsql, public
 AS $$
+    -- p_conditions: the filters on e (semsql.filter_conditions), or e.asset_id = ANY ($13) for
+    -- a pool, or NULL for every vector of the space.
     SELECT format(
         'SELECT coalesce(array_agg(n.asset_id ORDER BY n.similarity DESC, n.asset_id), ''{}''), '
         'coalesce(array_agg(n.similarity ORDER BY n.similarity DESC, n.asset_id), ''{}'') FROM ('
-        'SELECT e.asset_id, 1 - (e.embedding <=> %s) AS similarity FROM semsql.embeddings e '
-        'WHERE e.space = %L AND e.asset_id = ANY ($13) AND e.asset_id IS DISTINCT FROM $15 '
+        'SELECT e.asset_id, 1 - (e.embedding <=> %s::halfvec) AS similarity FROM semsql.embeddings e '
+        'WHERE e.space = %L AND e.asset_id IS DISTINCT FROM $15%s '
         'ORDER BY 2 DESC, 1 LIMIT $14) AS n',
-        CASE p_space WHEN 'text' THEN '$9' ELSE '$10' END, p_space);
+        CASE p_space WHEN 'text' THEN '$9' ELSE '$10' END, p_space, ' AND ' || p_conditions);
 $$;
-COMMENT ON FUNCTION semsql.exact_nearest_sql(text) IS
-    'The statement that returns the asset ids of a pool nearest to the query vector of a space by an exact scan, and their similarities.';
+COMMENT ON FUNCTION semsql.exact_nearest_sql(text, text) IS
+    'The statement that returns the asset ids nearest to the query vector of a space by an exact scan '
+    'of the vectors that meet the conditions, and their similarities.';
 
 CREATE OR REPLACE FUNCTION semsql.exact_scan_limit(p_candidates integer) RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE

@@ -71,7 +71,9 @@ DECLARE
     boost_ids bigint[];
     weights real[];
     filter_sql text;
+    vector_filter text;
     source_sql text;
+    estimate double precision;
     plan json;
     pool bigint[];
     found_ids bigint[];
@@ -149,9 +151,9 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM assets a WHERE a.id = like_asset) THEN
             RAISE EXCEPTION 'no asset has id %', like_asset USING ERRCODE = 'no_data_found';
         END IF;
-        text_vec := coalesce(text_vec, (SELECT e.embedding FROM embeddings e
+        text_vec := coalesce(text_vec, (SELECT e.embedding::vector FROM embeddings e
                                         WHERE e.asset_id = like_asset AND e.space = 'text'));
-        image_vec := coalesce(image_vec, (SELECT e.embedding FROM embeddings e
+        image_vec := coalesce(image_vec, (SELECT e.embedding::vector FROM embeddings e
                                           WHERE e.asset_id = like_asset AND e.space = 'image'));
         IF text_vec IS NULL AND image_vec IS NULL THEN
             RAISE EXCEPTION 'asset % has no vectors yet', like_asset
@@ -219,8 +221,13 @@ BEGIN
     wanted := CASE WHEN single_signal THEN k + "offset" ELSE candidates END;
 
     -- Candidates: an exact scan of a small filtered set, else HNSW per signal -------------------
-    filter_sql := search_filter_sql(tag_list, tags_match, emotion_list, person_ids, people_match,
-                                    collection, taken_after, taken_before, metadata, named_ids);
+    filter_sql := 'FROM semsql.search_documents d WHERE '
+                  || filter_conditions('d', tag_list, tags_match, emotion_list, person_ids,
+                                       people_match, collection, taken_after, taken_before,
+                                       metadata, named_ids);
+    vector_filter := filter_conditions('e', tag_list, tags_match, emotion_list, person_ids,
+                                       people_match, collection, taken_after, taken_before,
+                                       metadata, named_ids);
     source_sql := coalesce(filter_sql, 'FROM semsql.search_documents d WHERE true');
     IF text_vec IS NULL AND image_vec IS NULL THEN
         use_exact := true;
@@ -242,7 +249,15 @@ BEGIN
             USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
                   metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
                   like_asset, boost_ids;
-        IF (plan -> 0 -> 'Plan' ->> 'Plan Rows')::double precision <= 4 * row_limit THEN
+        estimate := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::double precision;
+        IF single_signal AND estimate <= row_limit
+           AND coalesce(pg_stat_get_last_analyze_time('semsql.search_documents'::regclass),
+                        pg_stat_get_last_autoanalyze_time('semsql.search_documents'::regclass))
+               IS NOT NULL THEN
+            -- Few enough by an estimate from statistics: the exact scan reads them through the
+            -- filter indexes of the vectors themselves, with no count first.
+            use_exact := true;
+        ELSIF estimate <= 4 * row_limit THEN
             row_limit := row_limit + 1;
             EXECUTE format('SELECT array(SELECT d.asset_id %s LIMIT $14)', filter_sql)
                 INTO pool
@@ -267,7 +282,7 @@ BEGIN
             row_limit := wanted;
             EXECUTE nearest_sql(embedding_space,
                                 CASE embedding_space WHEN 'text' THEN text_dims ELSE image_dims END,
-                                filter_sql)
+                                vector_filter)
                 INTO found_ids, found_similarities
                 USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
                       metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
@@ -313,7 +328,7 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    IF pool IS NULL THEN
+    IF pool IS NULL AND NOT single_signal THEN
         EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
             INTO pool
             USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
@@ -328,13 +343,17 @@ BEGIN
         found_similarities := coalesce(text_similarities, image_similarities);
         IF found_ids IS NULL THEN
             row_limit := wanted;
-            EXECUTE exact_nearest_sql(embedding_space)
+            EXECUTE exact_nearest_sql(embedding_space, vector_filter)
                 INTO found_ids, found_similarities
                 USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
                       metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
                       like_asset, boost_ids;
             IF cardinality(found_ids) < k + "offset" THEN
                 -- Filtered assets without a vector in this space match too: after the others.
+                EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
+                    INTO pool
+                    USING tag_list, emotion_list, person_ids, collection, taken_after,
+                          taken_before, metadata, named_ids;
                 found_ids := found_ids || ARRAY(
                     SELECT p.id FROM unnest(pool) AS p(id)
                     WHERE p.id <> ALL (found_ids) AND p.id IS DISTINCT FROM like_asset

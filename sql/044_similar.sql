@@ -31,17 +31,17 @@ BEGIN
     -- connected component of those links, named by its smallest asset id.
     RETURN QUERY EXECUTE format($sql$
         WITH RECURSIVE members AS (
-            SELECT e.asset_id, e.embedding::vector(%1$s) AS embedding
+            SELECT e.asset_id, e.embedding::halfvec(%1$s) AS embedding
             FROM semsql.embeddings e JOIN semsql.assets a ON a.id = e.asset_id
             WHERE e.space = %2$L AND ($2 IS NULL OR a.collection = $2)),
         links AS (
             SELECT m.asset_id AS a, n.asset_id AS b
             FROM members m
             CROSS JOIN LATERAL (
-                SELECT e.asset_id, e.embedding::vector(%1$s) <=> m.embedding AS distance
+                SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> m.embedding AS distance
                 FROM semsql.embeddings e
                 WHERE e.space = %2$L AND e.asset_id <> m.asset_id
-                ORDER BY e.embedding::vector(%1$s) <=> m.embedding
+                ORDER BY e.embedding::halfvec(%1$s) <=> m.embedding
                 LIMIT $3) AS n
             WHERE n.distance <= $1 AND n.asset_id IN (SELECT asset_id FROM members)),
         edges AS (SELECT a, b FROM links UNION SELECT b, a FROM links),

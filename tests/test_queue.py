@@ -282,7 +282,7 @@ def test_register_vector_space_builds_one_index_and_refuses_another_model(db, tm
     indexdef = db.execute(
         "SELECT indexdef FROM pg_indexes WHERE indexname = 'embeddings_text_hnsw'"
     ).fetchone()[0]
-    assert "hnsw (((embedding)::vector(3)) vector_cosine_ops) WHERE (space = 'text'" in indexdef
+    assert "hnsw (((embedding)::halfvec(3)) halfvec_cosine_ops) WHERE (space = 'text'" in indexdef
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="holds 1 vectors"):
         db.execute(register, ["m2", 4, False])
     Queue(db, "w").complete([t.id for t in Queue(db, "w").claim("text", 1)], "m1")
@@ -293,7 +293,7 @@ def test_register_vector_space_builds_one_index_and_refuses_another_model(db, tm
     assert statuses(db) == {"pending": 1}
     assert db.execute("SELECT model, dims FROM semsql.vector_spaces").fetchall() == [("m2", 4)]
     assert db.execute(
-        "SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%%vector(4)%%'"
+        "SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%%halfvec(4)%%'"
     ).fetchone() == (1,)
 
 

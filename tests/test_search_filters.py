@@ -215,6 +215,20 @@ def test_when_hnsw_finds_too_few_the_search_scans_exactly(synthetic) -> None:
     assert all(hit.score is None and hit.matched_by == [] for hit in hits[50:])
 
 
+def test_with_statistics_a_small_filtered_set_is_scanned_exactly_with_no_count(synthetic) -> None:
+    synthetic.execute("ANALYZE semsql.search_documents")
+    synthetic.execute("SET semsql.exact_scan_limit = 200")
+    query = np.ones(384, dtype=np.float32) / np.sqrt(384)
+    request = SearchRequest(query_embedding=query, tags=("sparse",), k=60)
+    hits, path = path_notices(synthetic, request)
+    assert path == ["semsql.search: exact scan"]
+    exact, _ = path_notices(synthetic, replace(request, exact=True))
+    assert hits == exact
+    # The 50 with a vector by similarity, then 10 without one.
+    assert [hit.score is None for hit in hits] == [False] * 50 + [True] * 10
+    assert hits[0].text_score == max(hit.text_score for hit in hits[:50])
+
+
 def test_concurrent_writers_of_one_asset_both_reach_its_document(db_url) -> None:
     add_tag = "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%s, %s, 'detr')"
     with database.connect(db_url) as first, database.connect(db_url) as second:
@@ -255,3 +269,39 @@ def test_a_document_is_rebuilt_once_per_transaction_at_commit(conn) -> None:
     ).fetchone()
     assert row[0] == ["cat", "sofa", "window"]
     assert conn.execute("SELECT count(*) FROM semsql.search_documents_stale").fetchone() == (0,)
+
+
+def test_a_vector_written_while_its_document_changes_gets_the_new_filters(db_url) -> None:
+    add_vector = """INSERT INTO semsql.embeddings (asset_id, space, model, embedding)
+                    VALUES (%s, %s, 'm', '[1,0,0]')"""
+    add_tag = "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%s, %s, 'user')"
+    with database.connect(db_url) as writer, database.connect(db_url) as tagger:
+        writer.execute("UPDATE semsql.stages SET enabled = false")
+        asset_id = writer.execute(
+            "INSERT INTO semsql.assets (uri, sha256) VALUES ('/v', repeat('f', 64)) RETURNING id"
+        ).fetchone()[0]
+        writer.commit()
+        # The vector first: the document's rebuild waits for it, then updates its copy.
+        writer.execute(add_vector, [asset_id, "text"])
+        tagger.execute(add_tag, [asset_id, "first"])
+        with ThreadPoolExecutor(1) as pool:
+            committing = pool.submit(tagger.commit)
+            time.sleep(0.2)
+            assert not committing.done()
+            writer.commit()
+            committing.result(timeout=10)
+        # The rebuild first: the vector waits for it, then copies the new document.
+        tagger.execute(add_tag, [asset_id, "second"])
+        tagger.execute(IMMEDIATE)
+        with ThreadPoolExecutor(1) as pool:
+            inserting = pool.submit(writer.execute, add_vector, [asset_id, "image"])
+            time.sleep(0.2)
+            assert not inserting.done()
+            tagger.commit()
+            inserting.result(timeout=10)
+        writer.commit()
+        copies = writer.execute(
+            "SELECT space, tags FROM semsql.embeddings WHERE asset_id = %s ORDER BY space",
+            [asset_id],
+        ).fetchall()
+    assert copies == [("image", ["first", "second"]), ("text", ["first", "second"])]

@@ -23,6 +23,7 @@ from semsql import database
 from semsql.cli.main import cli
 from semsql.embedder.models import load_stage
 from semsql.embedder.worker import Worker, WorkerOptions
+from semsql.embedder.writers import upsert_embeddings
 
 # Random detector weights score every class about alike: keep every box.
 STAGE_OPTIONS = {"tags": {"threshold": 0.0, "max_tags": 5}}
@@ -266,3 +267,16 @@ def test_embed_text_works_for_an_analyst_and_in_a_repeatable_read_transaction(
 def test_embed_text_without_a_worker_fails_at_once_naming_semsql_worker(db) -> None:
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="`semsql worker`"):
         db.execute("SELECT semsql.embed_text('nobody listens')")
+
+
+def test_a_vector_half_precision_cannot_hold_is_refused_and_nothing_written(conn) -> None:
+    conn.execute("UPDATE semsql.stages SET enabled = false")
+    asset_id = conn.execute(
+        "INSERT INTO semsql.assets (uri, sha256) VALUES ('/h', repeat('a', 64)) RETURNING id"
+    ).fetchone()[0]
+    for bad, reason in (([1.0, 7e4, 0.0], "half precision"), ([np.nan, 0.0, 1.0], "NaN")):
+        with pytest.raises(ValueError, match=reason):
+            upsert_embeddings(conn, "text", "m", [(asset_id, np.array(bad), "x")])
+    upsert_embeddings(conn, "text", "m", [(asset_id, np.array([0.6, 0.8, 0.0]), "x")])
+    (stored,) = conn.execute("SELECT embedding FROM semsql.embeddings").fetchone()
+    np.testing.assert_allclose(stored.to_numpy(), [0.6, 0.8, 0.0], atol=1e-3)
