@@ -1,15 +1,16 @@
 -- Search: semsql.search fuses CLIP image similarity, document-text similarity and keyword
 -- full text under exact filters; semsql.similar, semsql.duplicates and
 -- semsql.exact_duplicates find assets like an asset. The filters and the keyword document
--- live in semsql.search_documents, kept current here by triggers.
+-- live in semsql.search_documents (sql/040), and in copies beside each vector.
 --
 -- Filtered search, per query: the filtered assets are estimated by the planner from the
 -- indexes' statistics and, unless far too many, counted with the indexes up to
--- semsql.exact_scan_limit(); a set that small is ranked by an exact scan, a larger one through
--- the HNSW indexes with pgvector's iterative scans (the filter checked in the index scan
--- itself), and the candidates of every signal are re-ranked by exact distances. Should an
--- iterative scan end before it found enough candidates, the search falls back to the exact scan,
--- so that filters never shrink the result silently.
+-- semsql.exact_scan_limit() (a single signal trusts an estimate that low once there are
+-- statistics, and counts nothing); a set that small is ranked by an exact scan, a larger one
+-- through the HNSW indexes with pgvector's iterative scans (the filter checked on the vector's
+-- own row in the index scan), and the candidates of every signal are re-ranked by exact
+-- distances. Should an iterative scan end before it found enough candidates, the search falls
+-- back to the exact scan, so that filters never shrink the result silently.
 
 -- semsql.search --------------------------------------------------------------------------------
 
