@@ -350,11 +350,14 @@ BEGIN
                       metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
                       like_asset, boost_ids;
             IF cardinality(found_ids) < k + "offset" THEN
-                -- Filtered assets without a vector in this space match too: after the others.
-                EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
-                    INTO pool
-                    USING tag_list, emotion_list, person_ids, collection, taken_after,
-                          taken_before, metadata, named_ids;
+                -- Filtered assets without a vector in this space match too: after the others
+                -- (from the pool counted above, if any, else read now).
+                IF pool IS NULL THEN
+                    EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
+                        INTO pool
+                        USING tag_list, emotion_list, person_ids, collection, taken_after,
+                              taken_before, metadata, named_ids;
+                END IF;
                 found_ids := found_ids || ARRAY(
                     SELECT p.id FROM unnest(pool) AS p(id)
                     WHERE p.id <> ALL (found_ids) AND p.id IS DISTINCT FROM like_asset
