@@ -19,6 +19,8 @@ REASONS_QUERY = """SELECT stage, error, count(*) AS tasks, min(uri) AS example
                    FROM semsql.failed_tasks GROUP BY stage, error
                    ORDER BY count(*) DESC, stage LIMIT %s"""
 ASSETS_QUERY = "SELECT status, count(*) FROM semsql.assets GROUP BY status"
+INDEXES_QUERY = """SELECT space, model, dims, index, deferred_since
+                   FROM semsql.vector_index_status ORDER BY space"""
 
 
 @click.command()
@@ -46,6 +48,7 @@ def status(failed_limit: int, as_json: bool) -> None:
         report = {
             "stages": fetch_dicts(conn, STAGES_QUERY),
             "assets": dict(conn.execute(ASSETS_QUERY).fetchall()),
+            "vector_indexes": fetch_dicts(conn, INDEXES_QUERY),
             "workers": fetch_dicts(conn, WORKERS_QUERY),
             "failed": fetch_dicts(conn, FAILED_QUERY, [failed_limit]),
             "failure_reasons": fetch_dicts(conn, REASONS_QUERY, [failed_limit]),
@@ -74,6 +77,17 @@ def _print(report: dict) -> None:
     )
 
     now = datetime.now(UTC)
+    for index in report["vector_indexes"]:
+        space, state = index["space"], index["index"]
+        line = f"{space} vectors: {index['model']} ({index['dims']}-d), index {state}"
+        if state in ("deferred", "building"):
+            minutes = (now - index["deferred_since"]).total_seconds() / 60
+            line += (
+                f" (dropped {minutes:.0f} min ago for a backlog: a worker builds it once that is "
+                "written; searches scan exactly meanwhile)"
+            )
+        click.echo(line)
+
     if not report["workers"]:
         click.echo("\nno worker running: start one with `semsql worker`")
     else:

@@ -33,14 +33,16 @@ from semsql import database
 
 from .models import STAGES, load_model_config
 from .pipeline import Batch, Runner, TransientError, describe
-from .query_embeddings import Registration, ServiceThread
+from .query_embeddings import SPACE_STAGES, Registration, ServiceThread
 from .queue import TASKS_CHANNEL, Failure, Listener, Queue, QueueSettings, Task, Wakeup
 from .startup import load_runners, query_encoders
+from .vector_index import VectorIndexes
 from .writers import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
 MAX_RECONNECT_DELAY_S = 30.0
+DEFER_CHECK_EVERY_S = 10.0
 
 
 @dataclass
@@ -59,6 +61,9 @@ class WorkerOptions:
     decode_threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     heartbeat_every: float = 10.0
     """Seconds between heartbeats (each extends the leases); kept under a quarter lease."""
+    bulk_index_at: int = 5000
+    """A vector stage with this many tasks pending (and a quarter as many as its space holds
+    vectors) has its space's HNSW index dropped, and built again once they are written; 0: never."""
     name: str | None = None
     stage_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Per stage, options for its loader, e.g. {"tags": {"threshold": 0.5}}."""
@@ -93,7 +98,9 @@ class Worker:
         self.queue: Queue | None = None
         self.service: ServiceThread | None = None
         self.held: dict[int, Task] = {}
+        self.indexes = VectorIndexes(self._connect, [], self.options.bulk_index_at)
         self._turn = 0
+        self._deferral_checked_at = float("-inf")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -140,6 +147,9 @@ class Worker:
         self.device = loaded.device
         self.runners, self.broken, self.problems = loaded.runners, loaded.broken, loaded.problems
         self.served = [stage for stage in wanted if stage in self.runners or stage in self.broken]
+        self.indexes.spaces = [
+            space for space, stage in SPACE_STAGES.items() if stage in self.runners
+        ]
         self._start_service()
         if self.options.retry_failed:
             count = self._queue().retry_failed(self.served)
@@ -162,6 +172,7 @@ class Worker:
         self.service.registered.wait(10.0)  # claims read which stages live workers serve
 
     def _shutdown(self) -> None:
+        self.indexes.stop()
         try:
             self._forget(self.writer.wait())
         except psycopg.Error as error:
@@ -204,10 +215,12 @@ class Worker:
                 if self.conn is None:
                     self._open_work_connection()
                 self.drain()
+                self.indexes.build_deferred(self._work_connection())
                 delay = 1.0
-                if self.options.once:
-                    return
-                if self.options.until_idle and not self._queue().has_work(self.served):
+                if self.options.once or (
+                    self.options.until_idle and not self._queue().has_work(self.served)
+                ):
+                    self.indexes.wait()
                     return
             except psycopg.OperationalError as error:
                 log.warning("database: %s; retrying in %.0f s", str(error).strip(), delay)
@@ -220,8 +233,10 @@ class Worker:
     def drain(self) -> int:
         """Claim and run batches until no stage has a due task; returns how many tasks."""
         handled = 0
+        self._defer_indexes()
         current = self._claim_next()
         while current is not None:
+            self._defer_indexes()
             upcoming = None if self.stopping.is_set() else self._claim_next()
             try:
                 self._process(current)
@@ -239,6 +254,12 @@ class Worker:
                 current = None
         self._forget(self.writer.wait())
         return handled
+
+    def _defer_indexes(self) -> None:
+        """Now and then: drop the HNSW index of a space about to receive a large backlog."""
+        if time.monotonic() - self._deferral_checked_at >= DEFER_CHECK_EVERY_S:
+            self._deferral_checked_at = time.monotonic()
+            self.indexes.defer(self._work_connection())
 
     def _claim_next(self) -> Batch | None:
         """The next stage in turn with due tasks, its batch claimed and its inputs on the way."""

@@ -162,6 +162,7 @@ class VectorSpace(Base):
     model: Mapped[str] = mapped_column(Text)
     dims: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    index_deferred_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Job(Base):

@@ -477,7 +477,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public
 AS $$
 DECLARE
-    index_name text := format('embeddings_%s_hnsw', p_space);
+    index_name text := vector_index_name(p_space);
     stage_name text := CASE p_space WHEN 'image' THEN 'clip' WHEN 'text' THEN 'text' END;
     other record;
     definition text;
@@ -537,10 +537,11 @@ BEGIN
     IF definition IS NULL AND other_dims THEN
         -- CREATE INDEX would still read the rows this transaction deleted, of the old size.
         outcome := outcome || '; call again to build the index';
+    ELSIF definition IS NULL AND EXISTS (SELECT FROM vector_spaces v WHERE v.space = p_space
+                                         AND v.index_deferred_since IS NOT NULL) THEN
+        outcome := outcome || ', index deferred until the backlog is written';
     ELSIF definition IS NULL THEN
-        EXECUTE format('CREATE INDEX %I ON semsql.embeddings USING hnsw '
-                       '((embedding::halfvec(%s)) halfvec_cosine_ops) WHERE space = %L',
-                       index_name, p_dims, p_space);
+        EXECUTE vector_index_sql(p_space, p_dims);
         outcome := outcome || ', index built';
     END IF;
     RETURN outcome;

@@ -22,6 +22,7 @@ import pytest
 import skimage.data
 from fix_models import minilm_folder
 from PIL import Image
+from psycopg import sql
 
 from semsql import database
 from semsql.embedder.queue import Failure, Queue, QueueSettings
@@ -295,6 +296,115 @@ def test_register_vector_space_builds_one_index_and_refuses_another_model(db, tm
     assert db.execute(
         "SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%%halfvec(4)%%'"
     ).fetchone() == (1,)
+
+
+def index_state(conn: psycopg.Connection) -> tuple:
+    """(the text index's oid, whether it is valid, whether the space is marked deferred)"""
+    return conn.execute(
+        """SELECT i.indexrelid, i.indisvalid, v.index_deferred_since IS NOT NULL
+           FROM semsql.vector_spaces v
+           LEFT JOIN pg_index i ON i.indexrelid = to_regclass('semsql.embeddings_text_hnsw')
+           WHERE v.space = 'text'"""
+    ).fetchone()
+
+
+def add_vectors(conn: psycopg.Connection, asset_ids: list[int]) -> None:
+    conn.execute(
+        """INSERT INTO semsql.embeddings (asset_id, space, model, embedding)
+           SELECT id, 'text', 'm1', '[1,0,0]' FROM unnest(%s::bigint[]) AS id""",
+        [asset_ids],
+    )
+
+
+def test_the_index_is_dropped_only_for_a_backlog_large_beside_the_space(db, tmp_path) -> None:
+    only_stages(db, "text")
+    db.execute("SELECT semsql.register_vector_space('text', 'm1', 3)")
+    assets = add_assets(db, tmp_path, 60)
+    queue = Queue(db, "w")
+    queue.complete([t.id for t in queue.claim("text", 48)], "m1")
+    add_vectors(db, assets)
+    defer = "SELECT semsql.defer_vector_index('text', %s)"
+    built = index_state(db)
+    assert db.execute(defer, [13]).fetchone() == (False,)  # 12 pending: under the minimum
+    assert db.execute(defer, [12]).fetchone() == (False,)  # 60 stored > 4 x 12
+    assert index_state(db) == built
+    db.execute("DELETE FROM semsql.embeddings WHERE asset_id = ANY (%s)", [assets[:12]])
+    assert db.execute(defer, [12]).fetchone() == (True,)  # 48 stored = 4 x 12
+    assert index_state(db) == (None, None, True)
+    assert db.execute(defer, [12]).fetchone() == (False,)  # deferred already
+    outcome = db.execute("SELECT semsql.register_vector_space('text', 'm1', 3)").fetchone()[0]
+    assert outcome == "unchanged, index deferred until the backlog is written"
+    assert index_state(db) == (None, None, True)
+    assert db.execute("SELECT index FROM semsql.vector_index_status").fetchone() == ("deferred",)
+
+
+def test_a_deferred_index_is_built_once_no_task_is_due_even_after_a_failed_build(
+    db, db_url, tmp_path
+) -> None:
+    only_stages(db, "text")
+    db.execute("SELECT semsql.register_vector_space('text', 'm1', 3)")
+    add_vectors(db, add_assets(db, tmp_path, 12))
+    assert db.execute("SELECT semsql.defer_vector_index('text', 12)").fetchone() == (True,)
+    steps = "SELECT semsql.vector_index_build_steps('text')"
+    assert db.execute(steps).fetchone() == ([],)  # 12 tasks are due
+    queue = Queue(db, "w")
+    queue.complete([t.id for t in queue.claim("text", 12)], "m1")
+    # A build that failed half way leaves an invalid index of the same name.
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        db.execute(
+            """CREATE INDEX CONCURRENTLY embeddings_text_hnsw ON semsql.embeddings
+               ((1 / (asset_id - asset_id)))"""
+        )
+    assert index_state(db)[1:] == (False, True)
+    with database.connect(db_url, autocommit=True) as builder:
+        (plan,) = builder.execute(steps).fetchone()
+        assert plan[0] == "DROP INDEX CONCURRENTLY IF EXISTS semsql.embeddings_text_hnsw"
+        assert plan[1].startswith("SET maintenance_work_mem = ")
+        assert plan[2].startswith("CREATE INDEX CONCURRENTLY embeddings_text_hnsw")
+        assert db.execute(steps).fetchone() == ([],)  # the first builder holds the lock
+        status = "SELECT index FROM semsql.vector_index_status"
+        assert db.execute(status).fetchone() == ("building",)
+        for step in plan:
+            builder.execute(sql.SQL(step))
+        assert builder.execute("SELECT semsql.finish_vector_index('text')").fetchone() == (True,)
+    oid, valid, deferred = index_state(db)
+    assert valid and not deferred
+    assert db.execute(status).fetchone() == ("ready",)
+    indexdef = db.execute("SELECT pg_get_indexdef(%s)", [oid]).fetchone()[0]
+    assert "hnsw (((embedding)::halfvec(3)) halfvec_cosine_ops) WHERE (space = 'text'" in indexdef
+
+
+def test_a_worker_writes_a_large_backlog_without_the_index_then_builds_it(
+    db, db_url, tmp_path
+) -> None:
+    only_stages(db, "text")
+    add_assets(db, tmp_path, 5)
+    first = text_worker(db_url, until_idle=True, bulk_index_at=20)
+    first.run()
+    built = index_state(db)
+    assert first.indexes.rebuilt == [] and built[1:] == (True, False)
+
+    add_assets(db, tmp_path, 30, start=5)  # 30 waiting, 5 stored: rebuilding pays
+    second = text_worker(db_url, until_idle=True, bulk_index_at=20)
+    second.run()
+    assert second.indexes.rebuilt == ["text"]
+    rebuilt = index_state(db)
+    assert rebuilt[0] != built[0] and rebuilt[1:] == (True, False)
+    assert statuses(db) == {"done": 35}
+
+    db.execute("SET enable_seqscan = off")
+    nearest = """SELECT asset_id FROM semsql.embeddings WHERE space = 'text'
+                 ORDER BY embedding::halfvec(384) <=> (SELECT embedding FROM semsql.embeddings
+                                                       ORDER BY asset_id LIMIT 1)
+                 LIMIT 35"""
+    plan = "\n".join(row[0] for row in db.execute("EXPLAIN " + nearest))
+    assert "embeddings_text_hnsw" in plan
+    assert len(db.execute(nearest).fetchall()) == 35
+
+    add_assets(db, tmp_path, 10, start=35)  # under the minimum: indexed row by row
+    third = text_worker(db_url, until_idle=True, bulk_index_at=20)
+    third.run()
+    assert third.indexes.rebuilt == [] and index_state(db) == rebuilt
 
 
 # -- workers: start, notify, reconnect, parallel, kill, stop ------------------------------------

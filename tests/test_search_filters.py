@@ -229,6 +229,22 @@ def test_with_statistics_a_small_filtered_set_is_scanned_exactly_with_no_count(s
     assert hits[0].text_score == max(hit.text_score for hit in hits[:50])
 
 
+def test_while_the_index_is_dropped_for_a_backlog_searches_are_exact(synthetic) -> None:
+    synthetic.execute(
+        "INSERT INTO semsql.tasks (asset_id, stage) SELECT id, 'text' FROM semsql.assets"
+    )
+    assert synthetic.execute("SELECT semsql.defer_vector_index('text', 300)").fetchone() == (True,)
+    assert synthetic.execute("SELECT to_regclass('semsql.embeddings_text_hnsw')").fetchone() == (
+        None,
+    )
+    query = np.ones(384, dtype=np.float32) / np.sqrt(384)
+    for tags in ((), ("half",)):
+        request = SearchRequest(query_embedding=query, tags=tags, k=20)
+        hits, _ = run_search(synthetic, request)
+        exact, _ = run_search(synthetic, replace(request, exact=True))
+        assert len(hits) == 20 and hits == exact
+
+
 def test_concurrent_writers_of_one_asset_both_reach_its_document(db_url) -> None:
     add_tag = "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%s, %s, 'detr')"
     with database.connect(db_url) as first, database.connect(db_url) as second:
