@@ -478,7 +478,7 @@ SET search_path = pg_catalog, semsql, public
 AS $$
 DECLARE
     index_name text := vector_index_name(p_space);
-    stage_name text := CASE p_space WHEN 'image' THEN 'clip' WHEN 'text' THEN 'text' END;
+    stage_name text := vector_space_stage(p_space);
     other record;
     definition text;
     dropped bigint[];

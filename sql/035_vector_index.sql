@@ -12,6 +12,15 @@
 -- The build holds the session advisory lock (semsql.vector_index, space) until its connection
 -- closes, and defer_vector_index drops nothing while it is held.
 
+CREATE OR REPLACE FUNCTION semsql.vector_space_stage(p_space text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    SELECT CASE p_space WHEN 'image' THEN 'clip' WHEN 'text' THEN 'text' END;
+$$;
+COMMENT ON FUNCTION semsql.vector_space_stage(text) IS
+    'The stage that writes a vector space''s vectors (image: clip, text: text); NULL for another.';
+
 CREATE OR REPLACE FUNCTION semsql.vector_index_name(p_space text) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, semsql, public
@@ -42,7 +51,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public
 AS $$
 DECLARE
-    stage_name text := CASE p_space WHEN 'image' THEN 'clip' WHEN 'text' THEN 'text' END;
+    stage_name text := vector_space_stage(p_space);
     backlog bigint;
 BEGIN
     IF p_min_backlog IS NULL OR p_min_backlog < 1 THEN
@@ -86,7 +95,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public
 AS $$
 DECLARE
-    stage_name text := CASE p_space WHEN 'image' THEN 'clip' WHEN 'text' THEN 'text' END;
+    stage_name text := vector_space_stage(p_space);
     registered vector_spaces;
     valid boolean;
     bytes bigint;
