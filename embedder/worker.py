@@ -9,6 +9,8 @@ decoding in background threads, and the batch before is being stored by another 
 stage whose model cannot load fails its tasks with the loader's message and the other
 stages go on. Results and "done" commit together, so a worker killed at any instant loses
 nothing: its tasks are claimed again once its connection is gone or its lease expires.
+A large backlog of vectors is written with its space's HNSW index dropped, and the index is
+built again on a thread of its own once the backlog is written (vector_index.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 -- Each vector space's HNSW index: its definition, and the bulk path for a large backlog.
 --
--- Adding one vector to an HNSW index costs 1 to 2 ms of CPU (the graph search and neighbour
--- updates, measured at 384 dimensions), writing it to the table 20 to 40 µs, and building the
--- whole index at once about 0.15 ms per vector. So for a backlog that is large beside what its
+-- Adding one vector to an HNSW index costs 1.5 to 2 ms of CPU (the graph search and neighbour
+-- updates, measured at 384 dimensions on two cores), writing it to the table about 40 µs, and
+-- building the whole index at once 0.2 to 0.3 ms per vector. So for a backlog that is large beside what its
 -- space already holds, the worker
 --   1. calls defer_vector_index before it drains the queue: the index is dropped, and
 --      vector_spaces.index_deferred_since set (searches scan the space exactly meanwhile);
@@ -61,8 +61,8 @@ BEGIN
     IF backlog < p_min_backlog THEN
         RETURN false;
     END IF;
-    -- Rebuilding costs about a tenth of indexing row by row per vector: it pays once the
-    -- backlog is a quarter of what is stored, with room to spare.
+    -- Rebuilding costs about a seventh of indexing row by row per vector: it pays once the
+    -- backlog is a quarter of what is stored.
     IF (SELECT count(*) FROM (SELECT FROM embeddings e WHERE e.space = p_space
                               LIMIT 4 * backlog + 1) AS stored) > 4 * backlog THEN
         RETURN false;
