@@ -235,10 +235,8 @@ class Worker:
     def drain(self) -> int:
         """Claim and run batches until no stage has a due task; returns how many tasks."""
         handled = 0
-        self._defer_indexes()
         current = self._claim_next()
         while current is not None:
-            self._defer_indexes()
             upcoming = None if self.stopping.is_set() else self._claim_next()
             try:
                 self._process(current)
@@ -265,6 +263,7 @@ class Worker:
 
     def _claim_next(self) -> Batch | None:
         """The next stage in turn with due tasks, its batch claimed and its inputs on the way."""
+        self._defer_indexes()  # before the backlog's vectors are claimed, let alone written
         empty_in_a_row = 0
         while self.served and empty_in_a_row < len(self.served):
             stage = self.served[self._turn % len(self.served)]

@@ -30,6 +30,17 @@ $$;
 COMMENT ON FUNCTION semsql.vector_index_name(text) IS
     'The name of the HNSW index of a vector space (image or text) in schema semsql.';
 
+CREATE OR REPLACE FUNCTION semsql.vector_index_valid(p_space text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    SELECT i.indisvalid FROM pg_index i
+    WHERE i.indexrelid = to_regclass(format('semsql.%I', vector_index_name(p_space)));
+$$;
+COMMENT ON FUNCTION semsql.vector_index_valid(text) IS
+    'Whether a vector space''s HNSW index is valid: false while it is being built concurrently '
+    'or after such a build failed, NULL when there is none.';
+
 CREATE OR REPLACE FUNCTION semsql.vector_index_sql(
     p_space text, p_dims integer, p_concurrently boolean DEFAULT false
 ) RETURNS text
@@ -107,8 +118,7 @@ BEGIN
        OR NOT pg_try_advisory_lock(hashtext('semsql.vector_index'), hashtext(p_space)) THEN
         RETURN '{}';
     END IF;
-    SELECT i.indisvalid INTO valid FROM pg_index i
-    WHERE i.indexrelid = to_regclass(format('semsql.%I', vector_index_name(p_space)));
+    valid := vector_index_valid(p_space);
     IF valid THEN
         RETURN '{}';  -- built already; finish_vector_index clears the mark
     END IF;
@@ -138,9 +148,7 @@ AS $$
 BEGIN
     UPDATE vector_spaces v SET index_deferred_since = NULL
     WHERE v.space = p_space AND v.index_deferred_since IS NOT NULL
-      AND EXISTS (SELECT FROM pg_index i
-                  WHERE i.indexrelid = to_regclass(format('semsql.%I', vector_index_name(p_space)))
-                    AND i.indisvalid);
+      AND vector_index_valid(p_space);
     RETURN FOUND;
 END
 $$;
@@ -150,7 +158,7 @@ COMMENT ON FUNCTION semsql.finish_vector_index(text) IS
 
 CREATE OR REPLACE VIEW semsql.vector_index_status AS
 SELECT v.space, v.model, v.dims,
-       CASE WHEN v.index_deferred_since IS NULL AND i.indisvalid THEN 'ready'
+       CASE WHEN v.index_deferred_since IS NULL AND semsql.vector_index_valid(v.space) THEN 'ready'
             WHEN v.index_deferred_since IS NULL THEN 'missing'
             WHEN EXISTS (SELECT FROM pg_catalog.pg_locks l
                          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
@@ -158,9 +166,7 @@ SELECT v.space, v.model, v.dims,
                            AND l.objid::integer = hashtext(v.space)) THEN 'building'
             ELSE 'deferred' END AS index,
        v.index_deferred_since AS deferred_since
-FROM semsql.vector_spaces v
-LEFT JOIN pg_catalog.pg_index i
-       ON i.indexrelid = to_regclass(format('semsql.%I', semsql.vector_index_name(v.space)));
+FROM semsql.vector_spaces v;
 COMMENT ON VIEW semsql.vector_index_status IS
     'Per vector space, its HNSW index: ready, deferred (dropped while a backlog is written; '
     'searches scan exactly), building, or missing.';
