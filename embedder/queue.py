@@ -31,6 +31,8 @@ class Task:
     asset_id: int
     uri: str
     sha256: str
+    root: str | None
+    """The folder the file must stay inside when it is read; None for a URL."""
     attempts: int
 
 
@@ -61,8 +63,8 @@ class Queue:
 
     def claim(self, stage: str, limit: int) -> list[Task]:
         rows = self.conn.execute(
-            "SELECT * FROM semsql.claim_tasks(%s, %s, %s, %s, %s)",
-            [self.worker, stage, limit, self.settings.lease, self.settings.max_attempts],
+            "SELECT * FROM semsql.claim_tasks(%s, %s, %s, %s)",
+            [self.worker, stage, limit, self.settings.lease],
         ).fetchall()
         return sorted((Task(*row) for row in rows), key=lambda task: task.id)
 

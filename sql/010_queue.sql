@@ -2,7 +2,7 @@
 
 CREATE OR REPLACE FUNCTION semsql.assets_before_change() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.sha256 IS NOT DISTINCT FROM OLD.sha256 THEN
@@ -19,7 +19,7 @@ COMMENT ON FUNCTION semsql.assets_before_change() IS
 
 CREATE OR REPLACE FUNCTION semsql.enqueue_asset_tasks() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'UPDATE' THEN

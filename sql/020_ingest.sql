@@ -4,7 +4,7 @@ CREATE OR REPLACE FUNCTION semsql.add_user_facts(
     p_asset_id bigint, p_caption text, p_tags text[], p_people text[]
 ) RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 -- Captions, keywords and people that a person stated (file metadata, a catalog manifest).
 -- A caption replaces the user caption; tags and people are added, never removed, so that
@@ -51,7 +51,7 @@ COMMENT ON FUNCTION semsql.add_user_facts(bigint, text, text[], text[]) IS
 CREATE OR REPLACE FUNCTION semsql.ingest_batch(p_job_id bigint, p_collection text, p_items jsonb)
 RETURNS TABLE (item_position integer, outcome text, asset_id bigint, detail text)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 -- Each item is either a probed file {position, uri, sha256, mime, width, height, bytes,
 -- taken_at, metadata, caption, tags, people} or a failure {position, uri, error_code, error}.
@@ -165,7 +165,7 @@ COMMENT ON FUNCTION semsql.ingest_batch(bigint, text, jsonb) IS
 
 CREATE OR REPLACE FUNCTION semsql.complete_jobs() RETURNS SETOF bigint
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- A job whose files are all read completes once none of its assets has work left.
     UPDATE jobs SET status = 'completed', finished_at = now()

@@ -6,7 +6,7 @@
 
 CREATE OR REPLACE FUNCTION semsql.live_workers() RETURNS SETOF semsql.workers
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- backend_start tells a live worker from a new connection that reuses a dead one's pid;
     -- it reads NULL to a role that may not see other roles' sessions.
@@ -23,7 +23,7 @@ CREATE OR REPLACE FUNCTION semsql.register_worker(
     p_stages text[], p_query_spaces text[], p_problems jsonb
 ) RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     DELETE FROM workers w WHERE w.name <> p_name
         AND NOT EXISTS (SELECT 1 FROM live_workers() l WHERE l.name = w.name);
@@ -43,7 +43,7 @@ COMMENT ON FUNCTION semsql.register_worker(text, text, integer, text, text[], te
 
 CREATE OR REPLACE FUNCTION semsql.worker_heartbeat(p_name text, p_lease interval) RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     -- SKIP LOCKED: a task locked now is being finished by its worker; waiting could deadlock.
@@ -59,7 +59,7 @@ COMMENT ON FUNCTION semsql.worker_heartbeat(text, interval) IS
 
 CREATE OR REPLACE FUNCTION semsql.unregister_worker(p_name text) RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     DELETE FROM workers WHERE name = p_name;
 $$;
@@ -69,7 +69,7 @@ COMMENT ON FUNCTION semsql.unregister_worker(text) IS 'Forgets a worker that is 
 
 CREATE OR REPLACE FUNCTION semsql.refresh_asset_status(p_asset_ids bigint[]) RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     UPDATE assets a SET status = s.status
     FROM (SELECT t.asset_id,
@@ -86,7 +86,7 @@ COMMENT ON FUNCTION semsql.refresh_asset_status(bigint[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.settle_assets(p_asset_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     IF coalesce(cardinality(p_asset_ids), 0) = 0 THEN
@@ -106,7 +106,7 @@ COMMENT ON FUNCTION semsql.settle_assets(bigint[]) IS
 CREATE OR REPLACE FUNCTION semsql.requeue_tasks(p_asset_ids bigint[], p_stages text[])
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     requeued bigint[];
@@ -140,11 +140,11 @@ COMMENT ON FUNCTION semsql.requeue_tasks(bigint[], text[]) IS
 -- Claiming and finishing tasks -----------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION semsql.claim_tasks(
-    p_worker text, p_stage text, p_limit integer,
-    p_lease interval DEFAULT '2 minutes', p_max_attempts integer DEFAULT 5
-) RETURNS TABLE (task_id bigint, asset_id bigint, uri text, sha256 text, attempts integer)
+    p_worker text, p_stage text, p_limit integer, p_lease interval DEFAULT '2 minutes'
+) RETURNS TABLE (task_id bigint, asset_id bigint, uri text, sha256 text, root text,
+                 attempts integer)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -152,7 +152,6 @@ DECLARE
     backends integer[];
     ids bigint[];
     more bigint[];
-    worn bigint[];
 BEGIN
     -- A dependency holds a task back only while a live worker runs the dependency's stage;
     -- otherwise the task runs now, and runs again if the dependency finishes later.
@@ -163,7 +162,8 @@ BEGIN
       AND d IN (SELECT unnest(w.stages) FROM live_workers() w);
     backends := ARRAY(SELECT pid FROM pg_stat_activity);
 
-    -- Tasks whose worker is gone: its lease expired or its connection closed.
+    -- Tasks whose worker is gone: its lease expired or its connection closed. Losing a worker
+    -- is not an error of the task's, so it costs no attempt, however often it happens.
     SELECT coalesce(array_agg(id), '{}') INTO ids FROM (
         SELECT t.id FROM tasks t
         WHERE t.stage = p_stage AND t.status = 'running'
@@ -171,18 +171,6 @@ BEGIN
                OR t.leased_backend <> ALL (backends))
         ORDER BY t.id LIMIT p_limit
         FOR UPDATE OF t SKIP LOCKED) AS lost;
-    SELECT coalesce(array_agg(t.id), '{}') INTO worn
-    FROM tasks t WHERE t.id = ANY (ids) AND t.attempts >= p_max_attempts;
-    IF worn <> '{}' THEN
-        UPDATE tasks t
-        SET status = 'failed', finished_at = now(), leased_by = NULL, leased_backend = NULL,
-            lease_expires_at = NULL,
-            last_error = format('gave up after %s attempts: each time, the worker running it '
-                                'stopped (killed, crashed or lost its connection)', t.attempts)
-        WHERE t.id = ANY (worn);
-        PERFORM settle_assets(ARRAY(SELECT t.asset_id FROM tasks t WHERE t.id = ANY (worn)));
-        ids := ARRAY(SELECT unnest(ids) EXCEPT SELECT unnest(worn));
-    END IF;
 
     IF cardinality(ids) < p_limit THEN
         SELECT coalesce(array_agg(id), '{}') INTO more FROM (
@@ -194,26 +182,27 @@ BEGIN
             ORDER BY t.next_attempt_at, t.id
             LIMIT p_limit - cardinality(ids)
             FOR UPDATE OF t SKIP LOCKED) AS due;
-        ids := ids || more;
     END IF;
 
     RETURN QUERY
     UPDATE tasks t
-    SET status = 'running', attempts = t.attempts + 1, leased_by = p_worker,
+    SET status = 'running', leased_by = p_worker,
+        lost_leases = t.lost_leases + (t.status = 'running')::integer,
         leased_backend = pg_backend_pid(), lease_expires_at = now() + p_lease,
         started_at = now(), finished_at = NULL, rerun = false
     FROM assets a
-    WHERE t.id = ANY (ids) AND a.id = t.asset_id
-    RETURNING t.id, t.asset_id, a.uri, a.sha256, t.attempts;
+    WHERE t.id = ANY (ids || coalesce(more, '{}')) AND a.id = t.asset_id
+    RETURNING t.id, t.asset_id, a.uri, a.sha256, a.root, t.attempts;
 END
 $$;
-COMMENT ON FUNCTION semsql.claim_tasks(text, text, integer, interval, integer) IS
-    'Leases up to p_limit due tasks of one stage to a worker (FOR UPDATE SKIP LOCKED), taking back those of dead workers.';
+COMMENT ON FUNCTION semsql.claim_tasks(text, text, integer, interval) IS
+    'Leases up to p_limit due tasks of one stage to a worker (FOR UPDATE SKIP LOCKED), taking back '
+    'those of dead workers (counted in lost_leases, not in attempts).';
 
 CREATE OR REPLACE FUNCTION semsql.lock_owned_tasks(p_worker text, p_task_ids bigint[])
 RETURNS SETOF bigint
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- Locked until commit: nobody takes them back while their results are written.
     SELECT id FROM tasks
@@ -227,7 +216,7 @@ COMMENT ON FUNCTION semsql.lock_owned_tasks(text, bigint[]) IS
 CREATE OR REPLACE FUNCTION semsql.complete_tasks(p_worker text, p_task_ids bigint[], p_model text)
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     finished_assets bigint[];
@@ -274,7 +263,7 @@ CREATE OR REPLACE FUNCTION semsql.fail_tasks(
     p_backoff_cap interval DEFAULT '1 hour'
 ) RETURNS TABLE (task_id bigint, status text, next_attempt_at timestamptz)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -287,16 +276,17 @@ BEGIN
         SELECT * FROM unnest(p_task_ids, p_errors, p_permanent) AS g(id, error, permanent)),
     changed AS (
         UPDATE tasks t
-        SET status = CASE WHEN (g.permanent OR t.attempts >= p_max_attempts) AND NOT t.rerun
+        -- This error is attempt t.attempts + 1.
+        SET status = CASE WHEN (g.permanent OR t.attempts + 1 >= p_max_attempts) AND NOT t.rerun
                           THEN 'failed' ELSE 'pending' END,
             -- Exponential backoff with jitter (x0.5 .. x1.5), so that retries spread out.
             next_attempt_at = CASE
-                WHEN g.permanent OR t.attempts >= p_max_attempts OR t.rerun THEN now()
-                ELSE now() + least(p_backoff * power(2, t.attempts - 1), p_backoff_cap)
+                WHEN g.permanent OR t.attempts + 1 >= p_max_attempts OR t.rerun THEN now()
+                ELSE now() + least(p_backoff * power(2, t.attempts), p_backoff_cap)
                              * (0.5 + random()) END,
-            finished_at = CASE WHEN (g.permanent OR t.attempts >= p_max_attempts) AND NOT t.rerun
-                               THEN now() END,
-            attempts = CASE WHEN t.rerun THEN 0 ELSE t.attempts END,
+            finished_at = CASE WHEN (g.permanent OR t.attempts + 1 >= p_max_attempts)
+                                    AND NOT t.rerun THEN now() END,
+            attempts = CASE WHEN t.rerun THEN 0 ELSE t.attempts + 1 END,
             last_error = g.error, rerun = false,
             leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL
         FROM given g
@@ -320,13 +310,13 @@ COMMENT ON FUNCTION semsql.fail_tasks(text, bigint[], text[], boolean[], integer
 
 CREATE OR REPLACE FUNCTION semsql.release_tasks(p_worker text, p_task_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     n integer;
 BEGIN
     UPDATE tasks
-    SET status = 'pending', attempts = greatest(attempts - 1, 0), next_attempt_at = now(),
+    SET status = 'pending', next_attempt_at = now(),
         rerun = false, leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL
     WHERE id = ANY (p_task_ids) AND status = 'running' AND leased_by = p_worker;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -337,11 +327,11 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.release_tasks(text, bigint[]) IS
-    'Gives tasks back untouched (a stopping worker): pending again at once, the attempt not counted.';
+    'Gives tasks back untouched (a stopping worker): pending again at once.';
 
 CREATE OR REPLACE FUNCTION semsql.retry_failed_tasks(p_stages text[] DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     touched bigint[];
@@ -367,7 +357,7 @@ COMMENT ON FUNCTION semsql.retry_failed_tasks(text[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.worker_has_work(p_stages text[]) RETURNS boolean
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM tasks t JOIN stages s ON s.name = t.stage AND s.enabled
                    WHERE t.stage = ANY (p_stages) AND t.status IN ('pending', 'running'));
@@ -380,7 +370,7 @@ COMMENT ON FUNCTION semsql.worker_has_work(text[]) IS
 CREATE OR REPLACE FUNCTION semsql.asset_documents(p_asset_ids bigint[])
 RETURNS TABLE (asset_id bigint, document text)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT a.id, concat_ws(' ',
         (SELECT string_agg(rtrim(btrim(c.text), '.') || '.', ' '
@@ -405,7 +395,7 @@ COMMENT ON FUNCTION semsql.asset_documents(bigint[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.asset_document(p_asset_id bigint) RETURNS text
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT document FROM asset_documents(ARRAY[p_asset_id]);
 $$;
@@ -414,7 +404,7 @@ COMMENT ON FUNCTION semsql.asset_document(bigint) IS
 
 CREATE OR REPLACE FUNCTION semsql.requeue_document() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     IF TG_TABLE_NAME = 'people' THEN
@@ -448,7 +438,7 @@ CREATE OR REPLACE TRIGGER people_requeue_document
 
 CREATE OR REPLACE FUNCTION semsql.requeue_documents_of_faces() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     -- Once per statement: recognition re-matches thousands of faces in one UPDATE.
@@ -474,7 +464,7 @@ CREATE OR REPLACE FUNCTION semsql.register_vector_space(
     p_space text, p_model text, p_dims integer, p_reset boolean DEFAULT false
 ) RETURNS text
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     index_name text := vector_index_name(p_space);
@@ -595,7 +585,7 @@ COMMENT ON VIEW semsql.worker_status IS
 CREATE OR REPLACE FUNCTION semsql.request_query_embedding(p_space text, p_text text, p_ask boolean)
 RETURNS TABLE (embedding text, error text)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -620,7 +610,7 @@ REVOKE EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean) F
 
 CREATE OR REPLACE FUNCTION semsql.ensure_embed_loopback() RETURNS text
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     login loopback_login%ROWTYPE;
@@ -664,7 +654,7 @@ SELECT semsql.ensure_embed_loopback();
 
 CREATE OR REPLACE FUNCTION semsql.embed_loopback_connection() RETURNS text
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     connection_name constant text := 'semsql_embed_text';
@@ -700,7 +690,7 @@ REVOKE EXECUTE ON FUNCTION semsql.embed_loopback_connection() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION semsql.quote_conninfo(p_value text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT '''' || replace(replace(p_value, E'\\', E'\\\\'), '''', E'\\''') || '''';
 $$;
@@ -709,7 +699,7 @@ COMMENT ON FUNCTION semsql.quote_conninfo(text) IS
 
 CREATE OR REPLACE FUNCTION semsql.require_query_worker(p_space text) RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     stage_name text := CASE p_space WHEN 'image' THEN 'clip' ELSE p_space END;
@@ -734,7 +724,7 @@ CREATE OR REPLACE FUNCTION semsql.embed_text(
     query text, space text DEFAULT 'text', timeout interval DEFAULT '5 seconds'
 ) RETURNS vector
 LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     digest text := encode(sha256(convert_to(query, 'UTF8')), 'hex');

@@ -14,7 +14,7 @@
 
 CREATE OR REPLACE FUNCTION semsql.vector_space_stage(p_space text) RETURNS text
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT CASE p_space WHEN 'image' THEN 'clip' WHEN 'text' THEN 'text' END;
 $$;
@@ -23,7 +23,7 @@ COMMENT ON FUNCTION semsql.vector_space_stage(text) IS
 
 CREATE OR REPLACE FUNCTION semsql.vector_index_name(p_space text) RETURNS text
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT format('embeddings_%s_hnsw', p_space);
 $$;
@@ -32,7 +32,7 @@ COMMENT ON FUNCTION semsql.vector_index_name(text) IS
 
 CREATE OR REPLACE FUNCTION semsql.vector_index_valid(p_space text) RETURNS boolean
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT i.indisvalid FROM pg_index i
     WHERE i.indexrelid = to_regclass(format('semsql.%I', vector_index_name(p_space)));
@@ -45,7 +45,7 @@ CREATE OR REPLACE FUNCTION semsql.vector_index_sql(
     p_space text, p_dims integer, p_concurrently boolean DEFAULT false
 ) RETURNS text
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT format('CREATE INDEX %s %I ON semsql.embeddings USING hnsw '
                   '((embedding::halfvec(%s)) halfvec_cosine_ops) WHERE space = %L',
@@ -59,7 +59,7 @@ COMMENT ON FUNCTION semsql.vector_index_sql(text, integer, boolean) IS
 CREATE OR REPLACE FUNCTION semsql.defer_vector_index(p_space text, p_min_backlog integer)
 RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     stage_name text := vector_space_stage(p_space);
@@ -103,7 +103,7 @@ COMMENT ON FUNCTION semsql.defer_vector_index(text, integer) IS
 
 CREATE OR REPLACE FUNCTION semsql.vector_index_build_steps(p_space text) RETURNS text[]
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     stage_name text := vector_space_stage(p_space);
@@ -143,7 +143,7 @@ COMMENT ON FUNCTION semsql.vector_index_build_steps(text) IS
 
 CREATE OR REPLACE FUNCTION semsql.finish_vector_index(p_space text) RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     UPDATE vector_spaces v SET index_deferred_since = NULL

@@ -6,7 +6,7 @@
 
 CREATE OR REPLACE FUNCTION semsql.refresh_search_documents(p_asset_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     changed integer;
@@ -79,7 +79,7 @@ COMMENT ON FUNCTION semsql.refresh_search_documents(bigint[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.embeddings_copy_filters() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     document record;
@@ -107,7 +107,7 @@ CREATE OR REPLACE TRIGGER embeddings_copy_filters
 
 CREATE OR REPLACE FUNCTION semsql.mark_search_documents_stale(p_asset_ids bigint[]) RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     INSERT INTO search_documents_stale (asset_id)
     SELECT DISTINCT a FROM unnest(p_asset_ids) AS a WHERE a IS NOT NULL ORDER BY 1
@@ -118,7 +118,7 @@ COMMENT ON FUNCTION semsql.mark_search_documents_stale(bigint[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.search_documents_follow_facts() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     -- Per statement, so that a batch of tags or faces is one insert of marks.
@@ -157,7 +157,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION semsql.search_documents_follow_assets() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
@@ -182,7 +182,7 @@ CREATE OR REPLACE TRIGGER assets_search_update
 
 CREATE OR REPLACE FUNCTION semsql.search_documents_follow_people() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     PERFORM mark_search_documents_stale(ARRAY(SELECT ap.asset_id FROM asset_people ap
@@ -203,7 +203,7 @@ CREATE OR REPLACE TRIGGER people_search_rename
 
 CREATE OR REPLACE FUNCTION semsql.refresh_stale_search_document() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     PERFORM refresh_search_documents(ARRAY[NEW.asset_id]);

@@ -4,7 +4,7 @@
 
 CREATE OR REPLACE FUNCTION semsql.query_lexemes(p_text text) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT tsvector_to_array(to_tsvector('pg_catalog.english', p_text));
 $$;
@@ -13,7 +13,7 @@ COMMENT ON FUNCTION semsql.query_lexemes(text) IS
 
 CREATE OR REPLACE FUNCTION semsql.keyword_query(p_text text) RETURNS tsquery
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- Any word may match (OR): a long natural-language query rarely has all its words in one
     -- document. Lexemes are quoted for tsquery input (quotes doubled, backslashes escaped).
@@ -26,7 +26,7 @@ COMMENT ON FUNCTION semsql.keyword_query(text) IS
 CREATE OR REPLACE FUNCTION semsql.query_words(p_text text)
 RETURNS TABLE (word_number integer, word text)
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT w.n::integer, w.word
     FROM regexp_split_to_table(btrim(p_text), '\s+') WITH ORDINALITY AS w(word, n)
@@ -38,7 +38,7 @@ CREATE OR REPLACE FUNCTION semsql.match_people(query text, min_similarity real D
 RETURNS TABLE (person_id bigint, name text, matched_text text, similarity real,
                first_word integer, last_word integer)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- Every run of 1 to 4 words is compared with the names by trigram similarity (pg_trgm,
     -- through the people_name_trgm index, so at least pg_trgm.similarity_threshold); each
@@ -74,7 +74,7 @@ COMMENT ON FUNCTION semsql.match_people(text, real) IS
 CREATE OR REPLACE FUNCTION semsql.embed_text_or_null(p_text text, p_space text, p_dims integer)
 RETURNS vector
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     embedded vector;

@@ -15,7 +15,7 @@ CREATE OR REPLACE FUNCTION semsql.filter_conditions(
     p_taken_before timestamptz, p_metadata jsonb, p_named_ids bigint[]
 ) RETURNS text
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- Only whether each filter is given shapes the text; the values go in as $1..$8. p_alias
     -- is d (search_documents) or e (embeddings): both have the filter columns.
@@ -40,7 +40,7 @@ COMMENT ON FUNCTION semsql.filter_conditions(text, text[], text, text[], bigint[
 CREATE OR REPLACE FUNCTION semsql.nearest_sql(p_space text, p_dims integer, p_conditions text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- The ORDER BY expression and the space predicate are those of the space's HNSW index
     -- (semsql.register_vector_space). p_conditions test the filter columns of e itself, inside
@@ -67,7 +67,7 @@ CREATE OR REPLACE FUNCTION semsql.rank_pool(
     p_relative_cut real, p_order_by text, p_k integer, p_offset integer, p_skip bigint
 ) RETURNS SETOF semsql.search_result
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 -- One plan for every pool: planning with a pool of thousands of ids as a constant costs more
 -- than running it.
 SET plan_cache_mode = force_generic_plan
@@ -182,7 +182,7 @@ CREATE OR REPLACE FUNCTION semsql.rank_hits(
     p_relative_cut real, p_order_by text, p_k integer, p_offset integer
 ) RETURNS SETOF semsql.search_result
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
@@ -213,7 +213,7 @@ COMMENT ON FUNCTION semsql.rank_hits(bigint[], double precision[], text, real, r
 CREATE OR REPLACE FUNCTION semsql.exact_nearest_sql(p_space text, p_conditions text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- p_conditions: the filters on e (semsql.filter_conditions), or e.asset_id = ANY ($13) for
     -- a pool, or NULL for every vector of the space.
@@ -231,7 +231,7 @@ COMMENT ON FUNCTION semsql.exact_nearest_sql(text, text) IS
 
 CREATE OR REPLACE FUNCTION semsql.exact_scan_limit(p_candidates integer) RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- An exact scan costs about one row fetch per filtered asset (n); an HNSW scan under the
     -- filter about one per tuple it visits, p_candidates * N / n for N assets. They cost the

@@ -45,7 +45,7 @@ CREATE OR REPLACE FUNCTION semsql.search(
     image_embedding vector DEFAULT NULL
 ) RETURNS SETOF semsql.search_result
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.ef_search = 40
 SET hnsw.iterative_scan = relaxed_order
 SET hnsw.max_scan_tuples = 20000

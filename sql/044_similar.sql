@@ -5,7 +5,7 @@
 CREATE OR REPLACE FUNCTION semsql.similar(asset_id bigint, k integer DEFAULT 20)
 RETURNS SETOF semsql.search_result
 LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT * FROM search(like_asset => $1, k => $2);
 $$;
@@ -17,7 +17,7 @@ CREATE OR REPLACE FUNCTION semsql.duplicates(
     neighbours integer DEFAULT 10
 ) RETURNS TABLE (group_id bigint, asset_id bigint, uri text, kind text, distance real)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -70,7 +70,7 @@ COMMENT ON FUNCTION semsql.duplicates(real, text, text, integer) IS
 CREATE OR REPLACE FUNCTION semsql.exact_duplicates(collection text DEFAULT NULL)
 RETURNS TABLE (sha256 text, asset_id bigint, uri text, collection text, stored boolean)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- Identical files: assets of different collections with one hash, and the files that
     -- ingest skipped as the same content as a stored asset (stored = false: uri is that file).

@@ -12,7 +12,7 @@
 
 CREATE OR REPLACE FUNCTION semsql.face_match_confidence(distance double precision) RETURNS real
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT greatest(0, least(1, 1 - distance))::real;
 $$;
@@ -22,7 +22,7 @@ COMMENT ON FUNCTION semsql.face_match_confidence(double precision) IS
 
 CREATE OR REPLACE FUNCTION semsql.face_match_threshold() RETURNS real
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT match_threshold FROM recognition_settings;
 $$;
@@ -31,7 +31,7 @@ COMMENT ON FUNCTION semsql.face_match_threshold() IS
 
 CREATE OR REPLACE FUNCTION semsql.lock_recognition(p_exclusive boolean) RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     IF p_exclusive THEN
@@ -49,7 +49,7 @@ COMMENT ON FUNCTION semsql.lock_recognition(boolean) IS
 
 CREATE OR REPLACE FUNCTION semsql.person_by_name(p_name text) RETURNS bigint
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     found_id bigint;
@@ -74,7 +74,7 @@ COMMENT ON FUNCTION semsql.person_by_name(text) IS
 
 CREATE OR REPLACE FUNCTION semsql.add_person(p_name text, p_kind text DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     person bigint;
@@ -99,7 +99,7 @@ COMMENT ON FUNCTION semsql.add_person(text, text) IS
 CREATE OR REPLACE FUNCTION semsql.nearest_person(p_embedding vector, p_model text)
 RETURNS TABLE (person_id bigint, distance double precision)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 AS $$
     SELECT pf.person_id, pf.embedding <=> p_embedding
@@ -114,7 +114,7 @@ COMMENT ON FUNCTION semsql.nearest_person(vector, text) IS
 
 CREATE OR REPLACE FUNCTION semsql.recognise_face() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     best record;
@@ -166,7 +166,7 @@ CREATE OR REPLACE FUNCTION semsql.faces_near(
     p_embedding vector, p_model text, p_max_distance double precision
 ) RETURNS TABLE (face_id bigint, distance double precision)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 SET hnsw.max_scan_tuples = 1000000
 SET hnsw.ef_search = 100
@@ -199,7 +199,7 @@ CREATE OR REPLACE FUNCTION semsql.store_face_matches(
     p_face_ids bigint[], p_person_ids bigint[], p_confidences real[]
 ) RETURNS integer
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- Two updates, so that only faces that change person fire the triggers that re-queue
     -- their asset's text vector.
@@ -223,7 +223,7 @@ COMMENT ON FUNCTION semsql.store_face_matches(bigint[], bigint[], real[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.match_faces(p_face_ids bigint[] DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 AS $$
 DECLARE
@@ -272,7 +272,7 @@ COMMENT ON FUNCTION semsql.match_faces(bigint[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.match_references(p_reference_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     threshold real := face_match_threshold();
@@ -303,7 +303,7 @@ COMMENT ON FUNCTION semsql.match_references(bigint[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.set_face_match_threshold(p_threshold double precision) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     IF p_threshold IS NULL OR p_threshold NOT BETWEEN 0 AND 1 THEN
@@ -329,7 +329,7 @@ CREATE OR REPLACE FUNCTION semsql.enrol_person(
     p_source_uris text[] DEFAULT NULL, p_boxes real[] DEFAULT NULL, p_kind text DEFAULT NULL
 ) RETURNS TABLE (person_id bigint, references_added integer, faces_matched integer)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -371,7 +371,7 @@ CREATE OR REPLACE FUNCTION semsql.enrol_faces(
     p_name text, p_face_ids bigint[], p_kind text DEFAULT NULL
 ) RETURNS TABLE (person_id bigint, references_added integer, faces_matched integer)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -429,7 +429,7 @@ COMMENT ON FUNCTION semsql.enrol_faces(text, bigint[], text) IS
 
 CREATE OR REPLACE FUNCTION semsql.rename_person(p_name text, p_new_name text) RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     person bigint := person_by_name(p_name);
@@ -451,7 +451,7 @@ COMMENT ON FUNCTION semsql.rename_person(text, text) IS
 
 CREATE OR REPLACE FUNCTION semsql.merge_people(p_from text, p_into text) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     source_id bigint := person_by_name(p_from);
@@ -479,7 +479,7 @@ COMMENT ON FUNCTION semsql.merge_people(text, text) IS
 
 CREATE OR REPLACE FUNCTION semsql.remove_person(p_name text) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     person bigint := person_by_name(p_name);
@@ -518,7 +518,7 @@ COMMENT ON VIEW semsql.asset_people_all IS
 
 CREATE OR REPLACE FUNCTION semsql.asset_person_names(p_asset_id bigint) RETURNS text[]
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT coalesce(array_agg(DISTINCT name ORDER BY name), '{}')
     FROM asset_people_all WHERE asset_id = p_asset_id;
@@ -530,7 +530,7 @@ CREATE OR REPLACE FUNCTION semsql.assets_with_people(
     p_names text[], p_match_all boolean DEFAULT true, p_min_confidence double precision DEFAULT 0
 ) RETURNS SETOF bigint
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT x.asset_id
     FROM asset_people_all x
@@ -570,7 +570,7 @@ CREATE OR REPLACE FUNCTION semsql.faces_like_vector(
 ) RETURNS TABLE (face_id bigint, asset_id bigint, uri text, box real[], distance double precision,
                  similarity real, person_id bigint, person text)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 AS $$
     SELECT n.id, n.asset_id, a.uri, n.box, n.distance, face_match_confidence(n.distance),
@@ -592,7 +592,7 @@ CREATE OR REPLACE FUNCTION semsql.faces_like(p_face_id bigint, p_k integer DEFAU
 RETURNS TABLE (face_id bigint, asset_id bigint, uri text, box real[], distance double precision,
                similarity real, person_id bigint, person text)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT l.*
     FROM faces f
@@ -610,7 +610,7 @@ CREATE OR REPLACE FUNCTION semsql.assets_with_face(
 ) RETURNS TABLE (asset_id bigint, uri text, face_id bigint, box real[], similarity real,
                  person_id bigint, person text)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 SET hnsw.max_scan_tuples = 1000000
 SET hnsw.ef_search = 100
@@ -657,7 +657,7 @@ CREATE OR REPLACE FUNCTION semsql.cluster_faces(
     p_neighbours integer DEFAULT 10
 ) RETURNS SETOF bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     max_distance double precision := 1 - p_min_similarity;
@@ -732,7 +732,7 @@ CREATE OR REPLACE FUNCTION semsql.refresh_face_clusters(
     p_min_similarity double precision DEFAULT NULL, p_min_size integer DEFAULT NULL
 ) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     settings recognition_settings%ROWTYPE;
@@ -770,7 +770,7 @@ COMMENT ON VIEW semsql.face_cluster_summary IS
 
 CREATE OR REPLACE FUNCTION semsql.cluster_face_ids(p_cluster_id bigint) RETURNS bigint[]
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     members bigint[];
@@ -794,7 +794,7 @@ CREATE OR REPLACE FUNCTION semsql.name_face_cluster(
     p_cluster_id bigint, p_name text, p_kind text DEFAULT NULL
 ) RETURNS TABLE (person_id bigint, references_added integer, faces_matched integer)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     members bigint[] := cluster_face_ids(p_cluster_id);
@@ -815,7 +815,7 @@ CREATE OR REPLACE FUNCTION semsql.split_face_cluster(
     p_face_ids bigint[] DEFAULT NULL
 ) RETURNS SETOF bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     members bigint[] := cluster_face_ids(p_cluster_id);
