@@ -182,6 +182,8 @@ class ServiceThread(threading.Thread):
         ).fetchone()[0]
         if not found:
             self._register(conn)
+        if self.encoders:
+            conn.execute("SELECT semsql.trim_query_cache()")
 
     def _unregister(self) -> None:
         conn = self.listener.conn

@@ -105,7 +105,7 @@ class VectorIndexes:
                 log.warning("%s space: the index was not built (%s)", space, str(error).strip())
 
     def _build(self, space: str) -> None:
-        # The session advisory lock the steps take is released when this connection closes.
+        # The steps record this connection as the space's builder, until it closes.
         with self._connect() as conn:
             self._building = conn
             if self._stopping.is_set():

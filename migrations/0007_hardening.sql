@@ -42,3 +42,5 @@ CREATE INDEX query_embeddings_requested ON semsql.query_embeddings (requested_at
 
 -- claim_tasks returns the asset's root and no longer takes p_max_attempts (sql/030 makes it).
 DROP FUNCTION IF EXISTS semsql.claim_tasks(text, text, integer, interval, integer);
+-- embed_text opens and closes its loopback connection on each call (open_embed_loopback).
+DROP FUNCTION IF EXISTS semsql.embed_loopback_connection();

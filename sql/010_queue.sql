@@ -35,7 +35,8 @@ BEGIN
     INSERT INTO tasks (asset_id, stage)
     SELECT NEW.id, name FROM stages WHERE enabled
     ON CONFLICT (asset_id, stage) DO UPDATE
-        SET status = 'pending', attempts = 0, last_error = NULL, next_attempt_at = now(),
+        SET status = 'pending', attempts = 0, lost_leases = 0, last_error = NULL,
+            next_attempt_at = now(),
             leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL, model = NULL,
             started_at = NULL, finished_at = NULL;
     IF FOUND THEN

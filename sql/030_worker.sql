@@ -6,14 +6,9 @@
 
 CREATE OR REPLACE FUNCTION semsql.live_workers() RETURNS SETOF semsql.workers
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
-    -- backend_start tells a live worker from a new connection that reuses a dead one's pid;
-    -- it reads NULL to a role that may not see other roles' sessions.
-    SELECT w.* FROM workers w
-    WHERE EXISTS (SELECT 1 FROM pg_stat_activity a
-                  WHERE a.pid = w.backend_pid
-                    AND (a.backend_start IS NULL OR a.backend_start = w.backend_start));
+    SELECT w.* FROM semsql.workers w WHERE semsql.backend_alive(w.backend_pid, w.backend_start);
 $$;
 COMMENT ON FUNCTION semsql.live_workers() IS
     'The workers whose database connection is still open.';
@@ -95,7 +90,7 @@ BEGIN
     -- Transactions that finish tasks take turns from here to their commit, so that of two
     -- finishing the last tasks of one asset or job, the second sees the first's work (READ
     -- COMMITTED: each statement below reads with a new snapshot).
-    PERFORM pg_advisory_xact_lock(126943972799853);
+    PERFORM take_mutex('settle_assets');
     PERFORM refresh_asset_status(p_asset_ids);
     PERFORM complete_jobs();
 END
@@ -482,7 +477,7 @@ BEGIN
         RAISE EXCEPTION 'the % model % gives % dimensions; a halfvec HNSW index takes 1 to 4000',
             p_space, p_model, p_dims;
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('semsql.register_vector_space'), hashtext(p_space));
+    PERFORM take_mutex('register_vector_space:' || p_space);
 
     SELECT e.model, vector_dims(e.embedding) AS dims, count(*) AS n INTO other
     FROM embeddings e
@@ -581,18 +576,66 @@ COMMENT ON VIEW semsql.worker_status IS
     'Registered workers: what they run, what they cannot (problems), and whether their connection is alive.';
 
 -- semsql.embed_text: a vector for a text, from the worker, inside SQL -----------------------------
+--
+-- embed_text runs as its owner (SECURITY DEFINER): it reads the shared cache of query vectors
+-- and the loopback login, neither of which its callers may read. It and every function it
+-- reaches pin search_path to pg_catalog, pg_temp and name every relation and semsql function
+-- with its schema: with pg_temp last, a caller's temporary table or view cannot stand in for
+-- semsql's, and pg_temp is never searched for functions or operators. Unqualified calls are
+-- built-ins of pg_catalog.
+
+CREATE OR REPLACE FUNCTION semsql.query_text_digest(p_text text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT encode(sha256(convert_to(p_text, 'UTF8')), 'hex');
+$$;
+COMMENT ON FUNCTION semsql.query_text_digest(text) IS
+    'The key of a text in semsql.query_embeddings: the hex SHA-256 of its UTF-8 bytes.';
+
+CREATE OR REPLACE FUNCTION semsql.max_query_text_length() RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- MiniLM reads 256 tokens and CLIP 77: ten thousand characters is far beyond either.
+    SELECT 10000;
+$$;
+COMMENT ON FUNCTION semsql.max_query_text_length() IS
+    'The longest text (in characters) that semsql.embed_text embeds and caches.';
+
+CREATE OR REPLACE FUNCTION semsql.check_query_text(p_space text, p_text text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_space IS NULL OR p_space NOT IN ('image', 'text') THEN
+        RAISE EXCEPTION 'unknown vector space %: text (asset documents) or image (CLIP)',
+            coalesce(p_space, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(p_text) > semsql.max_query_text_length() THEN
+        RAISE EXCEPTION 'the query text is % characters long; semsql.embed_text takes at most %',
+            length(p_text), semsql.max_query_text_length()
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'a text model reads a few hundred words: pass the part that matters';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION semsql.check_query_text(text, text) IS
+    'Raises a clear error for an unknown vector space or a text longer than max_query_text_length().';
 
 CREATE OR REPLACE FUNCTION semsql.request_query_embedding(p_space text, p_text text, p_ask boolean)
 RETURNS TABLE (embedding text, error text)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, semsql, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    digest text := encode(sha256(convert_to(p_text, 'UTF8')), 'hex');
+    digest text := semsql.query_text_digest(p_text);
 BEGIN
+    PERFORM semsql.check_query_text(p_space, p_text);
     IF p_ask THEN
-        INSERT INTO query_embeddings AS q (space, text_sha256, text)
+        INSERT INTO semsql.query_embeddings AS q (space, text_sha256, text)
         VALUES (p_space, digest, p_text)
         ON CONFLICT (space, text_sha256) DO UPDATE SET error = NULL, requested_at = now()
             WHERE q.error IS NOT NULL;
@@ -600,13 +643,36 @@ BEGIN
             PERFORM pg_notify('semsql_embed', '');
         END IF;
     END IF;
-    RETURN QUERY SELECT q.embedding::text, q.error FROM query_embeddings q
+    RETURN QUERY SELECT q.embedding::text, q.error FROM semsql.query_embeddings q
                  WHERE q.space = p_space AND q.text_sha256 = digest;
 END
 $$;
 COMMENT ON FUNCTION semsql.request_query_embedding(text, text, boolean) IS
     'Called by embed_text through its own connection: files a request for a text''s vector (p_ask) and returns the answer so far.';
-REVOKE EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION semsql.trim_query_cache(
+    p_max_rows integer DEFAULT 50000, p_max_age interval DEFAULT '30 days'
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    -- The newest p_max_rows rows stay; so do requests still waiting for their answer.
+    DELETE FROM query_embeddings q
+    WHERE (q.embedding IS NOT NULL OR q.error IS NOT NULL OR q.requested_at < now() - p_max_age)
+      AND (q.requested_at < now() - p_max_age
+           OR q.requested_at <= (SELECT r.requested_at FROM query_embeddings r
+                                 ORDER BY r.requested_at DESC OFFSET p_max_rows LIMIT 1));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION semsql.trim_query_cache(integer, interval) IS
+    'Evicts cached query vectors asked for more than p_max_age ago, and the oldest beyond '
+    'p_max_rows; returns how many. Each worker calls it on its heartbeat; an evicted text is '
+    'embedded again when it is next asked for.';
 
 CREATE OR REPLACE FUNCTION semsql.ensure_embed_loopback() RETURNS text
 LANGUAGE plpgsql
@@ -648,24 +714,29 @@ $$;
 COMMENT ON FUNCTION semsql.ensure_embed_loopback() IS
     'Creates (once per database) the login role embed_text connects as, allowed only to file requests; returns its name.';
 
-REVOKE EXECUTE ON FUNCTION semsql.ensure_embed_loopback() FROM PUBLIC;
-
 SELECT semsql.ensure_embed_loopback();
 
-CREATE OR REPLACE FUNCTION semsql.embed_loopback_connection() RETURNS text
+CREATE OR REPLACE FUNCTION semsql.quote_conninfo(p_value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '''' || replace(replace(p_value, E'\\', E'\\\\'), '''', E'\\''') || '''';
+$$;
+COMMENT ON FUNCTION semsql.quote_conninfo(text) IS
+    'A value quoted for a libpq key=value connection string.';
+
+CREATE OR REPLACE FUNCTION semsql.open_embed_loopback() RETURNS text
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    connection_name constant text := 'semsql_embed_text';
-    login loopback_login%ROWTYPE;
+    -- A name nobody can guess or have taken: the caller's own dblink connections stay theirs.
+    connection_name constant text := 'semsql_embed_' || md5(gen_random_uuid()::text);
+    login semsql.loopback_login%ROWTYPE;
     listen text := current_setting('listen_addresses');
     v_host text;
 BEGIN
-    IF connection_name = ANY (coalesce(dblink_get_connections(), '{}')) THEN
-        RETURN connection_name;
-    END IF;
-    SELECT * INTO login FROM loopback_login;
+    SELECT * INTO login FROM semsql.loopback_login;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'semsql.embed_text is not set up in this database'
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -676,40 +747,49 @@ BEGIN
         WHEN listen ~ '(^|,)\s*(\*|localhost|127\.0\.0\.1|0\.0\.0\.0)\s*(,|$)' THEN '127.0.0.1'
         WHEN listen ~ '(^|,)\s*(::1|::)\s*(,|$)' THEN '::1'
         ELSE btrim(split_part(listen, ',', 1)) END);
-    PERFORM dblink_connect(connection_name, format(
+    PERFORM public.dblink_connect(connection_name, format(
         'host=%s port=%s dbname=%s user=%s password=%s application_name=%s connect_timeout=5',
-        quote_conninfo(v_host), coalesce(login.port, current_setting('port')::integer),
-        quote_conninfo(current_database()), quote_conninfo(login.role_name),
-        quote_conninfo(login.password), 'semsql_embed_text'));
+        semsql.quote_conninfo(v_host), coalesce(login.port, current_setting('port')::integer),
+        semsql.quote_conninfo(current_database()), semsql.quote_conninfo(login.role_name),
+        semsql.quote_conninfo(login.password), 'semsql_embed_text'));
     RETURN connection_name;
 END
 $$;
-COMMENT ON FUNCTION semsql.embed_loopback_connection() IS
-    'Opens (once per session) embed_text''s own connection to this database, as the loopback login; returns its dblink name.';
-REVOKE EXECUTE ON FUNCTION semsql.embed_loopback_connection() FROM PUBLIC;
+COMMENT ON FUNCTION semsql.open_embed_loopback() IS
+    'Opens embed_text''s own connection to this database, as the loopback login, under a fresh '
+    'dblink name that it returns; embed_text closes it before it returns.';
 
-CREATE OR REPLACE FUNCTION semsql.quote_conninfo(p_value text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, semsql, public, pg_temp
+CREATE OR REPLACE FUNCTION semsql.close_embed_loopback(p_name text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT '''' || replace(replace(p_value, E'\\', E'\\\\'), '''', E'\\''') || '''';
+BEGIN
+    IF p_name = ANY (coalesce(public.dblink_get_connections(), '{}')) THEN
+        PERFORM public.dblink_disconnect(p_name);
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    NULL;  -- a connection that broke is closed all the same; the caller's own error matters more
+END
 $$;
-COMMENT ON FUNCTION semsql.quote_conninfo(text) IS
-    'A value quoted for a libpq key=value connection string.';
+COMMENT ON FUNCTION semsql.close_embed_loopback(text) IS
+    'Closes a connection opened by open_embed_loopback, quietly if it is already gone.';
 
 CREATE OR REPLACE FUNCTION semsql.require_query_worker(p_space text) RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public, pg_temp
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    stage_name text := CASE p_space WHEN 'image' THEN 'clip' ELSE p_space END;
+    stage_name text := semsql.vector_space_stage(p_space);
     v_problems text;
 BEGIN
-    IF EXISTS (SELECT 1 FROM live_workers() w WHERE p_space = ANY (w.query_spaces)) THEN
+    -- A fresh look at the server's backends: a transaction otherwise keeps the one it took
+    -- first, and would not see that the worker it waits for has died.
+    PERFORM pg_stat_clear_snapshot();
+    IF EXISTS (SELECT 1 FROM semsql.live_workers() w WHERE p_space = ANY (w.query_spaces)) THEN
         RETURN;
     END IF;
     SELECT string_agg(format('%s: %s', w.name, w.problems ->> stage_name), '; ') INTO v_problems
-    FROM live_workers() w WHERE w.problems ? stage_name;
+    FROM semsql.live_workers() w WHERE w.problems ? stage_name;
     RAISE EXCEPTION 'no `semsql worker` is running that embeds text for the % space', p_space
         USING ERRCODE = 'object_not_in_prerequisite_state',
               HINT = coalesce('the running workers cannot: ' || v_problems,
@@ -724,68 +804,62 @@ CREATE OR REPLACE FUNCTION semsql.embed_text(
     query text, space text DEFAULT 'text', timeout interval DEFAULT '5 seconds'
 ) RETURNS vector
 LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
-SET search_path = pg_catalog, semsql, public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    digest text := encode(sha256(convert_to(query, 'UTF8')), 'hex');
-    cached vector;
+    digest text := semsql.query_text_digest(query);
+    cached text;
     answer record;
     ask boolean := true;
     deadline timestamptz := clock_timestamp() + timeout;
     next_worker_check timestamptz := clock_timestamp() + interval '0.5 seconds';
     pause double precision := 0.001;
-    request text;
+    loopback text;
 BEGIN
-    IF embed_text.space NOT IN ('image', 'text') THEN
-        RAISE EXCEPTION 'unknown vector space %: text (asset documents) or image (CLIP)',
-            embed_text.space;
-    END IF;
-    SELECT q.embedding INTO cached FROM query_embeddings q
+    PERFORM semsql.check_query_text(embed_text.space, query);
+    SELECT q.embedding::text INTO cached FROM semsql.query_embeddings q
     WHERE q.space = embed_text.space AND q.text_sha256 = digest AND q.embedding IS NOT NULL;
     IF cached IS NOT NULL THEN
-        RETURN cached;
+        RETURN cached;  -- PL/pgSQL turns the text into the vector it returns
     END IF;
-    PERFORM require_query_worker(embed_text.space);
+    PERFORM semsql.require_query_worker(embed_text.space);
 
-    LOOP
-        -- Through a second connection, which commits at once: the worker sees the request
-        -- while this transaction is still open, and this transaction sees the answer whatever
-        -- its isolation level.
-        request := format('SELECT embedding, error FROM semsql.request_query_embedding(%L, %L, %L)',
-                          embed_text.space, query, ask);
-        BEGIN
-            SELECT * INTO answer
-            FROM dblink(embed_loopback_connection(), request) AS r(embedding text, error text);
-        EXCEPTION WHEN sqlstate '08000' OR sqlstate '08001' OR sqlstate '08003'
-                       OR sqlstate '08006' OR sqlstate '57P01' THEN
-            -- The session's connection broke (server restart, terminated): open a new one once.
-            PERFORM dblink_disconnect('semsql_embed_text');
-            SELECT * INTO answer
-            FROM dblink(embed_loopback_connection(), request) AS r(embedding text, error text);
-        END;
-        ask := false;
-        IF answer.embedding IS NOT NULL THEN
-            RETURN answer.embedding::vector;
-        END IF;
-        IF answer.error IS NOT NULL THEN
-            RAISE EXCEPTION 'semsql worker could not embed this text in the % space: %',
-                embed_text.space, answer.error;
-        END IF;
-        IF clock_timestamp() >= deadline THEN
-            RAISE EXCEPTION 'no answer from `semsql worker` within % (space %)',
-                timeout, embed_text.space
-                USING HINT = 'the worker may be busy or loading its models: try again, or pass a '
-                             'longer timeout => interval';
-        END IF;
-        IF clock_timestamp() >= next_worker_check THEN
-            PERFORM require_query_worker(embed_text.space);
-            next_worker_check := clock_timestamp() + interval '0.5 seconds';
-        END IF;
-        PERFORM pg_sleep(pause);
-        pause := least(pause * 2, 0.02);
-    END LOOP;
+    -- Through a second connection, which commits at once: the worker sees the request while
+    -- this transaction is still open, and this transaction sees the answer whatever its
+    -- isolation level. It is closed before this function returns or raises, so the caller can
+    -- never send SQL of its own through it.
+    loopback := semsql.open_embed_loopback();
+    BEGIN
+        LOOP
+            SELECT * INTO answer FROM public.dblink(loopback, format(
+                'SELECT embedding, error FROM semsql.request_query_embedding(%L, %L, %L)',
+                embed_text.space, query, ask)) AS r(embedding text, error text);
+            ask := false;
+            EXIT WHEN answer.embedding IS NOT NULL;
+            IF answer.error IS NOT NULL THEN
+                RAISE EXCEPTION 'semsql worker could not embed this text in the % space: %',
+                    embed_text.space, answer.error;
+            END IF;
+            IF clock_timestamp() >= deadline THEN
+                RAISE EXCEPTION 'no answer from `semsql worker` within % (space %)',
+                    timeout, embed_text.space
+                    USING HINT = 'the worker may be busy or loading its models: try again, or '
+                                 'pass a longer timeout => interval';
+            END IF;
+            IF clock_timestamp() >= next_worker_check THEN
+                PERFORM semsql.require_query_worker(embed_text.space);
+                next_worker_check := clock_timestamp() + interval '0.5 seconds';
+            END IF;
+            PERFORM pg_sleep(pause);
+            pause := least(pause * 2, 0.02);
+        END LOOP;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        PERFORM semsql.close_embed_loopback(loopback);
+        RAISE;
+    END;
+    PERFORM semsql.close_embed_loopback(loopback);
+    RETURN answer.embedding;
 END
 $$;
 COMMENT ON FUNCTION semsql.embed_text(text, text, interval) IS
     'The vector of a text in a space (text: asset documents, image: CLIP), from the cache or asked of a running `semsql worker`.';
-REVOKE EXECUTE ON FUNCTION semsql.embed_text(text, text, interval) FROM PUBLIC;

@@ -6,7 +6,8 @@
 -- [0, 1], reaches recognition_settings.match_threshold. A face whose person_id is set with a
 -- NULL match_confidence was assigned by a user (a named cluster, an enrolled face): recognition
 -- leaves it alone. Enrolment and the recognition of newly written faces take turns on one
--- advisory lock, so that a face written while someone is enrolled is matched by one of them.
+-- lock (semsql.take_mutex), so that a face written while someone is enrolled is matched by one
+-- of them.
 
 -- Confidence, threshold, lock ----------------------------------------------------------------------
 
@@ -34,11 +35,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
-    IF p_exclusive THEN
-        PERFORM pg_advisory_xact_lock(hashtext('semsql.recognition'), 0);
-    ELSE
-        PERFORM pg_advisory_xact_lock_shared(hashtext('semsql.recognition'), 0);
-    END IF;
+    PERFORM take_mutex('recognition', p_exclusive);
 END
 $$;
 COMMENT ON FUNCTION semsql.lock_recognition(boolean) IS
@@ -739,7 +736,7 @@ DECLARE
     made integer;
 BEGIN
     SELECT * INTO settings FROM recognition_settings;
-    PERFORM pg_advisory_xact_lock(hashtext('semsql.face_clusters'), 0);
+    PERFORM take_mutex('face_clusters');
     DELETE FROM face_clusters;
     SELECT count(*) INTO made
     FROM cluster_faces(NULL, coalesce(p_min_similarity, settings.cluster_threshold),
@@ -823,7 +820,7 @@ DECLARE
     stricter double precision;
     new_id bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('semsql.face_clusters'), 0);
+    PERFORM take_mutex('face_clusters');
     IF p_face_ids IS NOT NULL THEN
         strays := ARRAY(SELECT unnest(p_face_ids) EXCEPT SELECT unnest(members));
         IF strays <> '{}' THEN

@@ -1,9 +1,11 @@
 -- Roles, applied last on every `semsql init` so that its grants cover everything defined before.
 --
 --   semsql_analyst  reads every table and view (not the login of embed_text, not other people's
---                   cached queries), searches (semsql.search, similar, duplicates, embed_text,
---                   face search ...). Functions run with the caller's rights, so an analyst
---                   can call any of them but change nothing.
+--                   cached queries, not the writers' locks), searches (semsql.search, similar,
+--                   duplicates, embed_text, face search ...). Functions run with the caller's
+--                   rights, so an analyst can call any of them but change nothing; the two
+--                   SECURITY DEFINER functions (embed_text, request_query_embedding) are the
+--                   exception, and pin search_path = pg_catalog, pg_temp.
 --   semsql_worker   the embedder daemon: reads and writes the tables, runs every function.
 --
 -- Both are NOLOGIN groups: GRANT semsql_analyst TO a login role. Roles are cluster-wide; they
@@ -40,10 +42,15 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'semsql_analyst') THEN
         GRANT USAGE ON SCHEMA semsql TO semsql_analyst;
         GRANT SELECT ON ALL TABLES IN SCHEMA semsql TO semsql_analyst;
-        REVOKE ALL ON semsql.loopback_login, semsql.query_embeddings FROM semsql_analyst;
+        -- Not the loopback login, not other people's cached queries, and no lock of the
+        -- writers' (semsql.mutexes): a lock an analyst could take would let it stall them.
+        REVOKE ALL ON semsql.loopback_login, semsql.query_embeddings, semsql.mutexes
+            FROM semsql_analyst;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA semsql TO semsql_analyst;
-        -- The SECURITY DEFINER functions that are not for analysts.
-        REVOKE EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean)
+        -- embed_text's own plumbing: its loopback connection and the request it sends there.
+        REVOKE EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean),
+                                   semsql.open_embed_loopback(),
+                                   semsql.close_embed_loopback(text)
             FROM semsql_analyst;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'semsql_worker') THEN
@@ -53,6 +60,10 @@ BEGIN
         REVOKE INSERT, UPDATE, DELETE ON semsql.schema_migrations FROM semsql_worker;
         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA semsql TO semsql_worker;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA semsql TO semsql_worker;
+        REVOKE EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean),
+                                   semsql.open_embed_loopback(),
+                                   semsql.close_embed_loopback(text)
+            FROM semsql_worker;
     END IF;
 END
 $$;

@@ -1,1 +1,1 @@
-pytest_plugins = ["fix_db", "fix_models"]
+pytest_plugins = ["fix_db", "fix_models", "fix_roles"]

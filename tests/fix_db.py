@@ -82,6 +82,13 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test's database: each statement commits at once."""
+    with database.connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
 def semsql_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point the CLI at the test database."""
     monkeypatch.setenv("SEMSQL_DATABASE_URL", db_url)

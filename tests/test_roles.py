@@ -4,6 +4,7 @@ function depends on the caller's search_path; init works without CREATEROLE."""
 from __future__ import annotations
 
 import hashlib
+import re
 
 import psycopg
 import pytest
@@ -33,12 +34,43 @@ def test_no_function_is_executable_by_public(conn) -> None:
                   OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0))"""
     ).fetchall()
     assert open_to_all == []
-    definers = conn.execute(
-        """SELECT p.proname, p.proconfig FROM pg_proc p
-           WHERE p.pronamespace = 'semsql'::regnamespace AND p.prosecdef ORDER BY 1"""
-    ).fetchall()
-    assert [name for name, _ in definers] == ["embed_text", "request_query_embedding"]
-    assert all("search_path=pg_catalog, semsql, public" in config for _, config in definers)
+
+
+SEARCH_PATH = re.compile(r"^search_path=(.*)$")
+CALLED = re.compile(r"\bsemsql\.(\w+)\s*\(")
+
+
+def test_security_definer_functions_and_all_they_reach_pin_pg_catalog_then_pg_temp(conn) -> None:
+    """A caller's temporary objects come before the path unless pg_temp is named last; in what
+    runs with the owner's rights, the path holds only pg_catalog, so that neither a temporary
+    relation nor a function planted in a writable schema can stand in for semsql's."""
+    paths: dict[str, set[str]] = {}
+    calls: dict[str, set[str]] = {}
+    definers = set()
+    rows = conn.execute(
+        """SELECT p.proname, p.prosecdef, p.proconfig, p.prosrc FROM pg_proc p
+           WHERE p.pronamespace = 'semsql'::regnamespace"""
+    )
+    for name, definer, config, source in rows:
+        found = [m.group(1) for c in config or [] if (m := SEARCH_PATH.match(c))]
+        paths.setdefault(name, set()).add(found[0] if found else "")
+        calls.setdefault(name, set()).update(CALLED.findall(source))
+        if definer:
+            definers.add(name)
+    assert definers == {"embed_text", "request_query_embedding"}
+    not_ending_in_pg_temp = {
+        n for n, p in paths.items() if any(not x.endswith(", pg_temp") for x in p)
+    }
+    assert not_ending_in_pg_temp == set()
+
+    reached, frontier = set(), set(definers)
+    while frontier:
+        name = frontier.pop()
+        reached.add(name)
+        frontier |= (calls[name] & paths.keys()) - reached
+    assert {"live_workers", "backend_alive", "open_embed_loopback", "check_query_text"} < reached
+    loose = {name for name in reached if paths[name] != {"pg_catalog, pg_temp"}}
+    assert loose == set()
 
 
 def test_the_analyst_searches_and_reads_but_changes_nothing(corpus) -> None:  # noqa: F811

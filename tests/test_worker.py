@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,21 +205,6 @@ def test_a_model_that_cannot_load_fails_only_its_stage(
 
 
 # -- semsql.embed_text ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def query_worker(db_url: str, tiny_models: dict[str, str]) -> Iterator[Worker]:
-    worker = Worker(
-        db_url, WorkerOptions(stages=("clip", "text"), poll_interval=60), models=tiny_models
-    )
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    assert worker.ready.wait(120)
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(30)
 
 
 def test_embed_text_asks_the_running_worker_and_caches_the_answer(

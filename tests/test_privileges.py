@@ -1,0 +1,242 @@
+"""Attacks by real login roles in semsql_analyst and semsql_worker: becoming superuser through
+semsql's SECURITY DEFINER functions, using embed_text's loopback connection, filling the query
+cache, and stalling the workers with locks an analyst can take."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+
+from semsql import database
+
+# Runs as whoever calls it. Inside a SECURITY DEFINER function that is the owner, a superuser
+# here: it then makes the attacker a superuser and leaves a mark in the session.
+EVIL = """
+CREATE FUNCTION pg_temp.evil() RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_user <> session_user THEN
+        PERFORM set_config('semsql_test.pwned', current_user, false);
+        EXECUTE format('ALTER ROLE %I SUPERUSER', session_user);
+    END IF;
+    RETURN '[1,2,3]';
+END $$"""
+
+# The attack as it was reported against a30091e.
+REPORTED_ATTACK = """
+CREATE TEMP VIEW query_embeddings AS SELECT 'text'::text AS space,
+    encode(sha256(convert_to('pwn', 'UTF8')), 'hex') AS text_sha256,
+    pg_temp.evil()::vector AS embedding"""
+
+# Catalog relations that the definer functions' code could read.
+CATALOG_RELATIONS = ("pg_stat_activity", "pg_roles", "pg_settings", "pg_locks", "pg_index")
+
+
+def shadow_everything(conn: psycopg.Connection) -> None:
+    """A temporary view in place of every semsql and catalog relation, and a temporary function
+    in place of every function name that semsql's definer functions call; each calls evil()."""
+    relations = conn.execute(
+        """SELECT c.relname,
+                  string_agg(format('NULL::%%s AS %%I', format_type(a.atttypid, a.atttypmod),
+                                    a.attname), ', ' ORDER BY a.attnum)
+           FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+           WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v')
+             AND (c.relnamespace = 'semsql'::regnamespace
+                  OR (c.relnamespace = 'pg_catalog'::regnamespace AND c.relname = ANY (%s)))
+           GROUP BY c.relname""",
+        [list(CATALOG_RELATIONS)],
+    ).fetchall()
+    for name, columns in relations:
+        if name == "query_embeddings":
+            continue  # the reported attack's view stands there
+        conn.execute(
+            sql.SQL(
+                "CREATE TEMP VIEW {} AS SELECT {} FROM (SELECT pg_temp.evil() AS e) x "
+                "WHERE x.e IS NULL"
+            ).format(sql.Identifier(name), sql.SQL(columns))
+        )
+    called = conn.execute(
+        r"""SELECT DISTINCT m[1] FROM pg_proc p,
+                  regexp_matches(p.prosrc, '([a-z_]+)\s*\(', 'g') AS m
+           WHERE p.pronamespace = 'semsql'::regnamespace
+             AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp']"""
+    ).fetchall()
+    for (name,) in called:
+        for arguments in ("", "text", "text, text"):
+            conn.execute(
+                sql.SQL(
+                    "CREATE FUNCTION pg_temp.{}({}) RETURNS text LANGUAGE sql "
+                    "AS 'SELECT pg_temp.evil()'"
+                ).format(sql.Identifier(name), sql.SQL(arguments))
+            )
+
+
+def assert_not_escalated(attacker: psycopg.Connection) -> None:
+    mark = attacker.execute("SELECT current_setting('semsql_test.pwned', true)").fetchone()[0]
+    superuser = attacker.execute(
+        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user"
+    ).fetchone()[0]
+    assert (mark or None, superuser) == (None, False)
+
+
+@pytest.mark.parametrize("group", ["semsql_analyst", "semsql_worker"])
+def test_temporary_objects_of_the_caller_never_run_with_the_owners_rights(
+    login_as, query_worker, group
+) -> None:
+    attacker = login_as(group)
+    attacker.execute(EVIL)
+    attacker.execute(REPORTED_ATTACK)
+    shadow_everything(attacker)
+    assert attacker.execute("SELECT semsql.embed_text('pwn')::text").fetchone()[0].startswith("[")
+    attacker.execute("SELECT semsql.embed_text('pwn')")  # now from the cache
+    attacker.execute("SELECT semsql.embed_text('pwn', space => 'image')")
+    hits = attacker.execute("SELECT count(*) FROM semsql.search('pwn', k => 3)").fetchone()[0]
+    assert hits == 0  # no assets; the search ran through embed_text all the same
+    with pytest.raises(psycopg.errors.ProgramLimitExceeded):
+        attacker.execute("SELECT semsql.embed_text(repeat('x', 10001))")
+    assert_not_escalated(attacker)
+
+
+def test_without_a_worker_the_definer_functions_do_not_reach_temporary_objects(login_as) -> None:
+    attacker = login_as("semsql_analyst")
+    attacker.execute(EVIL)
+    attacker.execute(REPORTED_ATTACK)
+    shadow_everything(attacker)
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="semsql worker"):
+        attacker.execute("SELECT semsql.embed_text('pwn')")
+    assert_not_escalated(attacker)
+
+
+def test_the_loopback_connection_is_closed_before_embed_text_returns(
+    login_as, query_worker
+) -> None:
+    analyst = login_as("semsql_analyst")
+    analyst.execute("SELECT semsql.embed_text('a quiet lake')")
+    assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
+    for name in ("semsql_embed_text", "unnamed"):
+        with pytest.raises(psycopg.Error, match="connection"):
+            analyst.execute("SELECT public.dblink_exec(%s, 'SELECT 1')", [name])
+    # It is closed when embed_text fails, too: here it gives up before the answer can come.
+    with pytest.raises(psycopg.errors.RaiseException, match="no answer"):
+        analyst.execute("SELECT semsql.embed_text('a new text', timeout => '0 s')")
+    assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        analyst.execute("SELECT semsql.open_embed_loopback()")
+
+
+def test_the_query_cache_keeps_the_newest_rows_and_waiting_requests(conn) -> None:
+    conn.execute(
+        """INSERT INTO semsql.query_embeddings (space, text_sha256, text, embedding, requested_at)
+           SELECT 'text', semsql.query_text_digest('q' || n), 'q' || n,
+                  CASE WHEN n <> 1 THEN '[1,0,0]'::vector END, now() - n * interval '1 day'
+           FROM generate_series(1, 40) AS n"""
+    )
+    assert conn.execute("SELECT semsql.trim_query_cache(10, '30 days')").fetchone() == (30,)
+    kept = {row[0] for row in conn.execute("SELECT text FROM semsql.query_embeddings")}
+    assert kept == {f"q{n}" for n in range(1, 11)}  # q1 is a request still waiting
+    assert conn.execute("SELECT semsql.trim_query_cache(100, '5 days')").fetchone() == (5,)
+
+
+def test_a_worker_dying_under_embed_text_is_noticed_within_a_second(db_url, db) -> None:
+    # A registered worker that will never answer: its connection is killed mid-wait.
+    silent = database.connect(db_url, autocommit=True)
+    silent.execute(
+        "SELECT semsql.register_worker('silent', 'h', 1, 'cpu', '{text}', '{text}', '{}')"
+    )
+    killer = threading.Timer(
+        1.0, lambda: db.execute("SELECT pg_terminate_backend(%s)", [silent.info.backend_pid])
+    )
+    with database.connect(db_url) as asking:  # one transaction: its stats snapshot is kept
+        asking.execute("SELECT count(*) FROM pg_stat_activity")
+        killer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="semsql worker"):
+            asking.execute("SELECT semsql.embed_text('anyone there?', timeout => '20 s')")
+        waited = time.monotonic() - started
+    killer.join()
+    assert waited < 10  # noticed long before the 20 s timeout (in about 1.5 s here)
+    silent.close()
+
+
+# Every advisory-lock key semsql has used: an analyst may hold them all.
+OLD_ADVISORY_KEYS = (
+    "pg_advisory_lock(126943972799853)",
+    "pg_advisory_lock(hashtext('semsql.recognition'), 0)",
+    "pg_advisory_lock(hashtext('semsql.face_clusters'), 0)",
+    "pg_advisory_lock(hashtext('semsql.vector_index'), hashtext('text'))",
+    "pg_advisory_lock(hashtext('semsql.register_vector_space'), hashtext('text'))",
+)
+
+
+def face_vector(i: int) -> np.ndarray:
+    vector = np.zeros(512, dtype=np.float32)
+    vector[i] = 1.0
+    return vector
+
+
+def test_an_analyst_holding_every_lock_it_can_take_stalls_no_writer(login_as, db) -> None:
+    db.execute("UPDATE semsql.stages SET enabled = (name = 'text')")
+    asset_ids = [
+        db.execute(
+            "INSERT INTO semsql.assets (uri, sha256) VALUES (%s, %s) RETURNING id",
+            [f"/a{n}.jpg", f"{n:064x}"],
+        ).fetchone()[0]
+        for n in range(3)
+    ]
+    db.execute(
+        "INSERT INTO semsql.vector_spaces (space, model, dims, index_deferred_since) "
+        "VALUES ('text', 'm', 3, now())"
+    )
+
+    analyst = login_as("semsql_analyst")
+    analyst.autocommit = False
+    for key in OLD_ADVISORY_KEYS:
+        analyst.execute(f"SELECT {key}")
+    tables = [
+        row[0]
+        for row in analyst.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'semsql'::regnamespace "
+            "AND relkind = 'r' AND has_table_privilege(oid, 'SELECT')"
+        )
+    ]
+    for table in tables:  # the strongest lock SELECT allows, held until the end of the test
+        analyst.execute(
+            sql.SQL("LOCK TABLE semsql.{} IN ACCESS SHARE MODE").format(sql.Identifier(table))
+        )
+    for attempt in (
+        "SELECT * FROM semsql.mutexes FOR SHARE",
+        "LOCK TABLE semsql.mutexes IN ROW SHARE MODE",
+        "SELECT semsql.take_mutex('settle_assets')",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            analyst.execute("SAVEPOINT s")
+            try:
+                analyst.execute(attempt)
+            finally:
+                analyst.execute("ROLLBACK TO SAVEPOINT s")
+
+    worker = login_as("semsql_worker")
+    worker.execute("SET lock_timeout = '5s'")  # a stalled writer fails here instead of hanging
+    claimed = worker.execute("SELECT task_id FROM semsql.claim_tasks('w', 'text', 10)").fetchall()
+    ids = [row[0] for row in claimed]
+    assert worker.execute("SELECT semsql.complete_tasks('w', %s, 'm')", [ids[:2]]).fetchone() == (
+        2,
+    )
+    worker.execute("SELECT * FROM semsql.fail_tasks('w', %s, '{boom}', '{true}')", [ids[2:]])
+    steps = worker.execute("SELECT semsql.vector_index_build_steps('text')").fetchone()[0]
+    assert steps and steps[-1].startswith("CREATE INDEX CONCURRENTLY")
+    status = db.execute("SELECT index FROM semsql.vector_index_status WHERE space = 'text'")
+    assert status.fetchone() == ("building",)
+    face = worker.execute(
+        "INSERT INTO semsql.faces (asset_id, box, detector, embedding, embedding_model) "
+        "VALUES (%s, '{0,0,9,9}', 'mtcnn', %s, 'facenet') RETURNING id",
+        [asset_ids[0], face_vector(0)],
+    ).fetchone()[0]
+    worker.execute("SELECT * FROM semsql.enrol_faces('Ada', %s)", [[face]])
+    worker.execute("SELECT semsql.refresh_face_clusters()")
+    worker.execute("SELECT semsql.register_vector_space('text', 'm', 3)")
+    analyst.rollback()
