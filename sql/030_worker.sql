@@ -685,26 +685,32 @@ DECLARE
 BEGIN
     SELECT * INTO login FROM loopback_login;
     v_role := coalesce(login.role_name, 'semsql_embed_' || left(md5(current_database()), 12));
-    IF login.role_name IS NULL
-       OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role AND rolcanlogin) THEN
-        -- 244 random bits (gen_random_uuid draws from the server's strong random source).
-        v_secret := encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text,
-                                             'UTF8')), 'hex');
-        BEGIN
-            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
-                EXECUTE format('ALTER ROLE %I LOGIN NOINHERIT PASSWORD %L', v_role, v_secret);
-            ELSE
-                EXECUTE format('CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L', v_role, v_secret);
-            END IF;
-        EXCEPTION WHEN insufficient_privilege THEN
+    -- 244 random bits (gen_random_uuid draws from the server's strong random source).
+    v_secret := coalesce(login.password,
+                         encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text,
+                                                  'UTF8')), 'hex'));
+    BEGIN
+        -- embed_text logs in once per call. SCRAM's key stretching (4096 rounds by default,
+        -- about 5 ms a login here) protects guessable passwords; this one is random.
+        IF current_setting('scram_iterations', true) IS NOT NULL THEN  -- PostgreSQL 16+
+            PERFORM set_config('scram_iterations', '1', true);
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
+            EXECUTE format('ALTER ROLE %I LOGIN NOINHERIT PASSWORD %L', v_role, v_secret);
+        ELSE
+            EXECUTE format('CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L', v_role, v_secret);
+        END IF;
+    EXCEPTION WHEN insufficient_privilege THEN
+        IF login.role_name IS NULL
+           OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role AND rolcanlogin) THEN
             RAISE NOTICE 'semsql.embed_text is not set up: % (run `semsql init` as a role with '
                          'CREATEROLE once)', SQLERRM;
             RETURN NULL;
-        END;
-        INSERT INTO loopback_login (role_name, password) VALUES (v_role, v_secret)
-        ON CONFLICT (singleton) DO UPDATE
-            SET role_name = EXCLUDED.role_name, password = EXCLUDED.password;
-    END IF;
+        END IF;  -- made by an earlier init: it stays as it is
+    END;
+    INSERT INTO loopback_login (role_name, password) VALUES (v_role, v_secret)
+    ON CONFLICT (singleton) DO UPDATE
+        SET role_name = EXCLUDED.role_name, password = EXCLUDED.password;
     EXECUTE format('GRANT USAGE ON SCHEMA semsql TO %I', v_role);
     EXECUTE format('GRANT EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean) '
                    'TO %I', v_role);
