@@ -550,13 +550,17 @@ SELECT s.name AS stage,
        count(t.id) FILTER (WHERE t.status = 'failed') AS failed,
        min(t.created_at) FILTER (WHERE t.status = 'pending') AS oldest_pending_at,
        max(t.finished_at) AS last_finished_at,
-       (SELECT count(*) FROM semsql.live_workers() w WHERE s.name = ANY (w.stages)) AS workers
+       (SELECT count(*) FROM semsql.live_workers() w WHERE s.name = ANY (w.stages)) AS workers,
+       coalesce(sum(t.lost_leases) FILTER (WHERE t.status IN ('pending', 'running')), 0)
+           AS lost_leases
 FROM semsql.stages s
 LEFT JOIN semsql.tasks t ON t.stage = s.name
 GROUP BY s.name, s.position, s.enabled
 ORDER BY s.position;
 COMMENT ON VIEW semsql.queue_status IS
-    'Per stage: tasks pending (retry_waiting of them in backoff), running, done and failed, and the live workers running it.';
+    'Per stage: tasks pending (retry_waiting of them in backoff), running, done and failed, the '
+    'live workers running it, and how often its unfinished tasks were taken back from workers '
+    'that died holding them (lost_leases; a file that crashes its worker keeps raising it).';
 
 CREATE OR REPLACE VIEW semsql.failed_tasks AS
 SELECT t.id AS task_id, t.asset_id, a.uri, a.collection, t.stage, t.attempts,

@@ -552,6 +552,8 @@ def test_a_worker_killed_again_and_again_just_after_claiming_fails_no_task(
         wait_until(lambda: not db.execute(held_by_a_live_worker).fetchone()[0])
     lost = db.execute("SELECT sum(lost_leases) FROM semsql.tasks").fetchone()[0]
     assert lost >= 3  # each later worker took back what the one before held
+    status = db.execute("SELECT lost_leases FROM semsql.queue_status WHERE stage = 'text'")
+    assert status.fetchone()[0] > 0
     settings = QueueSettings(max_attempts=1)
     text_worker(db_url, until_idle=True, poll_interval=0.2, queue=settings).run()
     assert statuses(db) == {"done": 30}
