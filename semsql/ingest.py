@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -14,6 +12,9 @@ from itertools import islice
 import psycopg
 from psycopg.types.json import Jsonb
 
+from semsql import limits
+from semsql.fetch import FetchError, TooLarge, fetch
+from semsql.metadata import json_safe
 from semsql.probe import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -22,7 +23,7 @@ from semsql.probe import (
     probe_bytes,
     probe_file,
 )
-from semsql.sources import Candidate
+from semsql.sources import Candidate, uri_for_path
 
 USER_AGENT = "semsql-ingest"
 
@@ -87,7 +88,7 @@ def run_ingest(
             while batch := list(islice(probed, options.batch_size)):
                 items = []
                 for candidate, result in batch:
-                    items.append(_item(position, candidate, result))
+                    items.append(_storable(_item(position, candidate, result)))
                     position += 1
                 _store_batch(conn, job_id, options.collection, items, summary)
                 on_progress(len(batch))
@@ -123,7 +124,10 @@ def _probe_all(
         try:
             if candidate.path is not None:
                 return candidate, probe_file(
-                    candidate.path, max_bytes=options.max_bytes, max_pixels=options.max_pixels
+                    candidate.path,
+                    root=candidate.root,
+                    max_bytes=options.max_bytes,
+                    max_pixels=options.max_pixels,
                 )
             data = fetch_url(
                 candidate.uri, max_bytes=options.max_bytes, timeout=options.url_timeout
@@ -131,6 +135,9 @@ def _probe_all(
             return candidate, probe_bytes(data, max_pixels=options.max_pixels)
         except ProbeError as error:
             return candidate, error
+        except Exception as error:  # one file's surprise is that file's error, not the job's
+            detail = f"{type(error).__name__}: {error}"
+            return candidate, ProbeError("unreadable", f"cannot probe {candidate.uri}: {detail}")
 
     pending = iter(candidates)
     window = [pool.submit(probe, c) for c in islice(pending, options.batch_size * 2)]
@@ -142,22 +149,13 @@ def _probe_all(
 
 
 def fetch_url(url: str, *, max_bytes: int, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    """The URL's bytes; the timeout bounds the whole download."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise ProbeError("too_large", f"{url} is {int(declared)} bytes, over {max_bytes}")
-            data = response.read(max_bytes + 1)
-    except urllib.error.HTTPError as error:
-        error.close()
-        raise ProbeError("unreadable", f"HTTP {error.code} {error.reason} from {url}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise ProbeError("unreadable", f"cannot fetch {url}: {reason}") from None
-    if len(data) > max_bytes:
-        raise ProbeError("too_large", f"{url} is over the {max_bytes}-byte limit")
-    return data
+        return fetch(url, max_bytes=max_bytes, timeout=timeout, user_agent=USER_AGENT)
+    except TooLarge as error:
+        raise ProbeError("too_large", str(error)) from None
+    except FetchError as error:
+        raise ProbeError("unreadable", str(error)) from None
 
 
 def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None) -> dict:
@@ -166,14 +164,26 @@ def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None
         return {**item, "error_code": candidate.error_code, "error": candidate.error}
     if isinstance(result, ProbeError):
         return {**item, "error_code": result.code, "error": result.message}
-    tags = list(dict.fromkeys([*candidate.tags, *result.keywords]))
-    people = list(dict.fromkeys([*candidate.people, *result.persons]))
-    metadata = {
-        **result.metadata,
-        **({"catalog": candidate.metadata} if candidate.metadata else {}),
-    }
+    size = len(candidate.uri.encode("utf-8", "surrogatepass"))
+    if size > limits.MAX_URI_BYTES:
+        message = f"the path or URL is {size:,} bytes, over the {limits.MAX_URI_BYTES:,}-byte limit"
+        return {**item, "error_code": "uri_too_long", "error": message}
+    warnings: list[str] = []
+    facts = limits.bound_facts(
+        candidate.caption or result.description,
+        dict.fromkeys([*candidate.tags, *result.keywords]),
+        dict.fromkeys([*candidate.people, *result.persons]),
+        warnings,
+    )
+    metadata = limits.bound_metadata(
+        {**result.metadata, **({"catalog": candidate.metadata} if candidate.metadata else {})},
+        warnings,
+    )
+    if warnings:
+        metadata["metadata_errors"] = [*metadata.get("metadata_errors", []), *warnings]
     return {
         **item,
+        "root": uri_for_path(candidate.root) if candidate.root is not None else None,
         "sha256": result.sha256,
         "mime": result.mime,
         "width": result.width,
@@ -181,10 +191,26 @@ def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None
         "bytes": result.bytes,
         "taken_at": result.taken_at.isoformat() if result.taken_at else None,
         "metadata": metadata,
-        "caption": candidate.caption or result.description,
-        "tags": tags,
-        "people": people,
+        "caption": facts.caption,
+        "tags": list(facts.tags),
+        "people": list(facts.people),
     }
+
+
+def _storable(item: dict) -> dict:
+    """The item, or its failure where some text in it cannot be sent as UTF-8 (a lone
+    surrogate that no reader caught): one bad string must not fail the batch."""
+    try:
+        _dumps(item).encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = error.object[error.start : error.end]
+        return {
+            "position": item["position"],
+            "uri": json_safe(item["uri"]),
+            "error_code": "bad_text",
+            "error": f"holds {bad!r}, which is not text (a lone surrogate) and cannot be stored",
+        }
+    return item
 
 
 def _store_batch(
@@ -204,7 +230,9 @@ def _store_batch(
         setattr(summary, outcome, getattr(summary, outcome) + 1)
         if outcome == "failed":
             item = by_position[position]
-            summary.errors.append({"uri": item["uri"], "code": item["error_code"], "error": detail})
+            # No error_code: the database refused the item (ingest_batch says why in detail).
+            code = item.get("error_code") or "database"
+            summary.errors.append({"uri": item["uri"], "code": code, "error": detail})
 
 
 def _dumps(value: object) -> str:

@@ -284,6 +284,10 @@ def _uri(record: dict[str, Any]) -> str:
         raise _RowError(_MISSING_URI)
     if "\x00" in value:
         raise _RowError(f"{key!r} contains a NUL character")
+    try:
+        os.fsencode(value)  # surrogateescape: a JSON "\udce9" is the byte 0xe9 of a file name
+    except UnicodeEncodeError as error:
+        raise _lone_surrogate(key, value, error) from None
     return value.strip()
 
 
@@ -309,6 +313,7 @@ def _caption(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise _RowError(f"'caption' must be a string, got {_json_type(value)}")
+    _check_text(value, "caption")
     return value.replace("\x00", "").strip() or None
 
 
@@ -316,8 +321,27 @@ def _names(value: Any, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
+        _check_text(value, key)
         separator = ";" if ";" in value else ","
         return unique_stripped(value.split(separator))
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        for item in value:
+            _check_text(item, key)
         return unique_stripped(value)
     raise _RowError(f"{key!r} must be a list of strings or a ';'-separated string")
+
+
+def _check_text(value: str, key: str) -> None:
+    """JSON can write half of a UTF-16 pair ("\\ud800"), which is no text and cannot be stored."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise _lone_surrogate(key, value, error) from None
+
+
+def _lone_surrogate(key: str, value: str, error: UnicodeEncodeError) -> _RowError:
+    char = value[error.start]
+    return _RowError(
+        f"{key!r} holds a lone surrogate ({char!r} at character {error.start + 1}), which is"
+        " not text: the manifest was written from broken UTF-16; write it again"
+    )

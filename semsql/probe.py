@@ -22,6 +22,7 @@ from typing import Any
 from PIL import Image, JpegImagePlugin
 
 from semsql.metadata import pillow_warnings_silenced, read_metadata
+from semsql.safe_open import LeavesRoot, open_beneath
 
 DEFAULT_MAX_BYTES = 200 * 1024**2
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own hard limit (2 * Image.MAX_IMAGE_PIXELS)
@@ -75,6 +76,7 @@ class ProbeError(Exception):
             "corrupt",
             "decompression_bomb",
             "unreadable",
+            "outside_root",
         }
     )
 
@@ -87,11 +89,19 @@ class ProbeError(Exception):
 
 
 def probe_file(
-    path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: Path,
+    *,
+    root: Path | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Probe:
+    """Probe the file at `path`; with a `root`, only if it lies beneath it when opened."""
     try:
-        # O_NONBLOCK so that opening a FIFO cannot hang; it changes nothing for files.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        if root is not None:
+            fd = open_beneath(root, path)
+        else:
+            # O_NONBLOCK so that opening a FIFO cannot hang; it changes nothing for files.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):
@@ -102,6 +112,8 @@ def probe_file(
                 data = file.read(max_bytes + 1)
         finally:
             os.close(fd)
+    except LeavesRoot as error:
+        raise ProbeError("outside_root", str(error)) from None
     except OSError as error:
         raise ProbeError("unreadable", f"cannot read {path}: {error.strerror or error}") from error
     if len(data) > max_bytes:  # the file grew after fstat

@@ -2,7 +2,9 @@
 
 Folders are walked for image files (by extension, or by --glob); links are followed only while
 they stay inside the folder that was given; every problem becomes a candidate carrying its
-error, so that the job reports it and goes on.
+error, so that the job reports it and goes on. Each file carries its root: the folder given,
+a single file's own folder, or a manifest's folder (or --root). Probing opens the file only
+beneath that root (semsql.safe_open), and so does the worker, later, from assets.root.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, unquote_to_bytes
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from PIL import Image
 
@@ -30,6 +33,7 @@ IMAGE_EXTENSIONS = frozenset(
 class Candidate:
     uri: str
     path: Path | None = None  # a local file; None for a URL
+    root: Path | None = None  # the folder the file must be opened beneath; None for a URL
     error_code: str | None = None
     error: str | None = None
     caption: str | None = None
@@ -65,12 +69,35 @@ def failed(uri: str, code: str, message: str) -> Candidate:
     return Candidate(uri=uri, error_code=code, error=message)
 
 
+def url_problem(url: str) -> str | None:
+    """Why an http(s) URL cannot be fetched as written, or None."""
+    for position, char in enumerate(url):
+        if char.isspace() or not " " < char <= "~":
+            shown = "a space" if char == " " else repr(char)
+            return f"the URL has {shown} at character {position + 1}: percent-encode it"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as error:
+        return f"malformed URL: {error}"
+    if not parts.hostname:
+        return "the URL has no host"
+    return None
+
+
+def url_candidate(url: str, **facts: Any) -> Candidate:
+    problem = url_problem(url)
+    if problem is not None:
+        return failed(url, "bad_url", problem)
+    return Candidate(uri=url, **facts)
+
+
 def iter_candidates(
     sources: list[str], *, recursive: bool = False, pattern: str | None = None
 ) -> Iterator[Candidate]:
     for source in sources:
         if is_url(source):
-            yield Candidate(uri=source)
+            yield url_candidate(source)
             continue
         path = Path(os.path.abspath(source))
         try:
@@ -83,12 +110,15 @@ def iter_candidates(
             yield failed(uri_for_path(path), "unreadable", error.strerror or str(error))
             continue
         if stat.S_ISDIR(info.st_mode):
-            yield from _walk(path, path.resolve(), recursive=recursive, pattern=pattern)
+            yield from _walk(path, path, path.resolve(), recursive=recursive, pattern=pattern)
         else:
-            yield Candidate(uri=uri_for_path(path), path=path)
+            yield Candidate(uri=uri_for_path(path), path=path, root=path.parent)
 
 
-def _walk(folder: Path, root: Path, *, recursive: bool, pattern: str | None) -> Iterator[Candidate]:
+def _walk(
+    folder: Path, given: Path, root: Path, *, recursive: bool, pattern: str | None
+) -> Iterator[Candidate]:
+    """The files of `folder`, which lies in `given` (the folder named), resolved as `root`."""
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError as error:
@@ -116,9 +146,9 @@ def _walk(folder: Path, root: Path, *, recursive: bool, pattern: str | None) -> 
             is_dir = False
         if is_dir:
             if recursive:
-                yield from _walk(path, root, recursive=True, pattern=pattern)
+                yield from _walk(path, given, root, recursive=True, pattern=pattern)
         elif _wanted(path, root, pattern):
-            yield Candidate(uri=uri, path=path)
+            yield Candidate(uri=uri, path=path, root=given)
 
 
 def _wanted(path: Path, root: Path, pattern: str | None) -> bool:
@@ -130,15 +160,16 @@ def _wanted(path: Path, root: Path, pattern: str | None) -> bool:
 
 def iter_manifest_candidates(manifest: Path, *, root: Path | None = None) -> Iterator[Candidate]:
     """Rows of a catalog manifest; local files must lie inside root (default: its folder)."""
-    allowed = (root or manifest.parent).resolve()
+    given = Path(os.path.abspath(root or manifest.parent))
+    allowed = given.resolve()
     for row in read_manifest(manifest):
         if isinstance(row, ManifestError):
             yield failed(f"{manifest}:{row.line}", "manifest", str(row))
             continue
-        yield _manifest_candidate(row, allowed)
+        yield _manifest_candidate(row, given, allowed)
 
 
-def _manifest_candidate(row: ManifestRow, allowed: Path) -> Candidate:
+def _manifest_candidate(row: ManifestRow, given: Path, allowed: Path) -> Candidate:
     facts = {
         "caption": row.caption,
         "tags": row.tags,
@@ -146,7 +177,7 @@ def _manifest_candidate(row: ManifestRow, allowed: Path) -> Candidate:
         "metadata": row.metadata,
     }
     if is_url(row.uri):
-        return Candidate(uri=row.uri, **facts)
+        return url_candidate(row.uri, **facts)
     path = Path(row.uri)
     try:
         resolved = path.resolve(strict=True)
@@ -154,4 +185,4 @@ def _manifest_candidate(row: ManifestRow, allowed: Path) -> Candidate:
         return failed(uri_for_path(path), "not_found", "no such file (from the manifest)")
     if not resolved.is_relative_to(allowed):
         return failed(uri_for_path(path), "outside_root", f"outside {allowed} (use --root)")
-    return Candidate(uri=uri_for_path(path), path=path, **facts)
+    return Candidate(uri=uri_for_path(path), path=path, root=given, **facts)

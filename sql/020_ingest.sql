@@ -48,97 +48,144 @@ COMMENT ON FUNCTION semsql.add_user_facts(bigint, text, text[], text[]) IS
     'Stores a user caption, keywords and people shown for an asset; returns whether anything changed.';
 
 
+CREATE OR REPLACE FUNCTION semsql.ingest_item(
+    p_job_id bigint, p_collection text, p_item jsonb,
+    OUT outcome text, OUT asset_id bigint, OUT detail text
+)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+-- One item of semsql.ingest_batch: a probed file {position, uri, root, sha256, mime, width,
+-- height, bytes, taken_at, metadata, caption, tags, people} or a failure {position, uri,
+-- error_code, error}. Raises unique_violation when another transaction stored the same uri or
+-- content first (ingest_batch then runs the item again, and it sees that asset).
+DECLARE
+    existing assets%ROWTYPE;
+    twin assets%ROWTYPE;
+    v_tags text[];
+    v_people text[];
+    facts_changed boolean;
+BEGIN
+    SELECT * INTO existing FROM assets a
+    WHERE a.collection = p_collection AND a.uri = p_item->>'uri';
+
+    IF p_item ? 'error_code' THEN
+        outcome := 'failed';
+        detail := p_item->>'error';
+        IF existing.id IS NOT NULL THEN
+            asset_id := existing.id;
+            UPDATE assets SET error = (p_item->>'error_code') || ': ' || (p_item->>'error')
+            WHERE id = existing.id;
+        END IF;
+        RETURN;
+    END IF;
+
+    v_tags := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_item->'tags', '[]')));
+    v_people := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_item->'people', '[]')));
+    IF existing.id IS NULL OR existing.sha256 <> p_item->>'sha256' THEN
+        SELECT * INTO twin FROM assets a
+        WHERE a.collection = p_collection AND a.sha256 = p_item->>'sha256';
+    END IF;
+
+    IF twin.id IS NOT NULL THEN
+        outcome := 'skipped';
+        asset_id := coalesce(existing.id, twin.id);
+        detail := format('same content as asset %s (%s)', twin.id, twin.uri);
+    ELSIF existing.id IS NULL THEN
+        INSERT INTO assets (collection, uri, root, sha256, mime, width, height, bytes,
+                            taken_at, metadata, job_id)
+        VALUES (p_collection, p_item->>'uri', p_item->>'root', p_item->>'sha256',
+                p_item->>'mime', (p_item->>'width')::integer, (p_item->>'height')::integer,
+                (p_item->>'bytes')::bigint, (p_item->>'taken_at')::timestamptz,
+                coalesce(p_item->'metadata', '{}'), p_job_id)
+        RETURNING id INTO asset_id;
+        PERFORM add_user_facts(asset_id, p_item->>'caption', v_tags, v_people);
+        outcome := 'new';
+    ELSIF existing.sha256 <> p_item->>'sha256' THEN
+        asset_id := existing.id;
+        UPDATE assets
+        SET sha256 = p_item->>'sha256', root = p_item->>'root', mime = p_item->>'mime',
+            width = (p_item->>'width')::integer, height = (p_item->>'height')::integer,
+            bytes = (p_item->>'bytes')::bigint, taken_at = (p_item->>'taken_at')::timestamptz,
+            metadata = coalesce(p_item->'metadata', '{}'), error = NULL, job_id = p_job_id
+        WHERE id = existing.id;
+        PERFORM add_user_facts(asset_id, p_item->>'caption', v_tags, v_people);
+        outcome := 'updated';
+        detail := 'content changed';
+    ELSE
+        asset_id := existing.id;
+        facts_changed := add_user_facts(asset_id, p_item->>'caption', v_tags, v_people);
+        IF existing.metadata IS DISTINCT FROM coalesce(p_item->'metadata', '{}') THEN
+            UPDATE assets SET metadata = coalesce(p_item->'metadata', '{}') WHERE id = existing.id;
+            facts_changed := true;
+        END IF;
+        -- Where the file was found is bookkeeping for the worker, not a change of the asset.
+        IF existing.error IS NOT NULL OR existing.root IS DISTINCT FROM p_item->>'root' THEN
+            UPDATE assets SET error = NULL, root = p_item->>'root' WHERE id = existing.id;
+        END IF;
+        outcome := CASE WHEN facts_changed THEN 'updated' ELSE 'skipped' END;
+        detail := CASE WHEN facts_changed THEN 'captions, tags, people or metadata changed'
+                       ELSE 'unchanged' END;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION semsql.ingest_item(bigint, text, jsonb) IS
+    'Stores one probed file (or records one failure) of an ingest batch: new, updated, skipped or failed, with the asset and a detail.';
+
+
 CREATE OR REPLACE FUNCTION semsql.ingest_batch(p_job_id bigint, p_collection text, p_items jsonb)
 RETURNS TABLE (item_position integer, outcome text, asset_id bigint, detail text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
--- Each item is either a probed file {position, uri, sha256, mime, width, height, bytes,
--- taken_at, metadata, caption, tags, people} or a failure {position, uri, error_code, error}.
+-- Items as semsql.ingest_item takes them. Each runs in a subtransaction of its own, its search
+-- document built inside it (not at commit, where one bad document would fail the batch), so
+-- that a database error fails that item alone. A unique violation means that a concurrent
+-- ingest stored the same file or content first: the item runs again and finds that asset.
 DECLARE
     item jsonb;
-    existing assets%ROWTYPE;
-    twin assets%ROWTYPE;
     v_asset_id bigint;
     v_outcome text;
     v_detail text;
-    v_tags text[];
-    v_people text[];
-    facts_changed boolean;
+    v_error_code text;
+    attempt integer;
     n_new integer := 0;
     n_updated integer := 0;
     n_skipped integer := 0;
     n_failed integer := 0;
 BEGIN
     FOR item IN SELECT value FROM jsonb_array_elements(p_items) LOOP
-        v_asset_id := NULL;
-        v_detail := NULL;
-        SELECT * INTO existing FROM assets a
-        WHERE a.collection = p_collection AND a.uri = item->>'uri';
-
-        IF item ? 'error_code' THEN
-            v_outcome := 'failed';
-            v_detail := item->>'error';
-            IF existing.id IS NOT NULL THEN
-                v_asset_id := existing.id;
-                UPDATE assets SET error = (item->>'error_code') || ': ' || (item->>'error')
-                WHERE id = existing.id;
-            END IF;
-        ELSE
-            v_tags := ARRAY(SELECT jsonb_array_elements_text(coalesce(item->'tags', '[]')));
-            v_people := ARRAY(SELECT jsonb_array_elements_text(coalesce(item->'people', '[]')));
-            IF existing.id IS NULL OR existing.sha256 <> item->>'sha256' THEN
-                SELECT * INTO twin FROM assets a
-                WHERE a.collection = p_collection AND a.sha256 = item->>'sha256';
-            ELSE
-                twin := NULL;
-            END IF;
-
-            IF twin.id IS NOT NULL THEN
-                v_outcome := 'skipped';
-                v_asset_id := coalesce(existing.id, twin.id);
-                v_detail := format('same content as asset %s (%s)', twin.id, twin.uri);
-            ELSIF existing.id IS NULL THEN
-                INSERT INTO assets (collection, uri, sha256, mime, width, height, bytes,
-                                    taken_at, metadata, job_id)
-                VALUES (p_collection, item->>'uri', item->>'sha256', item->>'mime',
-                        (item->>'width')::integer, (item->>'height')::integer,
-                        (item->>'bytes')::bigint, (item->>'taken_at')::timestamptz,
-                        coalesce(item->'metadata', '{}'), p_job_id)
-                RETURNING id INTO v_asset_id;
-                PERFORM add_user_facts(v_asset_id, item->>'caption', v_tags, v_people);
-                v_outcome := 'new';
-            ELSIF existing.sha256 <> item->>'sha256' THEN
-                v_asset_id := existing.id;
-                UPDATE assets
-                SET sha256 = item->>'sha256', mime = item->>'mime',
-                    width = (item->>'width')::integer, height = (item->>'height')::integer,
-                    bytes = (item->>'bytes')::bigint, taken_at = (item->>'taken_at')::timestamptz,
-                    metadata = coalesce(item->'metadata', '{}'), error = NULL, job_id = p_job_id
-                WHERE id = existing.id;
-                PERFORM add_user_facts(v_asset_id, item->>'caption', v_tags, v_people);
-                v_outcome := 'updated';
-                v_detail := 'content changed';
-            ELSE
-                v_asset_id := existing.id;
-                facts_changed := add_user_facts(v_asset_id, item->>'caption', v_tags, v_people);
-                IF existing.metadata IS DISTINCT FROM coalesce(item->'metadata', '{}') THEN
-                    UPDATE assets SET metadata = coalesce(item->'metadata', '{}') WHERE id = existing.id;
-                    facts_changed := true;
-                END IF;
-                IF existing.error IS NOT NULL THEN
-                    UPDATE assets SET error = NULL WHERE id = existing.id;
-                END IF;
-                v_outcome := CASE WHEN facts_changed THEN 'updated' ELSE 'skipped' END;
-                v_detail := CASE WHEN facts_changed THEN 'captions, tags, people or metadata changed'
-                                 ELSE 'unchanged' END;
-            END IF;
-        END IF;
+        attempt := 0;
+        LOOP
+            attempt := attempt + 1;
+            BEGIN
+                SELECT r.outcome, r.asset_id, r.detail INTO v_outcome, v_asset_id, v_detail
+                FROM ingest_item(p_job_id, p_collection, item) AS r;
+                SET CONSTRAINTS semsql.search_documents_stale_refresh IMMEDIATE;
+                SET CONSTRAINTS semsql.search_documents_stale_refresh DEFERRED;
+                v_error_code := item->>'error_code';
+                EXIT;
+            EXCEPTION
+                WHEN unique_violation OR deadlock_detected THEN
+                    IF attempt >= 3 THEN
+                        v_outcome := 'failed';
+                        v_asset_id := NULL;
+                        v_error_code := 'database';
+                        v_detail := 'database error: ' || SQLERRM;
+                        EXIT;
+                    END IF;
+                WHEN OTHERS THEN
+                    v_outcome := 'failed';
+                    v_asset_id := NULL;
+                    v_error_code := 'database';
+                    v_detail := 'database error: ' || SQLERRM;
+                    EXIT;
+            END;
+        END LOOP;
 
         INSERT INTO job_items (job_id, position, uri, outcome, asset_id, error_code, error)
         VALUES (p_job_id, (item->>'position')::integer, item->>'uri', v_outcome, v_asset_id,
-                item->>'error_code',
-                CASE WHEN v_outcome IN ('failed', 'skipped') THEN v_detail END);
+                v_error_code, CASE WHEN v_outcome IN ('failed', 'skipped') THEN v_detail END);
 
         CASE v_outcome
             WHEN 'new' THEN n_new := n_new + 1;
@@ -160,7 +207,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.ingest_batch(bigint, text, jsonb) IS
-    'Stores a batch of probed files for a job: new, updated (content or stated facts changed), skipped (unchanged or same content as another asset) or failed.';
+    'Stores a batch of probed files for a job, each in a subtransaction of its own: new, updated (content or stated facts changed), skipped (unchanged or same content as another asset) or failed (the file''s error, or the database''s for that item alone).';
 
 
 CREATE OR REPLACE FUNCTION semsql.complete_jobs() RETURNS SETOF bigint

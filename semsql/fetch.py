@@ -1,0 +1,161 @@
+"""http(s) downloads bounded in size and in time: the timeout covers the whole download.
+
+A socket timeout alone bounds each read, so a server that sends a few bytes every second
+holds a download for as long as it likes. Here a timer shuts the connection's socket down
+when the deadline passes, whatever the transfer is doing (status line, headers, body or a
+redirect), and the download fails with a message that says so. Name lookups are not
+interruptible this way; connecting is bounded by the socket timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.client
+import socket
+import threading
+import urllib.error
+import urllib.request
+from types import TracebackType
+from typing import Any
+
+USER_AGENT = "semsql"
+# Answers that waiting will not change.
+_PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 414, 451})
+
+
+class FetchError(Exception):
+    """Why a URL could not be downloaded; `status` is the HTTP status where there was one,
+    `transient` whether trying again later may help."""
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+
+
+class TooLarge(FetchError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
+
+
+def fetch(url: str, *, max_bytes: int, timeout: float, user_agent: str = USER_AGENT) -> bytes:
+    """The body of `url`, at most `max_bytes`, downloaded within `timeout` seconds in all."""
+    request = urllib.request.Request(url, headers={"User-Agent": user_agent})
+    with _Deadline(timeout) as deadline:
+        opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline))
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                declared = response.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise TooLarge(f"{url} is {int(declared)} bytes, over {max_bytes}")
+                data = response.read(max_bytes + 1)
+        except urllib.error.HTTPError as error:
+            error.close()
+            message = f"HTTP {error.code} {error.reason} from {url}"
+            transient = error.code not in _PERMANENT_STATUSES
+            raise FetchError(message, status=error.code, transient=transient) from None
+        except (OSError, ValueError, http.client.HTTPException) as error:
+            # OSError covers URLError, timeouts and resets; ValueError and HTTPException a
+            # malformed URL or redirect target, or a response cut short.
+            if deadline.expired:
+                raise deadline.error(url) from None
+            reason = getattr(error, "reason", None) or error
+            raise FetchError(f"cannot fetch {url}: {reason}", transient=True) from None
+        if deadline.expired:  # the socket was shut down: what was read is cut short
+            raise deadline.error(url)
+    if len(data) > max_bytes:
+        raise TooLarge(f"{url} is over the {max_bytes}-byte limit")
+    return data
+
+
+class _Deadline:
+    """Shuts down the sockets it watches once `seconds` have passed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.expired:
+                _shut(sock)
+            else:
+                self._sockets.append(sock)
+
+    def error(self, url: str) -> FetchError:
+        return FetchError(
+            f"cannot fetch {url}: not finished after {self.seconds:g} s"
+            " (the timeout bounds the whole download)",
+            transient=True,
+        )
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also for an SSLSocket: the reading thread owns the TLS
+    # state, and only needs its next read to end. A closed socket has no descriptor left
+    # (fileno -1), so this never reaches a descriptor number reused since.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self._deadline.watch(self.sock)
+
+
+class _WatchedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()  # TCP, a proxy tunnel if any, then TLS: self.sock is the final one
+        self._deadline.watch(self.sock)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection = functools.partial(_WatchedHTTPConnection, deadline=self._deadline)
+        return self.do_open(connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection = functools.partial(_WatchedHTTPSConnection, deadline=self._deadline)
+        return self.do_open(connection, req, context=self._context)  # type: ignore[attr-defined]
