@@ -6,6 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import psycopg
 from psycopg import sql
@@ -37,9 +38,10 @@ class InitReport:
     definitions: int
 
 
-def migration_files() -> list[SqlFile]:
+def migration_files(folder: Traversable | None = None) -> list[SqlFile]:
+    """The numbered migrations, in order: semsql's own, or those of another release's folder."""
     found = []
-    for entry in files("semsql.migrations").iterdir():
+    for entry in (folder or files("semsql.migrations")).iterdir():
         if entry.name.endswith(".sql"):
             if not MIGRATION_NAME.match(entry.name):
                 raise MigrationError(f"migration file name {entry.name!r} is not NNNN_name.sql")
@@ -47,17 +49,26 @@ def migration_files() -> list[SqlFile]:
     return sorted(found, key=lambda f: f.name)
 
 
-def definition_files() -> list[SqlFile]:
+def definition_files(folder: Traversable | None = None) -> list[SqlFile]:
+    """The idempotent definitions, in order: semsql's own, or those of another release's folder."""
     found = [
         SqlFile(entry.name, entry.read_text(encoding="utf-8"))
-        for entry in files("semsql.sql").iterdir()
+        for entry in (folder or files("semsql.sql")).iterdir()
         if entry.name.endswith(".sql")
     ]
     return sorted(found, key=lambda f: f.name)
 
 
-def init(conn: psycopg.Connection) -> InitReport:
-    """Bring the database to the current schema. Safe to run any number of times, concurrently."""
+def init(
+    conn: psycopg.Connection,
+    *,
+    migrations: Traversable | None = None,
+    definitions: Traversable | None = None,
+) -> InitReport:
+    """Bring the database to the current schema. Safe to run any number of times, concurrently.
+
+    `migrations` and `definitions` are folders of another release's files (the upgrade test
+    builds the previous release's schema with them); by default, this package's."""
     if not conn.autocommit:
         raise ValueError("init() needs an autocommit connection: it manages its own transactions")
     conn.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
@@ -70,13 +81,13 @@ def init(conn: psycopg.Connection) -> InitReport:
                    checksum   text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        applied = _apply_migrations(conn)
-        already = len(migration_files()) - len(applied)
-        definitions = definition_files()
+        numbered = migration_files(migrations)
+        applied = _apply_migrations(conn, numbered)
+        idempotent = definition_files(definitions)
         with conn.transaction():
-            for sql_file in definitions:
+            for sql_file in idempotent:
                 _execute_file(conn, sql_file)
-        return InitReport(applied, already, len(definitions))
+        return InitReport(applied, len(numbered) - len(applied), len(idempotent))
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
 
@@ -106,10 +117,10 @@ def _create_extensions(conn: psycopg.Connection) -> None:
         )
 
 
-def _apply_migrations(conn: psycopg.Connection) -> list[str]:
+def _apply_migrations(conn: psycopg.Connection, migrations: list[SqlFile]) -> list[str]:
     done = dict(conn.execute("SELECT name, checksum FROM semsql.schema_migrations").fetchall())
     applied = []
-    for migration in migration_files():
+    for migration in migrations:
         if migration.name in done:
             if done[migration.name] != migration.checksum:
                 raise MigrationError(

@@ -1,0 +1,58 @@
+-- The work queue's triggers: a new or changed asset gets one task per enabled stage.
+
+CREATE OR REPLACE FUNCTION semsql.assets_before_change() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.sha256 IS NOT DISTINCT FROM OLD.sha256 THEN
+        NEW.updated_at := now();
+        RETURN NEW;
+    END IF;
+    NEW.updated_at := now();
+    NEW.status := CASE WHEN EXISTS (SELECT 1 FROM stages WHERE enabled) THEN 'pending' ELSE 'ready' END;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION semsql.assets_before_change() IS
+    'Trigger: keeps updated_at, and marks an asset pending when its content is new or changed.';
+
+CREATE OR REPLACE FUNCTION semsql.enqueue_asset_tasks() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        IF NEW.sha256 IS NOT DISTINCT FROM OLD.sha256 THEN
+            RETURN NULL;
+        END IF;
+        -- What the models said was about the old pixels; what people said stays.
+        DELETE FROM captions WHERE asset_id = NEW.id AND source <> 'user';
+        DELETE FROM tags WHERE asset_id = NEW.id AND source <> 'user';
+        DELETE FROM faces WHERE asset_id = NEW.id;
+        DELETE FROM embeddings WHERE asset_id = NEW.id;
+    END IF;
+    INSERT INTO tasks (asset_id, stage)
+    SELECT NEW.id, name FROM stages WHERE enabled
+    ON CONFLICT (asset_id, stage) DO UPDATE
+        SET status = 'pending', attempts = 0, last_error = NULL, next_attempt_at = now(),
+            leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL, model = NULL,
+            started_at = NULL, finished_at = NULL;
+    IF FOUND THEN
+        -- A wake-up hint only: the tasks table is the truth. Notifications are
+        -- de-duplicated per transaction, so a batch of inserts sends one.
+        PERFORM pg_notify('semsql_tasks', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION semsql.enqueue_asset_tasks() IS
+    'Trigger: queues one task per enabled stage for a new or changed asset and wakes the workers.';
+
+CREATE OR REPLACE TRIGGER assets_before_change
+    BEFORE INSERT OR UPDATE ON semsql.assets
+    FOR EACH ROW EXECUTE FUNCTION semsql.assets_before_change();
+
+CREATE OR REPLACE TRIGGER assets_enqueue
+    AFTER INSERT OR UPDATE OF sha256 ON semsql.assets
+    FOR EACH ROW EXECUTE FUNCTION semsql.enqueue_asset_tasks();

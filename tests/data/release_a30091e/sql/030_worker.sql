@@ -1,0 +1,801 @@
+-- The embedder daemon's side of the database: claiming, finishing, failing and retrying tasks;
+-- live workers; vector spaces and their HNSW indexes; the asset document; status views; and
+-- semsql.embed_text, which turns text into a vector inside SQL by asking a running worker.
+
+-- Workers ------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.live_workers() RETURNS SETOF semsql.workers
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    -- backend_start tells a live worker from a new connection that reuses a dead one's pid;
+    -- it reads NULL to a role that may not see other roles' sessions.
+    SELECT w.* FROM workers w
+    WHERE EXISTS (SELECT 1 FROM pg_stat_activity a
+                  WHERE a.pid = w.backend_pid
+                    AND (a.backend_start IS NULL OR a.backend_start = w.backend_start));
+$$;
+COMMENT ON FUNCTION semsql.live_workers() IS
+    'The workers whose database connection is still open.';
+
+CREATE OR REPLACE FUNCTION semsql.register_worker(
+    p_name text, p_host text, p_pid integer, p_device text,
+    p_stages text[], p_query_spaces text[], p_problems jsonb
+) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, semsql, public
+AS $$
+    DELETE FROM workers w WHERE w.name <> p_name
+        AND NOT EXISTS (SELECT 1 FROM live_workers() l WHERE l.name = w.name);
+    INSERT INTO workers (name, backend_pid, backend_start, host, pid, device, stages,
+                         query_spaces, problems)
+    SELECT p_name, pg_backend_pid(), a.backend_start, p_host, p_pid, p_device, p_stages,
+           p_query_spaces, p_problems
+    FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+    ON CONFLICT (name) DO UPDATE
+        SET backend_pid = EXCLUDED.backend_pid, backend_start = EXCLUDED.backend_start,
+            device = EXCLUDED.device, stages = EXCLUDED.stages,
+            query_spaces = EXCLUDED.query_spaces, problems = EXCLUDED.problems,
+            heartbeat_at = now();
+$$;
+COMMENT ON FUNCTION semsql.register_worker(text, text, integer, text, text[], text[], jsonb) IS
+    'Records a running worker on the calling connection (which must stay open while it runs) and forgets dead ones.';
+
+CREATE OR REPLACE FUNCTION semsql.worker_heartbeat(p_name text, p_lease interval) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+BEGIN
+    -- SKIP LOCKED: a task locked now is being finished by its worker; waiting could deadlock.
+    UPDATE tasks SET lease_expires_at = now() + p_lease
+    WHERE id IN (SELECT t.id FROM tasks t WHERE t.leased_by = p_name AND t.status = 'running'
+                 FOR UPDATE SKIP LOCKED);
+    UPDATE workers SET heartbeat_at = now() WHERE name = p_name;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION semsql.worker_heartbeat(text, interval) IS
+    'Extends the leases of a worker''s running tasks; false when the worker is not registered (register it again).';
+
+CREATE OR REPLACE FUNCTION semsql.unregister_worker(p_name text) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, semsql, public
+AS $$
+    DELETE FROM workers WHERE name = p_name;
+$$;
+COMMENT ON FUNCTION semsql.unregister_worker(text) IS 'Forgets a worker that is stopping.';
+
+-- Task bookkeeping ----------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.refresh_asset_status(p_asset_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, semsql, public
+AS $$
+    UPDATE assets a SET status = s.status
+    FROM (SELECT t.asset_id,
+                 CASE WHEN bool_or(t.status = 'failed') THEN 'failed'
+                      WHEN bool_and(t.status = 'done') THEN 'ready'
+                      ELSE 'pending' END AS status
+          FROM tasks t JOIN stages st ON st.name = t.stage AND st.enabled
+          WHERE t.asset_id = ANY (p_asset_ids)
+          GROUP BY t.asset_id) AS s
+    WHERE a.id = s.asset_id AND a.status IS DISTINCT FROM s.status;
+$$;
+COMMENT ON FUNCTION semsql.refresh_asset_status(bigint[]) IS
+    'Sets assets ready when all their enabled stages are done, failed when one failed, else pending.';
+
+CREATE OR REPLACE FUNCTION semsql.settle_assets(p_asset_ids bigint[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+BEGIN
+    IF coalesce(cardinality(p_asset_ids), 0) = 0 THEN
+        RETURN;
+    END IF;
+    -- Transactions that finish tasks take turns from here to their commit, so that of two
+    -- finishing the last tasks of one asset or job, the second sees the first's work (READ
+    -- COMMITTED: each statement below reads with a new snapshot).
+    PERFORM pg_advisory_xact_lock(126943972799853);
+    PERFORM refresh_asset_status(p_asset_ids);
+    PERFORM complete_jobs();
+END
+$$;
+COMMENT ON FUNCTION semsql.settle_assets(bigint[]) IS
+    'After tasks changed state: refreshes their assets'' status and completes finished ingest jobs.';
+
+CREATE OR REPLACE FUNCTION semsql.requeue_tasks(p_asset_ids bigint[], p_stages text[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    requeued bigint[];
+BEGIN
+    IF coalesce(cardinality(p_asset_ids), 0) = 0 OR coalesce(cardinality(p_stages), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    -- A running task read the old inputs: it goes back to pending when it finishes.
+    UPDATE tasks SET rerun = true
+    WHERE asset_id = ANY (p_asset_ids) AND stage = ANY (p_stages)
+      AND status = 'running' AND NOT rerun;
+    WITH changed AS (
+        UPDATE tasks
+        SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL,
+            finished_at = NULL, leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL
+        WHERE asset_id = ANY (p_asset_ids) AND stage = ANY (p_stages)
+          AND status IN ('done', 'failed')
+        RETURNING asset_id)
+    SELECT array_agg(DISTINCT asset_id) INTO requeued FROM changed;
+    IF requeued IS NULL THEN
+        RETURN 0;
+    END IF;
+    UPDATE assets SET status = 'pending' WHERE id = ANY (requeued) AND status = 'ready';
+    PERFORM pg_notify('semsql_tasks', '');
+    RETURN cardinality(requeued);
+END
+$$;
+COMMENT ON FUNCTION semsql.requeue_tasks(bigint[], text[]) IS
+    'Queues these stages again for these assets because their inputs changed; returns how many assets.';
+
+-- Claiming and finishing tasks -----------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.claim_tasks(
+    p_worker text, p_stage text, p_limit integer,
+    p_lease interval DEFAULT '2 minutes', p_max_attempts integer DEFAULT 5
+) RETURNS TABLE (task_id bigint, asset_id bigint, uri text, sha256 text, attempts integer)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+#variable_conflict use_column
+DECLARE
+    blocking text[];
+    backends integer[];
+    ids bigint[];
+    more bigint[];
+    worn bigint[];
+BEGIN
+    -- A dependency holds a task back only while a live worker runs the dependency's stage;
+    -- otherwise the task runs now, and runs again if the dependency finishes later.
+    SELECT coalesce(array_agg(d), '{}') INTO blocking
+    FROM stages s, unnest(s.depends_on) AS d
+    WHERE s.name = p_stage
+      AND d IN (SELECT name FROM stages WHERE enabled)
+      AND d IN (SELECT unnest(w.stages) FROM live_workers() w);
+    backends := ARRAY(SELECT pid FROM pg_stat_activity);
+
+    -- Tasks whose worker is gone: its lease expired or its connection closed.
+    SELECT coalesce(array_agg(id), '{}') INTO ids FROM (
+        SELECT t.id FROM tasks t
+        WHERE t.stage = p_stage AND t.status = 'running'
+          AND (t.lease_expires_at <= now() OR t.leased_backend IS NULL
+               OR t.leased_backend <> ALL (backends))
+        ORDER BY t.id LIMIT p_limit
+        FOR UPDATE OF t SKIP LOCKED) AS lost;
+    SELECT coalesce(array_agg(t.id), '{}') INTO worn
+    FROM tasks t WHERE t.id = ANY (ids) AND t.attempts >= p_max_attempts;
+    IF worn <> '{}' THEN
+        UPDATE tasks t
+        SET status = 'failed', finished_at = now(), leased_by = NULL, leased_backend = NULL,
+            lease_expires_at = NULL,
+            last_error = format('gave up after %s attempts: each time, the worker running it '
+                                'stopped (killed, crashed or lost its connection)', t.attempts)
+        WHERE t.id = ANY (worn);
+        PERFORM settle_assets(ARRAY(SELECT t.asset_id FROM tasks t WHERE t.id = ANY (worn)));
+        ids := ARRAY(SELECT unnest(ids) EXCEPT SELECT unnest(worn));
+    END IF;
+
+    IF cardinality(ids) < p_limit THEN
+        SELECT coalesce(array_agg(id), '{}') INTO more FROM (
+            SELECT t.id FROM tasks t
+            WHERE t.stage = p_stage AND t.status = 'pending' AND t.next_attempt_at <= now()
+              AND NOT EXISTS (SELECT 1 FROM tasks d
+                              WHERE d.asset_id = t.asset_id AND d.stage = ANY (blocking)
+                                AND d.status IN ('pending', 'running'))
+            ORDER BY t.next_attempt_at, t.id
+            LIMIT p_limit - cardinality(ids)
+            FOR UPDATE OF t SKIP LOCKED) AS due;
+        ids := ids || more;
+    END IF;
+
+    RETURN QUERY
+    UPDATE tasks t
+    SET status = 'running', attempts = t.attempts + 1, leased_by = p_worker,
+        leased_backend = pg_backend_pid(), lease_expires_at = now() + p_lease,
+        started_at = now(), finished_at = NULL, rerun = false
+    FROM assets a
+    WHERE t.id = ANY (ids) AND a.id = t.asset_id
+    RETURNING t.id, t.asset_id, a.uri, a.sha256, t.attempts;
+END
+$$;
+COMMENT ON FUNCTION semsql.claim_tasks(text, text, integer, interval, integer) IS
+    'Leases up to p_limit due tasks of one stage to a worker (FOR UPDATE SKIP LOCKED), taking back those of dead workers.';
+
+CREATE OR REPLACE FUNCTION semsql.lock_owned_tasks(p_worker text, p_task_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE sql
+SET search_path = pg_catalog, semsql, public
+AS $$
+    -- Locked until commit: nobody takes them back while their results are written.
+    SELECT id FROM tasks
+    WHERE id = ANY (p_task_ids) AND status = 'running' AND leased_by = p_worker
+    ORDER BY id
+    FOR UPDATE;
+$$;
+COMMENT ON FUNCTION semsql.lock_owned_tasks(text, bigint[]) IS
+    'Of these tasks, those the worker still holds, locked for the transaction that writes their results.';
+
+CREATE OR REPLACE FUNCTION semsql.complete_tasks(p_worker text, p_task_ids bigint[], p_model text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    finished_assets bigint[];
+    finished_stages text[];
+    n integer;
+    again integer;
+BEGIN
+    WITH finished AS (
+        UPDATE tasks t
+        SET status = CASE WHEN t.rerun THEN 'pending' ELSE 'done' END,
+            attempts = CASE WHEN t.rerun THEN 0 ELSE t.attempts END,
+            finished_at = CASE WHEN t.rerun THEN NULL ELSE now() END,
+            next_attempt_at = now(), model = p_model, last_error = NULL, rerun = false,
+            leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL
+        WHERE t.id = ANY (p_task_ids) AND t.status = 'running' AND t.leased_by = p_worker
+        RETURNING t.asset_id, t.stage, t.status)
+    SELECT array_agg(DISTINCT asset_id), array_agg(DISTINCT stage), count(*),
+           count(*) FILTER (WHERE status = 'pending')
+    INTO finished_assets, finished_stages, n, again
+    FROM finished;
+    IF n = 0 THEN
+        RETURN 0;
+    END IF;
+    IF again > 0 THEN
+        PERFORM pg_notify('semsql_tasks', '');  -- inputs changed while they ran: due again
+    END IF;
+    -- The stages that read what these wrote must read it again (a no-op in the first pass,
+    -- where they are still pending).
+    PERFORM requeue_tasks(finished_assets,
+                          ARRAY(SELECT s.name FROM stages s WHERE s.depends_on && finished_stages));
+    IF EXISTS (SELECT 1 FROM stages s WHERE s.depends_on && finished_stages) THEN
+        PERFORM pg_notify('semsql_tasks', '');  -- their dependants may be due now
+    END IF;
+    PERFORM settle_assets(finished_assets);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION semsql.complete_tasks(text, bigint[], text) IS
+    'Marks the worker''s tasks done with the model that made their results, and queues their dependants again.';
+
+CREATE OR REPLACE FUNCTION semsql.fail_tasks(
+    p_worker text, p_task_ids bigint[], p_errors text[], p_permanent boolean[],
+    p_max_attempts integer DEFAULT 5, p_backoff interval DEFAULT '10 seconds',
+    p_backoff_cap interval DEFAULT '1 hour'
+) RETURNS TABLE (task_id bigint, status text, next_attempt_at timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+#variable_conflict use_column
+DECLARE
+    ids bigint[];
+    touched bigint[];
+    statuses text[];
+    due timestamptz[];
+BEGIN
+    WITH given AS (
+        SELECT * FROM unnest(p_task_ids, p_errors, p_permanent) AS g(id, error, permanent)),
+    changed AS (
+        UPDATE tasks t
+        SET status = CASE WHEN (g.permanent OR t.attempts >= p_max_attempts) AND NOT t.rerun
+                          THEN 'failed' ELSE 'pending' END,
+            -- Exponential backoff with jitter (x0.5 .. x1.5), so that retries spread out.
+            next_attempt_at = CASE
+                WHEN g.permanent OR t.attempts >= p_max_attempts OR t.rerun THEN now()
+                ELSE now() + least(p_backoff * power(2, t.attempts - 1), p_backoff_cap)
+                             * (0.5 + random()) END,
+            finished_at = CASE WHEN (g.permanent OR t.attempts >= p_max_attempts) AND NOT t.rerun
+                               THEN now() END,
+            attempts = CASE WHEN t.rerun THEN 0 ELSE t.attempts END,
+            last_error = g.error, rerun = false,
+            leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL
+        FROM given g
+        WHERE t.id = g.id AND t.status = 'running' AND t.leased_by = p_worker
+        RETURNING t.id, t.asset_id, t.status, t.next_attempt_at)
+    SELECT array_agg(c.id), array_agg(DISTINCT c.asset_id), array_agg(c.status),
+           array_agg(c.next_attempt_at)
+    INTO ids, touched, statuses, due
+    FROM changed c;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    -- Failed: dependants no longer wait for them. Pending: due again now, if inputs changed.
+    PERFORM pg_notify('semsql_tasks', '');
+    PERFORM settle_assets(touched);
+    RETURN QUERY SELECT * FROM unnest(ids, statuses, due);
+END
+$$;
+COMMENT ON FUNCTION semsql.fail_tasks(text, bigint[], text[], boolean[], integer, interval, interval) IS
+    'Records errors: a permanent one (or the last allowed attempt) fails the task, others retry later with backoff.';
+
+CREATE OR REPLACE FUNCTION semsql.release_tasks(p_worker text, p_task_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE tasks
+    SET status = 'pending', attempts = greatest(attempts - 1, 0), next_attempt_at = now(),
+        rerun = false, leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL
+    WHERE id = ANY (p_task_ids) AND status = 'running' AND leased_by = p_worker;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('semsql_tasks', '');
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION semsql.release_tasks(text, bigint[]) IS
+    'Gives tasks back untouched (a stopping worker): pending again at once, the attempt not counted.';
+
+CREATE OR REPLACE FUNCTION semsql.retry_failed_tasks(p_stages text[] DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    touched bigint[];
+BEGIN
+    WITH retried AS (
+        UPDATE tasks
+        SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL
+        WHERE status = 'failed' AND (p_stages IS NULL OR stage = ANY (p_stages))
+        RETURNING asset_id)
+    SELECT array_agg(DISTINCT asset_id) INTO touched FROM retried;
+    IF touched IS NULL THEN
+        RETURN 0;
+    END IF;
+    UPDATE assets SET status = 'pending' WHERE id = ANY (touched) AND status <> 'pending';
+    PERFORM pg_notify('semsql_tasks', '');
+    RETURN (SELECT count(*) FROM tasks
+            WHERE asset_id = ANY (touched) AND status = 'pending' AND attempts = 0
+              AND (p_stages IS NULL OR stage = ANY (p_stages)));
+END
+$$;
+COMMENT ON FUNCTION semsql.retry_failed_tasks(text[]) IS
+    'Queues failed tasks (of these stages, or all) again; their last error stays visible until they finish.';
+
+CREATE OR REPLACE FUNCTION semsql.worker_has_work(p_stages text[]) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    SELECT EXISTS (SELECT 1 FROM tasks t JOIN stages s ON s.name = t.stage AND s.enabled
+                   WHERE t.stage = ANY (p_stages) AND t.status IN ('pending', 'running'));
+$$;
+COMMENT ON FUNCTION semsql.worker_has_work(text[]) IS
+    'Whether any task of these stages is pending (now or after a backoff) or running.';
+
+-- The asset document: what the text vector is made of --------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.asset_documents(p_asset_ids bigint[])
+RETURNS TABLE (asset_id bigint, document text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    SELECT a.id, concat_ws(' ',
+        (SELECT string_agg(rtrim(btrim(c.text), '.') || '.', ' '
+                           ORDER BY c.source <> 'user', c.source)
+         FROM captions c WHERE c.asset_id = a.id AND btrim(c.text) <> ''),
+        (SELECT 'Tags: ' || string_agg(t.label, ', ' ORDER BY t.best DESC, t.label) || '.'
+         FROM (SELECT min(tg.label) AS label, max(coalesce(tg.confidence, 1)) AS best
+               FROM tags tg WHERE tg.asset_id = a.id GROUP BY lower(tg.label)) AS t),
+        (SELECT 'Emotions: ' || string_agg(e.emotion, ', ' ORDER BY e.n DESC, e.emotion) || '.'
+         FROM (SELECT f.emotion, count(*) AS n FROM faces f
+               WHERE f.asset_id = a.id AND f.emotion IS NOT NULL GROUP BY f.emotion) AS e),
+        (SELECT 'People: ' || string_agg(p.name, ', ' ORDER BY p.name) || '.'
+         FROM people p
+         WHERE p.id IN (SELECT ap.person_id FROM asset_people ap WHERE ap.asset_id = a.id
+                        UNION
+                        SELECT f.person_id FROM faces f WHERE f.asset_id = a.id)))
+    FROM assets a
+    WHERE a.id = ANY (p_asset_ids);
+$$;
+COMMENT ON FUNCTION semsql.asset_documents(bigint[]) IS
+    'The text that the text vector embeds, per asset: captions, tags, facial emotions and people shown.';
+
+CREATE OR REPLACE FUNCTION semsql.asset_document(p_asset_id bigint) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    SELECT document FROM asset_documents(ARRAY[p_asset_id]);
+$$;
+COMMENT ON FUNCTION semsql.asset_document(bigint) IS
+    'The text that the asset''s text vector embeds: captions, tags, facial emotions and people shown.';
+
+CREATE OR REPLACE FUNCTION semsql.requeue_document() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'people' THEN
+        PERFORM requeue_tasks(ARRAY(SELECT ap.asset_id FROM asset_people ap
+                                    WHERE ap.person_id = NEW.id
+                                    UNION SELECT f.asset_id FROM faces f
+                                    WHERE f.person_id = NEW.id), '{text}');
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM requeue_tasks(ARRAY[OLD.asset_id], '{text}');
+    ELSE
+        PERFORM requeue_tasks(ARRAY[NEW.asset_id], '{text}');
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION semsql.requeue_document() IS
+    'Trigger: queues the text vector again when what the asset document is made of changed.';
+
+CREATE OR REPLACE TRIGGER captions_requeue_document
+    AFTER INSERT OR UPDATE OR DELETE ON semsql.captions
+    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
+CREATE OR REPLACE TRIGGER tags_requeue_document
+    AFTER INSERT OR UPDATE OR DELETE ON semsql.tags
+    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
+CREATE OR REPLACE TRIGGER asset_people_requeue_document
+    AFTER INSERT OR UPDATE OR DELETE ON semsql.asset_people
+    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
+CREATE OR REPLACE TRIGGER people_requeue_document
+    AFTER UPDATE OF name ON semsql.people
+    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
+
+CREATE OR REPLACE FUNCTION semsql.requeue_documents_of_faces() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+BEGIN
+    -- Once per statement: recognition re-matches thousands of faces in one UPDATE.
+    PERFORM requeue_tasks(ARRAY(
+        SELECT DISTINCT n.asset_id FROM new_faces n JOIN old_faces o ON o.id = n.id
+        WHERE (n.person_id, n.emotion) IS DISTINCT FROM (o.person_id, o.emotion)), '{text}');
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION semsql.requeue_documents_of_faces() IS
+    'Trigger: queues the text vector again for assets whose faces changed emotion or person.';
+
+DROP TRIGGER IF EXISTS faces_requeue_document ON semsql.faces;
+CREATE OR REPLACE TRIGGER faces_requeue_documents
+    AFTER UPDATE ON semsql.faces
+    REFERENCING OLD TABLE AS old_faces NEW TABLE AS new_faces
+    FOR EACH STATEMENT EXECUTE FUNCTION semsql.requeue_documents_of_faces();
+
+
+-- Vector spaces ----------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.register_vector_space(
+    p_space text, p_model text, p_dims integer, p_reset boolean DEFAULT false
+) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    index_name text := vector_index_name(p_space);
+    stage_name text := vector_space_stage(p_space);
+    other record;
+    definition text;
+    dropped bigint[];
+    other_dims boolean := false;
+    outcome text := 'unchanged';
+BEGIN
+    IF stage_name IS NULL THEN
+        RAISE EXCEPTION 'unknown vector space %: the spaces are image and text', p_space;
+    END IF;
+    IF p_dims IS NULL OR p_dims NOT BETWEEN 1 AND 4000 THEN
+        RAISE EXCEPTION 'the % model % gives % dimensions; a halfvec HNSW index takes 1 to 4000',
+            p_space, p_model, p_dims;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('semsql.register_vector_space'), hashtext(p_space));
+
+    SELECT e.model, vector_dims(e.embedding) AS dims, count(*) AS n INTO other
+    FROM embeddings e
+    WHERE e.space = p_space AND (e.model <> p_model OR vector_dims(e.embedding) <> p_dims)
+    GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1;
+    IF FOUND THEN
+        IF NOT p_reset THEN
+            RAISE EXCEPTION 'the % space holds % vectors of model % (% dimensions), not of % (% dimensions)',
+                p_space, other.n, other.model, other.dims, p_model, p_dims
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = format('run `semsql worker --reset-space %s` to delete them and embed '
+                                    'every asset again, or set SEMSQL_MODEL_%s=%s',
+                                    p_space, upper(stage_name), other.model);
+        END IF;
+        WITH gone AS (
+            DELETE FROM embeddings e
+            WHERE e.space = p_space AND (e.model <> p_model OR vector_dims(e.embedding) <> p_dims)
+            RETURNING e.asset_id, vector_dims(e.embedding) <> p_dims AS resized)
+        SELECT array_agg(asset_id), bool_or(resized) INTO dropped, other_dims FROM gone;
+        PERFORM requeue_tasks(dropped, ARRAY[stage_name]);
+        outcome := format('reset: %s vectors of other models deleted and queued again',
+                          cardinality(dropped));
+    END IF;
+    -- Cached query vectors of another model are of no use to searches in this space.
+    DELETE FROM query_embeddings q
+    WHERE q.space = p_space AND q.model IS DISTINCT FROM p_model AND q.model IS NOT NULL;
+
+    INSERT INTO vector_spaces AS v (space, model, dims) VALUES (p_space, p_model, p_dims)
+    ON CONFLICT (space) DO UPDATE SET model = EXCLUDED.model, dims = EXCLUDED.dims,
+                                      updated_at = now()
+        WHERE (v.model, v.dims) IS DISTINCT FROM (EXCLUDED.model, EXCLUDED.dims);
+    IF FOUND AND outcome = 'unchanged' THEN
+        outcome := 'registered';
+    END IF;
+
+    SELECT i.indexdef INTO definition FROM pg_indexes i
+    WHERE i.schemaname = 'semsql' AND i.indexname = index_name;
+    IF definition IS NOT NULL AND position(format('halfvec(%s)', p_dims) IN definition) = 0 THEN
+        EXECUTE format('DROP INDEX semsql.%I', index_name);
+        definition := NULL;
+    END IF;
+    IF definition IS NULL AND other_dims THEN
+        -- CREATE INDEX would still read the rows this transaction deleted, of the old size.
+        outcome := outcome || '; call again to build the index';
+    ELSIF definition IS NULL AND EXISTS (SELECT FROM vector_spaces v WHERE v.space = p_space
+                                         AND v.index_deferred_since IS NOT NULL) THEN
+        outcome := outcome || ', index deferred until the backlog is written';
+    ELSIF definition IS NULL THEN
+        EXECUTE vector_index_sql(p_space, p_dims);
+        outcome := outcome || ', index built';
+    END IF;
+    RETURN outcome;
+END
+$$;
+COMMENT ON FUNCTION semsql.register_vector_space(text, text, integer, boolean) IS
+    'Records the model and dimension of a vector space and builds its HNSW index on embedding::halfvec(dims); '
+    'refuses when vectors of another model are stored, unless p_reset deletes them and queues their assets again '
+    '(when that changes the dimension, the index is built by the next call).';
+
+-- Status -----------------------------------------------------------------------------------------
+
+CREATE OR REPLACE VIEW semsql.queue_status AS
+SELECT s.name AS stage,
+       s.position,
+       s.enabled,
+       count(t.id) FILTER (WHERE t.status = 'pending') AS pending,
+       count(t.id) FILTER (WHERE t.status = 'pending' AND t.next_attempt_at > now()) AS retry_waiting,
+       count(t.id) FILTER (WHERE t.status = 'running') AS running,
+       count(t.id) FILTER (WHERE t.status = 'done') AS done,
+       count(t.id) FILTER (WHERE t.status = 'failed') AS failed,
+       min(t.created_at) FILTER (WHERE t.status = 'pending') AS oldest_pending_at,
+       max(t.finished_at) AS last_finished_at,
+       (SELECT count(*) FROM semsql.live_workers() w WHERE s.name = ANY (w.stages)) AS workers
+FROM semsql.stages s
+LEFT JOIN semsql.tasks t ON t.stage = s.name
+GROUP BY s.name, s.position, s.enabled
+ORDER BY s.position;
+COMMENT ON VIEW semsql.queue_status IS
+    'Per stage: tasks pending (retry_waiting of them in backoff), running, done and failed, and the live workers running it.';
+
+CREATE OR REPLACE VIEW semsql.failed_tasks AS
+SELECT t.id AS task_id, t.asset_id, a.uri, a.collection, t.stage, t.attempts,
+       t.last_error AS error, t.finished_at
+FROM semsql.tasks t
+JOIN semsql.assets a ON a.id = t.asset_id
+WHERE t.status = 'failed';
+COMMENT ON VIEW semsql.failed_tasks IS
+    'Tasks that failed for good, with their error; `semsql worker --retry-failed` queues them again.';
+
+CREATE OR REPLACE VIEW semsql.worker_status AS
+SELECT w.name, w.host, w.pid, w.device, w.stages, w.query_spaces, w.problems, w.started_at,
+       w.heartbeat_at,
+       EXISTS (SELECT 1 FROM semsql.live_workers() l WHERE l.name = w.name) AS alive
+FROM semsql.workers w;
+COMMENT ON VIEW semsql.worker_status IS
+    'Registered workers: what they run, what they cannot (problems), and whether their connection is alive.';
+
+-- semsql.embed_text: a vector for a text, from the worker, inside SQL -----------------------------
+
+CREATE OR REPLACE FUNCTION semsql.request_query_embedding(p_space text, p_text text, p_ask boolean)
+RETURNS TABLE (embedding text, error text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, semsql, public
+AS $$
+#variable_conflict use_column
+DECLARE
+    digest text := encode(sha256(convert_to(p_text, 'UTF8')), 'hex');
+BEGIN
+    IF p_ask THEN
+        INSERT INTO query_embeddings AS q (space, text_sha256, text)
+        VALUES (p_space, digest, p_text)
+        ON CONFLICT (space, text_sha256) DO UPDATE SET error = NULL, requested_at = now()
+            WHERE q.error IS NOT NULL;
+        IF FOUND THEN
+            PERFORM pg_notify('semsql_embed', '');
+        END IF;
+    END IF;
+    RETURN QUERY SELECT q.embedding::text, q.error FROM query_embeddings q
+                 WHERE q.space = p_space AND q.text_sha256 = digest;
+END
+$$;
+COMMENT ON FUNCTION semsql.request_query_embedding(text, text, boolean) IS
+    'Called by embed_text through its own connection: files a request for a text''s vector (p_ask) and returns the answer so far.';
+REVOKE EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION semsql.ensure_embed_loopback() RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    login loopback_login%ROWTYPE;
+    v_role text;
+    v_secret text;
+BEGIN
+    SELECT * INTO login FROM loopback_login;
+    v_role := coalesce(login.role_name, 'semsql_embed_' || left(md5(current_database()), 12));
+    IF login.role_name IS NULL
+       OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role AND rolcanlogin) THEN
+        -- 244 random bits (gen_random_uuid draws from the server's strong random source).
+        v_secret := encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text,
+                                             'UTF8')), 'hex');
+        BEGIN
+            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
+                EXECUTE format('ALTER ROLE %I LOGIN NOINHERIT PASSWORD %L', v_role, v_secret);
+            ELSE
+                EXECUTE format('CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L', v_role, v_secret);
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'semsql.embed_text is not set up: % (run `semsql init` as a role with '
+                         'CREATEROLE once)', SQLERRM;
+            RETURN NULL;
+        END;
+        INSERT INTO loopback_login (role_name, password) VALUES (v_role, v_secret)
+        ON CONFLICT (singleton) DO UPDATE
+            SET role_name = EXCLUDED.role_name, password = EXCLUDED.password;
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA semsql TO %I', v_role);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean) '
+                   'TO %I', v_role);
+    RETURN v_role;
+END
+$$;
+COMMENT ON FUNCTION semsql.ensure_embed_loopback() IS
+    'Creates (once per database) the login role embed_text connects as, allowed only to file requests; returns its name.';
+
+REVOKE EXECUTE ON FUNCTION semsql.ensure_embed_loopback() FROM PUBLIC;
+
+SELECT semsql.ensure_embed_loopback();
+
+CREATE OR REPLACE FUNCTION semsql.embed_loopback_connection() RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    connection_name constant text := 'semsql_embed_text';
+    login loopback_login%ROWTYPE;
+    listen text := current_setting('listen_addresses');
+    v_host text;
+BEGIN
+    IF connection_name = ANY (coalesce(dblink_get_connections(), '{}')) THEN
+        RETURN connection_name;
+    END IF;
+    SELECT * INTO login FROM loopback_login;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'semsql.embed_text is not set up in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'run `semsql init` once as a role that may create roles (CREATEROLE)';
+    END IF;
+    v_host := coalesce(login.host, CASE
+        WHEN listen = '' THEN btrim(split_part(current_setting('unix_socket_directories'), ',', 1))
+        WHEN listen ~ '(^|,)\s*(\*|localhost|127\.0\.0\.1|0\.0\.0\.0)\s*(,|$)' THEN '127.0.0.1'
+        WHEN listen ~ '(^|,)\s*(::1|::)\s*(,|$)' THEN '::1'
+        ELSE btrim(split_part(listen, ',', 1)) END);
+    PERFORM dblink_connect(connection_name, format(
+        'host=%s port=%s dbname=%s user=%s password=%s application_name=%s connect_timeout=5',
+        quote_conninfo(v_host), coalesce(login.port, current_setting('port')::integer),
+        quote_conninfo(current_database()), quote_conninfo(login.role_name),
+        quote_conninfo(login.password), 'semsql_embed_text'));
+    RETURN connection_name;
+END
+$$;
+COMMENT ON FUNCTION semsql.embed_loopback_connection() IS
+    'Opens (once per session) embed_text''s own connection to this database, as the loopback login; returns its dblink name.';
+REVOKE EXECUTE ON FUNCTION semsql.embed_loopback_connection() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION semsql.quote_conninfo(p_value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, semsql, public
+AS $$
+    SELECT '''' || replace(replace(p_value, E'\\', E'\\\\'), '''', E'\\''') || '''';
+$$;
+COMMENT ON FUNCTION semsql.quote_conninfo(text) IS
+    'A value quoted for a libpq key=value connection string.';
+
+CREATE OR REPLACE FUNCTION semsql.require_query_worker(p_space text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    stage_name text := CASE p_space WHEN 'image' THEN 'clip' ELSE p_space END;
+    v_problems text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM live_workers() w WHERE p_space = ANY (w.query_spaces)) THEN
+        RETURN;
+    END IF;
+    SELECT string_agg(format('%s: %s', w.name, w.problems ->> stage_name), '; ') INTO v_problems
+    FROM live_workers() w WHERE w.problems ? stage_name;
+    RAISE EXCEPTION 'no `semsql worker` is running that embeds text for the % space', p_space
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = coalesce('the running workers cannot: ' || v_problems,
+                              'start one with `semsql worker` (it answers semsql.embed_text), '
+                              'or search with a vector instead of text');
+END
+$$;
+COMMENT ON FUNCTION semsql.require_query_worker(text) IS
+    'Raises a clear error unless a live worker answers embed_text requests for this space.';
+
+CREATE OR REPLACE FUNCTION semsql.embed_text(
+    query text, space text DEFAULT 'text', timeout interval DEFAULT '5 seconds'
+) RETURNS vector
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    digest text := encode(sha256(convert_to(query, 'UTF8')), 'hex');
+    cached vector;
+    answer record;
+    ask boolean := true;
+    deadline timestamptz := clock_timestamp() + timeout;
+    next_worker_check timestamptz := clock_timestamp() + interval '0.5 seconds';
+    pause double precision := 0.001;
+    request text;
+BEGIN
+    IF embed_text.space NOT IN ('image', 'text') THEN
+        RAISE EXCEPTION 'unknown vector space %: text (asset documents) or image (CLIP)',
+            embed_text.space;
+    END IF;
+    SELECT q.embedding INTO cached FROM query_embeddings q
+    WHERE q.space = embed_text.space AND q.text_sha256 = digest AND q.embedding IS NOT NULL;
+    IF cached IS NOT NULL THEN
+        RETURN cached;
+    END IF;
+    PERFORM require_query_worker(embed_text.space);
+
+    LOOP
+        -- Through a second connection, which commits at once: the worker sees the request
+        -- while this transaction is still open, and this transaction sees the answer whatever
+        -- its isolation level.
+        request := format('SELECT embedding, error FROM semsql.request_query_embedding(%L, %L, %L)',
+                          embed_text.space, query, ask);
+        BEGIN
+            SELECT * INTO answer
+            FROM dblink(embed_loopback_connection(), request) AS r(embedding text, error text);
+        EXCEPTION WHEN sqlstate '08000' OR sqlstate '08001' OR sqlstate '08003'
+                       OR sqlstate '08006' OR sqlstate '57P01' THEN
+            -- The session's connection broke (server restart, terminated): open a new one once.
+            PERFORM dblink_disconnect('semsql_embed_text');
+            SELECT * INTO answer
+            FROM dblink(embed_loopback_connection(), request) AS r(embedding text, error text);
+        END;
+        ask := false;
+        IF answer.embedding IS NOT NULL THEN
+            RETURN answer.embedding::vector;
+        END IF;
+        IF answer.error IS NOT NULL THEN
+            RAISE EXCEPTION 'semsql worker could not embed this text in the % space: %',
+                embed_text.space, answer.error;
+        END IF;
+        IF clock_timestamp() >= deadline THEN
+            RAISE EXCEPTION 'no answer from `semsql worker` within % (space %)',
+                timeout, embed_text.space
+                USING HINT = 'the worker may be busy or loading its models: try again, or pass a '
+                             'longer timeout => interval';
+        END IF;
+        IF clock_timestamp() >= next_worker_check THEN
+            PERFORM require_query_worker(embed_text.space);
+            next_worker_check := clock_timestamp() + interval '0.5 seconds';
+        END IF;
+        PERFORM pg_sleep(pause);
+        pause := least(pause * 2, 0.02);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION semsql.embed_text(text, text, interval) IS
+    'The vector of a text in a space (text: asset documents, image: CLIP), from the cache or asked of a running `semsql worker`.';
+REVOKE EXECUTE ON FUNCTION semsql.embed_text(text, text, interval) FROM PUBLIC;

@@ -1,0 +1,100 @@
+-- Reading a search query: words, lexemes, names of people, and its vectors.
+
+-- Reading a query ------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.query_lexemes(p_text text) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    SELECT tsvector_to_array(to_tsvector('pg_catalog.english', p_text));
+$$;
+COMMENT ON FUNCTION semsql.query_lexemes(text) IS
+    'The distinct English lexemes of a text (stemmed, stop words dropped), as keyword search compares them.';
+
+CREATE OR REPLACE FUNCTION semsql.keyword_query(p_text text) RETURNS tsquery
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    -- Any word may match (OR): a long natural-language query rarely has all its words in one
+    -- document. Lexemes are quoted for tsquery input (quotes doubled, backslashes escaped).
+    SELECT string_agg('''' || replace(replace(l, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
+    FROM unnest(query_lexemes(p_text)) AS l;
+$$;
+COMMENT ON FUNCTION semsql.keyword_query(text) IS
+    'A full-text query matching documents that contain any of the text''s lexemes; NULL when it has none.';
+
+CREATE OR REPLACE FUNCTION semsql.query_words(p_text text)
+RETURNS TABLE (word_number integer, word text)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    SELECT w.n::integer, w.word
+    FROM regexp_split_to_table(btrim(p_text), '\s+') WITH ORDINALITY AS w(word, n)
+    WHERE w.word <> '';
+$$;
+COMMENT ON FUNCTION semsql.query_words(text) IS 'The words of a query (split at white space) with their positions from 1.';
+
+CREATE OR REPLACE FUNCTION semsql.match_people(query text, min_similarity real DEFAULT 0.5)
+RETURNS TABLE (person_id bigint, name text, matched_text text, similarity real,
+               first_word integer, last_word integer)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    -- Every run of 1 to 4 words is compared with the names by trigram similarity (pg_trgm,
+    -- through the people_name_trgm index, so at least pg_trgm.similarity_threshold); each
+    -- person keeps its best run, and of overlapping runs the most similar wins.
+    WITH words AS (SELECT * FROM query_words(query)),
+    spans AS (
+        SELECT s.word_number AS first_word, s.word_number + len - 1 AS last_word,
+               string_agg(w.word, ' ' ORDER BY w.word_number) AS span
+        FROM words s
+        CROSS JOIN generate_series(1, 4) AS len
+        JOIN words w ON w.word_number BETWEEN s.word_number AND s.word_number + len - 1
+        GROUP BY s.word_number, len
+        HAVING count(*) = len),
+    best AS (
+        SELECT DISTINCT ON (p.id) p.id, p.name, sp.span, sp.first_word, sp.last_word,
+               similarity(sp.span, p.name) AS score
+        FROM spans sp
+        JOIN people p ON p.name % sp.span
+        WHERE similarity(sp.span, p.name) >= min_similarity
+        ORDER BY p.id, 6 DESC, sp.last_word - sp.first_word DESC)
+    SELECT b.id, b.name, b.span, b.score::real, b.first_word, b.last_word
+    FROM best b
+    WHERE NOT EXISTS (
+        SELECT 1 FROM best o
+        WHERE o.id <> b.id AND o.first_word <= b.last_word AND o.last_word >= b.first_word
+          AND (o.score > b.score OR (o.score = b.score AND o.id < b.id)))
+    ORDER BY b.first_word;
+$$;
+COMMENT ON FUNCTION semsql.match_people(text, real) IS
+    'The people whose names appear in a text, fuzzily (pg_trgm similarity >= min_similarity), '
+    'with the words that matched.';
+
+CREATE OR REPLACE FUNCTION semsql.embed_text_or_null(p_text text, p_space text, p_dims integer)
+RETURNS vector
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public
+AS $$
+DECLARE
+    embedded vector;
+    hint text;
+BEGIN
+    embedded := embed_text(p_text, p_space);
+    IF vector_dims(embedded) <> p_dims THEN
+        RAISE NOTICE 'search leaves out the % signal: the query vector has % dimensions, the '
+                     'stored vectors %', p_space, vector_dims(embedded), p_dims;
+        RETURN NULL;
+    END IF;
+    RETURN embedded;
+EXCEPTION
+    -- What embed_text raises when no worker answers, its model failed, or it timed out.
+    WHEN object_not_in_prerequisite_state OR raise_exception THEN
+        GET STACKED DIAGNOSTICS hint = PG_EXCEPTION_HINT;
+        RAISE NOTICE 'search leaves out the % signal: %', p_space, SQLERRM
+            USING HINT = coalesce(hint, '');
+        RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION semsql.embed_text_or_null(text, text, integer) IS
+    'semsql.embed_text, or NULL with a notice when the space''s model cannot answer: the signal is left out of the search.';

@@ -1,0 +1,384 @@
+-- Search: semsql.search fuses CLIP image similarity, document-text similarity and keyword
+-- full text under exact filters; semsql.similar, semsql.duplicates and
+-- semsql.exact_duplicates find assets like an asset. The filters and the keyword document
+-- live in semsql.search_documents (sql/040), and in copies beside each vector.
+--
+-- Filtered search, per query: the filtered assets are estimated by the planner from the
+-- indexes' statistics and, unless far too many, counted with the indexes up to
+-- semsql.exact_scan_limit() (a single signal trusts an estimate that low once there are
+-- statistics, and counts nothing); a set that small is ranked by an exact scan, a larger one
+-- through the HNSW indexes with pgvector's iterative scans (the filter checked on the vector's
+-- own row in the index scan), and the candidates of every signal are re-ranked by exact
+-- distances. Should an iterative scan end before it found enough candidates, the search falls
+-- back to the exact scan, so that filters never shrink the result silently.
+
+-- semsql.search --------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.search(
+    query text DEFAULT NULL,
+    query_embedding vector DEFAULT NULL,
+    like_asset bigint DEFAULT NULL,
+    tags text[] DEFAULT NULL,
+    tags_match text DEFAULT 'any',
+    emotions text[] DEFAULT NULL,
+    people text[] DEFAULT NULL,
+    people_match text DEFAULT 'any',
+    collection text DEFAULT NULL,
+    taken_after timestamptz DEFAULT NULL,
+    taken_before timestamptz DEFAULT NULL,
+    metadata jsonb DEFAULT NULL,
+    exclude text DEFAULT NULL,
+    k integer DEFAULT 20,
+    "offset" integer DEFAULT 0,
+    min_score real DEFAULT NULL,
+    relative_cut real DEFAULT NULL,
+    order_by text DEFAULT 'relevance',
+    exact boolean DEFAULT false,
+    image_weight real DEFAULT 1,
+    text_weight real DEFAULT 1,
+    keyword_weight real DEFAULT 0.5,
+    name_weight real DEFAULT 0.5,
+    exclude_weight real DEFAULT 0.5,
+    names text DEFAULT 'filter',
+    query_space text DEFAULT NULL,
+    text_embedding vector DEFAULT NULL,
+    image_embedding vector DEFAULT NULL
+) RETURNS SETOF semsql.search_result
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, semsql, public
+SET hnsw.ef_search = 40
+SET hnsw.iterative_scan = relaxed_order
+SET hnsw.max_scan_tuples = 20000
+AS $$
+#variable_conflict use_variable
+DECLARE
+    text_dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = 'text');
+    image_dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = 'image');
+    text_vec vector := text_embedding;
+    image_vec vector := image_embedding;
+    exclude_text_vec vector;
+    exclude_image_vec vector;
+    embedding_space text;
+    semantic_query text := nullif(btrim(query), '');
+    keywords tsquery;
+    lexemes text[];
+    exclude_lexemes text[];
+    tag_list text[];
+    emotion_list text[];
+    person_ids bigint[];
+    unknown_people text;
+    recognised record;
+    named_ids bigint[];
+    boost_ids bigint[];
+    weights real[];
+    filter_sql text;
+    vector_filter text;
+    source_sql text;
+    estimate double precision;
+    plan json;
+    pool bigint[];
+    found_ids bigint[];
+    found_similarities double precision[];
+    text_hits bigint[];
+    text_similarities double precision[];
+    image_hits bigint[];
+    image_similarities double precision[];
+    candidates integer := least(greatest(2 * (k + "offset"), 40), 4000);
+    use_exact boolean := coalesce(exact, false);
+    single_signal boolean;
+    wanted integer;
+    row_limit integer;
+BEGIN
+    IF k IS NULL OR k NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'k must be between 1 and 10000, not %', k USING ERRCODE = 'invalid_parameter_value';
+    ELSIF "offset" IS NULL OR "offset" < 0 THEN
+        RAISE EXCEPTION 'offset must be 0 or more, not %', "offset" USING ERRCODE = 'invalid_parameter_value';
+    ELSIF tags_match IS DISTINCT FROM 'any' AND tags_match IS DISTINCT FROM 'all'
+          OR people_match IS DISTINCT FROM 'any' AND people_match IS DISTINCT FROM 'all' THEN
+        RAISE EXCEPTION 'tags_match and people_match take any or all'
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF order_by IS NULL OR order_by NOT IN ('relevance', 'newest', 'oldest') THEN
+        RAISE EXCEPTION 'order_by takes relevance, newest or oldest, not %', order_by
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF names IS NULL OR names NOT IN ('filter', 'boost', 'off') THEN
+        RAISE EXCEPTION 'names takes filter, boost or off, not %', names
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF least(image_weight, text_weight, keyword_weight, name_weight, exclude_weight) < 0 THEN
+        RAISE EXCEPTION 'weights must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    ELSIF query_space IS NOT NULL AND query_space NOT IN ('text', 'image') THEN
+        RAISE EXCEPTION 'query_space takes text or image, not %', query_space
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Filters ---------------------------------------------------------------------------------
+    IF cardinality(tags) > 0 THEN
+        tag_list := ARRAY(SELECT DISTINCT lower(btrim(t)) FROM unnest(tags) AS t WHERE t IS NOT NULL);
+    END IF;
+    IF cardinality(emotions) > 0 THEN
+        emotion_list := ARRAY(SELECT DISTINCT lower(btrim(e)) FROM unnest(emotions) AS e
+                              WHERE e IS NOT NULL);
+    END IF;
+    IF cardinality(people) > 0 THEN
+        person_ids := ARRAY(SELECT p.id FROM semsql.people p
+                            WHERE lower(p.name) IN (SELECT lower(btrim(n)) FROM unnest(people) AS n));
+        SELECT string_agg(format('"%s"', n), ', ') INTO unknown_people
+        FROM unnest(people) AS n
+        WHERE NOT EXISTS (SELECT 1 FROM semsql.people p WHERE lower(p.name) = lower(btrim(n)));
+        IF unknown_people IS NOT NULL THEN
+            RAISE NOTICE 'no person is named %', unknown_people;
+            IF people_match = 'all' OR cardinality(person_ids) = 0 THEN
+                RETURN;
+            END IF;
+        END IF;
+    END IF;
+
+    -- Query vectors -----------------------------------------------------------------------------
+    IF query_embedding IS NOT NULL THEN
+        embedding_space := coalesce(query_space, (
+            SELECT CASE WHEN count(*) = 1 THEN min(vs.space) END FROM vector_spaces vs
+            WHERE vs.dims = vector_dims(query_embedding)));
+        IF embedding_space IS NULL THEN
+            RAISE EXCEPTION 'query_embedding has % dimensions: no single vector space matches',
+                vector_dims(query_embedding)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'pass query_space => ''text'' or ''image''; semsql.vector_spaces lists their dimensions';
+        ELSIF embedding_space = 'text' THEN
+            text_vec := coalesce(text_vec, query_embedding);
+        ELSE
+            image_vec := coalesce(image_vec, query_embedding);
+        END IF;
+    END IF;
+    IF like_asset IS NOT NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM assets a WHERE a.id = like_asset) THEN
+            RAISE EXCEPTION 'no asset has id %', like_asset USING ERRCODE = 'no_data_found';
+        END IF;
+        text_vec := coalesce(text_vec, (SELECT e.embedding::vector FROM embeddings e
+                                        WHERE e.asset_id = like_asset AND e.space = 'text'));
+        image_vec := coalesce(image_vec, (SELECT e.embedding::vector FROM embeddings e
+                                          WHERE e.asset_id = like_asset AND e.space = 'image'));
+        IF text_vec IS NULL AND image_vec IS NULL THEN
+            RAISE EXCEPTION 'asset % has no vectors yet', like_asset
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = '`semsql worker` embeds it; semsql.tasks shows its progress';
+        END IF;
+    END IF;
+    IF text_vec IS NOT NULL AND vector_dims(text_vec) IS DISTINCT FROM text_dims
+       OR image_vec IS NOT NULL AND vector_dims(image_vec) IS DISTINCT FROM image_dims THEN
+        RAISE EXCEPTION 'a query vector does not have the dimensions of its space (text %, image %)',
+            text_dims, image_dims USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Query text: names, keywords, and the vectors of what is left ------------------------------
+    IF semantic_query IS NOT NULL THEN
+        IF names <> 'off' THEN
+            SELECT array_agg(m.person_id) AS ids, string_agg(m.name, ', ') AS found_names,
+                   array_agg(m.first_word) AS firsts, array_agg(m.last_word) AS lasts
+            INTO recognised FROM match_people(query) AS m;
+            IF recognised.ids IS NOT NULL THEN
+                RAISE NOTICE 'people named in the query (%): %', names, recognised.found_names;
+                IF names = 'filter' THEN
+                    named_ids := recognised.ids;
+                ELSE
+                    boost_ids := recognised.ids;
+                END IF;
+                semantic_query := coalesce((
+                    SELECT string_agg(w.word, ' ' ORDER BY w.word_number) FROM query_words(query) AS w
+                    WHERE NOT EXISTS (SELECT 1 FROM unnest(recognised.firsts, recognised.lasts)
+                                                 AS r(first_word, last_word)
+                                      WHERE w.word_number BETWEEN r.first_word AND r.last_word)
+                      AND w.word ~ '\w'), semantic_query);
+            END IF;
+        END IF;
+        keywords := keyword_query(query);
+        lexemes := query_lexemes(query);
+        IF text_vec IS NULL AND text_dims IS NOT NULL AND text_weight > 0 THEN
+            text_vec := embed_text_or_null(semantic_query, 'text', text_dims);
+        END IF;
+        IF image_vec IS NULL AND image_dims IS NOT NULL AND image_weight > 0 THEN
+            image_vec := embed_text_or_null(semantic_query, 'image', image_dims);
+        END IF;
+    END IF;
+    IF nullif(btrim(exclude), '') IS NOT NULL AND exclude_weight > 0 THEN
+        IF text_vec IS NOT NULL THEN
+            exclude_text_vec := embed_text_or_null(exclude, 'text', text_dims);
+        END IF;
+        IF image_vec IS NOT NULL THEN
+            exclude_image_vec := embed_text_or_null(exclude, 'image', image_dims);
+        END IF;
+        exclude_lexemes := query_lexemes(exclude);
+    END IF;
+    weights := ARRAY[
+        CASE WHEN text_vec IS NOT NULL THEN text_weight ELSE 0 END,
+        CASE WHEN image_vec IS NOT NULL THEN image_weight ELSE 0 END,
+        CASE WHEN keywords IS NOT NULL THEN keyword_weight ELSE 0 END,
+        CASE WHEN boost_ids IS NOT NULL THEN name_weight ELSE 0 END,
+        CASE WHEN exclude_text_vec IS NOT NULL OR exclude_image_vec IS NOT NULL
+                  OR cardinality(exclude_lexemes) > 0 THEN exclude_weight ELSE 0 END];
+
+    single_signal := num_nonnulls(text_vec, image_vec) = 1
+                     AND weights[3] + weights[4] + weights[5] = 0
+                     AND (order_by = 'relevance' OR min_score IS NULL AND relative_cut IS NULL);
+    -- A signal alone needs no more hits than are shown; fusion needs a pool to fuse.
+    wanted := CASE WHEN single_signal THEN k + "offset" ELSE candidates END;
+
+    -- Candidates: an exact scan of a small filtered set, else HNSW per signal -------------------
+    filter_sql := 'FROM semsql.search_documents d WHERE '
+                  || filter_conditions('d', tag_list, tags_match, emotion_list, person_ids,
+                                       people_match, collection, taken_after, taken_before,
+                                       metadata, named_ids);
+    vector_filter := filter_conditions('e', tag_list, tags_match, emotion_list, person_ids,
+                                       people_match, collection, taken_after, taken_before,
+                                       metadata, named_ids);
+    source_sql := coalesce(filter_sql, 'FROM semsql.search_documents d WHERE true');
+    IF text_vec IS NULL AND image_vec IS NULL THEN
+        use_exact := true;
+        IF keywords IS NOT NULL AND boost_ids IS NULL THEN
+            source_sql := source_sql || ' AND d.document @@ $11';  -- keywords alone: their matches
+        ELSIF keywords IS NULL AND boost_ids IS NULL THEN
+            -- No query: the filtered assets by date.
+            order_by := CASE order_by WHEN 'relevance' THEN 'newest' ELSE order_by END;
+            source_sql := source_sql || format(' ORDER BY d.taken_at %s NULLS LAST, d.asset_id LIMIT %s',
+                                               CASE order_by WHEN 'oldest' THEN 'ASC' ELSE 'DESC' END,
+                                               k + "offset");
+        END IF;
+    ELSIF NOT use_exact AND filter_sql IS NOT NULL THEN
+        -- The planner's estimate first (statistics of the GIN and B-tree indexes): counting a
+        -- set far larger than the limit would cost more than the search.
+        row_limit := greatest(exact_scan_limit(candidates), candidates);
+        EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 ' || filter_sql
+            INTO plan
+            USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
+                  metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
+                  like_asset, boost_ids;
+        estimate := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::double precision;
+        IF single_signal AND estimate <= row_limit
+           AND coalesce(pg_stat_get_last_analyze_time('semsql.search_documents'::regclass),
+                        pg_stat_get_last_autoanalyze_time('semsql.search_documents'::regclass))
+               IS NOT NULL THEN
+            -- Few enough by an estimate from statistics: the exact scan reads them through the
+            -- filter indexes of the vectors themselves, with no count first.
+            use_exact := true;
+        ELSIF estimate <= 4 * row_limit THEN
+            row_limit := row_limit + 1;
+            EXECUTE format('SELECT array(SELECT d.asset_id %s LIMIT $14)', filter_sql)
+                INTO pool
+                USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
+                      metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
+                      like_asset, boost_ids;
+            use_exact := cardinality(pool) < row_limit;
+        END IF;
+        IF NOT use_exact THEN
+            pool := NULL;
+        END IF;
+    END IF;
+    RAISE DEBUG 'semsql.search: %', CASE WHEN NOT use_exact THEN 'HNSW iterative scans'
+        WHEN pool IS NOT NULL THEN format('exact scan of %s filtered assets', cardinality(pool))
+        ELSE 'exact scan' END;
+
+    IF NOT use_exact THEN
+        PERFORM set_config('hnsw.ef_search', least(candidates, 1000)::text, true);
+        PERFORM set_config('hnsw.max_scan_tuples', greatest(20000, 50 * candidates)::text, true);
+        FOREACH embedding_space IN ARRAY ARRAY['text', 'image'] LOOP
+            CONTINUE WHEN (CASE embedding_space WHEN 'text' THEN text_vec ELSE image_vec END) IS NULL;
+            row_limit := wanted;
+            EXECUTE nearest_sql(embedding_space,
+                                CASE embedding_space WHEN 'text' THEN text_dims ELSE image_dims END,
+                                vector_filter)
+                INTO found_ids, found_similarities
+                USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
+                      metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
+                      like_asset, boost_ids;
+            -- Fewer than asked: the iterative scan gave up (or few vectors pass the filters).
+            use_exact := use_exact OR cardinality(found_ids) < wanted;
+            pool := coalesce(pool, '{}') || found_ids;
+            IF embedding_space = 'text' THEN
+                text_hits := found_ids;
+                text_similarities := found_similarities;
+            ELSE
+                image_hits := found_ids;
+                image_similarities := found_similarities;
+            END IF;
+        END LOOP;
+        IF use_exact THEN
+            RAISE DEBUG 'semsql.search: HNSW found too few candidates; scanning exactly';
+            pool := NULL;
+            text_hits := NULL;
+            image_hits := NULL;
+        ELSE
+            IF keywords IS NOT NULL AND weights[3] > 0 THEN
+                row_limit := candidates;
+                EXECUTE format('SELECT array(SELECT d.asset_id %s AND d.document @@ $11 '
+                               'ORDER BY length(d.document) - length(ts_delete(d.document, $12)) '
+                               'DESC, ts_rank_cd(d.document, $11) DESC, d.asset_id LIMIT $14)',
+                               source_sql)
+                    INTO found_ids
+                    USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
+                          metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
+                          like_asset, boost_ids;
+                pool := pool || found_ids;
+            END IF;
+            IF boost_ids IS NOT NULL THEN
+                row_limit := 10 * candidates;
+                EXECUTE format('SELECT array(SELECT d.asset_id %s AND d.people && $16 LIMIT $14)',
+                               source_sql)
+                    INTO found_ids
+                    USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
+                          metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
+                          like_asset, boost_ids;
+                pool := pool || found_ids;
+            END IF;
+        END IF;
+    END IF;
+    IF pool IS NULL AND NOT single_signal THEN
+        EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
+            INTO pool
+            USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
+                  metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
+                  like_asset, boost_ids;
+    END IF;
+
+    IF single_signal THEN
+        -- One vector signal alone: its ranked hits are the answer.
+        embedding_space := CASE WHEN text_vec IS NOT NULL THEN 'text' ELSE 'image' END;
+        found_ids := coalesce(text_hits, image_hits);
+        found_similarities := coalesce(text_similarities, image_similarities);
+        IF found_ids IS NULL THEN
+            row_limit := wanted;
+            EXECUTE exact_nearest_sql(embedding_space, vector_filter)
+                INTO found_ids, found_similarities
+                USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
+                      metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
+                      like_asset, boost_ids;
+            IF cardinality(found_ids) < k + "offset" THEN
+                -- Filtered assets without a vector in this space match too: after the others
+                -- (from the pool counted above, if any, else read now).
+                IF pool IS NULL THEN
+                    EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
+                        INTO pool
+                        USING tag_list, emotion_list, person_ids, collection, taken_after,
+                              taken_before, metadata, named_ids;
+                END IF;
+                found_ids := found_ids || ARRAY(
+                    SELECT p.id FROM unnest(pool) AS p(id)
+                    WHERE p.id <> ALL (found_ids) AND p.id IS DISTINCT FROM like_asset
+                    ORDER BY p.id LIMIT k + "offset" - cardinality(found_ids));
+                found_similarities := found_similarities || array_fill(
+                    NULL::double precision,
+                    ARRAY[cardinality(found_ids) - cardinality(found_similarities)]);
+            END IF;
+        END IF;
+        RETURN QUERY SELECT * FROM rank_hits(found_ids, found_similarities, embedding_space,
+                                             min_score, relative_cut, order_by, k, "offset");
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM rank_pool(
+        pool, text_vec, image_vec, keywords, lexemes, exclude_text_vec, exclude_image_vec,
+        exclude_lexemes, text_hits, text_similarities, image_hits, image_similarities,
+        candidates, weights, boost_ids, min_score, relative_cut, order_by, k, "offset",
+        like_asset);
+END
+$$;
+COMMENT ON FUNCTION semsql.search(text, vector, bigint, text[], text, text[], text[], text, text, timestamptz, timestamptz, jsonb, text, integer, integer, real, real, text, boolean, real, real, real, real, real, text, text, vector, vector) IS
+    'Searches the assets by a query text (CLIP and document-text vectors, keywords, names of people), '
+    'a query vector or a like_asset, under exact filters (tags, emotions, people, collection, dates, '
+    'metadata containment); returns k rows from offset with fused and per-signal scores.';

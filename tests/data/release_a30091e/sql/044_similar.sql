@@ -1,0 +1,94 @@
+-- Assets like an asset: similar, near duplicates and exact duplicates.
+
+-- More like this ---------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.similar(asset_id bigint, k integer DEFAULT 20)
+RETURNS SETOF semsql.search_result
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    SELECT * FROM search(like_asset => $1, k => $2);
+$$;
+COMMENT ON FUNCTION semsql.similar(bigint, integer) IS
+    'The k assets most like this one (its CLIP image vector and its document vector), itself left out: reverse image search.';
+
+CREATE OR REPLACE FUNCTION semsql.duplicates(
+    max_distance real DEFAULT 0.05, collection text DEFAULT NULL, space text DEFAULT 'image',
+    neighbours integer DEFAULT 10
+) RETURNS TABLE (group_id bigint, asset_id bigint, uri text, kind text, distance real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, semsql, public
+AS $$
+#variable_conflict use_column
+DECLARE
+    dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = duplicates.space);
+BEGIN
+    IF dims IS NULL THEN
+        RAISE EXCEPTION 'no vectors in the % space yet', duplicates.space
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    -- Each asset links to its nearest neighbours within max_distance (HNSW); a group is a
+    -- connected component of those links, named by its smallest asset id.
+    RETURN QUERY EXECUTE format($sql$
+        WITH RECURSIVE members AS (
+            SELECT e.asset_id, e.embedding::halfvec(%1$s) AS embedding
+            FROM semsql.embeddings e JOIN semsql.assets a ON a.id = e.asset_id
+            WHERE e.space = %2$L AND ($2 IS NULL OR a.collection = $2)),
+        links AS (
+            SELECT m.asset_id AS a, n.asset_id AS b
+            FROM members m
+            CROSS JOIN LATERAL (
+                SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> m.embedding AS distance
+                FROM semsql.embeddings e
+                WHERE e.space = %2$L AND e.asset_id <> m.asset_id
+                ORDER BY e.embedding::halfvec(%1$s) <=> m.embedding
+                LIMIT $3) AS n
+            WHERE n.distance <= $1 AND n.asset_id IN (SELECT asset_id FROM members)),
+        edges AS (SELECT a, b FROM links UNION SELECT b, a FROM links),
+        reach (root, asset_id) AS (
+            SELECT a, a FROM edges
+            UNION
+            SELECT r.root, e.b FROM reach r JOIN edges e ON e.a = r.asset_id),
+        groups AS (SELECT asset_id, min(root) AS group_id FROM reach GROUP BY asset_id)
+        SELECT g.group_id, g.asset_id, a.uri,
+               CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
+               (m.embedding <=> gm.embedding)::real
+        FROM groups g
+        JOIN semsql.assets a ON a.id = g.asset_id
+        JOIN semsql.assets ga ON ga.id = g.group_id
+        JOIN members m ON m.asset_id = g.asset_id
+        JOIN members gm ON gm.asset_id = g.group_id
+        ORDER BY g.group_id, 5, g.asset_id
+    $sql$, dims, duplicates.space)
+    USING max_distance, duplicates.collection, neighbours;
+END
+$$;
+COMMENT ON FUNCTION semsql.duplicates(real, text, text, integer) IS
+    'Groups of near-duplicate assets: linked when their vectors (CLIP by default) are within max_distance '
+    '(cosine); distance is to the group''s first asset, kind exact when the files are identical.';
+
+CREATE OR REPLACE FUNCTION semsql.exact_duplicates(collection text DEFAULT NULL)
+RETURNS TABLE (sha256 text, asset_id bigint, uri text, collection text, stored boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public
+AS $$
+    -- Identical files: assets of different collections with one hash, and the files that
+    -- ingest skipped as the same content as a stored asset (stored = false: uri is that file).
+    WITH copies AS (
+        SELECT a.sha256, a.id AS asset_id, a.uri, a.collection, true AS stored
+        FROM assets a
+        UNION
+        SELECT a.sha256, a.id, ji.uri, a.collection, false
+        FROM job_items ji JOIN assets a ON a.id = ji.asset_id
+        WHERE ji.outcome = 'skipped' AND ji.uri <> a.uri AND ji.error LIKE 'same content as asset %')
+    SELECT c.sha256, c.asset_id, c.uri, c.collection, c.stored
+    FROM copies c
+    WHERE (exact_duplicates.collection IS NULL OR c.collection = exact_duplicates.collection)
+      AND c.sha256 IN (SELECT c2.sha256 FROM copies c2
+                       WHERE exact_duplicates.collection IS NULL
+                          OR c2.collection = exact_duplicates.collection
+                       GROUP BY c2.sha256 HAVING count(*) > 1)
+    ORDER BY c.sha256, NOT c.stored, c.asset_id, c.uri;
+$$;
+COMMENT ON FUNCTION semsql.exact_duplicates(text) IS
+    'Identical files by SHA-256: stored assets sharing a hash across collections, and files ingest skipped as copies of an asset.';
