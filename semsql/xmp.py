@@ -1,13 +1,26 @@
-"""XMP packets: simple properties, keywords and the people shown, without DTD tricks."""
+"""XMP packets: simple properties, keywords and the people shown, without DTD tricks.
+
+Packets are untrusted XML. defusedxml refuses any DOCTYPE (and so every entity definition)
+after the packet is decoded, whatever its encoding: a byte search for "<!DOCTYPE" misses a
+UTF-16 packet, and expat would expand its entities.
+"""
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from defusedxml import DefusedXmlException, DTDForbidden
+from defusedxml.ElementTree import iterparse
 from PIL import Image
+
+MAX_XMP_BYTES = 2 * 1024 * 1024
+"""A packet's size. Lightroom's, with the full develop history, reaches a few hundred KB; a
+JPEG's standard packet is at most 64 KB. Larger ones (a PNG or TIFF can hold any size) are
+refused whole and recorded in metadata_errors, and the file's other metadata still counts."""
 
 
 def unique_stripped(values: Iterable[str]) -> tuple[str, ...]:
@@ -61,7 +74,7 @@ def read_xmp(im: Image.Image) -> Xmp:
     packet = im.info.get("xmp")
     if isinstance(packet, str):
         packet = packet.encode("utf-8")
-    if not isinstance(packet, bytes) or not packet.strip(b"\x00 \t\r\n"):
+    if not isinstance(packet, bytes):
         return Xmp()
     return parse_xmp(packet)
 
@@ -69,23 +82,30 @@ def read_xmp(im: Image.Image) -> Xmp:
 def parse_xmp(packet: bytes) -> Xmp:
     """The simple properties of an XMP packet, plus keywords and the people shown.
 
-    Structures other than face regions are skipped. DOCTYPEs are refused outright: XMP has
-    no use for them, and entity tricks are the one thing expat would otherwise expand.
+    Structures other than face regions are skipped. Raises ValueError for a packet over
+    MAX_XMP_BYTES, one that is not XML, and one with a DOCTYPE: XMP has no use for them, and
+    entities are the one thing expat would otherwise expand.
     """
-    packet = packet.strip(b"\x00 \t\r\n")
-    if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:
-        raise ValueError("DOCTYPE and ENTITY declarations are not allowed in XMP")
-    parser = ET.XMLPullParser(events=("start-ns", "end"))
-    parser.feed(packet)
-    parser.close()
+    if len(packet) > MAX_XMP_BYTES:
+        raise ValueError(
+            f"packet of {len(packet):,} bytes is over the {MAX_XMP_BYTES:,}-byte limit"
+        )
+    text = packet_text(packet)
+    if not text:
+        return Xmp()
     prefixes = dict(_KNOWN_PREFIXES)
     root = None
-    for event, item in parser.read_events():
-        if event == "start-ns":
-            prefix, uri = item
-            prefixes.setdefault(uri, prefix)
-        else:
-            root = item
+    events = iterparse(io.StringIO(text), events=("start-ns", "end"), forbid_dtd=True)
+    try:
+        for event, item in events:
+            if event == "start-ns":
+                prefix, uri = item
+                prefixes.setdefault(uri, prefix)
+            else:
+                root = item
+    except DefusedXmlException as error:
+        kind = "DOCTYPE" if isinstance(error, DTDForbidden) else type(error).__name__
+        raise ValueError(f"{kind} declarations are not allowed in XMP") from None
     if root is None:
         return Xmp()
     rdf = root if root.tag == f"{{{_RDF}}}RDF" else root.find(f".//{{{_RDF}}}RDF")
@@ -107,6 +127,27 @@ def parse_xmp(packet: bytes) -> Xmp:
         *_microsoft_region_names(rdf),
     ]
     return Xmp(properties, unique_stripped(keywords), unique_stripped(persons))
+
+
+_ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+
+
+def packet_text(packet: bytes) -> str:
+    """The packet as text, decoded as XMP allows (UTF-8, 16 or 32, with or without a BOM),
+    without the NUL padding and whitespace around it. The encoding is the first that decodes
+    to something starting with "<" and free of NULs: UTF-16 read as UTF-8 is full of them,
+    and stripping NUL bytes before decoding would cut a UTF-16LE packet's last character."""
+    if not packet.strip(b"\x00 \t\r\n"):
+        return ""
+    for encoding in _ENCODINGS:
+        try:
+            text = packet.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        text = text.strip("\ufeff\x00 \t\r\n")
+        if text.startswith("<") and "\x00" not in text:
+            return text
+    raise ValueError("not XML in UTF-8, UTF-16 or UTF-32")
 
 
 def _split_name(name: str) -> tuple[str, str]:

@@ -20,7 +20,7 @@ from semsql.metadata import (
     read_metadata,
 )
 from semsql.probe import probe_bytes, probe_file
-from semsql.xmp import parse_xmp
+from semsql.xmp import MAX_XMP_BYTES, parse_xmp
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 
@@ -217,9 +217,61 @@ def test_entity_expansion_in_xmp_is_refused(tmp_path: Path) -> None:
         "<x:xmpmeta xmlns:x='adobe:ns:meta/'>&lol2;</x:xmpmeta>"
     )
     probe = probe_file(make_jpeg(tmp_path / "a.jpg", xmp=bomb))
+    assert probe.metadata["metadata_errors"] == ["xmp: DOCTYPE declarations are not allowed in XMP"]
+
+
+def tiff_with_xmp(path: Path, packet: bytes, **tags: str) -> Path:
+    """A TIFF whose XMP (tag 700) is `packet` byte for byte: a TIFF packet may be UTF-16."""
+    tiffinfo = {700: packet, **({271: tags["make"]} if "make" in tags else {})}
+    noise_image((64, 48)).save(path, "TIFF", tiffinfo=tiffinfo)
+    return path
+
+
+ENCODINGS = [  # (Python codec, declared encoding, byte order mark)
+    ("utf-8", "UTF-8", b""),
+    ("utf-16-le", "UTF-16", b"\xff\xfe"),
+    ("utf-16-be", "UTF-16", b"\xfe\xff"),
+    ("utf-16-le", "UTF-16LE", b""),
+    ("utf-16-be", "UTF-16BE", b""),
+]
+
+
+@pytest.mark.parametrize(("codec", "declared", "bom"), ENCODINGS)
+def test_an_xmp_entity_is_refused_in_every_encoding(
+    tmp_path: Path, codec: str, declared: str, bom: bytes
+) -> None:
+    body = make_xmp_packet(description="PLACE", keywords=["sea"]).replace("PLACE", "&e;&e;")
+    text = (
+        f'<?xml version="1.0" encoding="{declared}"?>'
+        '<!DOCTYPE x:xmpmeta [<!ENTITY e "EXPANDED">]>' + body
+    )
+    probe = probe_file(tiff_with_xmp(tmp_path / "a.tif", bom + text.encode(codec), make="Canon"))
+
+    assert probe.metadata["metadata_errors"] == ["xmp: DOCTYPE declarations are not allowed in XMP"]
+    assert probe.description is None and probe.keywords == ()
+    assert "EXPANDED" not in json.dumps(probe.metadata)
+    assert probe.metadata["camera"] == {"make": "Canon"}  # the other sections still count
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-16", "utf-8-sig"])
+def test_an_xmp_packet_in_utf16_is_read_to_its_last_character(tmp_path: Path, codec: str) -> None:
+    packet = make_xmp_packet(description="Zoë at the harbour", keywords=["harbour", "boats"])
+    assert packet.endswith("?>")  # its last character, in UTF-16LE ">\x00", must survive
+    probe = probe_file(tiff_with_xmp(tmp_path / "a.tif", packet.encode(codec)))
+
+    assert "metadata_errors" not in probe.metadata
+    assert probe.description == "Zoë at the harbour"
+    assert probe.keywords == ("harbour", "boats")
+
+
+def test_an_xmp_packet_over_the_limit_is_refused_whole(tmp_path: Path) -> None:
+    packet = make_xmp_packet(description="x" * MAX_XMP_BYTES, keywords=["sea"]).encode()
+    probe = probe_file(tiff_with_xmp(tmp_path / "a.tif", packet, make="Canon"))
+
     assert probe.metadata["metadata_errors"] == [
-        "xmp: DOCTYPE and ENTITY declarations are not allowed in XMP"
+        f"xmp: packet of {len(packet):,} bytes is over the 2,097,152-byte limit"
     ]
+    assert probe.keywords == () and probe.metadata["camera"] == {"make": "Canon"}
 
 
 # --- IPTC -----------------------------------------------------------------------------------
