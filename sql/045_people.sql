@@ -69,6 +69,27 @@ $$;
 COMMENT ON FUNCTION semsql.person_by_name(text) IS
     'The id of the person with this name (case-insensitive); raises no_data_found, with close names as a hint.';
 
+CREATE OR REPLACE FUNCTION semsql.person_name(p_name text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    IF nullif(btrim(p_name), '') IS NULL THEN
+        RAISE EXCEPTION 'a person needs a name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- As semsql.limits.MAX_NAME_CHARS: the longest real names are about 100 characters, and
+    -- the name's B-tree index holds at most about 2,700 bytes.
+    IF length(btrim(p_name)) > 200 THEN
+        RAISE EXCEPTION 'a person''s name has at most 200 characters; this one has %',
+            length(btrim(p_name))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN btrim(p_name);
+END
+$$;
+COMMENT ON FUNCTION semsql.person_name(text) IS
+    'A name as stored for a person (trimmed); raises for an empty one or one over 200 characters.';
+
 CREATE OR REPLACE FUNCTION semsql.add_person(p_name text, p_kind text DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
@@ -76,9 +97,7 @@ AS $$
 DECLARE
     person bigint;
 BEGIN
-    IF nullif(btrim(p_name), '') IS NULL THEN
-        RAISE EXCEPTION 'a person needs a name' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    p_name := person_name(p_name);
     INSERT INTO people (name, kind) VALUES (btrim(p_name), coalesce(p_kind, 'person'))
     ON CONFLICT ((lower(name))) DO NOTHING;
     SELECT id INTO person FROM people WHERE lower(name) = lower(btrim(p_name));
@@ -431,9 +450,7 @@ AS $$
 DECLARE
     person bigint := person_by_name(p_name);
 BEGIN
-    IF nullif(btrim(p_new_name), '') IS NULL THEN
-        RAISE EXCEPTION 'a person needs a name' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    p_new_name := person_name(p_new_name);
     UPDATE people SET name = btrim(p_new_name) WHERE id = person AND name <> btrim(p_new_name);
     RETURN person;
 EXCEPTION WHEN unique_violation THEN

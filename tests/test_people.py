@@ -224,6 +224,20 @@ def test_merge_and_rename(conn) -> None:
     assert caught.value.diag.message_hint == "did you mean Alan Turing?"
 
 
+def test_a_name_too_long_for_its_index_is_refused_with_a_clear_error(conn) -> None:
+    long_name = "Ana " * 750  # 3,000 characters (2,999 trimmed): over a B-tree entry
+    for call, args in (
+        ("SELECT semsql.add_person(%s)", [long_name]),
+        ("SELECT * FROM semsql.enrol_person(%s, %s::vector[], %s)", [long_name, [axis(0)], MODEL]),
+    ):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 200 characters"):
+            conn.execute(call, args)
+        conn.rollback()
+    conn.execute("SELECT semsql.add_person('Ana')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="this one has 2999"):
+        conn.execute("SELECT semsql.rename_person('Ana', %s)", [long_name])
+
+
 def test_who_is_in_an_asset_combines_stated_and_recognised_people(conn) -> None:
     enrol(conn, "Grace Hopper", axis(0))
     enrol(conn, "Alan Turing", axis(1))
