@@ -3,20 +3,25 @@
 JPEG files decode straight at 1/2, 1/4 or 1/8 scale (Pillow's draft mode) when the model needs
 no more pixels, which is most of the cost of a large photo. Boxes found on the result are
 scaled back to the upright original with `Decoded.scale`.
+
+The worker reads what ingest vouched for, or nothing: a file only beneath its asset's root (no
+link may lead out of it, at the moment it is opened), and bytes whose SHA-256 is the asset's.
+The bytes are read once; the hash and the image both come from them.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
-import urllib.error
-import urllib.request
+import os
 from dataclasses import dataclass
-from typing import Any
 
 from PIL import Image, ImageOps
 
-from semsql.sources import path_for_uri
+from semsql.fetch import FetchError, fetch
+from semsql.safe_open import LeavesRoot, open_beneath
+from semsql.sources import path_for_uri, uri_for_path
 
 # Longest side images are decoded to, per stage: what its model's processor needs, with margin.
 MAX_SIDE = {
@@ -29,6 +34,10 @@ MAX_SIDE = {
 }
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 30
+# A file is read whole (to hash it); ingest's own default limit is 200 MB, and a file swapped
+# for something huge must not fill memory before its hash can disagree.
+MAX_FILE_BYTES = 1024 * 1024 * 1024
+CHANGED = "changed since ingest: run semsql ingest again"
 # OSErrors that say the file will not get better by waiting.
 PERMANENT_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR}
 
@@ -48,12 +57,24 @@ class Decoded:
     """Pixels of the upright original per pixel of `image` (boxes are stored in the former)."""
 
 
-def load_image(uri: str, max_side: int) -> Decoded:
-    """Open, decode (reduced where the format allows), turn upright and shrink to max_side."""
+def default_root(uri: str) -> str | None:
+    """The root of an asset stored before roots were: its file's own folder (None for a URL)."""
+    path = path_for_uri(uri)
+    return None if path is None else uri_for_path(path.parent)
+
+
+def load_image(
+    uri: str, max_side: int, *, root: str | None = None, sha256: str | None = None
+) -> Decoded:
+    """Open, decode (reduced where the format allows), turn upright and shrink to max_side.
+
+    With `root` (as assets.root stores it) a file is opened only beneath it; with `sha256` the
+    bytes must be the ones ingested. Both fail permanently: waiting will not mend them."""
     try:
-        path = path_for_uri(uri)
-        source: Any = _download(uri) if path is None else path
-        with Image.open(source) as image:
+        data = _read(uri, root)
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise InputError(f"{uri} {CHANGED} (its content is not what was ingested)")
+        with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             image.draft("RGB", (max_side, max_side))
             upright = ImageOps.exif_transpose(image)
@@ -67,6 +88,8 @@ def load_image(uri: str, max_side: int) -> Decoded:
         return Decoded(rgb, width / rgb.width)
     except InputError:
         raise
+    except LeavesRoot as error:
+        raise InputError(f"refused to read {error}") from None
     except OSError as error:
         if error.errno is None:  # Pillow: unidentified, truncated or corrupt data
             raise InputError(f"cannot decode {uri}: {error}") from error
@@ -76,17 +99,28 @@ def load_image(uri: str, max_side: int) -> Decoded:
         raise InputError(f"cannot decode {uri}: {type(error).__name__}: {error}") from error
 
 
-def _download(url: str) -> io.BytesIO:
+def _read(uri: str, root: str | None) -> bytes:
+    path = path_for_uri(uri)
+    if path is None:
+        return _download(uri)
+    if root is None:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    else:
+        folder = path_for_uri(root)
+        if folder is None:
+            raise InputError(f"refused to read {uri}: its root {root} is not a folder")
+        fd = open_beneath(folder, path)
+    with open(fd, "rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"{uri} is larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def _download(url: str) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            data = response.read(MAX_DOWNLOAD_BYTES + 1)
-    except urllib.error.HTTPError as error:
+        return fetch(url, max_bytes=MAX_DOWNLOAD_BYTES, timeout=DOWNLOAD_TIMEOUT_S)
+    except FetchError as error:
         raise InputError(
-            f"cannot download {url}: HTTP {error.code} {error.reason}",
-            permanent=error.code in (401, 403, 404, 410),
+            f"cannot download {url}: {error}", permanent=not error.transient
         ) from error
-    except (urllib.error.URLError, TimeoutError) as error:
-        raise InputError(f"cannot download {url}: {error}", permanent=False) from error
-    if len(data) > MAX_DOWNLOAD_BYTES:
-        raise InputError(f"{url} is larger than {MAX_DOWNLOAD_BYTES} bytes")
-    return io.BytesIO(data)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from . import writers
-from .decode import MAX_SIDE, Decoded, InputError, load_image
+from .decode import MAX_SIDE, Decoded, InputError, default_root, load_image
 from .queue import Failure, Task
 
 
@@ -58,9 +58,13 @@ class Outcome:
     failures: list[Failure] = field(default_factory=list)
 
 
-def _timed_load(uri: str, max_side: int) -> tuple[Decoded, float]:
+def _timed_load(task: Task, max_side: int) -> tuple[Decoded, float]:
+    """The task's image, read only beneath its asset's root and only if it is what was
+    ingested (decode.load_image)."""
     started = time.perf_counter()
-    return load_image(uri, max_side), time.perf_counter() - started
+    root = task.root or default_root(task.uri)
+    decoded = load_image(task.uri, max_side, root=root, sha256=task.sha256)
+    return decoded, time.perf_counter() - started
 
 
 def is_transient(error: BaseException) -> bool:
@@ -155,7 +159,7 @@ class ImageRunner(Runner):
 
     def prepare(self, conn: psycopg.Connection, tasks: list[Task]) -> Batch:
         max_side = MAX_SIDE[self.stage]
-        inputs = {task.id: self.pool.submit(_timed_load, task.uri, max_side) for task in tasks}
+        inputs = {task.id: self.pool.submit(_timed_load, task, max_side) for task in tasks}
         return Batch(self.stage, tasks, inputs)
 
     def run(self, batch: Batch) -> Outcome:
@@ -195,7 +199,7 @@ class FaceRunner(ImageRunner):
         max_side = MAX_SIDE[self.stage]
         for task in tasks:
             found = faces.get(task.asset_id, [])
-            future = self.pool.submit(_timed_load, task.uri, max_side) if found else None
+            future = self.pool.submit(_timed_load, task, max_side) if found else None
             batch.inputs[task.id] = (future, found)
         return batch
 

@@ -43,7 +43,7 @@ def open_beneath(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> 
         # /data): find which file beneath the root that is, then walk to it from the root.
         parts = _beneath(os.path.realpath(target), root_real)
         if parts is None:
-            raise LeavesRoot(f"{target} is not inside {root_text}")
+            raise LeavesRoot(f"{target}: not inside {root_text}")
     try:
         root_fd = os.open(root_text, _FOLDER)
         try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,10 +139,9 @@ def test_a_poison_image_fails_its_tasks_with_the_error_and_the_rest_are_done(
 ) -> None:
     db.execute("UPDATE semsql.stages SET enabled = name IN ('faces', 'clip', 'text')")
     paths = [pictures["astronaut"], pictures["chelsea"], pictures["poison"]]
-    for n, path in enumerate(paths):  # straight into the table: ingest would refuse the poison
-        db.execute(
-            "INSERT INTO semsql.assets (uri, sha256) VALUES (%s, %s)", [str(path), f"{n:064x}"]
-        )
+    for path in paths:  # straight into the table: ingest would refuse the poison
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        db.execute("INSERT INTO semsql.assets (uri, sha256) VALUES (%s, %s)", [str(path), digest])
     run_until_idle(semsql_env, tiny_models)
     outcome = rows(
         db,
@@ -174,10 +176,11 @@ def test_a_poison_image_fails_its_tasks_with_the_error_and_the_rest_are_done(
     assert "1 x faces: cannot decode" in text and "poison.jpg" in text
     assert "--retry-failed" in text
 
-    Image.new("RGB", (64, 48), "white").save(pictures["poison"].parent / "mended.jpg")
+    mended = pictures["poison"].parent / "mended.jpg"
+    Image.new("RGB", (64, 48), "white").save(mended)
     db.execute(
-        "UPDATE semsql.assets SET uri = %s WHERE uri = %s",
-        [str(pictures["poison"].parent / "mended.jpg"), str(pictures["poison"])],
+        "UPDATE semsql.assets SET uri = %s, sha256 = %s WHERE uri = %s",
+        [str(mended), hashlib.sha256(mended.read_bytes()).hexdigest(), str(pictures["poison"])],
     )
     run_until_idle(semsql_env, tiny_models, retry_failed=True)
     assert rows(db, "SELECT DISTINCT status FROM semsql.tasks") == [("done",)]
@@ -202,6 +205,73 @@ def test_a_model_that_cannot_load_fails_only_its_stage(
         "SELECT count(*) > 0, bool_and(emotion IS NOT NULL), bool_and(embedding IS NULL) "
         "FROM semsql.faces",
     ) == [(True, True, True)]
+
+
+def test_the_worker_reads_only_what_was_ingested(db, semsql_env, tmp_path, tiny_models) -> None:
+    """A file swapped for a link out of its folder, and content changed since ingest (on disk
+    and at a URL), fail their tasks for good; the worker reads nothing from them."""
+    db.execute("UPDATE semsql.stages SET enabled = (name = 'faces')")
+    photos, outside, web = tmp_path / "photos", tmp_path / "outside", tmp_path / "web"
+    for folder in (photos, outside, web):
+        folder.mkdir()
+    astronaut = outside / "astronaut.png"  # a face
+    Image.fromarray(skimage.data.astronaut()).save(astronaut)
+    Image.fromarray(skimage.data.chelsea()).save(photos / "chelsea.jpg")  # no face
+    Image.new("RGB", (64, 48), "red").save(photos / "swapped.png")
+    Image.new("RGB", (64, 48), "blue").save(photos / "changed.png")
+    Image.new("RGB", (64, 48), "green").save(web / "online.png")
+    command = [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "-d", str(web)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
+        try:
+            port = int(server.stdout.readline().split(" port ")[1].split()[0])
+            url = f"http://127.0.0.1:{port}/online.png"
+            summary = ingest_json(str(photos), url)
+            assert (summary["new"], summary["failed"]) == (4, 0)
+
+            (photos / "swapped.png").unlink()
+            (photos / "swapped.png").symlink_to(astronaut)
+            shutil.copy(astronaut, photos / "changed.png")
+            Image.new("RGB", (64, 48), "yellow").save(web / "online.png")
+            run_until_idle(semsql_env, tiny_models)
+        finally:
+            server.terminate()
+
+    outcome = {
+        uri: (status, attempts, error)
+        for uri, status, attempts, error in rows(
+            db,
+            """SELECT a.uri, t.status, t.attempts, t.last_error
+               FROM semsql.tasks t JOIN semsql.assets a ON a.id = t.asset_id""",
+        )
+    }
+    assert outcome[str(photos / "chelsea.jpg")] == ("done", 0, None)
+    changed = "changed since ingest: run semsql ingest again (its content is not what was ingested)"
+    assert outcome[str(photos / "changed.png")] == ("failed", 1, f"{photos}/changed.png {changed}")
+    assert outcome[url] == ("failed", 1, f"{url} {changed}")
+    assert outcome[str(photos / "swapped.png")] == (
+        "failed",
+        1,
+        f"refused to read {photos}/swapped.png: a link leads outside {photos} (to {astronaut})",
+    )
+    assert rows(db, "SELECT count(*) FROM semsql.faces") == [(0,)]
+
+    # As the message says: ingest again, and the new content is read. The link is refused there.
+    again = ingest_json(str(photos))
+    assert (again["updated"], [e["code"] for e in again["errors"]]) == (1, ["outside_root"])
+    run_until_idle(semsql_env, tiny_models)
+    faces = rows(
+        db,
+        """SELECT a.uri, count(*) FROM semsql.faces f JOIN semsql.assets a ON a.id = f.asset_id
+           GROUP BY a.uri""",
+    )
+    assert [uri for uri, _ in faces] == [str(photos / "changed.png")]
+
+
+def ingest_json(*paths: str) -> dict:
+    """`semsql ingest --json`, which exits 1 when a file failed."""
+    result = CliRunner().invoke(cli, ["ingest", *paths, "--json"], catch_exceptions=False)
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)
 
 
 # -- semsql.embed_text ----------------------------------------------------------------------------
