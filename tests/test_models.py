@@ -6,6 +6,7 @@ InceptionResnetV1; MTCNN and MiniLM are the real weights that ship in packages.
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -364,6 +365,18 @@ def test_hub_id_with_no_network_fails_fast(monkeypatch: pytest.MonkeyPatch) -> N
         load_stage("clip", model, CPU)
     assert time.monotonic() - started < 10
     assert_names(caught.value, "clip", model)
+
+
+def test_the_callers_hub_settings_do_not_change_the_tests() -> None:
+    """An offline user's HF_HUB_OFFLINE=1 once made the test above fail (tests/fix_env.py)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    test = f"{Path(__file__).name}::test_hub_id_with_no_network_fails_fast"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test]
+    done = subprocess.run(
+        command, cwd=Path(__file__).parent, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "1 passed" in done.stdout
 
 
 def test_hub_id_with_hub_offline_mode(monkeypatch: pytest.MonkeyPatch) -> None:
