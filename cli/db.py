@@ -9,6 +9,7 @@ import click
 
 from semsql import config, database
 from semsql.cli.common import connect, echo_json
+from semsql.cli.errors import UserError
 from semsql.embedded import POSTGRES_BIN_PATH
 
 
@@ -39,7 +40,7 @@ def url() -> None:
 def start() -> None:
     """Start the embedded server (a no-op when it already runs)."""
     if _external_url():
-        raise click.ClickException(f"{config.DATABASE_URL_ENV} is set: nothing to start")
+        raise UserError(f"{config.DATABASE_URL_ENV} is set: nothing to start")
     database.embedded_server().ensure_running()
     status_ = database.embedded_server().status()
     click.echo(f"embedded PostgreSQL running on 127.0.0.1:{status_.port} (pid {status_.pid})")
@@ -49,7 +50,7 @@ def start() -> None:
 def stop() -> None:
     """Stop the embedded server."""
     if _external_url():
-        raise click.ClickException(f"{config.DATABASE_URL_ENV} is set: semsql runs no server")
+        raise UserError(f"{config.DATABASE_URL_ENV} is set: semsql runs no server")
     stopped = database.embedded_server().stop()
     click.echo("stopped" if stopped else "not running")
 

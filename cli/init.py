@@ -6,6 +6,7 @@ import click
 
 from semsql import migrate
 from semsql.cli.common import connect, echo_json
+from semsql.cli.errors import UserError
 
 
 @click.command()
@@ -23,7 +24,7 @@ def init(as_json: bool) -> None:
         try:
             report = migrate.init(conn)
         except migrate.MigrationError as error:
-            raise click.ClickException(str(error)) from None
+            raise UserError(str(error)) from None
     if as_json:
         echo_json(
             {

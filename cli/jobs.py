@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from semsql.cli.common import connect, echo_json, fetch_dicts, require_schema
+from semsql.cli.errors import UserError
 
 JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count, failed_count,
                  error, created_at, started_at, ingested_at, finished_at"""
@@ -12,7 +13,13 @@ JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count
 
 @click.command()
 @click.argument("job_id", type=int, required=False)
-@click.option("--limit", default=20, show_default=True, help="How many recent jobs to list.")
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1),
+    help="How many recent jobs to list.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
     """List recent jobs, or show one job with its per-file errors.
@@ -38,7 +45,7 @@ def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
             return
         found = fetch_dicts(conn, f"SELECT {JOB_COLUMNS} FROM semsql.jobs WHERE id = %s", [job_id])
         if not found:
-            raise click.ClickException(f"no job {job_id}")
+            raise UserError(f"no job {job_id}")
         job = found[0]
         job["errors"] = fetch_dicts(
             conn,

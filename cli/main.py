@@ -4,6 +4,7 @@ import click
 
 from semsql import __version__
 from semsql.cli.db import db
+from semsql.cli.errors import user_errors
 from semsql.cli.ingest import ingest
 from semsql.cli.init import init
 from semsql.cli.jobs import jobs
@@ -13,7 +14,15 @@ from semsql.cli.status import status
 from semsql.cli.worker import worker
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class SemsqlGroup(click.Group):
+    """Every command's user errors (cli/errors.py) as one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        with user_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=SemsqlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="semsql")
 def cli() -> None:
     """Search a library of images by meaning, inside PostgreSQL.
@@ -24,6 +33,10 @@ def cli() -> None:
       semsql ingest ~/Pictures -r    # a job: hashes, probes, stores, queues enrichment
       semsql jobs                    # what happened
       psql "$(semsql db url)"        # the tables, for SQL and BI tools
+
+    \b
+    Exit status: 0 on success; 1 on an error, said in one line on stderr
+    (`semsql ingest`: also when a file could not be stored); 2 on a usage error.
     """
 
 

@@ -11,29 +11,23 @@ import click
 import psycopg
 
 from semsql import people as api
-from semsql.cli.common import connect, echo_json, fetch_dicts, require_schema
-from semsql.embedder.stages.errors import ModelLoadError
+from semsql.cli.common import (
+    FiniteFloatRange,
+    connect,
+    echo_json,
+    fetch_dicts,
+    require_schema,
+)
 
 KINDS = click.Choice(["person", "celebrity"])
 PICK_HELP = "Which face when an image shows several: N (1 = leftmost) or 'largest'."
 
 
 @contextlib.contextmanager
-def _friendly_errors() -> Iterator[None]:
-    """Model, image and SQL errors as one-line messages (with the database's hint)."""
-    try:
-        yield
-    except (api.FaceInputError, ModelLoadError) as error:
-        raise click.ClickException(str(error)) from None
-    except psycopg.Error as error:
-        hint = error.diag.message_hint
-        message = error.diag.message_primary or str(error).strip()
-        raise click.ClickException(message + (f" (hint: {hint})" if hint else "")) from None
-
-
-@contextlib.contextmanager
 def _session() -> Iterator[psycopg.Connection]:
-    with _friendly_errors(), connect() as conn:
+    """A connection to a semsql database, committed at the end. Model, image and SQL errors
+    become one-line messages in the `semsql` group (cli/errors.py)."""
+    with connect() as conn:
         require_schema(conn)
         yield conn
         conn.commit()
@@ -167,7 +161,13 @@ def list_people(as_json: bool) -> None:
 
 @people.command("show")
 @click.argument("name")
-@click.option("--limit", default=50, show_default=True, help="How many assets to list.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1),
+    help="How many assets to list.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(name: str, limit: int, as_json: bool) -> None:
     """Show a person and the assets they are in, best match first."""
@@ -228,7 +228,7 @@ def remove(name: str, yes: bool) -> None:
 
 
 @people.command("threshold")
-@click.argument("value", type=click.FloatRange(0, 1), required=False)
+@click.argument("value", type=FiniteFloatRange(0, 1), required=False)
 def threshold(value: float | None) -> None:
     """Show, or set, the match threshold; setting it matches every face again.
 
@@ -249,7 +249,7 @@ def threshold(value: float | None) -> None:
 @people.command("clusters")
 @click.option("--refresh", is_flag=True, help="Group the unrecognised faces again.")
 @click.option(
-    "--min-similarity", type=click.FloatRange(0, 1), help="Link faces at least this alike."
+    "--min-similarity", type=FiniteFloatRange(0, 1), help="Link faces at least this alike."
 )
 @click.option("--min-size", type=click.IntRange(2), help="Smallest cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -301,7 +301,7 @@ def name_cluster(cluster_id: int, name: str, kind: str | None) -> None:
 @click.argument("cluster_id", type=int)
 @click.option(
     "--min-similarity",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     help="Re-link its faces at this similarity (default: halfway to 1).",
 )
 @click.option("--face", "face_ids", type=int, multiple=True, help="Move these faces out instead.")
@@ -317,11 +317,19 @@ def split_cluster(cluster_id: int, min_similarity: float | None, face_ids: tuple
 
 @people.command("find-face")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-k", "--limit", "k", default=20, show_default=True, help="How many assets.")
+@click.option(
+    "-k",
+    "--limit",
+    "k",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="How many assets.",
+)
 @click.option("--pick", help=PICK_HELP)
 @click.option(
     "--min-similarity",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     envvar="SEMSQL_FACE_MATCH_THRESHOLD",
     help="Least similarity [default: the match threshold].",
 )

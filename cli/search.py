@@ -12,6 +12,7 @@ import click
 import numpy as np
 
 from semsql.cli.common import connect, echo_json, require_schema
+from semsql.cli.errors import UserError
 from semsql.search import (
     SearchHit,
     SearchRequest,
@@ -180,7 +181,7 @@ def _with_image_vector(request: SearchRequest, path: Path, device: str) -> Searc
     try:
         vector = embed_image_file(path, device)
     except ModelLoadError as error:
-        raise click.ClickException(f"cannot embed {path}: {error}") from None
+        raise UserError(f"cannot embed {path}: {error}") from None
     return _replace(request, image_embedding=vector)
 
 

@@ -9,6 +9,7 @@ import click
 
 from semsql import database
 from semsql.cli.common import connect, require_schema
+from semsql.cli.errors import UserError
 
 STAGE_NAMES = ("caption", "tags", "faces", "face_vectors", "emotion", "clip", "text")
 
@@ -184,7 +185,7 @@ def worker(
     try:
         daemon.run()
     except DeviceError as error:
-        raise click.ClickException(str(error)) from None
+        raise UserError(str(error)) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 
