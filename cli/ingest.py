@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from semsql import ingest as ingest_
 from semsql.cli.common import connect, echo_json, require_schema
+from semsql.cli.errors import UserError
+from semsql.cli.waiting import wait_for_job
 from semsql.probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from semsql.sources import iter_candidates, iter_manifest_candidates
 
@@ -60,7 +61,15 @@ from semsql.sources import iter_candidates, iter_manifest_candidates
     help="Refuse images with more pixels (decompression bombs).",
 )
 @click.option(
-    "--wait", is_flag=True, help="Wait until the embedder has enriched every new or changed asset."
+    "--wait",
+    is_flag=True,
+    help="Wait until the running `semsql worker`s have enriched every new or changed asset.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=1e9),
+    metavar="SECONDS",
+    help="With --wait: give up (exit 1) after this long [default: no limit].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
 def ingest(
@@ -73,6 +82,7 @@ def ingest(
     max_bytes: int,
     max_pixels: int,
     wait: bool,
+    timeout: float | None,
     as_json: bool,
 ) -> None:
     """Add images to semsql: each call is a job with counts and a per-file error list.
@@ -81,6 +91,13 @@ def ingest(
     asset and queues its enrichment again. Captions, keywords and people shown are read
     from EXIF/IPTC/XMP. Files that cannot be read are reported and the rest go on.
 
+    --wait needs a running `semsql worker` for the job's stages: when none has run them for
+    a while it stops waiting and says so (the files stay stored).
+
+    Exit status: 0 when every file was stored or skipped (and, with --wait, enriched);
+    1 when any file failed (the others are stored all the same), when the job failed, or
+    when --wait gave up.
+
     \b
     Examples:
       semsql ingest ~/Pictures -r
@@ -88,9 +105,12 @@ def ingest(
       semsql ingest https://example.org/cat.jpg
       semsql ingest --manifest catalog.jsonl        # captions/tags/people from a DAM
       semsql ingest ~/Pictures -r --json | jq .errors
+      semsql ingest new/ --wait --timeout 600       # a worker runs elsewhere
     """
     if not paths and manifest is None:
         raise click.UsageError("give at least one PATH or URL, or --manifest FILE")
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout goes with --wait")
     candidates = list(
         itertools.chain(
             iter_candidates(list(paths), recursive=recursive, pattern=pattern),
@@ -116,44 +136,26 @@ def ingest(
             length=len(candidates), label="ingesting", file=sys.stderr, hidden=not show_bar
         ) as bar:
             summary = ingest_.run_ingest(conn, job_id, candidates, options, bar.update)
-        if wait:
-            summary.status = _wait_for_job(conn, job_id, show_bar)
+        waited = wait_for_job(conn, job_id, timeout, show_bar) if wait else None
+    if waited is not None:
+        summary.status = waited.status
 
     if as_json:
         echo_json(summary.as_dict())
-        return
-    click.echo(
-        f"job {job_id} {summary.status}: {summary.new} new, {summary.updated} updated, "
-        f"{summary.skipped} skipped, {summary.failed} failed ({summary.seconds:.1f} s)"
-    )
-    for error in summary.errors:
-        click.echo(f"  {error['uri']}: {error['code']}: {error['error']}", err=True)
-    if summary.status == "running" and not wait:
+    else:
         click.echo(
-            "enrichment is queued: `semsql worker` fills it; `semsql jobs "
-            f"{job_id}` shows progress",
-            err=True,
+            f"job {job_id} {summary.status}: {summary.new} new, {summary.updated} updated, "
+            f"{summary.skipped} skipped, {summary.failed} failed ({summary.seconds:.1f} s)"
         )
-
-
-def _wait_for_job(conn, job_id: int, show_bar: bool) -> str:
-    """Poll the job until the worker has finished its assets; return the final status."""
-    query = """
-        SELECT j.status,
-               count(t.*) AS total,
-               count(t.*) FILTER (WHERE t.status IN ('done', 'failed')) AS finished
-        FROM semsql.jobs j
-        LEFT JOIN semsql.job_items ji ON ji.job_id = j.id AND ji.outcome IN ('new', 'updated')
-        LEFT JOIN semsql.tasks t ON t.asset_id = ji.asset_id
-        WHERE j.id = %s GROUP BY j.status"""
-    with click.progressbar(
-        length=1, label="enriching", file=sys.stderr, hidden=not show_bar
-    ) as bar:
-        while True:
-            status, total, finished = conn.execute(query, [job_id]).fetchone()
-            conn.commit()
-            bar.length = max(total, 1)
-            bar.update(finished - bar.pos)
-            if status in ("completed", "failed"):
-                return status
-            time.sleep(0.5)
+        for error in summary.errors:
+            click.echo(f"  {error['uri']}: {error['code']}: {error['error']}", err=True)
+        if summary.status == "running" and not wait:
+            click.echo(
+                "enrichment is queued: `semsql worker` fills it; `semsql jobs "
+                f"{job_id}` shows progress",
+                err=True,
+            )
+    if waited is not None and waited.problem:
+        raise UserError(waited.problem)
+    if summary.failed or summary.status == "failed":
+        raise SystemExit(1)
