@@ -1,4 +1,56 @@
--- Reading a search query: words, lexemes, names of people, and its vectors.
+-- Reading a search query: words, lexemes, names of people, and its vectors; and checking the
+-- numbers that the search functions are given.
+
+-- Checking arguments -----------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.check_real(
+    p_name text, p_value real, p_least real DEFAULT NULL, p_most real DEFAULT NULL,
+    p_required boolean DEFAULT false
+) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    -- NaN compares greater than every number in PostgreSQL, so a range test alone lets NaN and
+    -- Infinity through; they would give NaN scores or cut everything.
+    IF p_value IS NULL THEN
+        IF p_required THEN
+            RAISE EXCEPTION '% must be a number, not NULL', p_name
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    ELSIF p_value IN ('NaN', 'Infinity', '-Infinity') THEN
+        RAISE EXCEPTION '% must be a finite number, not %', p_name, p_value
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF p_value < p_least OR p_value > p_most THEN
+        RAISE EXCEPTION '% must be %, not %', p_name,
+            CASE WHEN p_most IS NULL THEN format('%s or more', p_least)
+                 WHEN p_least IS NULL THEN format('%s or less', p_most)
+                 ELSE format('between %s and %s', p_least, p_most) END,
+            p_value
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION semsql.check_real(text, real, real, real, boolean) IS
+    'Raises invalid_parameter_value naming the argument p_name when p_value is NaN, infinite, '
+    'outside p_least..p_most (either may be NULL: no bound), or NULL when p_required.';
+
+CREATE OR REPLACE FUNCTION semsql.check_query_vector(p_name text, p_vector vector) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    -- pgvector refuses NaN and infinite values itself; a vector of zeros has no direction, and
+    -- its cosine distance to anything is NaN.
+    IF vector_norm(p_vector) = 0 THEN
+        RAISE EXCEPTION '% has no direction: all its values are 0', p_name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION semsql.check_query_vector(text, vector) IS
+    'Raises invalid_parameter_value naming the argument p_name when a query vector is all zeros.';
+
 
 -- Reading a query ------------------------------------------------------------------------------
 
@@ -37,12 +89,16 @@ COMMENT ON FUNCTION semsql.query_words(text) IS 'The words of a query (split at 
 CREATE OR REPLACE FUNCTION semsql.match_people(query text, min_similarity real DEFAULT 0.5)
 RETURNS TABLE (person_id bigint, name text, matched_text text, similarity real,
                first_word integer, last_word integer)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM check_real('min_similarity', min_similarity, 0, 1, true);
     -- Every run of 1 to 4 words is compared with the names by trigram similarity (pg_trgm,
     -- through the people_name_trgm index, so at least pg_trgm.similarity_threshold); each
     -- person keeps its best run, and of overlapping runs the most similar wins.
+    RETURN QUERY
     WITH words AS (SELECT * FROM query_words(query)),
     spans AS (
         SELECT s.word_number AS first_word, s.word_number + len - 1 AS last_word,
@@ -66,6 +122,7 @@ AS $$
         WHERE o.id <> b.id AND o.first_word <= b.last_word AND o.last_word >= b.first_word
           AND (o.score > b.score OR (o.score = b.score AND o.id < b.id)))
     ORDER BY b.first_word;
+END
 $$;
 COMMENT ON FUNCTION semsql.match_people(text, real) IS
     'The people whose names appear in a text, fuzzily (pg_trgm similarity >= min_similarity), '

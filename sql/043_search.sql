@@ -83,16 +83,19 @@ DECLARE
     text_similarities double precision[];
     image_hits bigint[];
     image_similarities double precision[];
-    candidates integer := least(greatest(2 * (k + "offset"), 40), 4000);
+    candidates integer;
     use_exact boolean := coalesce(exact, false);
     single_signal boolean;
     wanted integer;
     row_limit integer;
 BEGIN
+    -- Arguments ---------------------------------------------------------------------------------
     IF k IS NULL OR k NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'k must be between 1 and 10000, not %', k USING ERRCODE = 'invalid_parameter_value';
-    ELSIF "offset" IS NULL OR "offset" < 0 THEN
-        RAISE EXCEPTION 'offset must be 0 or more, not %', "offset" USING ERRCODE = 'invalid_parameter_value';
+    ELSIF "offset" IS NULL OR "offset" NOT BETWEEN 0 AND 1000000000 THEN
+        -- The bound keeps 2 * (k + offset) within integer.
+        RAISE EXCEPTION 'offset must be between 0 and 1000000000, not %', "offset"
+            USING ERRCODE = 'invalid_parameter_value';
     ELSIF tags_match IS DISTINCT FROM 'any' AND tags_match IS DISTINCT FROM 'all'
           OR people_match IS DISTINCT FROM 'any' AND people_match IS DISTINCT FROM 'all' THEN
         RAISE EXCEPTION 'tags_match and people_match take any or all'
@@ -103,12 +106,21 @@ BEGIN
     ELSIF names IS NULL OR names NOT IN ('filter', 'boost', 'off') THEN
         RAISE EXCEPTION 'names takes filter, boost or off, not %', names
             USING ERRCODE = 'invalid_parameter_value';
-    ELSIF least(image_weight, text_weight, keyword_weight, name_weight, exclude_weight) < 0 THEN
-        RAISE EXCEPTION 'weights must not be negative' USING ERRCODE = 'invalid_parameter_value';
     ELSIF query_space IS NOT NULL AND query_space NOT IN ('text', 'image') THEN
         RAISE EXCEPTION 'query_space takes text or image, not %', query_space
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_real('image_weight', image_weight, 0, NULL, true);
+    PERFORM check_real('text_weight', text_weight, 0, NULL, true);
+    PERFORM check_real('keyword_weight', keyword_weight, 0, NULL, true);
+    PERFORM check_real('name_weight', name_weight, 0, NULL, true);
+    PERFORM check_real('exclude_weight', exclude_weight, 0, NULL, true);
+    PERFORM check_real('min_score', min_score);
+    PERFORM check_real('relative_cut', relative_cut, 0, 1);
+    PERFORM check_query_vector('query_embedding', query_embedding);
+    PERFORM check_query_vector('text_embedding', text_embedding);
+    PERFORM check_query_vector('image_embedding', image_embedding);
+    candidates := least(greatest(2 * (k + "offset"), 40), 4000);
 
     -- Filters ---------------------------------------------------------------------------------
     IF cardinality(tags) > 0 THEN
@@ -207,6 +219,12 @@ BEGIN
         END IF;
         exclude_lexemes := query_lexemes(exclude);
     END IF;
+    -- Cosine distance does not depend on a vector's length: at unit length any finite query
+    -- vector fits halfvec (whose largest value is 65504), the type the vectors are compared in.
+    text_vec := l2_normalize(text_vec);
+    image_vec := l2_normalize(image_vec);
+    exclude_text_vec := l2_normalize(exclude_text_vec);
+    exclude_image_vec := l2_normalize(exclude_image_vec);
     weights := ARRAY[
         CASE WHEN text_vec IS NOT NULL THEN text_weight ELSE 0 END,
         CASE WHEN image_vec IS NOT NULL THEN image_weight ELSE 0 END,

@@ -4,10 +4,17 @@
 
 CREATE OR REPLACE FUNCTION semsql.similar(asset_id bigint, k integer DEFAULT 20)
 RETURNS SETOF semsql.search_result
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
-    SELECT * FROM search(like_asset => $1, k => $2);
+BEGIN
+    -- semsql.search without like_asset would list the newest assets instead.
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'asset_id must be the id of an asset, not NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY SELECT * FROM search(like_asset => $1, k => $2);
+END
 $$;
 COMMENT ON FUNCTION semsql.similar(bigint, integer) IS
     'The k assets most like this one (its CLIP image vector and its document vector), itself left out: reverse image search.';
@@ -18,11 +25,24 @@ CREATE OR REPLACE FUNCTION semsql.duplicates(
 ) RETURNS TABLE (group_id bigint, asset_id bigint, uri text, kind text, distance real)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
+SET hnsw.ef_search = 40
 AS $$
 #variable_conflict use_column
 DECLARE
     dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = duplicates.space);
 BEGIN
+    -- Cosine distances lie between 0 and 2; NaN would link nothing and Infinity everything.
+    PERFORM check_real('max_distance', max_distance, 0, 2, true);
+    IF neighbours IS NULL OR neighbours NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'neighbours must be between 1 and 1000, not %', neighbours
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF duplicates.space IS NULL OR duplicates.space NOT IN ('image', 'text') THEN
+        RAISE EXCEPTION 'space takes image or text, not %', duplicates.space
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- An HNSW scan returns at most ef_search rows: as many as the neighbours asked for
+    -- (restored when the function returns, by its SET clause).
+    PERFORM set_config('hnsw.ef_search', greatest(40, neighbours)::text, true);
     IF dims IS NULL THEN
         RAISE EXCEPTION 'no vectors in the % space yet', duplicates.space
             USING ERRCODE = 'object_not_in_prerequisite_state';
@@ -64,8 +84,9 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.duplicates(real, text, text, integer) IS
-    'Groups of near-duplicate assets: linked when their vectors (CLIP by default) are within max_distance '
-    '(cosine); distance is to the group''s first asset, kind exact when the files are identical.';
+    'Groups of near-duplicate assets: each asset linked to those of its neighbours (1 to 1000 nearest) '
+    'whose vectors (CLIP by default) are within max_distance (cosine, 0 to 2); distance is to the '
+    'group''s first asset, kind exact when the files are identical.';
 
 CREATE OR REPLACE FUNCTION semsql.exact_duplicates(collection text DEFAULT NULL)
 RETURNS TABLE (sha256 text, asset_id bigint, uri text, collection text, stored boolean)

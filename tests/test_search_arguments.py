@@ -1,0 +1,158 @@
+"""The numbers given to semsql.search, similar, duplicates and match_people are checked: NaN,
+infinities, out-of-range and overflowing values are refused with invalid_parameter_value and a
+message naming the argument, in SQL and on the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from semsql.cli.main import cli
+
+REALS = ["image_weight", "text_weight", "keyword_weight", "name_weight", "exclude_weight",
+         "min_score", "relative_cut"]  # fmt: skip
+NOT_FINITE = ["NaN", "Infinity", "-Infinity"]
+
+
+def refused(conn: psycopg.Connection, statement: str, params: list, message: str) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        conn.execute(statement, params).fetchall()
+    conn.rollback()
+    assert caught.value.diag.message_primary == message
+
+
+@pytest.mark.parametrize("name", REALS)
+@pytest.mark.parametrize("value", NOT_FINITE)
+def test_search_refuses_numbers_that_are_not_finite(conn, name: str, value: str) -> None:
+    statement = f"SELECT * FROM semsql.search('snow', {name} => %s::real)"
+    refused(conn, statement, [value], f"{name} must be a finite number, not {value}")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("k => 2147483647", "k must be between 1 and 10000, not 2147483647"),
+        ("k => 10000, \"offset\" => 2147483647",
+         "offset must be between 0 and 1000000000, not 2147483647"),
+        ("\"offset\" => -1", "offset must be between 0 and 1000000000, not -1"),
+        ("text_weight => -1", "text_weight must be 0 or more, not -1"),
+        ("exclude_weight => -0.5", "exclude_weight must be 0 or more, not -0.5"),
+        ("image_weight => NULL", "image_weight must be a number, not NULL"),
+        ("relative_cut => 1.5", "relative_cut must be between 0 and 1, not 1.5"),
+        ("relative_cut => -0.1", "relative_cut must be between 0 and 1, not -0.1"),
+    ],
+)  # fmt: skip
+def test_search_refuses_numbers_out_of_range(conn, arguments: str, message: str) -> None:
+    refused(conn, f"SELECT * FROM semsql.search('snow', {arguments})", [], message)
+
+
+@pytest.mark.parametrize("name", ["query_embedding", "text_embedding", "image_embedding"])
+def test_a_query_vector_of_zeros_is_refused(conn, name: str) -> None:
+    statement = f"SELECT * FROM semsql.search({name} => %s::vector)"
+    refused(conn, statement, ["[0,0,0]"], f"{name} has no direction: all its values are 0")
+
+
+@pytest.mark.parametrize("value", NOT_FINITE)
+def test_duplicates_refuses_a_distance_that_is_not_finite(conn, value: str) -> None:
+    statement = "SELECT * FROM semsql.duplicates(%s::real)"
+    refused(conn, statement, [value], f"max_distance must be a finite number, not {value}")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("max_distance => -0.01", "max_distance must be between 0 and 2, not -0.01"),
+        ("max_distance => 2.5", "max_distance must be between 0 and 2, not 2.5"),
+        ("max_distance => NULL", "max_distance must be a number, not NULL"),
+        ("neighbours => 0", "neighbours must be between 1 and 1000, not 0"),
+        ("neighbours => 2147483647", "neighbours must be between 1 and 1000, not 2147483647"),
+        ("neighbours => NULL", "neighbours must be between 1 and 1000, not <NULL>"),
+        ("space => 'faces'", "space takes image or text, not faces"),
+    ],
+)
+def test_duplicates_refuses_bad_arguments(conn, arguments: str, message: str) -> None:
+    refused(conn, f"SELECT * FROM semsql.duplicates({arguments})", [], message)
+
+
+def test_similar_needs_an_asset(conn) -> None:
+    message = "asset_id must be the id of an asset, not NULL"
+    refused(conn, "SELECT * FROM semsql.similar(NULL)", [], message)
+    refused(conn, "SELECT * FROM semsql.similar(1, 2147483647)", [],
+            "k must be between 1 and 10000, not 2147483647")  # fmt: skip
+
+
+@pytest.mark.parametrize("value", [*NOT_FINITE, "1.5"])
+def test_match_people_refuses_a_similarity_outside_0_to_1(conn, value: str) -> None:
+    message = (
+        f"min_similarity must be a finite number, not {value}"
+        if value in NOT_FINITE
+        else f"min_similarity must be between 0 and 1, not {value}"
+    )
+    refused(conn, "SELECT * FROM semsql.match_people('Ana', %s::real)", [value], message)
+
+
+def test_a_long_vector_is_compared_by_direction(conn) -> None:
+    """Values past halfvec's 65504 once failed the search; cosine needs only the direction."""
+    conn.execute("UPDATE semsql.stages SET enabled = false")
+    asset_id = conn.execute(
+        "INSERT INTO semsql.assets (uri, sha256) VALUES ('/a.jpg', repeat('a', 64)) RETURNING id"
+    ).fetchone()[0]
+    conn.execute(
+        """INSERT INTO semsql.embeddings (asset_id, space, model, embedding)
+           VALUES (%s, 'image', 'm', '[1,2,2]')""",
+        [asset_id],
+    )
+    conn.execute("SELECT semsql.register_vector_space('image', 'm', 3)")
+    conn.commit()  # search reads the asset's document, made at commit
+    rows = conn.execute(
+        "SELECT asset_id, score FROM semsql.search(query_embedding => '[1e6,2e6,2e6]')"
+    ).fetchall()
+    assert rows[0][0] == asset_id and rows[0][1] == pytest.approx(1, abs=1e-3)
+
+
+def test_duplicates_looks_as_far_as_the_neighbours_asked_for(conn) -> None:
+    """A and B (collection c) are near duplicates, each with 50 nearer copies in another
+    collection: only a scan of more than 50 neighbours links them, past HNSW's default 40."""
+    conn.execute("UPDATE semsql.stages SET enabled = false")
+    rng = np.random.default_rng(5)
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.96, 0.0, 0.28])  # cosine distance 0.04
+    rows = [("c", a), ("c", b)]
+    for centre in (a, b):
+        for offset in rng.uniform(0.01, 0.05, 50):
+            rows.append(("other", centre + np.array([0.0, offset, 0.0])))
+    ids = []
+    for number, (collection, vector) in enumerate(rows):
+        asset_id = conn.execute(
+            "INSERT INTO semsql.assets (uri, sha256, collection) VALUES (%s, %s, %s) RETURNING id",
+            [f"/{number}.jpg", f"{number:064x}", collection],
+        ).fetchone()[0]
+        conn.execute(
+            """INSERT INTO semsql.embeddings (asset_id, space, model, embedding)
+               VALUES (%s, 'image', 'm', %s)""",
+            [asset_id, vector.astype(np.float32)],
+        )
+        ids.append(asset_id)
+    conn.execute("SELECT semsql.register_vector_space('image', 'm', 3)")
+    conn.execute("SET enable_seqscan = off")  # the HNSW index, as on a large library
+    found = conn.execute(
+        "SELECT asset_id FROM semsql.duplicates(0.05, collection => 'c', neighbours => 100)"
+    ).fetchall()
+    assert sorted(row[0] for row in found) == ids[:2]
+    assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == "40"  # restored
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--min-score", "nan", "min_score must be a finite number, not NaN"),
+        ("--min-score", "-inf", "min_score must be a finite number, not -Infinity"),
+        ("--relative-cut", "nan", "relative_cut must be a finite number, not NaN"),
+        ("--offset", "2147483647", "offset must be between 0 and 1000000000, not 2147483647"),
+    ],
+)
+def test_the_command_line_shows_the_same_message(semsql_env, option, value, message) -> None:
+    result = CliRunner().invoke(cli, ["search", "snow", option, value])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {message}\n"
