@@ -176,11 +176,12 @@ def _json_object(text: str | None) -> dict | None:
 
 
 def _with_image_vector(request: SearchRequest, path: Path, device: str) -> SearchRequest:
+    from semsql.embedder.decode import InputError
     from semsql.embedder.models import ModelLoadError
 
     try:
         vector = embed_image_file(path, device)
-    except ModelLoadError as error:
+    except (ModelLoadError, InputError) as error:
         raise UserError(f"cannot embed {path}: {error}") from None
     return _replace(request, image_embedding=vector)
 

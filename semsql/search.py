@@ -219,10 +219,16 @@ def embed_texts_locally(
 
 
 def embed_image_file(path: Path, device: str = "cpu") -> np.ndarray:
-    """The CLIP image vector of a file, from the configured CLIP model."""
+    """The CLIP image vector of a file, from the configured CLIP model. Raises ModelLoadError,
+    or InputError when the file cannot be read as an image."""
     from PIL import Image
 
+    from semsql.embedder.decode import InputError
+
     encoder = load_encoder("image", device)
-    with Image.open(path) as image:
-        image.load()
-        return encoder.encode_images([image])[0]
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return encoder.encode_images([image])[0]
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise InputError(f"cannot read {path} as an image: {error}") from None

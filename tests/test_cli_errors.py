@@ -97,6 +97,16 @@ def test_a_file_that_cannot_be_written(semsql_env, conn, tmp_path: Path) -> None
     assert fails("search", "--html", str(sheet)) == f"error: No such file or directory: {sheet}"
 
 
+def test_a_query_image_that_is_no_image(semsql_env, tmp_path: Path, monkeypatch) -> None:
+    from fix_models import build_clip_model
+
+    monkeypatch.setenv("SEMSQL_MODEL_CLIP", str(build_clip_model(tmp_path / "clip")))
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("no image here")
+    line = fails("search", "--image", str(notes))
+    assert line.startswith(f"error: cannot embed {notes}: cannot read {notes} as an image: ")
+
+
 def test_the_database_cannot_be_reached(monkeypatch) -> None:
     monkeypatch.setenv("SEMSQL_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     line = fails("status")
