@@ -91,8 +91,9 @@ def ingest(
     asset and queues its enrichment again. Captions, keywords and people shown are read
     from EXIF/IPTC/XMP. Files that cannot be read are reported and the rest go on.
 
-    --wait needs a running `semsql worker` for the job's stages: when none has run them for
-    a while it stops waiting and says so (the files stay stored).
+    --wait needs a running `semsql worker` for the job's stages: when no live worker takes
+    the stages that have work left for 10 s, it stops waiting and says so (the files stay
+    stored; `semsql jobs ID` follows the job).
 
     Exit status: 0 when every file was stored or skipped (and, with --wait, enriched);
     1 when any file failed (the others are stored all the same), when the job failed, or
