@@ -191,6 +191,7 @@ AS $$
 DECLARE
     near record;
 BEGIN
+    PERFORM check_real('p_max_distance', p_max_distance::real, 0, 2, true);
     -- Walks the faces HNSW index outwards and stops at the first face beyond the distance,
     -- which a WHERE on the distance cannot do. Without enable_seqscan = off the planner sorts
     -- the whole table for a query that has no small LIMIT.
@@ -579,14 +580,32 @@ COMMENT ON VIEW semsql.people_summary IS
 
 -- Search by face ------------------------------------------------------------------------------------
 
+CREATE OR REPLACE FUNCTION semsql.check_face_k(p_k integer) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'p_k must be between 1 and 10000, not %', coalesce(p_k::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION semsql.check_face_k(integer) IS
+    'Raises invalid_parameter_value unless a face search''s k is between 1 and 10000.';
+
 CREATE OR REPLACE FUNCTION semsql.faces_like_vector(
     p_embedding vector, p_k integer DEFAULT 20, p_model text DEFAULT NULL
 ) RETURNS TABLE (face_id bigint, asset_id bigint, uri text, box real[], distance double precision,
                  similarity real, person_id bigint, person text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 AS $$
+BEGIN
+    PERFORM check_face_k(p_k);
+    PERFORM check_query_vector('p_embedding', p_embedding);
+    RETURN QUERY
     SELECT n.id, n.asset_id, a.uri, n.box, n.distance, face_match_confidence(n.distance),
            n.person_id, p.name
     FROM (SELECT f.id, f.asset_id, f.box, f.person_id, f.embedding <=> p_embedding AS distance
@@ -597,6 +616,7 @@ AS $$
     JOIN assets a ON a.id = n.asset_id
     LEFT JOIN people p ON p.id = n.person_id
     ORDER BY n.distance, n.id;
+END
 $$;
 COMMENT ON FUNCTION semsql.faces_like_vector(vector, integer, text) IS
     'The k stored faces nearest to a face vector (of model p_model, or any), nearest first, '
@@ -605,15 +625,24 @@ COMMENT ON FUNCTION semsql.faces_like_vector(vector, integer, text) IS
 CREATE OR REPLACE FUNCTION semsql.faces_like(p_face_id bigint, p_k integer DEFAULT 20)
 RETURNS TABLE (face_id bigint, asset_id bigint, uri text, box real[], distance double precision,
                similarity real, person_id bigint, person text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
+BEGIN
+    PERFORM check_face_k(p_k);
+    IF NOT EXISTS (SELECT FROM faces f WHERE f.id = p_face_id AND f.embedding IS NOT NULL) THEN
+        RAISE EXCEPTION 'no face % with a face vector', coalesce(p_face_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'semsql.faces lists the faces; face_vectors fills their vectors';
+    END IF;
+    RETURN QUERY
     SELECT l.*
     FROM faces f
     CROSS JOIN LATERAL faces_like_vector(f.embedding, p_k + 1, f.embedding_model) AS l
     WHERE f.id = p_face_id AND l.face_id <> p_face_id
     ORDER BY l.distance, l.face_id
     LIMIT p_k;
+END
 $$;
 COMMENT ON FUNCTION semsql.faces_like(bigint, integer) IS
     'The k stored faces nearest to a stored face (itself left out), nearest first.';
@@ -637,6 +666,9 @@ DECLARE
     best_faces bigint[] := '{}';
     seen_assets bigint[] := '{}';
 BEGIN
+    PERFORM check_face_k(p_k);
+    PERFORM check_real('p_min_similarity', p_min_similarity::real, 0, 1);
+    PERFORM check_query_vector('p_embedding', p_embedding);
     -- Faces nearest first; the first face of each asset is its best.
     FOR near IN
         SELECT f.id, f.asset_id, f.embedding_model, f.embedding <=> p_embedding AS d
@@ -677,6 +709,16 @@ DECLARE
     max_distance double precision := 1 - p_min_similarity;
     changed integer;
 BEGIN
+    PERFORM check_real('p_min_similarity', p_min_similarity::real, 0, 1, true);
+    IF p_min_size IS NULL OR p_min_size < 1 THEN
+        RAISE EXCEPTION 'p_min_size must be 1 or more, not %', coalesce(p_min_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_neighbours IS NULL OR p_neighbours NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'p_neighbours must be between 1 and 1000, not %',
+            coalesce(p_neighbours::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     DROP TABLE IF EXISTS pg_temp.semsql_cluster_nodes, pg_temp.semsql_cluster_edges;
     CREATE TEMP TABLE semsql_cluster_nodes (face_id bigint PRIMARY KEY, label bigint NOT NULL)
         ON COMMIT DROP;
@@ -832,11 +874,13 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
-    members bigint[] := cluster_face_ids(p_cluster_id);
+    members bigint[];
     strays bigint[];
     stricter double precision;
     new_id bigint;
 BEGIN
+    PERFORM check_real('p_min_similarity', p_min_similarity::real, 0, 1);
+    members := cluster_face_ids(p_cluster_id);
     PERFORM take_mutex('face_clusters');
     IF p_face_ids IS NOT NULL THEN
         strays := ARRAY(SELECT unnest(p_face_ids) EXCEPT SELECT unnest(members));

@@ -238,6 +238,40 @@ def test_a_name_too_long_for_its_index_is_refused_with_a_clear_error(conn) -> No
         conn.execute("SELECT semsql.rename_person('Ana', %s)", [long_name])
 
 
+FACE = "array_fill(0.1, ARRAY[512])::vector"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (f"semsql.faces_like_vector({FACE}, 2147483647)", "p_k must be between 1 and 10000"),
+        (f"semsql.faces_like_vector({FACE}, NULL)", "p_k must be between 1 and 10000, not NULL"),
+        ("semsql.faces_like_vector(array_fill(0, ARRAY[512])::vector)", "no direction"),
+        ("semsql.faces_like(1, 2147483647)", "p_k must be between 1 and 10000"),
+        (f"semsql.assets_with_face({FACE}, 0)", "p_k must be between 1 and 10000, not 0"),
+        (f"semsql.assets_with_face({FACE}, 5, NULL, 'NaN')", "p_min_similarity must be a finite"),
+        (f"semsql.assets_with_face({FACE}, 5, NULL, 'Infinity')", "must be a finite number"),
+        (f"semsql.assets_with_face({FACE}, 5, NULL, 1.5)", "between 0 and 1, not 1.5"),
+        (f"semsql.faces_near({FACE}, 'm', 'NaN')", "p_max_distance must be a finite number"),
+        ("semsql.cluster_faces(NULL, 'NaN', 2)", "p_min_similarity must be a finite number"),
+        ("semsql.cluster_faces(NULL, 0.5, 0)", "p_min_size must be 1 or more, not 0"),
+        ("semsql.cluster_faces(NULL, 0.5, 2, 2147483647)", "p_neighbours must be between 1"),
+        ("semsql.refresh_face_clusters(-0.5)", "between 0 and 1, not -0.5"),
+        ("semsql.split_face_cluster(1, 'Infinity')", "p_min_similarity must be a finite"),
+    ],
+)
+def test_face_search_and_clustering_refuse_bad_numbers_naming_the_argument(
+    conn, call, message
+) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        conn.execute(f"SELECT * FROM {call}")
+
+
+def test_faces_like_an_unknown_face_says_so(conn) -> None:
+    with pytest.raises(psycopg.errors.NoDataFound, match="no face -1 with a face vector"):
+        conn.execute("SELECT * FROM semsql.faces_like(-1)")
+
+
 def test_who_is_in_an_asset_combines_stated_and_recognised_people(conn) -> None:
     enrol(conn, "Grace Hopper", axis(0))
     enrol(conn, "Alan Turing", axis(1))
