@@ -3,8 +3,13 @@
 A socket timeout alone bounds each read, so a server that sends a few bytes every second
 holds a download for as long as it likes. Here a timer shuts the connection's socket down
 when the deadline passes, whatever the transfer is doing (status line, headers, body or a
-redirect), and the download fails with a message that says so. Name lookups are not
-interruptible this way; connecting is bounded by the socket timeout.
+redirect), and the download fails with a message that says so. Each connection (one per
+redirect) is given only the time left as its connect timeout. Name lookups are not
+interruptible this way.
+
+Only http and https are fetched, on every hop: the opener has no other scheme's handler
+(urllib's default one follows a redirect to ftp://, whose transfer no deadline watches), and
+a redirect elsewhere, or more than MAX_REDIRECTS of them, fails the download in one line.
 """
 
 from __future__ import annotations
@@ -13,13 +18,22 @@ import contextlib
 import functools
 import http.client
 import socket
+import string
 import threading
+import time
 import urllib.error
 import urllib.request
+from email.message import Message
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
+from urllib.parse import quote, urljoin, urlsplit
 
 USER_AGENT = "semsql"
+SCHEMES = frozenset({"http", "https"})
+"""The only URL schemes fetched, on the first request and on every redirect."""
+MAX_REDIRECTS = 5
+"""Redirects followed per download; browsers allow 20, but an image behind more than a few is a
+trap or a loop."""
 # Answers that waiting will not change.
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 414, 451})
 
@@ -41,15 +55,20 @@ class TooLarge(FetchError):
 
 def fetch(url: str, *, max_bytes: int, timeout: float, user_agent: str = USER_AGENT) -> bytes:
     """The body of `url`, at most `max_bytes`, downloaded within `timeout` seconds in all."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in SCHEMES:
+        raise FetchError(f"cannot fetch {url}: {_scheme_problem(scheme)}", transient=False)
     request = urllib.request.Request(url, headers={"User-Agent": user_agent})
     with _Deadline(timeout) as deadline:
-        opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline))
+        opener = _opener(deadline)
         try:
             with opener.open(request, timeout=timeout) as response:
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
                     raise TooLarge(f"{url} is {int(declared)} bytes, over {max_bytes}")
                 data = response.read(max_bytes + 1)
+        except _Refused as error:
+            raise FetchError(f"cannot fetch {url}: {error}", transient=False) from None
         except urllib.error.HTTPError as error:
             error.close()
             message = f"HTTP {error.code} {error.reason} from {url}"
@@ -58,7 +77,7 @@ def fetch(url: str, *, max_bytes: int, timeout: float, user_agent: str = USER_AG
         except (OSError, ValueError, http.client.HTTPException) as error:
             # OSError covers URLError, timeouts and resets; ValueError and HTTPException a
             # malformed URL or redirect target, or a response cut short.
-            if deadline.expired:
+            if deadline.expired or deadline.remaining() <= 0:
                 raise deadline.error(url) from None
             reason = getattr(error, "reason", None) or error
             raise FetchError(f"cannot fetch {url}: {reason}", transient=True) from None
@@ -69,12 +88,78 @@ def fetch(url: str, *, max_bytes: int, timeout: float, user_agent: str = USER_AG
     return data
 
 
+def _scheme_problem(scheme: str) -> str:
+    return f"unsupported URL scheme {scheme or '(none)'}: only http and https are fetched"
+
+
+class _Refused(Exception):
+    """A redirect that is not followed; fetch reports it for the URL it was given."""
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """An opener for http and https alone, every connection watched by the deadline. It is
+    put together by hand: build_opener would add ftp, file and data handlers."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        _HTTPHandler(deadline),
+        _HTTPSHandler(deadline),
+        urllib.request.HTTPDefaultErrorHandler(),
+        _RedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follows at most MAX_REDIRECTS redirects, each to an http or https URL."""
+
+    def http_error_302(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+    ) -> Any:
+        location = headers.get("location") or headers.get("uri")
+        if location is None:
+            return None  # no target: HTTPDefaultErrorHandler reports the status
+        # As urllib does: headers are decoded as ISO-8859-1; encode what a URL cannot hold.
+        target = urljoin(
+            req.full_url, quote(location, encoding="iso-8859-1", safe=string.punctuation)
+        )
+        hops = getattr(req, "semsql_redirects", 0) + 1
+        fp.close()
+        scheme = urlsplit(target).scheme.lower()
+        if scheme not in SCHEMES:
+            raise _Refused(f"redirected to {_shown(target)}: {_scheme_problem(scheme)}")
+        if hops > MAX_REDIRECTS:
+            raise _Refused(f"more than {MAX_REDIRECTS} redirects (the last to {_shown(target)})")
+        new = self.redirect_request(req, fp, code, msg, headers, target)
+        if new is None:
+            return None
+        new.semsql_redirects = hops  # type: ignore[attr-defined]
+        return self.parent.open(new, timeout=req.timeout)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _shown(url: str, limit: int = 200) -> str:
+    """A URL for a one-line message: no control characters, at most `limit` characters."""
+    text = "".join(char if char.isprintable() else "?" for char in url)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class _Deadline:
     """Shuts down the sockets it watches once `seconds` have passed."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.expired = False
+        self._ends = time.monotonic() + seconds
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
@@ -91,6 +176,18 @@ class _Deadline:
         traceback: TracebackType | None,
     ) -> None:
         self._timer.cancel()
+
+    def remaining(self) -> float:
+        return self._ends - time.monotonic()
+
+    def connect_timeout(self, timeout: Any) -> float:
+        """The socket timeout of a new connection: the time left, at most."""
+        left = self.remaining()
+        if left <= 0:
+            raise TimeoutError("the deadline has passed")
+        if isinstance(timeout, int | float):
+            return min(float(timeout), left)
+        return left
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
@@ -127,6 +224,7 @@ class _WatchedHTTPConnection(http.client.HTTPConnection):
         self._deadline = deadline
 
     def connect(self) -> None:
+        self.timeout = self._deadline.connect_timeout(self.timeout)
         super().connect()
         self._deadline.watch(self.sock)
 
@@ -137,6 +235,7 @@ class _WatchedHTTPSConnection(http.client.HTTPSConnection):
         self._deadline = deadline
 
     def connect(self) -> None:
+        self.timeout = self._deadline.connect_timeout(self.timeout)
         super().connect()  # TCP, a proxy tunnel if any, then TLS: self.sock is the final one
         self._deadline.watch(self.sock)
 
