@@ -168,7 +168,7 @@ def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None
     if size > limits.MAX_URI_BYTES:
         message = f"the path or URL is {size:,} bytes, over the {limits.MAX_URI_BYTES:,}-byte limit"
         return {**item, "error_code": "uri_too_long", "error": message}
-    warnings: list[str] = []
+    warnings: list[str] = list(candidate.warnings)
     facts = limits.bound_facts(
         candidate.caption or result.description,
         dict.fromkeys([*candidate.tags, *result.keywords]),
@@ -180,7 +180,9 @@ def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None
         warnings,
     )
     if warnings:
-        metadata["metadata_errors"] = [*metadata.get("metadata_errors", []), *warnings]
+        metadata["metadata_errors"] = limits.bound_warnings(
+            [*metadata.get("metadata_errors", []), *warnings]
+        )
     return {
         **item,
         "root": uri_for_path(candidate.root) if candidate.root is not None else None,

@@ -5,7 +5,10 @@ indexes (people_name_trgm, search_documents' tags and document) and the asset's 
 B-tree or GIN entry holds at most about 2,700 bytes and a tsvector at most 1 MB; one value
 over either used to roll back its whole batch of files. `bound_facts` and `bound_metadata`
 trim or drop what is over these limits before it reaches the database, and say what they did
-in warnings that ingest keeps in metadata["metadata_errors"].
+in warnings that ingest keeps in metadata["metadata_errors"] (at most MAX_WARNINGS of them).
+An asset's metadata is also bounded as a whole: in nesting (MAX_METADATA_DEPTH), which every
+reader of it walks recursively, and in size (MAX_METADATA_BYTES), since it is sent, stored and
+read back with the asset.
 
 Even with every limit reached at once (a full caption, 500 keywords and 200 names of 200
 characters each) an asset's search text is about 150,000 characters, which makes a tsvector
@@ -14,6 +17,7 @@ well under 1 MB (tests/test_ingest_hardening.py stores such an asset).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +40,17 @@ MAX_METADATA_TEXT_CHARS = 10_000
 """One string value in assets.metadata (EXIF, IPTC, XMP, a manifest's metadata). Longer ones are
 blobs (a 1 MB XMP description, a TIFF ImageDescription holding a document) that would be sent
 and stored once per asset for nothing."""
+MAX_METADATA_DEPTH = 32
+"""Levels of objects and arrays in an asset's metadata, counted from assets.metadata itself (a
+manifest's metadata sits one level down, in "catalog"). EXIF, IPTC and XMP need three; a
+catalog's own structure rarely more than five. Deeper values are dropped: code that walks
+JSON recursively (Python's json, jsonb functions, BI tools) fails on a few hundred levels."""
+MAX_METADATA_BYTES = 256 * 1024
+"""An asset's metadata as JSON (UTF-8). A camera's EXIF, IPTC and XMP make a few kB, a
+Lightroom packet with its develop settings under 100 kB; over the limit, the largest entries
+are dropped until it fits."""
+MAX_WARNINGS = 100
+"""Warnings kept per asset in metadata["metadata_errors"]; the rest are counted."""
 MAX_URI_BYTES = 2_000
 """assets (collection, uri) is a unique B-tree; this leaves 700 bytes for the collection."""
 
@@ -66,12 +81,14 @@ def bound_facts(
 
 
 def bound_metadata(metadata: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
-    """A copy with every string over MAX_METADATA_TEXT_CHARS trimmed, each with a warning."""
+    """A copy with every string over MAX_METADATA_TEXT_CHARS trimmed, every value deeper than
+    MAX_METADATA_DEPTH dropped, and, when it is still over MAX_METADATA_BYTES of JSON, its
+    largest entries dropped; each change appends a warning."""
 
     def bounded(value: Any, where: str) -> Any:
         if isinstance(value, str) and len(value) > MAX_METADATA_TEXT_CHARS:
             warnings.append(
-                f"metadata {where}: {len(value):,} characters, trimmed to the first "
+                f"metadata {shown_path(where)}: {len(value):,} characters, trimmed to the first "
                 f"{MAX_METADATA_TEXT_CHARS:,}"
             )
             return trim_at_word(value, MAX_METADATA_TEXT_CHARS)
@@ -84,7 +101,96 @@ def bound_metadata(metadata: dict[str, Any], warnings: list[str]) -> dict[str, A
             return [bounded(item, f"{where}[{n}]") for n, item in enumerate(value)]
         return value
 
-    return bounded(metadata, "")
+    shallow = bound_depth(metadata, MAX_METADATA_DEPTH, warnings)
+    return bound_size(bounded(shallow, ""), MAX_METADATA_BYTES, warnings)
+
+
+def bound_depth(value: Any, levels: int, warnings: list[str], where: str = "") -> Any:
+    """A copy of `value` in which objects and arrays nest at most `levels` deep (`value`
+    itself being the first level); deeper ones become None, each with a warning. It recurses
+    only `levels` deep, so it is safe on any JSON that could be parsed."""
+    if not isinstance(value, dict | list):
+        return value
+    if levels <= 0:
+        warnings.append(
+            f"metadata {shown_path(where)}: nested deeper than {MAX_METADATA_DEPTH} levels, dropped"
+        )
+        return None
+    if isinstance(value, dict):
+        return {
+            key: bound_depth(item, levels - 1, warnings, f"{where}.{key}" if where else str(key))
+            for key, item in value.items()
+        }
+    return [
+        bound_depth(item, levels - 1, warnings, f"{where}[{n}]") for n, item in enumerate(value)
+    ]
+
+
+def bound_size(metadata: dict[str, Any], limit: int, warnings: list[str]) -> dict[str, Any]:
+    """`metadata` when its JSON is at most `limit` bytes; otherwise a copy without its
+    largest entries: whole sections where the others fit, else the largest entries of the
+    largest sections, with a warning for each section cut."""
+    total = json_bytes(metadata)
+    if total <= limit:
+        return metadata
+    # Keep the small sections whole, then fill what is left with each large section's
+    # entries, smallest first.
+    budget = limit - 2
+    sizes = {key: json_bytes(key) + 1 + json_bytes(value) + 1 for key, value in metadata.items()}
+    kept: dict[str, Any] = {}
+    for key in sorted(metadata, key=lambda name: sizes[name]):
+        value = metadata[key]
+        if sizes[key] <= budget:
+            kept[key] = value
+            budget -= sizes[key]
+            continue
+        room = budget - json_bytes(key) - 3
+        if isinstance(value, dict) and room > 0:
+            part, dropped = _fit_entries(value, room)
+            kept[key] = part
+            budget -= json_bytes(key) + 1 + json_bytes(part) + 1
+            warnings.append(
+                f"metadata {shown_path(key)}: {dropped:,} of {len(value):,} entries dropped "
+                f"(the metadata was {total:,} bytes of JSON; the limit is {limit:,})"
+            )
+        else:
+            warnings.append(
+                f"metadata {shown_path(key)}: {json_bytes(value):,} bytes of JSON, dropped "
+                f"(the metadata was {total:,} bytes; the limit is {limit:,})"
+            )
+    return {key: kept[key] for key in metadata if key in kept}
+
+
+def _fit_entries(value: dict[str, Any], room: int) -> tuple[dict[str, Any], int]:
+    """The entries of `value` that fit in `room` bytes of JSON (smallest first, in their
+    order), and how many did not."""
+    sizes = {key: json_bytes(key) + 1 + json_bytes(item) + 1 for key, item in value.items()}
+    chosen: set[str] = set()
+    for key in sorted(value, key=lambda name: sizes[name]):
+        if sizes[key] > room:
+            break
+        chosen.add(key)
+        room -= sizes[key]
+    return {key: item for key, item in value.items() if key in chosen}, len(value) - len(chosen)
+
+
+def json_bytes(value: Any) -> int:
+    """The size of `value` as compact JSON in UTF-8 (lone surrogates count as three bytes)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def bound_warnings(warnings: list[str]) -> list[str]:
+    """At most MAX_WARNINGS warnings, the last one saying how many more there were."""
+    if len(warnings) <= MAX_WARNINGS:
+        return warnings
+    more = len(warnings) - MAX_WARNINGS + 1
+    return [*warnings[: MAX_WARNINGS - 1], f"and {more:,} more warnings like these"]
+
+
+def shown_path(where: str, limit: int = 120) -> str:
+    """A metadata path for a warning, at most `limit` characters (keys can be any length)."""
+    return where if len(where) <= limit else where[: limit - 3] + "..."
 
 
 _LAST_SPACE = re.compile(r"\s+\S*\Z")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from semsql import limits
 from semsql.metadata import json_safe, unique_stripped
 
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json-lines"})
@@ -37,6 +38,9 @@ KNOWN_KEYS = frozenset({*URI_KEYS, "caption", "tags", "people", "metadata"})
 _MISSING_URI = "missing 'uri' (also accepted: 'path', 'file')"
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _CHUNK = 1024 * 1024
+MAX_NUMBER_DIGITS = 4_300
+"""Digits of a JSON integer: Python's own limit for turning text into an int (a longer one
+would cost quadratic time); no catalog has a use for more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,8 @@ class ManifestRow:
     tags: tuple[str, ...] = ()
     people: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    """What was cut from the row's metadata (nesting deeper than limits.MAX_METADATA_DEPTH)."""
 
 
 class ManifestError(Exception):
@@ -143,11 +149,22 @@ def _read_jsonl(file: Any, folder: Path, source: str) -> Iterator[ManifestRow | 
 
 def _parse_json(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
     except json.JSONDecodeError as error:
         raise _RowError(f"invalid JSON: {error.msg} (column {error.colno})") from None
     except RecursionError:
         raise _RowError("invalid JSON: nested too deeply") from None
+    except ValueError as error:  # any other refusal of a value, never the whole manifest
+        raise _RowError(f"invalid JSON: {error}") from None
+
+
+def _parse_int(digits: str) -> int:
+    count = len(digits.lstrip("-"))
+    if count > MAX_NUMBER_DIGITS:
+        raise _RowError(
+            f"a number of {count:,} digits (at most {MAX_NUMBER_DIGITS:,} digits are read)"
+        )
+    return int(digits)
 
 
 def _reject_constant(name: str) -> Any:
@@ -233,7 +250,10 @@ def _csv_metadata(text: str) -> dict[str, Any]:
     try:
         value = _parse_json(text)
     except _RowError as error:
-        detail = str(error).removeprefix("invalid JSON: ")
+        message = str(error)
+        if not message.startswith("invalid JSON: "):
+            raise _RowError(f"'metadata' holds {message}") from None
+        detail = message.removeprefix("invalid JSON: ")
         raise _RowError(f"'metadata' is not valid JSON: {detail}") from None
     if not isinstance(value, dict):
         raise _RowError(f"'metadata' must be a JSON object, got {_json_type(value)}")
@@ -260,13 +280,20 @@ def _row(
     elif not isinstance(metadata, dict):
         raise _RowError(f"'metadata' must be an object, got {_json_type(metadata)}")
     extra = extra_values({key: value for key, value in record.items() if key not in KNOWN_KEYS})
+    # Cut before anything walks it: the row's metadata becomes the asset's "catalog", a level
+    # below the top of assets.metadata.
+    warnings: list[str] = []
+    catalog = limits.bound_depth(
+        {**extra, **metadata}, limits.MAX_METADATA_DEPTH - 1, warnings, "catalog"
+    )
     return ManifestRow(
         line=line,
         uri=_resolve(_uri(record), folder),
         caption=_caption(record.get("caption")),
         tags=_names(record.get("tags"), "tags"),
         people=_names(record.get("people"), "people"),
-        metadata=json_safe({**extra, **metadata}),
+        metadata=json_safe(catalog),
+        warnings=tuple(warnings),
     )
 
 

@@ -40,6 +40,7 @@ class Candidate:
     tags: tuple[str, ...] = ()
     people: tuple[str, ...] = ()
     metadata: dict = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # what reading it cut, for metadata["metadata_errors"]
 
 
 def is_url(text: str) -> bool:
@@ -175,6 +176,7 @@ def _manifest_candidate(row: ManifestRow, given: Path, allowed: Path) -> Candida
         "tags": row.tags,
         "people": row.people,
         "metadata": row.metadata,
+        "warnings": row.warnings,
     }
     if is_url(row.uri):
         return url_candidate(row.uri, **facts)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from semsql import limits
 from semsql.manifest import ManifestError, ManifestRow, read_manifest
 
 
@@ -138,6 +139,58 @@ def test_each_bad_jsonl_row_has_its_own_message(tmp_path: Path, line: str, messa
     assert isinstance(error, ManifestError)
     assert error.line == 2
     assert str(error).startswith(f"catalog.jsonl line 2: {message}")
+
+
+def test_a_number_of_too_many_digits_fails_its_row_alone(tmp_path: Path) -> None:
+    digits = "1" * 5000  # Python refuses to read an int of over 4,300 digits
+    manifest = write_jsonl(
+        tmp_path / "catalog.jsonl",
+        {"uri": "a.jpg"},
+        '{"uri": "b.jpg", "metadata": {"big": ' + digits + "}}",
+        '{"uri": "c.jpg", "metadata": {"fine": ' + "9" * 4300 + ', "neg": -' + digits + "}}",
+        {"uri": "d.jpg"},
+    )
+    found = read(manifest)
+    assert [type(item) for item in found] == [
+        ManifestRow,
+        ManifestError,
+        ManifestError,
+        ManifestRow,
+    ]
+    message = "a number of 5,000 digits (at most 4,300 digits are read)"
+    assert [str(item) for item in found[1:3]] == [
+        f"catalog.jsonl line 2: {message}",
+        f"catalog.jsonl line 3: {message}",
+    ]
+    csv = tmp_path / "catalog.csv"
+    csv.write_text(f'uri,metadata\na.jpg,"{{""n"": {digits}}}"\nb.jpg,\n')
+    assert errors(csv) == [f"catalog.csv line 2: 'metadata' holds {message}"]
+
+
+def deep(levels: int, inner: object = "x") -> object:
+    value = inner
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
+def test_metadata_nested_too_deep_is_cut_with_a_warning(tmp_path: Path) -> None:
+    limit = limits.MAX_METADATA_DEPTH
+    manifest = write_jsonl(
+        tmp_path / "catalog.jsonl",
+        {"uri": "deep.jpg", "metadata": deep(950), "note": "kept"},
+        '{"uri": "list.jpg", "metadata": {"l": ' + "[" * 900 + "]" * 900 + "}}",
+        {"uri": "fits.jpg", "metadata": deep(limit - 1)},
+    )
+    deep_row, list_row, fits = rows(manifest)
+    # The row's metadata is the asset's "catalog": the top level and catalog are two levels.
+    assert deep_row.metadata == {**deep(limit - 1, None), "note": "kept"}
+    path = "catalog" + ".k" * (limit - 1)
+    assert deep_row.warnings == (
+        f"metadata {limits.shown_path(path)}: nested deeper than {limit} levels, dropped",
+    )
+    assert list_row.warnings[0].endswith(f": nested deeper than {limit} levels, dropped")
+    assert fits.metadata == deep(limit - 1) and fits.warnings == ()
 
 
 def test_metadata_is_made_jsonb_safe(tmp_path: Path) -> None:
