@@ -53,38 +53,54 @@ COMMENT ON FUNCTION semsql.check_query_vector(text, vector) IS
 
 
 -- Reading a query ------------------------------------------------------------------------------
+--
+-- Every function here that reads a query text first refuses one longer than
+-- semsql.max_query_text_length() (semsql.check_query_text): matching names costs time that
+-- grows with the square of the words, and none of it is worth doing for a text that
+-- semsql.embed_text would refuse anyway.
 
 CREATE OR REPLACE FUNCTION semsql.query_lexemes(p_text text) RETURNS text[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
-    SELECT tsvector_to_array(to_tsvector('pg_catalog.english', p_text));
+BEGIN
+    PERFORM check_query_text('text', p_text);
+    RETURN tsvector_to_array(to_tsvector('pg_catalog.english', p_text));
+END
 $$;
 COMMENT ON FUNCTION semsql.query_lexemes(text) IS
-    'The distinct English lexemes of a text (stemmed, stop words dropped), as keyword search compares them.';
+    'The distinct English lexemes of a query text (stemmed, stop words dropped), as keyword search compares them.';
 
 CREATE OR REPLACE FUNCTION semsql.keyword_query(p_text text) RETURNS tsquery
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
+BEGIN
     -- Any word may match (OR): a long natural-language query rarely has all its words in one
     -- document. Lexemes are quoted for tsquery input (quotes doubled, backslashes escaped).
-    SELECT string_agg('''' || replace(replace(l, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
-    FROM unnest(query_lexemes(p_text)) AS l;
+    -- query_lexemes refuses an over-long text.
+    RETURN (SELECT string_agg('''' || replace(replace(l, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
+            FROM unnest(query_lexemes(p_text)) AS l);
+END
 $$;
 COMMENT ON FUNCTION semsql.keyword_query(text) IS
     'A full-text query matching documents that contain any of the text''s lexemes; NULL when it has none.';
 
 CREATE OR REPLACE FUNCTION semsql.query_words(p_text text)
 RETURNS TABLE (word_number integer, word text)
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
+BEGIN
+    PERFORM check_query_text('text', p_text);
+    RETURN QUERY
     SELECT w.n::integer, w.word
     FROM regexp_split_to_table(btrim(p_text), '\s+') WITH ORDINALITY AS w(word, n)
     WHERE w.word <> '';
+END
 $$;
-COMMENT ON FUNCTION semsql.query_words(text) IS 'The words of a query (split at white space) with their positions from 1.';
+COMMENT ON FUNCTION semsql.query_words(text) IS
+    'The words of a query text (split at white space) with their positions from 1.';
 
 CREATE OR REPLACE FUNCTION semsql.match_people(query text, min_similarity real DEFAULT 0.5)
 RETURNS TABLE (person_id bigint, name text, matched_text text, similarity real,
@@ -94,20 +110,25 @@ SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM check_query_text('text', query);  -- first, before any word is read
     PERFORM check_real('min_similarity', min_similarity, 0, 1, true);
     -- Every run of 1 to 4 words is compared with the names by trigram similarity (pg_trgm,
     -- through the people_name_trgm index, so at least pg_trgm.similarity_threshold); each
-    -- person keeps its best run, and of overlapping runs the most similar wins.
+    -- person keeps its best run, and of overlapping runs the most similar wins. The runs come
+    -- from each word and the three after it (a window, in one pass: a join of the words with
+    -- themselves took time that grew with the square of their number).
     RETURN QUERY
-    WITH words AS (SELECT * FROM query_words(query)),
+    WITH words AS (
+        SELECT w.word_number, ARRAY[w.word, lead(w.word, 1) OVER next, lead(w.word, 2) OVER next,
+                                    lead(w.word, 3) OVER next] AS following
+        FROM query_words(query) AS w
+        WINDOW next AS (ORDER BY w.word_number)),
     spans AS (
-        SELECT s.word_number AS first_word, s.word_number + len - 1 AS last_word,
-               string_agg(w.word, ' ' ORDER BY w.word_number) AS span
-        FROM words s
+        SELECT w.word_number AS first_word, w.word_number + len - 1 AS last_word,
+               array_to_string(w.following[1:len], ' ') AS span
+        FROM words w
         CROSS JOIN generate_series(1, 4) AS len
-        JOIN words w ON w.word_number BETWEEN s.word_number AND s.word_number + len - 1
-        GROUP BY s.word_number, len
-        HAVING count(*) = len),
+        WHERE w.following[len] IS NOT NULL),
     best AS (
         SELECT DISTINCT ON (p.id) p.id, p.name, sp.span, sp.first_word, sp.last_word,
                similarity(sp.span, p.name) AS score

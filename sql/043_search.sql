@@ -90,6 +90,9 @@ DECLARE
     row_limit integer;
 BEGIN
     -- Arguments ---------------------------------------------------------------------------------
+    -- Over-long texts first, before anything reads them (semsql.max_query_text_length()).
+    PERFORM check_query_text('text', query);
+    PERFORM check_query_text('text', exclude);
     IF k IS NULL OR k NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'k must be between 1 and 10000, not %', k USING ERRCODE = 'invalid_parameter_value';
     ELSIF "offset" IS NULL OR "offset" NOT BETWEEN 0 AND 1000000000 THEN

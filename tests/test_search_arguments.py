@@ -4,6 +4,8 @@ message naming the argument, in SQL and on the command line."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import psycopg
 import pytest
@@ -156,3 +158,47 @@ def test_the_command_line_shows_the_same_message(semsql_env, option, value, mess
     result = CliRunner().invoke(cli, ["search", "snow", option, value])
     assert result.exit_code == 1, result.output
     assert result.stderr == f"error: {message}\n"
+
+
+# Over-long query texts are refused first, before any of them is read -------------------------
+
+LONG_TEXT = "word " * 10_000  # 50,000 characters; names were matched in quadratic time
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT * FROM semsql.search(%s)",
+        "SELECT * FROM semsql.search('snow', exclude => %s)",
+        "SELECT * FROM semsql.search(%s, k => 0)",  # the text is checked before anything else
+        "SELECT * FROM semsql.match_people(%s)",
+        "SELECT * FROM semsql.query_words(%s)",
+        "SELECT semsql.query_lexemes(%s)",
+        "SELECT semsql.keyword_query(%s)",
+    ],
+)
+def test_an_over_long_query_text_is_refused_at_once(conn, statement: str) -> None:
+    conn.execute("INSERT INTO semsql.people (name) VALUES ('Ana Lima')")
+    started = time.monotonic()
+    with pytest.raises(psycopg.errors.ProgramLimitExceeded) as caught:
+        conn.execute(statement, [LONG_TEXT]).fetchall()
+    elapsed = time.monotonic() - started
+    conn.rollback()
+    assert caught.value.diag.message_primary == (
+        "the query text is 50000 characters long; semsql.embed_text takes at most 10000"
+    )
+    assert "semsql.check_query_text" in caught.value.diag.context
+    assert elapsed < 2  # it took 11 to 24 s, before the refusal, to read the words
+
+
+def test_names_in_a_query_of_the_longest_length_are_found_quickly(conn) -> None:
+    conn.execute("INSERT INTO semsql.people (name) VALUES ('Ana Lima'), ('Joe Park')")
+    longest = conn.execute("SELECT semsql.max_query_text_length()").fetchone()[0]
+    text = "w " * ((longest - 22) // 2) + "Ana Lima and joe park"
+    assert len(text) <= longest
+    started = time.monotonic()
+    found = conn.execute(
+        "SELECT name, matched_text, last_word - first_word FROM semsql.match_people(%s)", [text]
+    ).fetchall()
+    assert time.monotonic() - started < 2  # 5.8 s with the words joined to themselves
+    assert found == [("Ana Lima", "Ana Lima", 1), ("Joe Park", "joe park", 1)]
