@@ -24,7 +24,7 @@ CREATE TABLE semsql.mutexes (
 );
 REVOKE ALL ON semsql.mutexes FROM PUBLIC;
 INSERT INTO semsql.mutexes (name) VALUES
-    ('settle_assets'), ('recognition'), ('face_clusters'),
+    ('init'), ('settle_assets'), ('recognition'), ('face_clusters'),
     ('register_vector_space:image'), ('register_vector_space:text');
 COMMENT ON TABLE semsql.mutexes IS
     'One row per lock that semsql''s writers take in turns (semsql.take_mutex): row locks, which '
@@ -40,7 +40,23 @@ COMMENT ON COLUMN semsql.vector_spaces.index_build_backend IS
 -- The query cache is bounded: the rows asked for longest ago are evicted first (sql/030).
 CREATE INDEX query_embeddings_requested ON semsql.query_embeddings (requested_at);
 
+-- Each role's cached query vectors are its own. A cache shared by every role tells one analyst
+-- what another searched for: a text is answered from the cache at once (or, with no worker
+-- running, at all) only if somebody asked for it. Older rows belong to no role ('') and are
+-- evicted in time.
+ALTER TABLE semsql.query_embeddings
+    ADD COLUMN requested_by text NOT NULL DEFAULT '',
+    DROP CONSTRAINT query_embeddings_pkey;
+ALTER TABLE semsql.query_embeddings
+    ALTER COLUMN requested_by SET DEFAULT session_user,
+    ADD PRIMARY KEY (space, requested_by, text_sha256);
+COMMENT ON COLUMN semsql.query_embeddings.requested_by IS
+    'The login (session_user) that asked for this text; only its own calls are answered from '
+    'this row.';
+
 -- claim_tasks returns the asset's root and no longer takes p_max_attempts (sql/030 makes it).
 DROP FUNCTION IF EXISTS semsql.claim_tasks(text, text, integer, interval, integer);
--- embed_text opens and closes its loopback connection on each call (open_embed_loopback).
+-- embed_text makes a connection of its own for each request (embed_loopback_conninfo), and
+-- request_query_embedding takes the asking role.
 DROP FUNCTION IF EXISTS semsql.embed_loopback_connection();
+DROP FUNCTION IF EXISTS semsql.request_query_embedding(text, text, boolean);

@@ -42,7 +42,7 @@ BEGIN
     IF FOUND THEN
         -- A wake-up hint only: the tasks table is the truth. Notifications are
         -- de-duplicated per transaction, so a batch of inserts sends one.
-        PERFORM pg_notify('semsql_tasks', '');
+        PERFORM notify('semsql_tasks');
     END IF;
     RETURN NULL;
 END

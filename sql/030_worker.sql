@@ -125,7 +125,7 @@ BEGIN
         RETURN 0;
     END IF;
     UPDATE assets SET status = 'pending' WHERE id = ANY (requeued) AND status = 'ready';
-    PERFORM pg_notify('semsql_tasks', '');
+    PERFORM notify('semsql_tasks');
     RETURN cardinality(requeued);
 END
 $$;
@@ -137,7 +137,7 @@ COMMENT ON FUNCTION semsql.requeue_tasks(bigint[], text[]) IS
 CREATE OR REPLACE FUNCTION semsql.claim_tasks(
     p_worker text, p_stage text, p_limit integer, p_lease interval DEFAULT '2 minutes'
 ) RETURNS TABLE (task_id bigint, asset_id bigint, uri text, sha256 text, root text,
-                 attempts integer)
+                 bytes bigint, attempts integer)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
@@ -187,7 +187,7 @@ BEGIN
         started_at = now(), finished_at = NULL, rerun = false
     FROM assets a
     WHERE t.id = ANY (ids || coalesce(more, '{}')) AND a.id = t.asset_id
-    RETURNING t.id, t.asset_id, a.uri, a.sha256, a.root, t.attempts;
+    RETURNING t.id, t.asset_id, a.uri, a.sha256, a.root, a.bytes, t.attempts;
 END
 $$;
 COMMENT ON FUNCTION semsql.claim_tasks(text, text, integer, interval) IS
@@ -236,14 +236,14 @@ BEGIN
         RETURN 0;
     END IF;
     IF again > 0 THEN
-        PERFORM pg_notify('semsql_tasks', '');  -- inputs changed while they ran: due again
+        PERFORM notify('semsql_tasks');  -- inputs changed while they ran: due again
     END IF;
     -- The stages that read what these wrote must read it again (a no-op in the first pass,
     -- where they are still pending).
     PERFORM requeue_tasks(finished_assets,
                           ARRAY(SELECT s.name FROM stages s WHERE s.depends_on && finished_stages));
     IF EXISTS (SELECT 1 FROM stages s WHERE s.depends_on && finished_stages) THEN
-        PERFORM pg_notify('semsql_tasks', '');  -- their dependants may be due now
+        PERFORM notify('semsql_tasks');  -- their dependants may be due now
     END IF;
     PERFORM settle_assets(finished_assets);
     RETURN n;
@@ -295,7 +295,7 @@ BEGIN
         RETURN;
     END IF;
     -- Failed: dependants no longer wait for them. Pending: due again now, if inputs changed.
-    PERFORM pg_notify('semsql_tasks', '');
+    PERFORM notify('semsql_tasks');
     PERFORM settle_assets(touched);
     RETURN QUERY SELECT * FROM unnest(ids, statuses, due);
 END
@@ -316,7 +316,7 @@ BEGIN
     WHERE id = ANY (p_task_ids) AND status = 'running' AND leased_by = p_worker;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        PERFORM pg_notify('semsql_tasks', '');
+        PERFORM notify('semsql_tasks');
     END IF;
     RETURN n;
 END
@@ -341,7 +341,7 @@ BEGIN
         RETURN 0;
     END IF;
     UPDATE assets SET status = 'pending' WHERE id = ANY (touched) AND status <> 'pending';
-    PERFORM pg_notify('semsql_tasks', '');
+    PERFORM notify('semsql_tasks');
     RETURN (SELECT count(*) FROM tasks
             WHERE asset_id = ANY (touched) AND status = 'pending' AND attempts = 0
               AND (p_stages IS NULL OR stage = ANY (p_stages)));
@@ -581,12 +581,18 @@ COMMENT ON VIEW semsql.worker_status IS
 
 -- semsql.embed_text: a vector for a text, from the worker, inside SQL -----------------------------
 --
--- embed_text runs as its owner (SECURITY DEFINER): it reads the shared cache of query vectors
--- and the loopback login, neither of which its callers may read. It and every function it
--- reaches pin search_path to pg_catalog, pg_temp and name every relation and semsql function
--- with its schema: with pg_temp last, a caller's temporary table or view cannot stand in for
--- semsql's, and pg_temp is never searched for functions or operators. Unqualified calls are
--- built-ins of pg_catalog.
+-- embed_text runs as its owner (SECURITY DEFINER): it reads the loopback login, which its
+-- callers may not, to open a second connection to this database as that login. There,
+-- request_query_embedding files the request and commits it (so that a running worker sees it
+-- while the caller's transaction is still open), and await_query_embedding waits for the answer
+-- (which the caller's transaction could not see at every isolation level). The connection is a
+-- dblink call's own: opened and closed inside that one call, never named, so the caller can
+-- never send SQL of its own through it, even by cancelling at the right moment.
+--
+-- These functions and every function they reach pin search_path to pg_catalog, pg_temp and
+-- name every relation and semsql function with its schema: with pg_temp last, a caller's
+-- temporary table or view cannot stand in for semsql's, and pg_temp is never searched for
+-- functions or operators. Unqualified calls are built-ins of pg_catalog.
 
 CREATE OR REPLACE FUNCTION semsql.query_text_digest(p_text text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
@@ -606,6 +612,17 @@ AS $$
 $$;
 COMMENT ON FUNCTION semsql.max_query_text_length() IS
     'The longest text (in characters) that semsql.embed_text embeds and caches.';
+
+CREATE OR REPLACE FUNCTION semsql.max_waiting_queries() RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- A worker answers them in batches of 64 in a few tens of milliseconds; one role cannot
+    -- push the others' texts further back than that.
+    SELECT 100;
+$$;
+COMMENT ON FUNCTION semsql.max_waiting_queries() IS
+    'How many texts one role may have waiting for a worker''s answer at once.';
 
 CREATE OR REPLACE FUNCTION semsql.check_query_text(p_space text, p_text text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -628,31 +645,66 @@ $$;
 COMMENT ON FUNCTION semsql.check_query_text(text, text) IS
     'Raises a clear error for an unknown vector space or a text longer than max_query_text_length().';
 
-CREATE OR REPLACE FUNCTION semsql.request_query_embedding(p_space text, p_text text, p_ask boolean)
-RETURNS TABLE (embedding text, error text)
+CREATE OR REPLACE PROCEDURE semsql.request_query_embedding(p_space text, p_text text, p_role text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    waiting integer;
+BEGIN
+    PERFORM semsql.check_query_text(p_space, p_text);
+    SELECT count(*) INTO waiting FROM semsql.query_embeddings q
+    WHERE q.requested_by = p_role AND q.embedding IS NULL AND q.error IS NULL;
+    IF waiting >= semsql.max_waiting_queries() THEN
+        RAISE EXCEPTION '% texts of % wait for `semsql worker` already', waiting, p_role
+            USING ERRCODE = 'configuration_limit_exceeded',
+                  HINT = 'try again once they are answered';
+    END IF;
+    INSERT INTO semsql.query_embeddings AS q (space, requested_by, text_sha256, text)
+    VALUES (p_space, p_role, semsql.query_text_digest(p_text), p_text)
+    ON CONFLICT (space, requested_by, text_sha256) DO UPDATE
+        SET error = NULL, requested_at = now()
+        WHERE q.error IS NOT NULL;
+    IF FOUND THEN
+        PERFORM semsql.notify('semsql_embed');
+    END IF;
+END
+$$;
+COMMENT ON PROCEDURE semsql.request_query_embedding(text, text, text) IS
+    'Run by embed_text on its own connection: files p_role''s request for a text''s vector in a space '
+    '(a failed one is asked again), at most max_waiting_queries() waiting per role.';
+
+CREATE OR REPLACE FUNCTION semsql.await_query_embedding(
+    p_space text, p_role text, p_digest text, p_wait interval
+) RETURNS TABLE (embedding text, error text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    digest text := semsql.query_text_digest(p_text);
+    answer record;
+    deadline timestamptz := clock_timestamp() + p_wait;
+    pause double precision := 0.001;
 BEGIN
-    PERFORM semsql.check_query_text(p_space, p_text);
-    IF p_ask THEN
-        INSERT INTO semsql.query_embeddings AS q (space, text_sha256, text)
-        VALUES (p_space, digest, p_text)
-        ON CONFLICT (space, text_sha256) DO UPDATE SET error = NULL, requested_at = now()
-            WHERE q.error IS NOT NULL;
-        IF FOUND THEN
-            PERFORM pg_notify('semsql_embed', '');
+    LOOP
+        -- READ COMMITTED (the connection's setting): each look sees what the worker committed.
+        SELECT q.embedding::text AS embedding, q.error INTO answer FROM semsql.query_embeddings q
+        WHERE q.space = p_space AND q.requested_by = p_role AND q.text_sha256 = p_digest;
+        IF answer.embedding IS NOT NULL OR answer.error IS NOT NULL THEN
+            RETURN QUERY SELECT answer.embedding, answer.error;
+            RETURN;
         END IF;
-    END IF;
-    RETURN QUERY SELECT q.embedding::text, q.error FROM semsql.query_embeddings q
-                 WHERE q.space = p_space AND q.text_sha256 = digest;
+        EXIT WHEN clock_timestamp() >= deadline;
+        PERFORM pg_sleep(pause);
+        pause := least(pause * 2, 0.02);
+    END LOOP;
+    PERFORM semsql.require_query_worker(p_space);  -- nobody left to answer: say so now
+    RETURN QUERY SELECT NULL::text, NULL::text;
 END
 $$;
-COMMENT ON FUNCTION semsql.request_query_embedding(text, text, boolean) IS
-    'Called by embed_text through its own connection: files a request for a text''s vector (p_ask) and returns the answer so far.';
+COMMENT ON FUNCTION semsql.await_query_embedding(text, text, text, interval) IS
+    'Run by embed_text on its own connection: waits up to p_wait for the answer to a request; '
+    'then NULLs, or an error when no live worker is left to give it.';
 
 CREATE OR REPLACE FUNCTION semsql.trim_query_cache(
     p_max_rows integer DEFAULT 50000, p_max_age interval DEFAULT '30 days'
@@ -663,9 +715,11 @@ AS $$
 DECLARE
     n integer;
 BEGIN
-    -- The newest p_max_rows rows stay; so do requests still waiting for their answer.
+    -- The newest p_max_rows rows stay, and so do requests that may still be waited for (an
+    -- embed_text call waits ten minutes at most).
     DELETE FROM query_embeddings q
-    WHERE (q.embedding IS NOT NULL OR q.error IS NOT NULL OR q.requested_at < now() - p_max_age)
+    WHERE (q.embedding IS NOT NULL OR q.error IS NOT NULL
+           OR q.requested_at < now() - interval '1 hour')
       AND (q.requested_at < now() - p_max_age
            OR q.requested_at <= (SELECT r.requested_at FROM query_embeddings r
                                  ORDER BY r.requested_at DESC OFFSET p_max_rows LIMIT 1));
@@ -675,8 +729,8 @@ END
 $$;
 COMMENT ON FUNCTION semsql.trim_query_cache(integer, interval) IS
     'Evicts cached query vectors asked for more than p_max_age ago, and the oldest beyond '
-    'p_max_rows; returns how many. Each worker calls it on its heartbeat; an evicted text is '
-    'embedded again when it is next asked for.';
+    'p_max_rows (requests younger than an hour that are still waiting stay); returns how many. '
+    'Each worker calls it on its heartbeat; an evicted text is embedded again when next asked for.';
 
 CREATE OR REPLACE FUNCTION semsql.ensure_embed_loopback() RETURNS text
 LANGUAGE plpgsql
@@ -686,6 +740,9 @@ DECLARE
     login loopback_login%ROWTYPE;
     v_role text;
     v_secret text;
+    -- Each embed_text call that misses the cache holds one connection of this login while it
+    -- waits; a flood of them meets this limit instead of the server's max_connections.
+    v_limit integer := greatest(4, least(100, current_setting('max_connections')::integer / 4));
 BEGIN
     SELECT * INTO login FROM loopback_login;
     v_role := coalesce(login.role_name, 'semsql_embed_' || left(md5(current_database()), 12));
@@ -699,11 +756,11 @@ BEGIN
         IF current_setting('scram_iterations', true) IS NOT NULL THEN  -- PostgreSQL 16+
             PERFORM set_config('scram_iterations', '1', true);
         END IF;
-        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
-            EXECUTE format('ALTER ROLE %I LOGIN NOINHERIT PASSWORD %L', v_role, v_secret);
-        ELSE
-            EXECUTE format('CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L', v_role, v_secret);
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
+            EXECUTE format('CREATE ROLE %I', v_role);
         END IF;
+        EXECUTE format('ALTER ROLE %I LOGIN NOINHERIT CONNECTION LIMIT %s PASSWORD %L',
+                       v_role, v_limit, v_secret);
     EXCEPTION WHEN insufficient_privilege THEN
         IF login.role_name IS NULL
            OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role AND rolcanlogin) THEN
@@ -716,13 +773,14 @@ BEGIN
     ON CONFLICT (singleton) DO UPDATE
         SET role_name = EXCLUDED.role_name, password = EXCLUDED.password;
     EXECUTE format('GRANT USAGE ON SCHEMA semsql TO %I', v_role);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean) '
-                   'TO %I', v_role);
+    EXECUTE format('GRANT EXECUTE ON ROUTINE semsql.request_query_embedding(text, text, text), '
+                   'semsql.await_query_embedding(text, text, text, interval) TO %I', v_role);
     RETURN v_role;
 END
 $$;
 COMMENT ON FUNCTION semsql.ensure_embed_loopback() IS
-    'Creates (once per database) the login role embed_text connects as, allowed only to file requests; returns its name.';
+    'Creates (once per database) the login role embed_text connects as, allowed only to file '
+    'requests and wait for their answers; returns its name.';
 
 SELECT semsql.ensure_embed_loopback();
 
@@ -735,13 +793,11 @@ $$;
 COMMENT ON FUNCTION semsql.quote_conninfo(text) IS
     'A value quoted for a libpq key=value connection string.';
 
-CREATE OR REPLACE FUNCTION semsql.open_embed_loopback() RETURNS text
-LANGUAGE plpgsql
+CREATE OR REPLACE FUNCTION semsql.embed_loopback_conninfo() RETURNS text
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    -- A name nobody can guess or have taken: the caller's own dblink connections stay theirs.
-    connection_name constant text := 'semsql_embed_' || md5(gen_random_uuid()::text);
     login semsql.loopback_login%ROWTYPE;
     listen text := current_setting('listen_addresses');
     v_host text;
@@ -757,32 +813,20 @@ BEGIN
         WHEN listen ~ '(^|,)\s*(\*|localhost|127\.0\.0\.1|0\.0\.0\.0)\s*(,|$)' THEN '127.0.0.1'
         WHEN listen ~ '(^|,)\s*(::1|::)\s*(,|$)' THEN '::1'
         ELSE btrim(split_part(listen, ',', 1)) END);
-    PERFORM public.dblink_connect(connection_name, format(
-        'host=%s port=%s dbname=%s user=%s password=%s application_name=%s connect_timeout=5',
+    -- The session there: no temporary objects of anyone's on its path; READ COMMITTED, so that
+    -- the wait sees the answer; and it ends soon after embed_text stops waiting for it.
+    RETURN format('host=%s port=%s dbname=%s user=%s password=%s application_name=%s '
+                  'connect_timeout=5 options=%s',
         semsql.quote_conninfo(v_host), coalesce(login.port, current_setting('port')::integer),
         semsql.quote_conninfo(current_database()), semsql.quote_conninfo(login.role_name),
-        semsql.quote_conninfo(login.password), 'semsql_embed_text'));
-    RETURN connection_name;
+        semsql.quote_conninfo(login.password), 'semsql_embed_text',
+        semsql.quote_conninfo('-c search_path=pg_catalog,pg_temp '
+                              '-c default_transaction_isolation=read\ committed '
+                              '-c client_connection_check_interval=200'));
 END
 $$;
-COMMENT ON FUNCTION semsql.open_embed_loopback() IS
-    'Opens embed_text''s own connection to this database, as the loopback login, under a fresh '
-    'dblink name that it returns; embed_text closes it before it returns.';
-
-CREATE OR REPLACE FUNCTION semsql.close_embed_loopback(p_name text) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF p_name = ANY (coalesce(public.dblink_get_connections(), '{}')) THEN
-        PERFORM public.dblink_disconnect(p_name);
-    END IF;
-EXCEPTION WHEN OTHERS THEN
-    NULL;  -- a connection that broke is closed all the same; the caller's own error matters more
-END
-$$;
-COMMENT ON FUNCTION semsql.close_embed_loopback(text) IS
-    'Closes a connection opened by open_embed_loopback, quietly if it is already gone.';
+COMMENT ON FUNCTION semsql.embed_loopback_conninfo() IS
+    'The connection string of embed_text''s own connection to this database, as the loopback login.';
 
 CREATE OR REPLACE FUNCTION semsql.require_query_worker(p_space text) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -817,59 +861,62 @@ LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    asker text := session_user;
     digest text := semsql.query_text_digest(query);
+    deadline timestamptz := clock_timestamp() + timeout;
     cached text;
     answer record;
-    ask boolean := true;
-    deadline timestamptz := clock_timestamp() + timeout;
-    next_worker_check timestamptz := clock_timestamp() + interval '0.5 seconds';
-    pause double precision := 0.001;
-    loopback text;
+    request text;
+    detail text;
 BEGIN
     PERFORM semsql.check_query_text(embed_text.space, query);
+    IF timeout < interval '0' OR timeout > interval '10 minutes' THEN
+        RAISE EXCEPTION 'timeout must be between 0 and 10 minutes, not %', timeout
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     SELECT q.embedding::text INTO cached FROM semsql.query_embeddings q
-    WHERE q.space = embed_text.space AND q.text_sha256 = digest AND q.embedding IS NOT NULL;
+    WHERE q.space = embed_text.space AND q.requested_by = asker AND q.text_sha256 = digest
+      AND q.embedding IS NOT NULL;
     IF cached IS NOT NULL THEN
         RETURN cached;  -- PL/pgSQL turns the text into the vector it returns
     END IF;
     PERFORM semsql.require_query_worker(embed_text.space);
-
-    -- Through a second connection, which commits at once: the worker sees the request while
-    -- this transaction is still open, and this transaction sees the answer whatever its
-    -- isolation level. It is closed before this function returns or raises, so the caller can
-    -- never send SQL of its own through it.
-    loopback := semsql.open_embed_loopback();
-    BEGIN
-        LOOP
-            SELECT * INTO answer FROM public.dblink(loopback, format(
-                'SELECT embedding, error FROM semsql.request_query_embedding(%L, %L, %L)',
-                embed_text.space, query, ask)) AS r(embedding text, error text);
-            ask := false;
-            EXIT WHEN answer.embedding IS NOT NULL;
-            IF answer.error IS NOT NULL THEN
-                RAISE EXCEPTION 'semsql worker could not embed this text in the % space: %',
-                    embed_text.space, answer.error;
-            END IF;
-            IF clock_timestamp() >= deadline THEN
-                RAISE EXCEPTION 'no answer from `semsql worker` within % (space %)',
-                    timeout, embed_text.space
-                    USING HINT = 'the worker may be busy or loading its models: try again, or '
-                                 'pass a longer timeout => interval';
-            END IF;
-            IF clock_timestamp() >= next_worker_check THEN
-                PERFORM semsql.require_query_worker(embed_text.space);
-                next_worker_check := clock_timestamp() + interval '0.5 seconds';
-            END IF;
-            PERFORM pg_sleep(pause);
-            pause := least(pause * 2, 0.02);
-        END LOOP;
-    EXCEPTION WHEN OTHERS OR query_canceled THEN
-        PERFORM semsql.close_embed_loopback(loopback);
-        RAISE;
-    END;
-    PERFORM semsql.close_embed_loopback(loopback);
+    -- The first call files the request; each waits a quarter of a second at most, so that a
+    -- cancel (which a dblink call in progress holds back) takes effect soon.
+    request := format('CALL semsql.request_query_embedding(%L, %L, %L); COMMIT; ',
+                      embed_text.space, query, asker);
+    LOOP
+        BEGIN
+            SELECT * INTO answer FROM public.dblink(semsql.embed_loopback_conninfo(), request
+                || format('SELECT * FROM semsql.await_query_embedding(%L, %L, %L, %L)',
+                          embed_text.space, asker, digest,
+                          greatest(interval '0', least(interval '0.25 seconds',
+                                                       deadline - clock_timestamp()))))
+                AS r(embedding text, error text);
+        EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection THEN
+            GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+            RAISE EXCEPTION 'semsql.embed_text could not open its connection to this database: %',
+                btrim(detail)
+                USING ERRCODE = 'sqlclient_unable_to_establish_sqlconnection',
+                      HINT = 'too many embed_text calls may wait at once, or its login has '
+                             'changed (`semsql init` sets it up again)';
+        END;
+        request := '';
+        IF answer.error IS NOT NULL THEN
+            RAISE EXCEPTION 'semsql worker could not embed this text in the % space: %',
+                embed_text.space, answer.error;
+        END IF;
+        EXIT WHEN answer.embedding IS NOT NULL;
+        IF clock_timestamp() >= deadline THEN
+            RAISE EXCEPTION 'no answer from `semsql worker` within % (space %)',
+                timeout, embed_text.space
+                USING HINT = 'the worker may be busy or loading its models: try again, or pass '
+                             'a longer timeout => interval';
+        END IF;
+    END LOOP;
     RETURN answer.embedding;
 END
 $$;
 COMMENT ON FUNCTION semsql.embed_text(text, text, interval) IS
-    'The vector of a text in a space (text: asset documents, image: CLIP), from the cache or asked of a running `semsql worker`.';
+    'The vector of a text in a space (text: asset documents, image: CLIP), from the caller''s '
+    'cache or asked of a running `semsql worker` (waiting at most timeout, up to 10 minutes).';

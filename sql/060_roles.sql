@@ -3,8 +3,9 @@
 --   semsql_analyst  reads every table and view (not the login of embed_text, not other people's
 --                   cached queries, not the writers' locks), searches (semsql.search, similar,
 --                   duplicates, embed_text, face search ...). Functions run with the caller's
---                   rights, so an analyst can call any of them but change nothing; the two
---                   SECURITY DEFINER functions (embed_text, request_query_embedding) are the
+--                   rights, so an analyst can call any of them but change nothing; the
+--                   SECURITY DEFINER functions (embed_text, and request_query_embedding and
+--                   await_query_embedding, which only its own login may call) are the
 --                   exception, and pin search_path = pg_catalog, pg_temp.
 --   semsql_worker   the embedder daemon: reads and writes the tables, runs every function.
 --
@@ -14,8 +15,8 @@
 -- roles exist (a DBA can create them and run init again).
 
 -- No function of semsql is callable by every role: only by those granted below, and the owner.
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA semsql FROM PUBLIC;
-ALTER DEFAULT PRIVILEGES IN SCHEMA semsql REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA semsql FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES IN SCHEMA semsql REVOKE EXECUTE ON ROUTINES FROM PUBLIC;
 
 DO $$
 DECLARE
@@ -47,10 +48,10 @@ BEGIN
         REVOKE ALL ON semsql.loopback_login, semsql.query_embeddings, semsql.mutexes
             FROM semsql_analyst;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA semsql TO semsql_analyst;
-        -- embed_text's own plumbing: its loopback connection and the request it sends there.
-        REVOKE EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean),
-                                   semsql.open_embed_loopback(),
-                                   semsql.close_embed_loopback(text)
+        -- embed_text's own plumbing: its loopback connection and what it runs there.
+        REVOKE EXECUTE ON ROUTINE semsql.request_query_embedding(text, text, text),
+                                   semsql.await_query_embedding(text, text, text, interval),
+                                   semsql.embed_loopback_conninfo()
             FROM semsql_analyst;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'semsql_worker') THEN
@@ -60,9 +61,9 @@ BEGIN
         REVOKE INSERT, UPDATE, DELETE ON semsql.schema_migrations FROM semsql_worker;
         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA semsql TO semsql_worker;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA semsql TO semsql_worker;
-        REVOKE EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean),
-                                   semsql.open_embed_loopback(),
-                                   semsql.close_embed_loopback(text)
+        REVOKE EXECUTE ON ROUTINE semsql.request_query_embedding(text, text, text),
+                                   semsql.await_query_embedding(text, text, text, interval),
+                                   semsql.embed_loopback_conninfo()
             FROM semsql_worker;
     END IF;
 END

@@ -50,6 +50,16 @@ def login_as(db_url: str) -> Iterator[LoginAs]:
 
 
 @pytest.fixture
+def silent_worker(db_url: str) -> Iterator[psycopg.Connection]:
+    """A worker registered as answering embed_text for the text space, that never answers: the
+    connection that registered it (closing or terminating it is the worker dying)."""
+    conn = database.connect(db_url, autocommit=True)
+    conn.execute("SELECT semsql.register_worker('silent', 'h', 1, 'cpu', '{text}', '{text}', '{}')")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
 def query_worker(db_url: str, tiny_models: dict[str, str]) -> Iterator[Worker]:
     """A worker that answers embed_text for the text (MiniLM) and image (tiny CLIP) spaces."""
     worker = Worker(

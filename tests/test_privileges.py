@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from semsql import database
+from semsql import database, migrate
 
 # Runs as whoever calls it. Inside a SECURITY DEFINER function that is the owner, a superuser
 # here: it then makes the attacker a superuser and leaves a mark in the session.
@@ -111,21 +111,61 @@ def test_without_a_worker_the_definer_functions_do_not_reach_temporary_objects(l
     assert_not_escalated(attacker)
 
 
-def test_the_loopback_connection_is_closed_before_embed_text_returns(
-    login_as, query_worker
-) -> None:
+def test_the_callers_session_never_holds_the_loopback_connection(login_as, query_worker) -> None:
     analyst = login_as("semsql_analyst")
     analyst.execute("SELECT semsql.embed_text('a quiet lake')")
     assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
-    for name in ("semsql_embed_text", "unnamed"):
-        with pytest.raises(psycopg.Error, match="connection"):
-            analyst.execute("SELECT public.dblink_exec(%s, 'SELECT 1')", [name])
-    # It is closed when embed_text fails, too: here it gives up before the answer can come.
+    with pytest.raises(psycopg.Error, match="connection"):
+        analyst.execute("SELECT public.dblink_exec('SELECT 1')")  # nor as the unnamed one
     with pytest.raises(psycopg.errors.RaiseException, match="no answer"):
         analyst.execute("SELECT semsql.embed_text('a new text', timeout => '0 s')")
     assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        analyst.execute("SELECT semsql.open_embed_loopback()")
+        analyst.execute("SELECT semsql.embed_loopback_conninfo()")
+
+
+WAITING_LOOPBACKS = """SELECT count(*) FROM pg_stat_activity
+                       WHERE application_name = 'semsql_embed_text'"""
+
+
+def test_cancelling_embed_text_at_any_moment_leaves_the_caller_no_connection(
+    login_as, silent_worker, db
+) -> None:
+    """As the reported attack: statement timeouts swept across the whole call, so that the
+    cancel lands anywhere, connecting included."""
+    analyst = login_as("semsql_analyst")
+    for millis in range(1, 60, 4):
+        analyst.execute(f"SET statement_timeout = '{millis}ms'")
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            analyst.execute("SELECT semsql.embed_text(%s, timeout => '1 s')", [f"text {millis}"])
+        analyst.execute("RESET statement_timeout")
+        assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
+    deadline = time.monotonic() + 10
+    while db.execute(WAITING_LOOPBACKS).fetchone()[0] and time.monotonic() < deadline:
+        time.sleep(0.05)  # the loopback sessions notice they were left, and end
+    assert db.execute(WAITING_LOOPBACKS).fetchone()[0] == 0
+
+
+def test_each_login_is_answered_from_its_own_cache_only(login_as, query_worker) -> None:
+    """A shared cache would tell one analyst what another searched for."""
+    first, second = login_as("semsql_analyst"), login_as("semsql_analyst")
+    first.execute("SELECT semsql.embed_text('symptoms of something private')")
+    query_worker.stop()
+    first.execute("SELECT semsql.embed_text('symptoms of something private')")  # cached
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="semsql worker"):
+        second.execute("SELECT semsql.embed_text('symptoms of something private')")
+
+
+def test_one_login_can_keep_only_so_many_texts_waiting(login_as, silent_worker) -> None:
+    flooder, other = login_as("semsql_analyst"), login_as("semsql_analyst")
+    limit = flooder.execute("SELECT semsql.max_waiting_queries()").fetchone()[0]
+    for n in range(limit):
+        with pytest.raises(psycopg.errors.RaiseException, match="no answer"):
+            flooder.execute("SELECT semsql.embed_text(%s, timeout => '0 s')", [f"flood {n}"])
+    with pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="wait for"):
+        flooder.execute("SELECT semsql.embed_text('one more', timeout => '0 s')")
+    with pytest.raises(psycopg.errors.RaiseException, match="no answer"):
+        other.execute("SELECT semsql.embed_text('mine', timeout => '0 s')")
 
 
 def test_the_query_cache_keeps_the_newest_rows_and_waiting_requests(conn) -> None:
@@ -141,14 +181,12 @@ def test_the_query_cache_keeps_the_newest_rows_and_waiting_requests(conn) -> Non
     assert conn.execute("SELECT semsql.trim_query_cache(100, '5 days')").fetchone() == (5,)
 
 
-def test_a_worker_dying_under_embed_text_is_noticed_within_a_second(db_url, db) -> None:
-    # A registered worker that will never answer: its connection is killed mid-wait.
-    silent = database.connect(db_url, autocommit=True)
-    silent.execute(
-        "SELECT semsql.register_worker('silent', 'h', 1, 'cpu', '{text}', '{text}', '{}')"
-    )
+def test_a_worker_dying_under_embed_text_is_noticed_within_a_second(
+    db_url, db, silent_worker
+) -> None:
     killer = threading.Timer(
-        1.0, lambda: db.execute("SELECT pg_terminate_backend(%s)", [silent.info.backend_pid])
+        1.0,
+        lambda: db.execute("SELECT pg_terminate_backend(%s)", [silent_worker.info.backend_pid]),
     )
     with database.connect(db_url) as asking:  # one transaction: its stats snapshot is kept
         asking.execute("SELECT count(*) FROM pg_stat_activity")
@@ -159,7 +197,6 @@ def test_a_worker_dying_under_embed_text_is_noticed_within_a_second(db_url, db) 
         waited = time.monotonic() - started
     killer.join()
     assert waited < 10  # noticed long before the 20 s timeout (in about 1.5 s here)
-    silent.close()
 
 
 # Every advisory-lock key semsql has used: an analyst may hold them all.
@@ -240,3 +277,13 @@ def test_an_analyst_holding_every_lock_it_can_take_stalls_no_writer(login_as, db
     worker.execute("SELECT semsql.refresh_face_clusters()")
     worker.execute("SELECT semsql.register_vector_space('text', 'm', 3)")
     analyst.rollback()
+
+
+def test_an_analyst_holding_the_advisory_init_key_does_not_hold_back_semsql_init(
+    login_as, db_url
+) -> None:
+    analyst = login_as("semsql_analyst")
+    analyst.execute("SELECT pg_advisory_lock(%s)", [migrate.ADVISORY_LOCK_KEY])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '5s'")  # held back, it fails here instead of waiting
+        assert migrate.init(conn).applied == []

@@ -57,7 +57,7 @@ def test_security_definer_functions_and_all_they_reach_pin_pg_catalog_then_pg_te
         calls.setdefault(name, set()).update(CALLED.findall(source))
         if definer:
             definers.add(name)
-    assert definers == {"embed_text", "request_query_embedding"}
+    assert definers == {"embed_text", "request_query_embedding", "await_query_embedding"}
     not_ending_in_pg_temp = {
         n for n, p in paths.items() if any(not x.endswith(", pg_temp") for x in p)
     }
@@ -68,7 +68,8 @@ def test_security_definer_functions_and_all_they_reach_pin_pg_catalog_then_pg_te
         name = frontier.pop()
         reached.add(name)
         frontier |= (calls[name] & paths.keys()) - reached
-    assert {"live_workers", "backend_alive", "open_embed_loopback", "check_query_text"} < reached
+    expected = {"live_workers", "backend_alive", "embed_loopback_conninfo", "check_query_text"}
+    assert expected | {"notify", "require_query_worker", "quote_conninfo"} < reached
     loose = {name for name in reached if paths[name] != {"pg_catalog, pg_temp"}}
     assert loose == set()
 
@@ -99,7 +100,9 @@ def test_the_analyst_searches_and_reads_but_changes_nothing(corpus) -> None:  # 
         "DELETE FROM semsql.embeddings",
         "SELECT * FROM semsql.loopback_login",
         "SELECT * FROM semsql.query_embeddings",
-        "SELECT semsql.request_query_embedding('text', 'x', true)",
+        "CALL semsql.request_query_embedding('text', 'x', 'someone')",
+        "SELECT * FROM semsql.await_query_embedding('text', 'someone', 'x', '1 s')",
+        "SELECT semsql.embed_loopback_conninfo()",
         "SELECT semsql.refresh_search_documents(ARRAY[1::bigint])",
         "SELECT semsql.register_vector_space('image', 'other', 3)",
     ]

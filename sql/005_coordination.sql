@@ -1,8 +1,9 @@
--- Locks that semsql's writers take in turns, and whether a backend is still alive.
+-- How semsql's sessions coordinate: locks that only writers can take, wake-up hints that never
+-- fail a transaction, and whether a backend is still alive.
 --
 -- Advisory locks are open to every role: an analyst holding semsql's key could stall every
--- worker. These are row locks on semsql.mutexes, which need the UPDATE privilege (analysts are
--- not even granted SELECT on it), so only roles that may write can take them.
+-- worker. take_mutex takes row locks on semsql.mutexes, which need the UPDATE privilege
+-- (analysts are not even granted SELECT on it), so only roles that may write can take them.
 
 CREATE OR REPLACE FUNCTION semsql.take_mutex(p_name text, p_exclusive boolean DEFAULT true)
 RETURNS void
@@ -39,3 +40,20 @@ $$;
 COMMENT ON FUNCTION semsql.backend_alive(integer, timestamptz) IS
     'Whether the server backend with this pid and start time is still running (as of the '
     'transaction''s view of pg_stat_activity; pg_stat_clear_snapshot() refreshes it).';
+
+CREATE OR REPLACE FUNCTION semsql.notify(p_channel text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- The NOTIFY queue is shared by every session of the server, and a session that LISTENs
+    -- inside a transaction it keeps open holds it full: past half full, commits that notify
+    -- fail. A wake-up is only a hint (workers poll too), so semsql sends none then.
+    IF pg_notification_queue_usage() < 0.5 THEN
+        PERFORM pg_notify(p_channel, '');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION semsql.notify(text) IS
+    'Wakes the listeners of a channel at commit (a hint only), unless the server''s NOTIFY queue '
+    'is over half full, when committing a notification could fail.';
