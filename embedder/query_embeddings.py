@@ -1,25 +1,20 @@
-"""The worker's service thread: answers semsql.embed_text, and keeps the worker known as alive.
+"""The worker's answerer: it turns the texts that semsql.embed_text asks for into vectors.
 
-It has a connection of its own that LISTENs on semsql_embed. Its backend is the one
-semsql.workers records, so embed_text can tell at once whether a worker is there to answer;
-on the same beat it extends the leases of the tasks the worker holds.
+It has a connection and a thread of its own that LISTEN on semsql_embed. Requests are answered
+oldest first, in batches, each in a transaction that holds its rows (FOR UPDATE SKIP LOCKED),
+so that several workers share them and a worker killed mid-batch leaves them to the others.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.types.json import Jsonb
 
 from .queue import EMBED_CHANNEL, Listener, Wakeup
 
@@ -38,50 +33,51 @@ class QueryEncoder:
     lock: threading.Lock
 
 
-@dataclass
-class Registration:
-    """What semsql.workers says about this worker."""
-
-    name: str
-    device: str
-    stages: list[str]
-    problems: dict[str, str] = field(default_factory=dict)
-    query_spaces: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class Request:
+    space: str
+    requested_by: str
+    text_sha256: str
+    text: str
 
 
-def answer_requests(conn: psycopg.Connection, encoders: dict[str, QueryEncoder]) -> int:
-    """Embed every open request of the spaces we have a model for; returns how many."""
+def answer_requests(
+    conn: psycopg.Connection,
+    encoders: dict[str, QueryEncoder],
+    stopping: threading.Event | None = None,
+) -> int:
+    """Embed the open requests of the spaces we have a model for, a batch at a time, until none
+    is left or `stopping` is set; returns how many."""
     answered = 0
-    while True:
+    while stopping is None or not stopping.is_set():
         with conn.transaction():
             rows = conn.execute(
-                """SELECT space, text_sha256, text FROM semsql.query_embeddings
+                """SELECT space, requested_by, text_sha256, text FROM semsql.query_embeddings
                    WHERE embedding IS NULL AND error IS NULL AND space = ANY (%s)
                    ORDER BY requested_at LIMIT %s FOR UPDATE SKIP LOCKED""",
                 [list(encoders), BATCH],
             ).fetchall()
-            for space in {row[0] for row in rows}:
-                wanted = [(digest, text) for s, digest, text in rows if s == space]
-                _answer(conn, space, encoders[space], wanted)
-        answered += len(rows)
-        if len(rows) < BATCH:
-            return answered
+            requests = [Request(*row) for row in rows]
+            for space in {request.space for request in requests}:
+                _answer(conn, encoders[space], [r for r in requests if r.space == space])
+        answered += len(requests)
+        if len(requests) < BATCH:
+            break
+    return answered
 
 
-def _answer(
-    conn: psycopg.Connection, space: str, encoder: QueryEncoder, wanted: list[tuple[str, str]]
-) -> None:
+def _answer(conn: psycopg.Connection, encoder: QueryEncoder, requests: list[Request]) -> None:
     vectors: list[Any] = []
     errors: list[str | None] = []
     try:
         with encoder.lock:
-            vectors = list(encoder.encode([text for _, text in wanted]))
-        errors = [None] * len(wanted)
+            vectors = list(encoder.encode([request.text for request in requests]))
+        errors = [None] * len(requests)
     except Exception:
-        for _, text in wanted:  # one bad text must not fail the others
+        for request in requests:  # one bad text must not fail the others
             try:
                 with encoder.lock:
-                    vectors.append(encoder.encode([text])[0])
+                    vectors.append(encoder.encode([request.text])[0])
                 errors.append(None)
             except Exception as error:
                 vectors.append(None)
@@ -89,107 +85,60 @@ def _answer(
     conn.execute(
         """UPDATE semsql.query_embeddings q
            SET embedding = r.embedding, error = r.error, model = %s, answered_at = now()
-           FROM unnest(%s::text[], %b::vector[], %s::text[]) AS r(text_sha256, embedding, error)
-           WHERE q.space = %s AND q.text_sha256 = r.text_sha256""",
+           FROM unnest(%s::text[], %s::text[], %s::text[], %b::vector[], %s::text[])
+                AS r(space, requested_by, text_sha256, embedding, error)
+           WHERE (q.space, q.requested_by, q.text_sha256)
+                 = (r.space, r.requested_by, r.text_sha256)""",
         [
             encoder.model_name,
-            [digest for digest, _ in wanted],
+            [request.space for request in requests],
+            [request.requested_by for request in requests],
+            [request.text_sha256 for request in requests],
             [None if v is None else np.asarray(v, dtype=np.float32) for v in vectors],
             errors,
-            space,
         ],
     )
 
 
-class ServiceThread(threading.Thread):
-    """Answers embed_text requests; registers the worker and beats its heartbeat."""
+class QueryAnswerer(threading.Thread):
+    """Answers embed_text requests whenever semsql_embed is notified, and on a poll tick."""
 
     def __init__(
         self,
         connect: Callable[[], psycopg.Connection],
-        registration: Registration,
         encoders: dict[str, QueryEncoder],
         *,
-        heartbeat_every: float,
-        lease: timedelta,
+        poll_interval: float,
+        name: str,
     ) -> None:
-        super().__init__(name=f"semsql-service-{registration.name}", daemon=True)
-        self.registration = registration
+        super().__init__(name=f"semsql-answer-{name}", daemon=True)
         self.encoders = encoders
-        self.heartbeat_every = heartbeat_every
-        self.lease = lease
+        self.poll_interval = poll_interval
         self.listener = Listener(connect, [EMBED_CHANNEL])
         self.wakeup = Wakeup()
         self.stopping = threading.Event()
-        self.registered = threading.Event()
         self.answered = 0
-        self._registered_backend: int | None = None
 
     def stop(self) -> None:
         self.stopping.set()
         self.wakeup.set()
 
     def run(self) -> None:
-        next_beat = 0.0
         while not self.stopping.is_set():
             try:
                 if self.listener.backend_pid is None:
                     self.listener.open()
-                conn = self.listener.conn
-                assert conn is not None
-                if self._registered_backend != self.listener.backend_pid:
-                    self._register(conn)
-                if self.encoders:
-                    self.answered += answer_requests(conn, self.encoders)
-                if time.monotonic() >= next_beat:
-                    self._beat(conn)
-                    next_beat = time.monotonic() + self.heartbeat_every
+                assert self.listener.conn is not None
+                self.answered += answer_requests(self.listener.conn, self.encoders, self.stopping)
             except psycopg.Error as error:
-                log.warning("service connection: %s", str(error).strip())
+                log.warning("embed_text answers: %s", str(error).strip())
                 self.listener.close()
                 self.stopping.wait(1.0)
                 continue
-            except Exception:  # keep answering and beating whatever one request did
+            except Exception:  # keep answering whatever one request did
                 log.exception("answering embed_text requests")
                 self.stopping.wait(1.0)
                 continue
-            self.listener.wait(max(next_beat - time.monotonic(), 0.0), self.wakeup)
-        self._unregister()
+            self.listener.wait(self.poll_interval, self.wakeup)
         self.listener.close()
         self.wakeup.close()
-
-    def _register(self, conn: psycopg.Connection) -> None:
-        reg = self.registration
-        reg.query_spaces = sorted(self.encoders)
-        conn.execute(
-            "SELECT semsql.register_worker(%s, %s, %s, %s, %s, %s, %s)",
-            [
-                reg.name,
-                socket.gethostname(),
-                os.getpid(),
-                reg.device,
-                reg.stages,
-                reg.query_spaces,
-                Jsonb(reg.problems),
-            ],
-        )
-        self._registered_backend = self.listener.backend_pid
-        self.registered.set()
-
-    def _beat(self, conn: psycopg.Connection) -> None:
-        found = conn.execute(
-            "SELECT semsql.worker_heartbeat(%s, %s)", [self.registration.name, self.lease]
-        ).fetchone()[0]
-        if not found:
-            self._register(conn)
-        if self.encoders:
-            conn.execute("SELECT semsql.trim_query_cache()")
-
-    def _unregister(self) -> None:
-        conn = self.listener.conn
-        if conn is None or conn.closed:
-            return
-        try:
-            conn.execute("SELECT semsql.unregister_worker(%s)", [self.registration.name])
-        except psycopg.Error as error:
-            log.warning("could not unregister the worker: %s", str(error).strip())

@@ -33,9 +33,10 @@ from psycopg.conninfo import make_conninfo
 
 from semsql import database
 
+from .heartbeat import Heartbeat, Registration
 from .models import STAGES, load_model_config
 from .pipeline import Batch, Runner, TransientError, describe
-from .query_embeddings import SPACE_STAGES, Registration, ServiceThread
+from .query_embeddings import SPACE_STAGES, QueryAnswerer
 from .queue import TASKS_CHANNEL, Failure, Listener, Queue, QueueSettings, Task, Wakeup
 from .startup import load_runners, query_encoders
 from .vector_index import VectorIndexes
@@ -98,7 +99,8 @@ class Worker:
         self.writer = BackgroundWriter(self._connect, self.name, self.options.queue)
         self.conn: psycopg.Connection | None = None
         self.queue: Queue | None = None
-        self.service: ServiceThread | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.answerer: QueryAnswerer | None = None
         self.held: dict[int, Task] = {}
         self.indexes = VectorIndexes(self._connect, [], self.options.bulk_index_at)
         self._turn = 0
@@ -161,17 +163,23 @@ class Worker:
 
     def _start_service(self) -> None:
         encoders = query_encoders(self.runners) if self.options.answer_queries else {}
-        registration = Registration(self.name, self.device, self.served, dict(self.problems))
+        if encoders:
+            self.answerer = QueryAnswerer(
+                self._connect, encoders, poll_interval=self.options.poll_interval, name=self.name
+            )
+            self.answerer.start()
+        registration = Registration(
+            self.name, self.device, self.served, dict(self.problems), sorted(encoders)
+        )
         lease_s = self.options.queue.lease.total_seconds()
-        self.service = ServiceThread(
+        self.heartbeat = Heartbeat(
             self._connect,
             registration,
-            encoders,
-            heartbeat_every=max(0.5, min(self.options.heartbeat_every, lease_s / 4)),
+            every=max(0.5, min(self.options.heartbeat_every, lease_s / 4)),
             lease=self.options.queue.lease,
         )
-        self.service.start()
-        self.service.registered.wait(10.0)  # claims read which stages live workers serve
+        self.heartbeat.start()
+        self.heartbeat.registered.wait(10.0)  # claims read which stages live workers serve
 
     def _shutdown(self) -> None:
         self.indexes.stop()
@@ -186,9 +194,12 @@ class Worker:
                 log.info("gave back %d task(s) not started", released)
             except psycopg.Error as error:
                 log.warning("could not give back tasks (their lease will expire): %s", error)
-        if self.service is not None:
-            self.service.stop()
-            self.service.join(10.0)
+        for thread in (self.answerer, self.heartbeat):
+            if thread is not None:
+                thread.stop()
+        for thread in (self.answerer, self.heartbeat):
+            if thread is not None:
+                thread.join(30.0)  # the answerer may be inside a model call
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.listener.close()
         if self.conn is not None:

@@ -12,7 +12,8 @@ import psycopg
 from psycopg import sql
 
 EXTENSIONS = ("vector", "dblink", "pg_trgm")
-# Any constant works; it only has to be the same for every semsql process.
+# The lock of a first install (later ones lock a row of semsql.mutexes). Any constant works; it
+# only has to be the same for every semsql process.
 ADVISORY_LOCK_KEY = 0x73656D73716C  # "semsql"
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -71,8 +72,9 @@ def init(
     builds the previous release's schema with them); by default, this package's."""
     if not conn.autocommit:
         raise ValueError("init() needs an autocommit connection: it manages its own transactions")
-    conn.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
-    try:
+    # One transaction: a failed init leaves the database as it found it.
+    with conn.transaction():
+        _take_init_lock(conn)
         _create_extensions(conn)
         conn.execute("CREATE SCHEMA IF NOT EXISTS semsql")
         conn.execute(
@@ -84,12 +86,21 @@ def init(
         numbered = migration_files(migrations)
         applied = _apply_migrations(conn, numbered)
         idempotent = definition_files(definitions)
-        with conn.transaction():
-            for sql_file in idempotent:
-                _execute_file(conn, sql_file)
-        return InitReport(applied, len(numbered) - len(applied), len(idempotent))
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+        for sql_file in idempotent:
+            _execute_file(conn, sql_file)
+    return InitReport(applied, len(numbered) - len(applied), len(idempotent))
+
+
+def _take_init_lock(conn: psycopg.Connection) -> None:
+    """Until commit: the lock of one init at a time. Once semsql.mutexes exists it is a row lock
+    there, which only roles that may write can take (an analyst could hold an advisory lock for
+    ever and so hold back every init); on a database semsql has not been installed in, an
+    advisory lock."""
+    if conn.execute("SELECT to_regclass('semsql.mutexes')").fetchone() == (None,):
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+        return
+    conn.execute("INSERT INTO semsql.mutexes (name) VALUES ('init') ON CONFLICT DO NOTHING")
+    conn.execute("SELECT FROM semsql.mutexes WHERE name = 'init' FOR UPDATE")
 
 
 def _create_extensions(conn: psycopg.Connection) -> None:
@@ -128,12 +139,11 @@ def _apply_migrations(conn: psycopg.Connection, migrations: list[SqlFile]) -> li
                     "migrations are forward-only: add a new numbered file instead"
                 )
             continue
-        with conn.transaction():
-            _execute_file(conn, migration)
-            conn.execute(
-                "INSERT INTO semsql.schema_migrations (name, checksum) VALUES (%s, %s)",
-                [migration.name, migration.checksum],
-            )
+        _execute_file(conn, migration)
+        conn.execute(
+            "INSERT INTO semsql.schema_migrations (name, checksum) VALUES (%s, %s)",
+            [migration.name, migration.checksum],
+        )
         applied.append(migration.name)
     return applied
 

@@ -32,10 +32,10 @@ def server_url() -> Iterator[str]:
         yield configured
         return
     home = Path(tempfile.mkdtemp(prefix="semsql-test-"))
-    # Durability is not under test here; fsync off makes CREATE DATABASE and commits fast.
-    server = EmbeddedServer(
-        home, settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-    )
+    # Durability is not under test here; fsync off makes CREATE DATABASE and commits fast. A
+    # NOTIFY queue of 1 MB (not 8 GB) lets a test fill it.
+    settings = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    server = EmbeddedServer(home, settings={**settings, "max_notify_queue_pages": "128"})
     try:
         yield server.ensure_running()
     finally:

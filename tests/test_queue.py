@@ -579,3 +579,58 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(db, db_url, tmp_path) ->
     assert db.execute("SELECT count(*) FROM semsql.workers").fetchone() == (0,)
     vectors = db.execute("SELECT count(*) FROM semsql.embeddings").fetchone()[0]
     assert vectors == left["done"]
+
+
+def test_a_full_notify_queue_fails_no_commit_of_semsqls(db, db_url, tmp_path) -> None:
+    """Any role can fill the server's NOTIFY queue: LISTEN in a transaction it keeps open, and
+    notify until the queue is full. Then every commit that notifies fails; semsql's only hint."""
+    pages = int(db.execute("SELECT current_setting('max_notify_queue_pages', true)").fetchone()[0])
+    if pages > 1024:
+        pytest.skip("this server's NOTIFY queue is too large to fill in a test")
+    only_stages(db, "text")
+    holder = database.connect(db_url, autocommit=True)
+    holder.execute("LISTEN filler")
+    holder.autocommit = False
+    holder.execute("SELECT 1")  # while its transaction stays open, it reads no notification
+    try:
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="too many notifications"):
+            for _ in range(pages * 8192 // 7900 + 10):
+                db.execute("SELECT pg_notify('filler', repeat('x', 7900))")
+        assert db.execute("SELECT pg_notification_queue_usage()").fetchone()[0] > 0.9
+        [asset] = add_assets(db, tmp_path, 1)  # queues its task, which notifies
+        queue = Queue(db, "w")
+        [task] = queue.claim("text", 10)
+        assert queue.complete([task.id], "m") == 1
+        assert statuses(db) == {"done": 1}
+        assert db.execute("SELECT semsql.requeue_tasks(%s, '{text}')", [[asset]]).fetchone() == (1,)
+    finally:
+        holder.close()
+
+
+def test_the_heartbeat_goes_on_while_embed_text_answers_are_slow(db, db_url) -> None:
+    """A flood of embed_text requests (or one slow model call) must not stop the beat that
+    keeps the worker alive and its leases: others would take its tasks while it lives."""
+    only_stages(db, "text")
+    worker = text_worker(db_url, heartbeat_every=0.5, poll_interval=0.2)
+    thread = start_thread(worker)
+    beats = "SELECT heartbeat_at FROM semsql.workers WHERE name = %s"
+    try:
+        with worker.runners["text"].lock:  # the model is busy: answering waits for it
+            db.execute(
+                """INSERT INTO semsql.query_embeddings (space, text_sha256, text)
+                   VALUES ('text', semsql.query_text_digest('slow'), 'slow')"""
+            )
+            seen = set()
+            deadline = time.monotonic() + 10
+            while len(seen) < 3 and time.monotonic() < deadline:
+                seen.add(db.execute(beats, [worker.name]).fetchone()[0])
+                time.sleep(0.1)
+            assert len(seen) >= 3
+        wait_until(
+            lambda: db.execute(
+                "SELECT embedding IS NOT NULL FROM semsql.query_embeddings"
+            ).fetchone()[0]
+        )
+    finally:
+        worker.stop()
+        thread.join(30)
