@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-from semsql.fetch import FetchError, fetch
+from semsql.fetch import FetchError, TooLarge, fetch
 from semsql.safe_open import LeavesRoot, open_beneath
 from semsql.sources import path_for_uri, uri_for_path
 
@@ -32,14 +32,20 @@ MAX_SIDE = {
     "emotion": 1600,
     "clip": 448,
 }
+# Modes that shrink with a proper filter (palette and 1-bit images shrink by nearest pixel): a
+# large image is shrunk in them, before RGB triples its memory.
+SHRINK_BEFORE_CONVERT = frozenset({"L", "LA", "RGB", "RGBA"})
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 30
 # A file is read whole (to hash it); ingest's own default limit is 200 MB, and a file swapped
 # for something huge must not fill memory before its hash can disagree.
 MAX_FILE_BYTES = 1024 * 1024 * 1024
 CHANGED = "changed since ingest: run semsql ingest again"
-# OSErrors that say the file will not get better by waiting.
-PERMANENT_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR}
+# OSErrors that say the file will not get better by waiting (EINVAL: not a regular file).
+PERMANENT_ERRNOS = {
+    errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EINVAL,
+    errno.ELOOP, errno.ENAMETOOLONG,
+}  # fmt: skip
 
 
 class InputError(Exception):
@@ -64,26 +70,33 @@ def default_root(uri: str) -> str | None:
 
 
 def load_image(
-    uri: str, max_side: int, *, root: str | None = None, sha256: str | None = None
+    uri: str,
+    max_side: int,
+    *,
+    root: str | None = None,
+    sha256: str | None = None,
+    size: int | None = None,
 ) -> Decoded:
     """Open, decode (reduced where the format allows), turn upright and shrink to max_side.
 
-    With `root` (as assets.root stores it) a file is opened only beneath it; with `sha256` the
-    bytes must be the ones ingested. Both fail permanently: waiting will not mend them."""
+    With `root` (as assets.root stores it) a file is opened only beneath it; with `sha256` (and
+    `size`, checked before anything is read) the bytes must be the ones ingested. These fail
+    permanently: waiting will not mend them."""
     try:
-        data = _read(uri, root)
+        data = _read(uri, root, size)
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
             raise InputError(f"{uri} {CHANGED} (its content is not what was ingested)")
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             image.draft("RGB", (max_side, max_side))
             upright = ImageOps.exif_transpose(image)
+            if upright.size != image.size and upright.size == (image.height, image.width):
+                width, height = height, width
+            if upright.mode == "1":  # a byte a pixel, shrunk before it becomes three
+                upright = upright.convert("L")
+            if upright.mode in SHRINK_BEFORE_CONVERT:
+                upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
             rgb = upright.convert("RGB")
-        if upright.size != image.size and (upright.width, upright.height) == (
-            image.height,
-            image.width,
-        ):
-            width, height = height, width
         rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
         return Decoded(rgb, width / rgb.width)
     except InputError:
@@ -99,10 +112,10 @@ def load_image(
         raise InputError(f"cannot decode {uri}: {type(error).__name__}: {error}") from error
 
 
-def _read(uri: str, root: str | None) -> bytes:
+def _read(uri: str, root: str | None, size: int | None) -> bytes:
     path = path_for_uri(uri)
     if path is None:
-        return _download(uri)
+        return _download(uri, size)
     if root is None:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     else:
@@ -111,16 +124,26 @@ def _read(uri: str, root: str | None) -> bytes:
             raise InputError(f"refused to read {uri}: its root {root} is not a folder")
         fd = open_beneath(folder, path)
     with open(fd, "rb") as file:
+        found = os.fstat(fd).st_size
+        if size is not None and found != size:
+            raise InputError(f"{uri} {CHANGED} (it has {found} bytes, not {size})")
         data = file.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise InputError(f"{uri} is larger than {MAX_FILE_BYTES} bytes")
     return data
 
 
-def _download(url: str) -> bytes:
+def _download(url: str, size: int | None) -> bytes:
     try:
-        return fetch(url, max_bytes=MAX_DOWNLOAD_BYTES, timeout=DOWNLOAD_TIMEOUT_S)
+        data = fetch(url, max_bytes=size or MAX_DOWNLOAD_BYTES, timeout=DOWNLOAD_TIMEOUT_S)
+    except TooLarge as error:
+        if size is not None:
+            raise InputError(f"{url} {CHANGED} (it is larger than {size} bytes)") from None
+        raise InputError(f"cannot download {url}: {error}") from error
     except FetchError as error:
         raise InputError(
             f"cannot download {url}: {error}", permanent=not error.transient
         ) from error
+    if size is not None and len(data) != size:
+        raise InputError(f"{url} {CHANGED} (it has {len(data)} bytes, not {size})")
+    return data

@@ -63,7 +63,7 @@ def _timed_load(task: Task, max_side: int) -> tuple[Decoded, float]:
     ingested (decode.load_image)."""
     started = time.perf_counter()
     root = task.root or default_root(task.uri)
-    decoded = load_image(task.uri, max_side, root=root, sha256=task.sha256)
+    decoded = load_image(task.uri, max_side, root=root, sha256=task.sha256, size=task.bytes)
     return decoded, time.perf_counter() - started
 
 

@@ -33,6 +33,8 @@ class Task:
     sha256: str
     root: str | None
     """The folder the file must stay inside when it is read; None for a URL."""
+    bytes: int | None
+    """The file's size at ingest."""
     attempts: int
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from semsql import database
 from semsql.cli.main import cli
+from semsql.embedder.decode import InputError, load_image
 from semsql.embedder.models import load_stage
 from semsql.embedder.worker import Worker, WorkerOptions
 from semsql.embedder.writers import upsert_embeddings
@@ -245,9 +247,10 @@ def test_the_worker_reads_only_what_was_ingested(db, semsql_env, tmp_path, tiny_
         )
     }
     assert outcome[str(photos / "chelsea.jpg")] == ("done", 0, None)
-    changed = "changed since ingest: run semsql ingest again (its content is not what was ingested)"
-    assert outcome[str(photos / "changed.png")] == ("failed", 1, f"{photos}/changed.png {changed}")
-    assert outcome[url] == ("failed", 1, f"{url} {changed}")
+    changed = "changed since ingest: run semsql ingest again"
+    for uri in (str(photos / "changed.png"), url):
+        status, attempts, error = outcome[uri]
+        assert (status, attempts) == ("failed", 1) and error.startswith(f"{uri} {changed} (")
     assert outcome[str(photos / "swapped.png")] == (
         "failed",
         1,
@@ -334,3 +337,23 @@ def test_a_vector_half_precision_cannot_hold_is_refused_and_nothing_written(conn
     upsert_embeddings(conn, "text", "m", [(asset_id, np.array([0.6, 0.8, 0.0]), "x")])
     (stored,) = conn.execute("SELECT embedding FROM semsql.embeddings").fetchone()
     np.testing.assert_allclose(stored.to_numpy(), [0.6, 0.8, 0.0], atol=1e-3)
+
+
+def test_what_the_worker_reads_must_have_the_ingested_size_and_hash(tmp_path) -> None:
+    picture = tmp_path / "p.png"
+    Image.new("RGB", (40, 30), "teal").save(picture)
+    data = picture.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    root = str(tmp_path)
+    assert load_image(str(picture), 64, root=root, sha256=digest, size=len(data)).scale == 1
+    with pytest.raises(InputError, match=r"changed since ingest.*\(it has \d+ bytes, not 1\)"):
+        load_image(str(picture), 64, root=root, sha256=digest, size=1)
+    picture.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, other content
+    with pytest.raises(InputError, match="its content is not what was ingested") as caught:
+        load_image(str(picture), 64, root=root, sha256=digest, size=len(data))
+    assert caught.value.permanent
+    picture.unlink()
+    os.mkfifo(picture)  # not a regular file: no retry will mend it
+    with pytest.raises(InputError, match="not a regular file") as caught:
+        load_image(str(picture), 64, root=root, sha256=digest, size=len(data))
+    assert caught.value.permanent
