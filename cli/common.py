@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 
 import click
 import psycopg
 from psycopg.rows import dict_row
 
-from semsql import database
+from semsql import config, database
 from semsql.cli.errors import UserError
 from semsql.embedded import EmbeddedServerError
 
+PORT_ENV = "SEMSQL_PORT"
+BIGINT_MAX = 2**63 - 1
+INTEGER_MAX = 2**31 - 1
+
+ROW_ID = click.IntRange(1, BIGINT_MAX)
+"""The id of a row (an asset, job, face or cluster): a positive bigint."""
+
 
 def connect(*, autocommit: bool = False) -> psycopg.Connection:
+    check_environment()
     try:
         return database.connect(autocommit=autocommit)
     except EmbeddedServerError as error:
@@ -23,8 +32,23 @@ def connect(*, autocommit: bool = False) -> psycopg.Connection:
     except psycopg.OperationalError as error:
         raise UserError(
             f"cannot connect to the database: {str(error).strip()} "
-            "(check SEMSQL_DATABASE_URL, or unset it to use the embedded server)"
+            f"(check {config.DATABASE_URL_ENV}, or unset it to use the embedded server)"
         ) from None
+    except psycopg.ProgrammingError as error:  # libpq cannot parse the connection string
+        raise UserError(
+            f"{config.DATABASE_URL_ENV} is not a connection string: {str(error).strip()} "
+            "(write it as postgresql://user:password@host:port/database, percent-encoding "
+            "special characters, or unset it to use the embedded server)"
+        ) from None
+
+
+def check_environment() -> None:
+    """Settings that would only fail later, deep inside: refused here in one line."""
+    if os.environ.get(config.DATABASE_URL_ENV):
+        return  # the embedded server, and its settings, are not used
+    port = os.environ.get(PORT_ENV)
+    if port and not (port.strip().isdecimal() and 1 <= int(port) <= 65535):
+        raise UserError(f"{PORT_ENV} must be a port number from 1 to 65535, not {port!r}")
 
 
 def require_schema(conn: psycopg.Connection) -> None:
@@ -43,7 +67,8 @@ def echo_json(value: Any) -> None:
 
 
 class FiniteFloatRange(click.FloatRange):
-    """click.FloatRange that also refuses NaN (which compares false with both bounds)."""
+    """click.FloatRange that also refuses NaN (which compares false with both bounds) and the
+    infinities, with or without bounds."""
 
     name = "float range"
 
@@ -51,4 +76,6 @@ class FiniteFloatRange(click.FloatRange):
         number = super().convert(value, param, ctx)
         if math.isnan(number):
             self.fail(f"{value!r} is not a number.", param, ctx)
+        if math.isinf(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number

@@ -8,7 +8,7 @@ import subprocess
 import click
 
 from semsql import config, database
-from semsql.cli.common import connect, echo_json
+from semsql.cli.common import check_environment, connect, echo_json
 from semsql.cli.errors import UserError
 from semsql.embedded import POSTGRES_BIN_PATH
 
@@ -33,6 +33,7 @@ def _external_url() -> str | None:
 @db.command()
 def url() -> None:
     """Print the database URL (starts the embedded server when needed)."""
+    check_environment()
     click.echo(_external_url() or database.embedded_server().ensure_running())
 
 
@@ -41,6 +42,7 @@ def start() -> None:
     """Start the embedded server (a no-op when it already runs)."""
     if _external_url():
         raise UserError(f"{config.DATABASE_URL_ENV} is set: nothing to start")
+    check_environment()
     database.embedded_server().ensure_running()
     status_ = database.embedded_server().status()
     click.echo(f"embedded PostgreSQL running on 127.0.0.1:{status_.port} (pid {status_.pid})")

@@ -10,6 +10,7 @@ a bug in semsql and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -25,9 +26,10 @@ from semsql.people import FaceInputError
 # exceptions (22: invalid_parameter_value, out of range), integrity (23: a name already taken),
 # PL/pgSQL RAISE (P0: no_data_found, raise_exception), object_not_in_prerequisite_state (55),
 # connection (08), read-only transaction (25), authorization (28), rollbacks worth retrying (40),
-# resources (53), cancels and shutdowns (57), and insufficient_privilege (42501). The rest of
-# class 42 (syntax, undefined objects) is a bug.
-USER_SQLSTATES = ("22", "23", "P0", "55", "08", "25", "28", "40", "53", "57", "42501")
+# resources (53), limits of the call's size (54: program_limit_exceeded, an over-long query
+# text), cancels and shutdowns (57), and insufficient_privilege (42501). The rest of class 42
+# (syntax, undefined objects) is a bug.
+USER_SQLSTATES = ("22", "23", "P0", "55", "08", "25", "28", "40", "53", "54", "57", "42501")
 
 MODEL_LIBRARIES = {"torch", "torchvision", "transformers", "facenet_pytorch", "timm"}
 
@@ -64,6 +66,11 @@ def as_user_error(error: BaseException) -> UserError | None:
     if isinstance(error, EmbeddedServerError):
         return UserError(f"the embedded PostgreSQL server: {error}")
     if isinstance(error, ModelLoadError | FaceInputError | MigrationError):
+        return UserError(str(error))
+    # A device this machine does not have (--device, SEMSQL_DEVICE). Its module imports torch,
+    # so it is looked up only once something has imported it: before that, none was raised.
+    device = sys.modules.get("semsql.embedder.device")
+    if device is not None and isinstance(error, device.DeviceError):
         return UserError(str(error))
     if isinstance(error, ModuleNotFoundError) and error.name in MODEL_LIBRARIES:
         return UserError(

@@ -9,11 +9,23 @@ from pathlib import Path
 import click
 
 from semsql import ingest as ingest_
-from semsql.cli.common import connect, echo_json, require_schema
+from semsql import limits
+from semsql.cli.common import FiniteFloatRange, connect, echo_json, require_schema
 from semsql.cli.errors import UserError
 from semsql.cli.waiting import wait_for_job
 from semsql.probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from semsql.sources import iter_candidates, iter_manifest_candidates
+
+MAX_FILE_BYTES = 2**32
+"""The largest --max-file-size: a file is read into memory whole, by several threads at once."""
+MAX_PIXELS = 10**10
+
+
+def _collection(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    problem = limits.collection_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return value
 
 
 @click.command()
@@ -31,6 +43,7 @@ from semsql.sources import iter_candidates, iter_manifest_candidates
     default="default",
     show_default=True,
     envvar="SEMSQL_COLLECTION",
+    callback=_collection,
     help="Collection the assets belong to (duplicates are found per collection).",
 )
 @click.option(
@@ -46,7 +59,7 @@ from semsql.sources import iter_candidates, iter_manifest_candidates
 @click.option(
     "--max-file-size",
     "max_bytes",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_FILE_BYTES),
     default=DEFAULT_MAX_BYTES,
     show_default=True,
     envvar="SEMSQL_MAX_FILE_BYTES",
@@ -54,7 +67,7 @@ from semsql.sources import iter_candidates, iter_manifest_candidates
 )
 @click.option(
     "--max-pixels",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_PIXELS),
     default=DEFAULT_MAX_PIXELS,
     show_default=True,
     envvar="SEMSQL_MAX_PIXELS",
@@ -67,7 +80,7 @@ from semsql.sources import iter_candidates, iter_manifest_candidates
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True, max=1e9),
+    type=FiniteFloatRange(min=0, min_open=True, max=1e9),
     metavar="SECONDS",
     help="With --wait: give up (exit 1) after this long [default: no limit].",
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from semsql.cli.common import connect, echo_json, fetch_dicts, require_schema
+from semsql.cli.common import ROW_ID, connect, echo_json, fetch_dicts, require_schema
 from semsql.cli.errors import UserError
 
 JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count, failed_count,
@@ -12,12 +12,12 @@ JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count
 
 
 @click.command()
-@click.argument("job_id", type=int, required=False)
+@click.argument("job_id", type=ROW_ID, required=False)
 @click.option(
     "--limit",
     default=20,
     show_default=True,
-    type=click.IntRange(1),
+    type=click.IntRange(1, 100_000),
     help="How many recent jobs to list.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

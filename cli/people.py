@@ -12,6 +12,8 @@ import psycopg
 
 from semsql import people as api
 from semsql.cli.common import (
+    INTEGER_MAX,
+    ROW_ID,
     FiniteFloatRange,
     connect,
     echo_json,
@@ -73,7 +75,7 @@ def people() -> None:
 @click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--kind", type=KINDS, help="person (default for new people) or celebrity.")
 @click.option("--pick", help=PICK_HELP)
-@click.option("--face", "face_ids", type=int, multiple=True, help="A stored face id to enrol.")
+@click.option("--face", "face_ids", type=ROW_ID, multiple=True, help="A stored face id to enrol.")
 def add(
     name: str,
     images: tuple[Path, ...],
@@ -165,7 +167,7 @@ def list_people(as_json: bool) -> None:
     "--limit",
     default=50,
     show_default=True,
-    type=click.IntRange(1),
+    type=click.IntRange(1, 100_000),
     help="How many assets to list.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -251,7 +253,7 @@ def threshold(value: float | None) -> None:
 @click.option(
     "--min-similarity", type=FiniteFloatRange(0, 1), help="Link faces at least this alike."
 )
-@click.option("--min-size", type=click.IntRange(2), help="Smallest cluster.")
+@click.option("--min-size", type=click.IntRange(2, INTEGER_MAX), help="Smallest cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def clusters(
     refresh: bool, min_similarity: float | None, min_size: int | None, as_json: bool
@@ -284,7 +286,7 @@ def clusters(
 
 
 @people.command("name-cluster")
-@click.argument("cluster_id", type=int)
+@click.argument("cluster_id", type=ROW_ID)
 @click.argument("name")
 @click.option("--kind", type=KINDS, help="person (default for new people) or celebrity.")
 def name_cluster(cluster_id: int, name: str, kind: str | None) -> None:
@@ -298,13 +300,15 @@ def name_cluster(cluster_id: int, name: str, kind: str | None) -> None:
 
 
 @people.command("split-cluster")
-@click.argument("cluster_id", type=int)
+@click.argument("cluster_id", type=ROW_ID)
 @click.option(
     "--min-similarity",
     type=FiniteFloatRange(0, 1),
     help="Re-link its faces at this similarity (default: halfway to 1).",
 )
-@click.option("--face", "face_ids", type=int, multiple=True, help="Move these faces out instead.")
+@click.option(
+    "--face", "face_ids", type=ROW_ID, multiple=True, help="Move these faces out instead."
+)
 def split_cluster(cluster_id: int, min_similarity: float | None, face_ids: tuple[int, ...]) -> None:
     """Split a cluster that holds more than one person."""
     with _session() as conn:

@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from semsql.cli.common import connect, echo_json, require_schema
+from semsql import limits
+from semsql.cli.common import ROW_ID, FiniteFloatRange, connect, echo_json, require_schema
 from semsql.cli.errors import UserError
 from semsql.search import (
     SearchHit,
@@ -24,6 +25,8 @@ from semsql.search import (
 )
 
 DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
+MAX_OFFSET = 1_000_000_000
+"""semsql.search's own bound on offset."""
 
 
 @click.command()
@@ -34,7 +37,7 @@ DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Find images like this file (its CLIP vector is made here).",
 )
-@click.option("--like", "like_asset", type=int, metavar="ID", help="Find assets like this one.")
+@click.option("--like", "like_asset", type=ROW_ID, metavar="ID", help="Find assets like this one.")
 @click.option(
     "--face",
     "face_path",
@@ -53,11 +56,11 @@ DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
 @click.option("--metadata", metavar="JSON", help="Only assets whose metadata contains this object.")
 @click.option("--exclude", metavar="TEXT", help="Push away what this text means.")
 @click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
-@click.option("--min-score", type=float, help="Drop results scoring below this.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0, MAX_OFFSET))
+@click.option("--min-score", type=FiniteFloatRange(), help="Drop results scoring below this.")
 @click.option(
     "--relative-cut",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     help="Drop results scoring below this share of the best one.",
 )
 @click.option("--order", type=click.Choice(["relevance", "newest", "oldest"]), default="relevance")
@@ -170,8 +173,18 @@ def _json_object(text: str | None) -> dict | None:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise click.BadParameter(f"not JSON: {error}", param_hint="--metadata") from None
+    except RecursionError:
+        raise click.BadParameter("not JSON: nested too deeply", param_hint="--metadata") from None
+    except ValueError as error:  # a number of too many digits
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--metadata") from None
     if not isinstance(value, dict):
         raise click.BadParameter("give a JSON object", param_hint="--metadata")
+    warnings: list[str] = []
+    limits.bound_depth(value, limits.MAX_METADATA_DEPTH, warnings)
+    if warnings:  # no asset's metadata is nested this deep, so none could contain it
+        raise click.BadParameter(
+            f"nested deeper than {limits.MAX_METADATA_DEPTH} levels", param_hint="--metadata"
+        )
     return value
 
 
@@ -190,10 +203,16 @@ def _with_local_text_vectors(
     conn, request: SearchRequest, embed: str, device: str
 ) -> SearchRequest:
     """Vectors of the query for the spaces that no running worker answers (auto), or all."""
+    # What the server would refuse, before any model loads for it.
+    conn.execute(
+        "SELECT semsql.check_query_text('text', %s), semsql.check_query_text('text', %s)",
+        [request.query, request.exclude],
+    )
     spaces = registered_spaces(conn)
     wanted = set(spaces) if embed == "local" else set(spaces) - live_query_spaces(conn)
     if not wanted:
         return request
+    _check_device(device)
     click.echo(f"embedding the query here ({', '.join(sorted(wanted))})", err=True)
     dims = {space: dims for space, (_, dims) in spaces.items()}
     vectors, problems = embed_texts_locally(request.query, sorted(wanted), dims, device)
@@ -204,6 +223,15 @@ def _with_local_text_vectors(
         text_embedding=vectors.get("text"),
         image_embedding=vectors.get("image"),
     )
+
+
+def _check_device(device: str) -> None:
+    """Raises DeviceError (one line, in cli/errors.py) for a device this machine lacks."""
+    try:
+        from semsql.embedder.device import resolve_device
+    except ModuleNotFoundError:
+        return  # no torch: embedding says so, for each space
+    resolve_device(device)
 
 
 def _replace(request: SearchRequest, **changes: np.ndarray | None) -> SearchRequest:

@@ -27,7 +27,7 @@ INDEXES_QUERY = """SELECT space, model, dims, index, deferred_since
 @click.option(
     "--failed",
     "failed_limit",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 100_000),
     default=10,
     show_default=True,
     help="How many failure reasons (and, with --json, failed tasks) to list.",

@@ -8,7 +8,7 @@ from datetime import timedelta
 import click
 
 from semsql import database
-from semsql.cli.common import connect, require_schema
+from semsql.cli.common import FiniteFloatRange, connect, require_schema
 from semsql.cli.errors import UserError
 
 STAGE_NAMES = ("caption", "tags", "faces", "face_vectors", "emotion", "clip", "text")
@@ -16,7 +16,11 @@ STAGE_NAMES = ("caption", "tags", "faces", "face_vectors", "emotion", "clip", "t
 
 def _stages(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
     names = [name.strip() for name in value.split(",") if name.strip()]
-    if names in (["all"], []):
+    if not names:
+        raise click.BadParameter(
+            f"give at least one stage: all, or some of {', '.join(STAGE_NAMES)}"
+        )
+    if names == ["all"]:
         return STAGE_NAMES
     unknown = [name for name in names if name not in STAGE_NAMES]
     if unknown:
@@ -35,7 +39,7 @@ def _stages(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 )
 @click.option(
     "--poll-interval",
-    type=click.FloatRange(min=0.01),
+    type=FiniteFloatRange(0.01, 3600),
     default=5.0,
     show_default=True,
     envvar="SEMSQL_WORKER_POLL_INTERVAL",
@@ -44,7 +48,7 @@ def _stages(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 10_000),
     default=16,
     show_default=True,
     envvar="SEMSQL_WORKER_BATCH_SIZE",
@@ -95,14 +99,14 @@ def _stages(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 )
 @click.option(
     "--decode-threads",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 256),
     envvar="SEMSQL_WORKER_DECODE_THREADS",
     help="Threads that decode images while the model runs [default: min(4, CPUs)].",
 )
 @click.option(
     "--lease",
     "lease_s",
-    type=click.IntRange(min=5),
+    type=click.IntRange(5, 86_400),
     default=120,
     show_default=True,
     envvar="SEMSQL_WORKER_LEASE",
@@ -111,7 +115,7 @@ def _stages(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 )
 @click.option(
     "--max-attempts",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 1000),
     default=5,
     show_default=True,
     envvar="SEMSQL_WORKER_MAX_ATTEMPTS",
@@ -119,7 +123,7 @@ def _stages(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 )
 @click.option(
     "--bulk-index-at",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 100_000_000),
     default=5000,
     show_default=True,
     envvar="SEMSQL_WORKER_BULK_INDEX_AT",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,9 @@ MAX_WARNINGS = 100
 """Warnings kept per asset in metadata["metadata_errors"]; the rest are counted."""
 MAX_URI_BYTES = 2_000
 """assets (collection, uri) is a unique B-tree; this leaves 700 bytes for the collection."""
+MAX_COLLECTION_CHARS = 200
+"""A collection's name, which is part of every asset's key; at most MAX_COLLECTION_BYTES."""
+MAX_COLLECTION_BYTES = 700
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,22 @@ def bound_warnings(warnings: list[str]) -> list[str]:
 def shown_path(where: str, limit: int = 120) -> str:
     """A metadata path for a warning, at most `limit` characters (keys can be any length)."""
     return where if len(where) <= limit else where[: limit - 3] + "..."
+
+
+def collection_problem(name: str) -> str | None:
+    """Why `name` cannot name a collection, or None: it must hold some text, no control
+    characters, and fit beside a path in the assets' unique index."""
+    if not name.strip():
+        return "a collection needs a name: it is empty"
+    if len(name) > MAX_COLLECTION_CHARS:
+        return f"the name is {len(name):,} characters long; at most {MAX_COLLECTION_CHARS} fit"
+    for position, char in enumerate(name, start=1):
+        if unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp"):
+            return f"the name holds the control character {char!r} at character {position}"
+    size = len(name.encode("utf-8"))
+    if size > MAX_COLLECTION_BYTES:
+        return f"the name is {size:,} bytes of UTF-8; at most {MAX_COLLECTION_BYTES} fit"
+    return None
 
 
 _LAST_SPACE = re.compile(r"\s+\S*\Z")

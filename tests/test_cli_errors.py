@@ -43,7 +43,7 @@ def add_asset(conn: psycopg.Connection, name: str = "a") -> int:
 
 
 def test_like_an_unknown_asset(semsql_env) -> None:
-    assert fails("search", "--like", "-5") == "error: no asset has id -5"
+    assert fails("search", "--like", "99999") == "error: no asset has id 99999"
 
 
 def test_like_an_asset_without_vectors_shows_the_hint(semsql_env, conn) -> None:
@@ -113,3 +113,171 @@ def test_the_database_cannot_be_reached(monkeypatch) -> None:
     assert line.startswith("error: cannot connect to the database: ")
     assert line.endswith("(check SEMSQL_DATABASE_URL, or unset it to use the embedded server)")
     assert fails("db", "start") == "error: SEMSQL_DATABASE_URL is set: nothing to start"
+
+
+# Over-long texts, devices, deep JSON, numbers out of range, bad settings ------------------------
+
+LONG_QUERY_ERROR = (
+    "error: the query text is 20000 characters long; semsql.embed_text takes at most 10000"
+    " (hint: a text model reads a few hundred words: pass the part that matters)"
+)
+
+
+@pytest.mark.parametrize("embed", ["worker", "local", "auto"])
+def test_an_over_long_query_text_is_one_line(semsql_env, embed: str) -> None:
+    """SQLSTATE class 54 (program_limit_exceeded) is the caller's; local embedding is not
+    even tried."""
+    assert fails("search", "a" * 20_000, "--embed", embed) == LONG_QUERY_ERROR
+    assert fails("search", "snow", "--exclude", "a" * 20_000, "--embed", embed) == (
+        LONG_QUERY_ERROR
+    )
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("bogus", "error: unknown device 'bogus': use auto, cpu, cuda, cuda:N or mps"),
+        ("cuda:7", "error: device 'cuda:7' asked for, but "),
+    ],
+)
+def test_a_device_this_machine_lacks_is_one_line(
+    semsql_env, conn, monkeypatch, device: str, message: str
+) -> None:
+    import torch
+    from fix_models import minilm_folder
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    monkeypatch.setenv("SEMSQL_MODEL_TEXT", str(minilm_folder()))
+    conn.execute("INSERT INTO semsql.vector_spaces (space, model, dims) VALUES ('text', 'm', 384)")
+    conn.commit()
+    line = fails("search", "snow", "--embed", "local", "--device", device)
+    assert line.startswith(message), line
+
+
+def test_metadata_filters_that_python_cannot_read_are_usage_errors(semsql_env) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    assert "nested too deeply" in misused("search", "--metadata", deep).stderr
+    nested = '{"a": ' * 40 + "1" + "}" * 40
+    assert "nested deeper than 32 levels" in misused("search", "--metadata", nested).stderr
+    digits = '{"n": ' + "1" * 5000 + "}"
+    assert "Exceeds the limit (4300 digits)" in misused("search", "--metadata", digits).stderr
+
+
+HUGE = "99999999999999999999"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("worker", "--batch-size", HUGE, "--once"),
+        ("worker", "--max-attempts", "99999999999", "--once"),
+        ("worker", "--lease", "99999999999", "--once"),
+        ("worker", "--bulk-index-at", HUGE, "--once"),
+        ("worker", "--decode-threads", "100000", "--once"),
+        ("people", "add", "Ana", "--face", HUGE),
+        ("people", "add", "Ana", "--face", "0"),
+        ("people", "clusters", "--min-size", "99999999999"),
+        ("people", "show", "Ana", "--limit", HUGE),
+        ("people", "name-cluster", HUGE, "X"),
+        ("people", "split-cluster", HUGE),
+        ("people", "split-cluster", "1", "--face", HUGE),
+        ("search", "--tag", "x", "--offset", "99999999999"),
+        ("search", "--tag", "x", "--offset", "1000000001"),
+        ("search", "--like", "99999999999999999999999"),
+        ("search", "--like", "0"),
+        ("jobs", HUGE),
+        ("jobs", "--limit", HUGE),
+        ("status", "--failed", HUGE),
+        ("ingest", "x.jpg", "--max-file-size", "1e23"),
+        ("ingest", "x.jpg", "--max-file-size", "99999999999999999999999"),
+        ("ingest", "x.jpg", "--max-pixels", HUGE),
+    ],
+)
+def test_integers_out_of_range_are_usage_errors(semsql_env, args: tuple[str, ...]) -> None:
+    result = misused(*args)
+    assert "Invalid value" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("worker", "--poll-interval", "nan", "--once"),
+        ("worker", "--poll-interval", "inf", "--once"),
+        ("ingest", "x.jpg", "--wait", "--timeout", "nan"),
+        ("ingest", "x.jpg", "--wait", "--timeout", "inf"),
+        ("search", "--tag", "x", "--min-score", "nan"),
+        ("search", "--tag", "x", "--min-score", "-inf"),
+        ("search", "--tag", "x", "--min-score", "1e400"),
+        ("search", "--tag", "x", "--relative-cut", "nan"),
+        ("people", "threshold", "nan"),
+    ],
+)
+def test_floats_that_are_not_finite_are_usage_errors(semsql_env, args: tuple[str, ...]) -> None:
+    result = misused(*args)
+    assert (
+        "is not a number" in result.stderr
+        or "is not a finite number" in result.stderr
+        or ("is not in the range" in result.stderr)
+    ), result.stderr
+
+
+def test_float_settings_from_the_environment_are_checked_too(semsql_env, monkeypatch) -> None:
+    monkeypatch.setenv("SEMSQL_WORKER_POLL_INTERVAL", "nan")
+    assert "'nan' is not a number" in misused("worker", "--once").stderr
+
+
+@pytest.mark.parametrize("tasks", ["", ",,,", " , "])
+def test_worker_with_no_stages_is_a_usage_error(semsql_env, tasks: str) -> None:
+    result = misused("worker", "--tasks", tasks, "--once")
+    assert "give at least one stage: all, or some of caption, tags, faces" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "detail"),
+    [
+        ("not a url", 'missing "=" after "not" in connection info string'),
+        ("postgresql://%zz@/x", "invalid percent-encoded token"),
+    ],
+)
+def test_a_database_url_that_is_no_url_is_one_line(monkeypatch, url: str, detail: str) -> None:
+    monkeypatch.setenv("SEMSQL_DATABASE_URL", url)
+    for command in (("status",), ("search", "x"), ("db", "psql")):
+        line = fails(*command)
+        assert line.startswith("error: SEMSQL_DATABASE_URL is not a connection string: ")
+        assert detail in line
+
+
+def test_a_port_that_is_no_number_is_one_line(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SEMSQL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("SEMSQL_HOME", str(tmp_path / "home"))
+    for port in ("abc", "0", "70000"):
+        monkeypatch.setenv("SEMSQL_PORT", port)
+        message = f"error: SEMSQL_PORT must be a port number from 1 to 65535, not {port!r}"
+        for command in (("status",), ("db", "url"), ("db", "start")):
+            assert fails(*command) == message
+    assert not (tmp_path / "home").exists()  # refused before any server was set up
+
+
+@pytest.mark.parametrize(
+    ("collection", "message"),
+    [
+        ("", "a collection needs a name: it is empty"),
+        ("   ", "a collection needs a name: it is empty"),
+        ("c" * 5000, "the name is 5,000 characters long; at most 200 fit"),
+        ("a\x01b", "the name holds the control character '\\x01' at character 2"),
+        ("tab\there", "the name holds the control character '\\t' at character 4"),
+        ("\U0001f600" * 180, "the name is 720 bytes of UTF-8; at most 700 fit"),
+    ],
+)
+def test_a_collection_name_is_checked_up_front(
+    semsql_env, conn, monkeypatch, tmp_path: Path, collection: str, message: str
+) -> None:
+    from corpus import make_jpeg
+
+    photo = make_jpeg(tmp_path / "a.jpg")
+    assert message in misused("ingest", str(photo), "--collection", collection).stderr
+    if collection.strip():  # click takes an empty variable for an unset one
+        monkeypatch.setenv("SEMSQL_COLLECTION", collection)
+        assert message in misused("ingest", str(photo)).stderr
+    assert conn.execute("SELECT count(*) FROM semsql.jobs").fetchone()[0] == 0  # no job made

@@ -1,6 +1,7 @@
 """The numbers given to semsql.search, similar, duplicates and match_people are checked: NaN,
 infinities, out-of-range and overflowing values are refused with invalid_parameter_value and a
-message naming the argument, in SQL and on the command line."""
+message naming the argument (the command line refuses them before, as usage errors:
+tests/test_cli_errors.py); and over-long query texts are refused before they are read."""
 
 from __future__ import annotations
 
@@ -9,9 +10,6 @@ import time
 import numpy as np
 import psycopg
 import pytest
-from click.testing import CliRunner
-
-from semsql.cli.main import cli
 
 REALS = ["image_weight", "text_weight", "keyword_weight", "name_weight", "exclude_weight",
          "min_score", "relative_cut"]  # fmt: skip
@@ -143,21 +141,6 @@ def test_duplicates_looks_as_far_as_the_neighbours_asked_for(conn) -> None:
     ).fetchall()
     assert sorted(row[0] for row in found) == ids[:2]
     assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == "40"  # restored
-
-
-@pytest.mark.parametrize(
-    ("option", "value", "message"),
-    [
-        ("--min-score", "nan", "min_score must be a finite number, not NaN"),
-        ("--min-score", "-inf", "min_score must be a finite number, not -Infinity"),
-        ("--relative-cut", "nan", "relative_cut must be a finite number, not NaN"),
-        ("--offset", "2147483647", "offset must be between 0 and 1000000000, not 2147483647"),
-    ],
-)
-def test_the_command_line_shows_the_same_message(semsql_env, option, value, message) -> None:
-    result = CliRunner().invoke(cli, ["search", "snow", option, value])
-    assert result.exit_code == 1, result.output
-    assert result.stderr == f"error: {message}\n"
 
 
 # Over-long query texts are refused first, before any of them is read -------------------------
