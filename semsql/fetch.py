@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.client
+import re
 import socket
 import string
 import threading
@@ -34,6 +35,34 @@ SCHEMES = frozenset({"http", "https"})
 MAX_REDIRECTS = 5
 """Redirects followed per download; browsers allow 20, but an image behind more than a few is a
 trap or a loop."""
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def url_scheme(text: str) -> str | None:
+    """The scheme of a URL written `scheme://...`, in lower case (schemes are case-insensitive);
+    None for anything else, a path included."""
+    match = _SCHEME.match(text)
+    return match.group(1).lower() if match and text[match.end() :].startswith("//") else None
+
+
+def opaque_scheme(text: str) -> str | None:
+    """The scheme of a URI without "//" (data:, javascript:, mailto:), in lower case; None when
+    the text does not start with one. A file may be named like this too ("a:b.jpg"), so
+    callers take it as a URI only when no such file exists. One-letter schemes are drive
+    letters, never URIs."""
+    match = _SCHEME.match(text)
+    if match is None or len(match.group(1)) < 2 or text[match.end() :].startswith("//"):
+        return None
+    return match.group(1).lower()
+
+
+def with_lower_scheme(url: str) -> str:
+    """`url` with its scheme in lower case ("HTTP://x/a.jpg" -> "http://x/a.jpg")."""
+    scheme = url_scheme(url)
+    return url if scheme is None else scheme + url[len(scheme) :]
+
+
 # Answers that waiting will not change.
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 414, 451})
 
@@ -57,7 +86,7 @@ def fetch(url: str, *, max_bytes: int, timeout: float, user_agent: str = USER_AG
     """The body of `url`, at most `max_bytes`, downloaded within `timeout` seconds in all."""
     scheme = urlsplit(url).scheme.lower()
     if scheme not in SCHEMES:
-        raise FetchError(f"cannot fetch {url}: {_scheme_problem(scheme)}", transient=False)
+        raise FetchError(f"cannot fetch {url}: {scheme_problem(scheme)}", transient=False)
     request = urllib.request.Request(url, headers={"User-Agent": user_agent})
     with _Deadline(timeout) as deadline:
         opener = _opener(deadline)
@@ -88,7 +117,7 @@ def fetch(url: str, *, max_bytes: int, timeout: float, user_agent: str = USER_AG
     return data
 
 
-def _scheme_problem(scheme: str) -> str:
+def scheme_problem(scheme: str) -> str:
     return f"unsupported URL scheme {scheme or '(none)'}: only http and https are fetched"
 
 
@@ -135,7 +164,7 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
         fp.close()
         scheme = urlsplit(target).scheme.lower()
         if scheme not in SCHEMES:
-            raise _Refused(f"redirected to {_shown(target)}: {_scheme_problem(scheme)}")
+            raise _Refused(f"redirected to {_shown(target)}: {scheme_problem(scheme)}")
         if hops > MAX_REDIRECTS:
             raise _Refused(f"more than {MAX_REDIRECTS} redirects (the last to {_shown(target)})")
         new = self.redirect_request(req, fp, code, msg, headers, target)

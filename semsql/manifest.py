@@ -2,8 +2,9 @@
 
 `read_manifest` yields one `ManifestRow` per good row and one `ManifestError` per bad row, and
 goes on; a file that cannot be read at all gives a single error at line 0. http(s) URLs are
-kept as they are; paths and file:// URIs become absolute paths, relative ones resolved
-against the manifest's folder (the file need not exist yet).
+kept as they are (their scheme in lower case); paths and file: URIs become absolute paths,
+relative ones resolved against the manifest's folder (the file need not exist yet); any other
+URL scheme fails its row.
 
 JSONL, one object per line:
     {"uri": "2019/beach.jpg", "caption": "...", "tags": ["sea", "sand"] or "sea; sand",
@@ -20,7 +21,6 @@ import codecs
 import csv
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from semsql import limits
+from semsql.fetch import SCHEMES, opaque_scheme, url_scheme, with_lower_scheme
 from semsql.metadata import json_safe, unique_stripped
 
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json-lines"})
@@ -36,7 +37,6 @@ URI_KEYS = ("uri", "path", "file")
 KNOWN_KEYS = frozenset({*URI_KEYS, "caption", "tags", "people", "metadata"})
 
 _MISSING_URI = "missing 'uri' (also accepted: 'path', 'file')"
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _CHUNK = 1024 * 1024
 MAX_NUMBER_DIGITS = 4_300
 """Digits of a JSON integer: Python's own limit for turning text into an int (a longer one
@@ -319,20 +319,36 @@ def _uri(record: dict[str, Any]) -> str:
 
 
 def _resolve(uri: str, folder: Path) -> str:
-    scheme = _URL.match(uri)
+    scheme = url_scheme(uri)
     if scheme is None:
         # abspath normalises ".." without touching the file system: the file may not exist.
-        return os.path.abspath(folder / os.path.expanduser(uri))
-    name = scheme.group(1).lower()
-    if name in ("http", "https"):
-        return uri
-    if name == "file":
-        parsed = urlsplit(uri)
-        if parsed.netloc not in ("", "localhost"):
-            raise _RowError(f"file URI on another host ({parsed.netloc}) cannot be read")
-        # surrogateescape keeps names that are not UTF-8 byte-exact (os.fsencode undoes it).
-        return os.path.abspath(unquote(parsed.path, errors="surrogateescape"))
-    raise _RowError(f"unsupported URI scheme {name!r}: give an http(s) URL or a file path")
+        path = os.path.abspath(folder / os.path.expanduser(uri))
+        opaque = opaque_scheme(uri)
+        if opaque is None or os.path.lexists(path):
+            return path  # a path, even one named like "a:b.jpg"
+        scheme = opaque
+    if scheme in SCHEMES:
+        return with_lower_scheme(uri)
+    if scheme == "file":
+        try:
+            return file_uri_path(uri)
+        except ValueError as error:
+            raise _RowError(str(error)) from None
+    raise _RowError(unsupported_scheme(scheme))
+
+
+def unsupported_scheme(scheme: str) -> str:
+    return f"unsupported URL scheme {scheme}: give an http(s) URL, a file:// URI or a path"
+
+
+def file_uri_path(uri: str) -> str:
+    """The absolute local path of a file: URI (file:///a/b.jpg, file://localhost/a/b.jpg or
+    file:/a/b.jpg), percent-decoded; ValueError for a URI on another host."""
+    parsed = urlsplit(uri)
+    if parsed.netloc.lower() not in ("", "localhost"):
+        raise ValueError(f"file URI on another host ({parsed.netloc}) cannot be read")
+    # surrogateescape keeps names that are not UTF-8 byte-exact (os.fsencode undoes it).
+    return os.path.abspath(unquote(parsed.path, errors="surrogateescape"))
 
 
 def _caption(value: Any) -> str | None:

@@ -1,5 +1,8 @@
 """What `semsql ingest` was pointed at, turned into a list of candidate files and URLs.
 
+http(s) URLs are taken in any case (their scheme stored in lower case), a file: URI as the
+local path it names; any other URL scheme is that item's error.
+
 Folders are walked for image files (by extension, or by --glob); links are followed only while
 they stay inside the folder that was given; every problem becomes a candidate carrying its
 error, so that the job reports it and goes on. Each file carries its root: the folder given,
@@ -20,7 +23,14 @@ from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from PIL import Image
 
-from semsql.manifest import ManifestError, ManifestRow, read_manifest
+from semsql.fetch import SCHEMES, opaque_scheme, url_scheme, with_lower_scheme
+from semsql.manifest import (
+    ManifestError,
+    ManifestRow,
+    file_uri_path,
+    read_manifest,
+    unsupported_scheme,
+)
 
 IMAGE_EXTENSIONS = frozenset(
     ext
@@ -44,7 +54,8 @@ class Candidate:
 
 
 def is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
+    """Whether `text` is an http(s) URL (the scheme in any case)."""
+    return url_scheme(text) in SCHEMES
 
 
 def uri_for_path(path: Path) -> str:
@@ -59,7 +70,7 @@ def uri_for_path(path: Path) -> str:
 
 def path_for_uri(uri: str) -> Path | None:
     """The local file behind a uri, or None for a URL."""
-    if uri.startswith("file://"):
+    if uri[:7].lower() == "file://":
         return Path(os.fsdecode(unquote_to_bytes(uri[len("file://") :])))
     if is_url(uri):
         return None
@@ -97,8 +108,20 @@ def iter_candidates(
     sources: list[str], *, recursive: bool = False, pattern: str | None = None
 ) -> Iterator[Candidate]:
     for source in sources:
-        if is_url(source):
-            yield url_candidate(source)
+        scheme = url_scheme(source)
+        if scheme is None and not os.path.lexists(source):
+            scheme = opaque_scheme(source)  # data:..., mailto:...; not a file of that name
+        if scheme in SCHEMES:
+            yield url_candidate(with_lower_scheme(source))
+            continue
+        if scheme == "file":  # that local path, as if it were given
+            try:
+                source = file_uri_path(source)
+            except ValueError as error:
+                yield failed(source, "bad_url", str(error))
+                continue
+        elif scheme is not None:
+            yield failed(source, "bad_url", unsupported_scheme(scheme))
             continue
         path = Path(os.path.abspath(source))
         try:

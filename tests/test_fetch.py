@@ -225,3 +225,16 @@ def test_the_worker_refuses_a_redirect_to_ftp_for_good(server: str) -> None:
     assert isinstance(error, InputError), error
     assert error.permanent
     assert "unsupported URL scheme ftp" in str(error)
+
+
+def test_an_uppercase_http_url_is_fetched_and_stored_in_lower_case(
+    conn: psycopg.Connection, server: str
+) -> None:
+    conn.execute("UPDATE semsql.stages SET enabled = false")
+    conn.commit()
+    upper = "HTTP" + server.removeprefix("http") + "/image.jpg"
+    job_id = create_job(conn, "default", {})
+    summary = run_ingest(conn, job_id, list(iter_candidates([upper])), IngestOptions())
+    assert (summary.new, summary.failed) == (1, 0), summary.errors
+    (uri,) = conn.execute("SELECT uri FROM semsql.assets").fetchone()
+    assert uri == f"{server}/image.jpg"

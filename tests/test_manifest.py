@@ -108,7 +108,19 @@ def test_blank_lines_are_skipped_and_lines_counted(tmp_path: Path) -> None:
         ('{"uri": 42}', "'uri' must be a string, got a number"),
         (
             '{"uri": "s3://bucket/a.jpg"}',
-            "unsupported URI scheme 's3': give an http(s) URL or a file path",
+            "unsupported URL scheme s3: give an http(s) URL, a file:// URI or a path",
+        ),
+        (
+            '{"uri": "FTP://host/a.jpg"}',
+            "unsupported URL scheme ftp: give an http(s) URL, a file:// URI or a path",
+        ),
+        (
+            '{"uri": "data:image/png;base64,AAAA"}',
+            "unsupported URL scheme data: give an http(s) URL, a file:// URI or a path",
+        ),
+        (
+            '{"uri": "javascript:alert(1)"}',
+            "unsupported URL scheme javascript: give an http(s) URL, a file:// URI or a path",
         ),
         (
             '{"uri": "file://nas/photos/a.jpg"}',
@@ -139,6 +151,27 @@ def test_each_bad_jsonl_row_has_its_own_message(tmp_path: Path, line: str, messa
     assert isinstance(error, ManifestError)
     assert error.line == 2
     assert str(error).startswith(f"catalog.jsonl line 2: {message}")
+
+
+def test_url_schemes_are_case_insensitive_and_file_uris_are_paths(tmp_path: Path) -> None:
+    (tmp_path / "a:b.jpg").write_bytes(b"")  # a file named like a URI is a file
+    manifest = write_jsonl(
+        tmp_path / "catalog.jsonl",
+        {"uri": "HTTP://Example.org/A.jpg"},
+        {"uri": "HttpS://example.org/b.jpg"},
+        {"uri": "FILE:///srv/photos/c%20d.jpg"},
+        {"uri": "file://LOCALHOST/srv/e.jpg"},
+        {"uri": "file:/srv/f.jpg"},
+        {"uri": "a:b.jpg"},
+    )
+    assert [row.uri for row in rows(manifest)] == [
+        "http://Example.org/A.jpg",
+        "https://example.org/b.jpg",
+        "/srv/photos/c d.jpg",
+        "/srv/e.jpg",
+        "/srv/f.jpg",
+        str(tmp_path / "a:b.jpg"),
+    ]
 
 
 def test_a_number_of_too_many_digits_fails_its_row_alone(tmp_path: Path) -> None:
