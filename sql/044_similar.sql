@@ -30,6 +30,11 @@ AS $$
 #variable_conflict use_column
 DECLARE
     dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = duplicates.space);
+    ids bigint[];      -- the assets considered, by id: asset number i is ids[i]
+    parent integer[];  -- a union-find forest over 1 .. n, each tree named by its least number
+    link record;
+    x integer;
+    y integer;
 BEGIN
     -- Cosine distances lie between 0 and 2; NaN would link nothing and Infinity everything.
     PERFORM check_real('max_distance', max_distance, 0, 2, true);
@@ -48,45 +53,87 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     -- Each asset links to its nearest neighbours within max_distance (HNSW); a group is a
-    -- connected component of those links, named by its smallest asset id.
+    -- connected component of those links, named by its smallest asset id. The components come
+    -- from a union-find over the links as they stream past (path halving; the larger root
+    -- joins the smaller), so time grows with the links (assets x neighbours) and memory with
+    -- the assets (12 bytes each), whatever the size or shape of a component. (A transitive
+    -- closure holds n^2 pairs for a component of n; label propagation takes as many rounds
+    -- as a component's diameter, n / neighbours for a chain of gradual changes.)
+    EXECUTE format($sql$
+        SELECT coalesce(array_agg(e.asset_id ORDER BY e.asset_id), '{}')
+        FROM semsql.embeddings e JOIN semsql.assets a ON a.id = e.asset_id
+        WHERE e.space = %L AND ($1 IS NULL OR a.collection = $1)
+    $sql$, duplicates.space)
+    INTO ids USING duplicates.collection;
+    parent := array(SELECT generate_series(1, cardinality(ids)));
+    FOR link IN EXECUTE format($sql$
+        SELECT l.a, nm.i AS b
+        FROM (SELECT m.i::integer AS a, n.asset_id
+              FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+              JOIN semsql.embeddings me ON me.asset_id = m.asset_id AND me.space = %2$L
+              CROSS JOIN LATERAL (
+                  SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> me.embedding::halfvec(%1$s)
+                             AS distance
+                  FROM semsql.embeddings e
+                  WHERE e.space = %2$L AND e.asset_id <> m.asset_id
+                  ORDER BY e.embedding::halfvec(%1$s) <=> me.embedding::halfvec(%1$s)
+                  LIMIT $2) AS n
+              WHERE n.distance <= $1
+              OFFSET 0) AS l
+        -- Each link's far end to its number, through a hash of the assets built once (its key
+        -- a column of embeddings, whose statistics show it unique), the links streaming past.
+        JOIN (SELECT ne.asset_id, m.i::integer AS i
+              FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+              JOIN semsql.embeddings ne ON ne.asset_id = m.asset_id AND ne.space = %2$L
+              OFFSET 0) AS nm ON nm.asset_id = l.asset_id
+    $sql$, dims, duplicates.space)
+    USING max_distance, neighbours, ids
+    LOOP
+        x := link.a;
+        WHILE parent[x] <> x LOOP
+            parent[x] := parent[parent[x]];
+            x := parent[x];
+        END LOOP;
+        y := link.b;
+        WHILE parent[y] <> y LOOP
+            parent[y] := parent[parent[y]];
+            y := parent[y];
+        END LOOP;
+        IF x < y THEN
+            parent[y] := x;
+        ELSIF y < x THEN
+            parent[x] := y;
+        END IF;
+    END LOOP;
+    -- A parent is always a smaller number, so one pass upwards points each asset at its root.
+    FOR i IN 1 .. cardinality(ids) LOOP
+        parent[i] := parent[parent[i]];
+    END LOOP;
     RETURN QUERY EXECUTE format($sql$
-        WITH RECURSIVE members AS (
-            SELECT e.asset_id, e.embedding::halfvec(%1$s) AS embedding
-            FROM semsql.embeddings e JOIN semsql.assets a ON a.id = e.asset_id
-            WHERE e.space = %2$L AND ($2 IS NULL OR a.collection = $2)),
-        links AS (
-            SELECT m.asset_id AS a, n.asset_id AS b
-            FROM members m
-            CROSS JOIN LATERAL (
-                SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> m.embedding AS distance
-                FROM semsql.embeddings e
-                WHERE e.space = %2$L AND e.asset_id <> m.asset_id
-                ORDER BY e.embedding::halfvec(%1$s) <=> m.embedding
-                LIMIT $3) AS n
-            WHERE n.distance <= $1 AND n.asset_id IN (SELECT asset_id FROM members)),
-        edges AS (SELECT a, b FROM links UNION SELECT b, a FROM links),
-        reach (root, asset_id) AS (
-            SELECT a, a FROM edges
-            UNION
-            SELECT r.root, e.b FROM reach r JOIN edges e ON e.a = r.asset_id),
-        groups AS (SELECT asset_id, min(root) AS group_id FROM reach GROUP BY asset_id)
+        WITH forest AS (
+            SELECT f.asset_id, ($1::bigint[])[f.root] AS group_id,
+                   count(*) OVER (PARTITION BY f.root) AS size
+            FROM unnest($1::bigint[], $2::integer[]) AS f (asset_id, root))
         SELECT g.group_id, g.asset_id, a.uri,
                CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
-               (m.embedding <=> gm.embedding)::real
-        FROM groups g
+               (e.embedding::halfvec(%1$s) <=> ge.embedding::halfvec(%1$s))::real
+        FROM forest g
         JOIN semsql.assets a ON a.id = g.asset_id
         JOIN semsql.assets ga ON ga.id = g.group_id
-        JOIN members m ON m.asset_id = g.asset_id
-        JOIN members gm ON gm.asset_id = g.group_id
+        JOIN semsql.embeddings e ON e.asset_id = g.asset_id AND e.space = %2$L
+        JOIN semsql.embeddings ge ON ge.asset_id = g.group_id AND ge.space = %2$L
+        WHERE g.size > 1
         ORDER BY g.group_id, 5, g.asset_id
     $sql$, dims, duplicates.space)
-    USING max_distance, duplicates.collection, neighbours;
+    USING ids, parent;
 END
 $$;
 COMMENT ON FUNCTION semsql.duplicates(real, text, text, integer) IS
     'Groups of near-duplicate assets: each asset linked to those of its neighbours (1 to 1000 nearest) '
-    'whose vectors (CLIP by default) are within max_distance (cosine, 0 to 2); distance is to the '
-    'group''s first asset, kind exact when the files are identical.';
+    'whose vectors (CLIP by default) are within max_distance (cosine, 0 to 2); a group is a '
+    'connected component of those links, named by its smallest asset id; distance is to the '
+    'group''s first asset, kind exact when the files are identical. Time grows with assets x '
+    'neighbours (one HNSW scan per asset), memory with the assets, not with the size of a group.';
 
 CREATE OR REPLACE FUNCTION semsql.exact_duplicates(collection text DEFAULT NULL)
 RETURNS TABLE (sha256 text, asset_id bigint, uri text, collection text, stored boolean)
