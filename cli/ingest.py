@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -19,6 +23,44 @@ from semsql.sources import iter_candidates, iter_manifest_candidates
 MAX_FILE_BYTES = 2**32
 """The largest --max-file-size: a file is read into memory whole, by several threads at once."""
 MAX_PIXELS = 10**10
+INTERRUPTS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While it lasts, SIGTERM and SIGINT raise ingest.Interrupted in the main thread: the job
+    in progress is then marked failed, and the command exits with 128 + the signal's number."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set there
+        return
+
+    def interrupt(number: int, frame: object) -> None:
+        raise ingest_.Interrupted(signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, interrupt) for number in INTERRUPTS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _interrupted(stop: ingest_.Interrupted, job_id: int | None, waiting: bool) -> UserError:
+    if job_id is None:
+        message = f"interrupted by {stop} before the job began"
+    elif waiting:
+        message = (
+            f"interrupted by {stop} while waiting: job {job_id} has read its files and goes on "
+            f"(`semsql jobs {job_id}` follows it)"
+        )
+    else:
+        message = (
+            f"interrupted by {stop}: job {job_id} is marked failed (the files stored before "
+            f"stay stored; `semsql jobs {job_id}` lists them)"
+        )
+    error = UserError(message)
+    error.exit_code = 128 + getattr(signal, stop.signal_name, signal.SIGTERM)
+    return error
 
 
 def _collection(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -108,9 +150,13 @@ def ingest(
     the stages that have work left for 10 s, it stops waiting and says so (the files stay
     stored; `semsql jobs ID` follows the job).
 
+    SIGTERM or Ctrl-C stops it: the job is marked failed ("interrupted"), what was stored
+    stays stored. A job whose `semsql ingest` was killed outright is marked failed by the
+    next `semsql ingest` or `semsql jobs` (unless it had read all its files).
+
     Exit status: 0 when every file was stored or skipped (and, with --wait, enriched);
     1 when any file failed (the others are stored all the same), when the job failed, or
-    when --wait gave up.
+    when --wait gave up; 143 after SIGTERM, 130 after SIGINT.
 
     \b
     Examples:
@@ -125,32 +171,44 @@ def ingest(
         raise click.UsageError("give at least one PATH or URL, or --manifest FILE")
     if timeout is not None and not wait:
         raise click.UsageError("--timeout goes with --wait")
-    candidates = list(
-        itertools.chain(
-            iter_candidates(list(paths), recursive=recursive, pattern=pattern),
-            iter_manifest_candidates(manifest, root=root) if manifest else (),
-        )
-    )
-    options = ingest_.IngestOptions(
-        collection=collection, max_bytes=max_bytes, max_pixels=max_pixels
-    )
-    args = {
-        "paths": list(paths),
-        "recursive": recursive,
-        "glob": pattern,
-        "manifest": str(manifest) if manifest else None,
-    }
-    with connect() as conn:
-        require_schema(conn)
-        job_id = ingest_.create_job(conn, collection, args)
-        if not as_json:
-            click.echo(f"job {job_id}: {len(candidates)} file(s)", err=True)
-        show_bar = sys.stderr.isatty() and not as_json
-        with click.progressbar(
-            length=len(candidates), label="ingesting", file=sys.stderr, hidden=not show_bar
-        ) as bar:
-            summary = ingest_.run_ingest(conn, job_id, candidates, options, bar.update)
-        waited = wait_for_job(conn, job_id, timeout, show_bar) if wait else None
+    job_id: int | None = None
+    waiting = False
+    try:
+        with _signals_interrupt():
+            candidates = list(
+                itertools.chain(
+                    iter_candidates(list(paths), recursive=recursive, pattern=pattern),
+                    iter_manifest_candidates(manifest, root=root) if manifest else (),
+                )
+            )
+            options = ingest_.IngestOptions(
+                collection=collection, max_bytes=max_bytes, max_pixels=max_pixels
+            )
+            args = {
+                "paths": list(paths),
+                "recursive": recursive,
+                "glob": pattern,
+                "manifest": str(manifest) if manifest else None,
+            }
+            with connect() as conn:
+                require_schema(conn)
+                abandoned = ingest_.fail_abandoned_jobs(conn)
+                job_id = ingest_.create_job(conn, collection, args)
+                if not as_json:
+                    for number in abandoned:
+                        click.echo(
+                            f"note: job {number} {ingest_.ABANDONED}: marked failed", err=True
+                        )
+                    click.echo(f"job {job_id}: {len(candidates)} file(s)", err=True)
+                show_bar = sys.stderr.isatty() and not as_json
+                with click.progressbar(
+                    length=len(candidates), label="ingesting", file=sys.stderr, hidden=not show_bar
+                ) as bar:
+                    summary = ingest_.run_ingest(conn, job_id, candidates, options, bar.update)
+                waiting = wait
+                waited = wait_for_job(conn, job_id, timeout, show_bar) if wait else None
+    except ingest_.Interrupted as stop:
+        raise _interrupted(stop, job_id, waiting) from None
     if waited is not None:
         summary.status = waited.status
 

@@ -6,6 +6,7 @@ import click
 
 from semsql.cli.common import ROW_ID, connect, echo_json, fetch_dicts, require_schema
 from semsql.cli.errors import UserError
+from semsql.ingest import fail_abandoned_jobs
 
 JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count, failed_count,
                  error, created_at, started_at, ingested_at, finished_at"""
@@ -24,6 +25,9 @@ JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count
 def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
     """List recent jobs, or show one job with its per-file errors.
 
+    A job whose `semsql ingest` was killed before it had read every file (its connection is
+    gone) is marked failed here: "interrupted: its ingest stopped".
+
     \b
     Examples:
       semsql jobs
@@ -32,6 +36,7 @@ def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
     """
     with connect() as conn:
         require_schema(conn)
+        fail_abandoned_jobs(conn)
         if job_id is None:
             rows = fetch_dicts(
                 conn, f"SELECT {JOB_COLUMNS} FROM semsql.jobs ORDER BY id DESC LIMIT %s", [limit]

@@ -13,7 +13,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from semsql import limits
-from semsql.fetch import FetchError, TooLarge, fetch
+from semsql.fetch import FetchError, TooLarge, abort_downloads, fetch
 from semsql.metadata import json_safe
 from semsql.probe import (
     DEFAULT_MAX_BYTES,
@@ -26,6 +26,24 @@ from semsql.probe import (
 from semsql.sources import Candidate, uri_for_path
 
 USER_AGENT = "semsql-ingest"
+ABANDONED = "interrupted: its ingest stopped"
+"""The error of a job whose `semsql ingest` died before it had read every file."""
+
+# The connection's backend, recorded on its job: once that backend is gone, so is the ingest.
+_THIS_BACKEND = """backend_pid = pg_backend_pid(), backend_start = (
+    SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid())"""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal (SIGTERM, SIGINT) that stops an ingest, raised in the main thread as Ctrl-C
+    raises KeyboardInterrupt: psycopg answers either by cancelling the statement in progress."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+    def __str__(self) -> str:
+        return self.signal_name
 
 
 @dataclass(frozen=True)
@@ -59,11 +77,41 @@ class IngestSummary:
 
 def create_job(conn: psycopg.Connection, collection: str, args: dict) -> int:
     job_id = conn.execute(
-        "INSERT INTO semsql.jobs (collection, args) VALUES (%s, %s) RETURNING id",
+        "INSERT INTO semsql.jobs (collection, args, backend_pid, backend_start)"
+        " SELECT %s, %s, a.pid, a.backend_start FROM pg_stat_activity a"
+        " WHERE a.pid = pg_backend_pid() RETURNING id",
         [collection, Jsonb(args)],
     ).fetchone()[0]
     conn.commit()
     return job_id
+
+
+def fail_abandoned_jobs(conn: psycopg.Connection) -> list[int]:
+    """Marks failed (ABANDONED) every pending or running job whose files were not all read
+    and whose ingest's connection is gone: it was killed where it could not say so (SIGKILL,
+    a crash, a lost machine). A job whose files were all read is left to complete as its
+    assets are enriched. Returns their ids; nothing for a role that may not update jobs."""
+    allowed = conn.execute(
+        "SELECT has_table_privilege('semsql.jobs', 'UPDATE')"
+        " AND NOT current_setting('transaction_read_only')::boolean"
+    ).fetchone()[0]
+    if not allowed:
+        conn.commit()
+        return []
+    ids = [
+        row[0]
+        for row in conn.execute(
+            """UPDATE semsql.jobs j
+               SET status = 'failed', error = %s, finished_at = now()
+               WHERE j.status IN ('pending', 'running') AND j.ingested_at IS NULL
+                 AND j.backend_pid IS NOT NULL
+                 AND NOT semsql.backend_alive(j.backend_pid, j.backend_start)
+               RETURNING j.id""",
+            [ABANDONED],
+        )
+    ]
+    conn.commit()
+    return sorted(ids)
 
 
 def run_ingest(
@@ -78,26 +126,36 @@ def run_ingest(
     started = time.monotonic()
     summary = IngestSummary(job_id)
     conn.execute(
-        "UPDATE semsql.jobs SET status = 'running', started_at = now() WHERE id = %s", [job_id]
+        f"UPDATE semsql.jobs SET status = 'running', started_at = now(), {_THIS_BACKEND}"
+        " WHERE id = %s",
+        [job_id],
     )
     conn.commit()
+    pool = ThreadPoolExecutor(options.threads)
     try:
-        with ThreadPoolExecutor(options.threads) as pool:
-            probed = _probe_all(pool, candidates, options)
-            position = 0
-            while batch := list(islice(probed, options.batch_size)):
-                items = []
-                for candidate, result in batch:
-                    items.append(_storable(_item(position, candidate, result)))
-                    position += 1
-                _store_batch(conn, job_id, options.collection, items, summary)
-                on_progress(len(batch))
+        probed = _probe_all(pool, candidates, options)
+        position = 0
+        while batch := list(islice(probed, options.batch_size)):
+            items = []
+            for candidate, result in batch:
+                items.append(_storable(_item(position, candidate, result)))
+                position += 1
+            _store_batch(conn, job_id, options.collection, items, summary)
+            on_progress(len(batch))
+        pool.shutdown()
         conn.execute("UPDATE semsql.jobs SET ingested_at = now() WHERE id = %s", [job_id])
         conn.execute("SELECT semsql.complete_jobs()")
         conn.commit()
     except BaseException as error:
+        # Probe nothing more; an interrupted ingest stops its downloads too.
+        pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(error, KeyboardInterrupt):
+            abort_downloads()
         conn.rollback()
-        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        if isinstance(error, KeyboardInterrupt):
+            reason = f"interrupted by {error}" if str(error) else "interrupted"
+        else:
+            reason = str(error)
         conn.execute(
             "UPDATE semsql.jobs SET status = 'failed', error = %s, finished_at = now() "
             "WHERE id = %s",
