@@ -45,12 +45,12 @@ def _signals_interrupt() -> Iterator[None]:
             signal.signal(number, handler)
 
 
-def _interrupted(stop: ingest_.Interrupted, job_id: int | None, waiting: bool) -> UserError:
+def _interrupted(stop: ingest_.Interrupted, job_id: int | None, files_read: bool) -> UserError:
     if job_id is None:
         message = f"interrupted by {stop} before the job began"
-    elif waiting:
+    elif files_read:
         message = (
-            f"interrupted by {stop} while waiting: job {job_id} has read its files and goes on "
+            f"interrupted by {stop}: job {job_id} has read its files and goes on "
             f"(`semsql jobs {job_id}` follows it)"
         )
     else:
@@ -172,7 +172,7 @@ def ingest(
     if timeout is not None and not wait:
         raise click.UsageError("--timeout goes with --wait")
     job_id: int | None = None
-    waiting = False
+    files_read = False
     try:
         with _signals_interrupt():
             candidates = list(
@@ -205,10 +205,10 @@ def ingest(
                     length=len(candidates), label="ingesting", file=sys.stderr, hidden=not show_bar
                 ) as bar:
                     summary = ingest_.run_ingest(conn, job_id, candidates, options, bar.update)
-                waiting = wait
+                files_read = True
                 waited = wait_for_job(conn, job_id, timeout, show_bar) if wait else None
     except ingest_.Interrupted as stop:
-        raise _interrupted(stop, job_id, waiting) from None
+        raise _interrupted(stop, job_id, files_read) from None
     if waited is not None:
         summary.status = waited.status
 

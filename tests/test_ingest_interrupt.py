@@ -234,3 +234,16 @@ def test_roles_that_cannot_see_other_sessions_fail_only_jobs_that_are_gone(conn,
     assert fail_abandoned_jobs(worker) == [gone]
     statuses = dict(conn.execute("SELECT id, status FROM semsql.jobs").fetchall())
     assert statuses == {live: "pending", gone: "failed"}
+
+
+def test_a_signal_while_waiting_leaves_the_job_to_the_worker(db_url, observer, tmp_path) -> None:
+    process = start_ingest(db_url, str(make_jpeg(tmp_path / "x.jpg")), "--wait")
+    wait_until(lambda: job(observer)["ingested_at"] is not None)  # stages on, no worker
+    process.terminate()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.splitlines()[-1] == (
+        "error: interrupted by SIGTERM: job 1 has read its files and goes on"
+        " (`semsql jobs 1` follows it)"
+    )
+    assert (job(observer)["status"], job(observer)["error"]) == ("running", None)
