@@ -127,7 +127,8 @@ def _read(uri: str, root: str | None, size: int | None) -> bytes:
         found = os.fstat(fd).st_size
         if size is not None and found != size:
             raise InputError(f"{uri} {CHANGED} (it has {found} bytes, not {size})")
-        data = file.read(MAX_FILE_BYTES + 1)
+        # read(n) allocates n bytes first: ask for what the file holds, and one more
+        data = file.read(min(found, MAX_FILE_BYTES) + 1)
     if len(data) > MAX_FILE_BYTES:
         raise InputError(f"{uri} is larger than {MAX_FILE_BYTES} bytes")
     return data
@@ -139,11 +140,9 @@ def _download(url: str, size: int | None) -> bytes:
     except TooLarge as error:
         if size is not None:
             raise InputError(f"{url} {CHANGED} (it is larger than {size} bytes)") from None
-        raise InputError(f"cannot download {url}: {error}") from error
-    except FetchError as error:
-        raise InputError(
-            f"cannot download {url}: {error}", permanent=not error.transient
-        ) from error
+        raise InputError(str(error)) from error
+    except FetchError as error:  # its message names the URL
+        raise InputError(str(error), permanent=not error.transient) from error
     if size is not None and len(data) != size:
         raise InputError(f"{url} {CHANGED} (it has {len(data)} bytes, not {size})")
     return data

@@ -109,7 +109,8 @@ def probe_file(
             if status.st_size > max_bytes:
                 raise ProbeError("too_large", _too_large_message(status.st_size, max_bytes))
             with open(fd, "rb", closefd=False) as file:
-                data = file.read(max_bytes + 1)
+                # read(n) allocates n bytes first: ask for what the file holds, and one more
+                data = file.read(min(status.st_size, max_bytes) + 1)
         finally:
             os.close(fd)
     except LeavesRoot as error:

@@ -635,7 +635,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF length(p_text) > semsql.max_query_text_length() THEN
-        RAISE EXCEPTION 'the query text is % characters long; semsql.embed_text takes at most %',
+        RAISE EXCEPTION 'the query text is % characters long; a query text has at most %',
             length(p_text), semsql.max_query_text_length()
             USING ERRCODE = 'program_limit_exceeded',
                   HINT = 'a text model reads a few hundred words: pass the part that matters';

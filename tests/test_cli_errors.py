@@ -118,7 +118,7 @@ def test_the_database_cannot_be_reached(monkeypatch) -> None:
 # Over-long texts, devices, deep JSON, numbers out of range, bad settings ------------------------
 
 LONG_QUERY_ERROR = (
-    "error: the query text is 20000 characters long; semsql.embed_text takes at most 10000"
+    "error: the query text is 20000 characters long; a query text has at most 10000"
     " (hint: a text model reads a few hundred words: pass the part that matters)"
 )
 

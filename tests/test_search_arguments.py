@@ -168,7 +168,7 @@ def test_an_over_long_query_text_is_refused_at_once(conn, statement: str) -> Non
     elapsed = time.monotonic() - started
     conn.rollback()
     assert caught.value.diag.message_primary == (
-        "the query text is 50000 characters long; semsql.embed_text takes at most 10000"
+        "the query text is 50000 characters long; a query text has at most 10000"
     )
     assert "semsql.check_query_text" in caught.value.diag.context
     assert elapsed < 2  # it took 11 to 24 s, before the refusal, to read the words

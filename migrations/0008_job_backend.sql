@@ -1,4 +1,4 @@
--- 0009: which connection runs an ingest job, so that a job whose `semsql ingest` was killed
+-- 0008: which connection runs an ingest job, so that a job whose `semsql ingest` was killed
 -- (SIGKILL, a crash, a lost machine: nothing that could mark it failed) is seen to be
 -- abandoned instead of "running" for ever.
 
