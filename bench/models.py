@@ -37,8 +37,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fix_models import build_tiny_models
 
-from semsql.embedder.device import resolve_device
 from semsql.embedder.models import STAGES, ModelLoadError, load_model_config, load_stage
+from semsql.embedder.models.device import resolve_device
 
 SENTENCES = (
     "children playing in the snow",

@@ -18,7 +18,7 @@ import click
 import psycopg
 
 from semsql.embedded import EmbeddedServerError
-from semsql.embedder.stages.errors import ModelLoadError
+from semsql.embedder.models.stages.errors import ModelLoadError
 from semsql.migrate import MigrationError
 from semsql.people import FaceInputError
 
@@ -69,7 +69,7 @@ def as_user_error(error: BaseException) -> UserError | None:
         return UserError(str(error))
     # A device this machine does not have (--device, SEMSQL_DEVICE). Its module imports torch,
     # so it is looked up only once something has imported it: before that, none was raised.
-    device = sys.modules.get("semsql.embedder.device")
+    device = sys.modules.get("semsql.embedder.models.device")
     if device is not None and isinstance(error, device.DeviceError):
         return UserError(str(error))
     if isinstance(error, ModuleNotFoundError) and error.name in MODEL_LIBRARIES:

@@ -189,7 +189,7 @@ def _json_object(text: str | None) -> dict | None:
 
 
 def _with_image_vector(request: SearchRequest, path: Path, device: str) -> SearchRequest:
-    from semsql.embedder.decode import InputError
+    from semsql.decode import InputError
     from semsql.embedder.models import ModelLoadError
 
     try:
@@ -228,7 +228,7 @@ def _with_local_text_vectors(
 def _check_device(device: str) -> None:
     """Raises DeviceError (one line, in cli/errors.py) for a device this machine lacks."""
     try:
-        from semsql.embedder.device import resolve_device
+        from semsql.embedder.models.device import resolve_device
     except ModuleNotFoundError:
         return  # no torch: embedding says so, for each space
     resolve_device(device)

@@ -10,8 +10,8 @@ import click
 from semsql import database
 from semsql.cli.common import FiniteFloatRange, connect, require_schema
 from semsql.cli.errors import UserError
-
-STAGE_NAMES = ("caption", "tags", "faces", "face_vectors", "emotion", "clip", "text")
+from semsql.stages import NAMES as STAGE_NAMES
+from semsql.stages import SPACES
 
 
 def _stages(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -80,7 +80,7 @@ def _stages(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
     "--reset-space",
     "reset_spaces",
     multiple=True,
-    type=click.Choice(["image", "text"]),
+    type=click.Choice(sorted(SPACES)),
     help="Delete the space's vectors of another model and embed those assets again.",
 )
 @click.option(
@@ -162,7 +162,7 @@ def worker(
       semsql worker --bulk-index-at 0            # keep the HNSW indexes up at all times
     """
     _configure_logging(verbose)
-    from semsql.embedder.device import DeviceError
+    from semsql.embedder.models.device import DeviceError
     from semsql.embedder.queue import QueueSettings
     from semsql.embedder.worker import Worker, WorkerOptions
 

@@ -1,6 +1,6 @@
 """A claimed batch through its stage: inputs read, model run, failures kept to their own task.
 
-`prepare` runs on the worker's thread and only starts work: images decode (decode.py) in a
+`prepare` runs on the worker's thread and only starts work: images decode (semsql/decode.py) in a
 thread pool, so that they are ready by the time the model has finished the batch before.
 `run` waits for them, runs the model on the whole batch, and when the batch raises, runs its
 items one by one so that one poison image fails alone. `write` stores the results inside the
@@ -21,8 +21,9 @@ import psycopg
 import torch
 from PIL import Image
 
-from . import writers
-from .decode import MAX_SIDE, Decoded, InputError, default_root, load_image
+from semsql.decode import Decoded, InputError, default_root, load_image
+from semsql.stages import Stage
+
 from .queue import Failure, Task
 
 
@@ -82,9 +83,14 @@ class Runner:
     """One stage: a loaded model, how to feed it, and where its results go."""
 
     def __init__(
-        self, stage: str, model: Any, write: Callable[..., None], lock: threading.Lock | None = None
+        self,
+        spec: Stage,
+        model: Any,
+        write: Callable[..., None],
+        lock: threading.Lock | None = None,
     ) -> None:
-        self.stage = stage
+        self.spec = spec
+        self.stage = spec.name
         self.model = model
         self.model_name: str = model.model_name
         self.write_results = write
@@ -144,21 +150,22 @@ class Runner:
 
 
 class ImageRunner(Runner):
-    """caption, tags, faces, clip: one model output per image; results are (output, scale)."""
+    """Stages that read the image (caption, tags, faces, clip): one model output per image;
+    results are (output, scale)."""
 
     def __init__(
         self,
-        stage: str,
+        spec: Stage,
         model: Any,
         write: Callable[..., None],
         pool: ThreadPoolExecutor,
         lock: threading.Lock | None = None,
     ) -> None:
-        super().__init__(stage, model, write, lock)
+        super().__init__(spec, model, write, lock)
         self.pool = pool
 
     def prepare(self, conn: psycopg.Connection, tasks: list[Task]) -> Batch:
-        max_side = MAX_SIDE[self.stage]
+        max_side = self.spec.image_side
         inputs = {task.id: self.pool.submit(_timed_load, task, max_side) for task in tasks}
         return Batch(self.stage, tasks, inputs)
 
@@ -186,7 +193,8 @@ class ImageRunner(Runner):
 
 
 class FaceRunner(ImageRunner):
-    """face_vectors, emotion: one output per stored face; results are [(face id, output)]."""
+    """Stages that read the stored faces (face_vectors, emotion): one output per face; results
+    are [(face id, output)]."""
 
     def prepare(self, conn: psycopg.Connection, tasks: list[Task]) -> Batch:
         faces: dict[int, list[tuple[int, list[float]]]] = {}
@@ -196,7 +204,7 @@ class FaceRunner(ImageRunner):
         ):
             faces.setdefault(asset_id, []).append((face_id, box))
         batch = Batch(self.stage, tasks)
-        max_side = MAX_SIDE[self.stage]
+        max_side = self.spec.image_side
         for task in tasks:
             found = faces.get(task.asset_id, [])
             future = self.pool.submit(_timed_load, task, max_side) if found else None
@@ -232,23 +240,21 @@ class TextResult:
     vector: Any = None  # None: unchanged since it was embedded, or nothing to embed
 
 
-class TextRunner(Runner):
-    """text: the vector of the asset document, embedded only when the document changed."""
-
-    def __init__(self, model: Any, write: Callable[..., None], lock: threading.Lock) -> None:
-        super().__init__("text", model, write, lock)
+class DocumentRunner(Runner):
+    """Stages that read the asset document (text): its vector, embedded only when the document
+    changed since its vector was made."""
 
     def prepare(self, conn: psycopg.Connection, tasks: list[Task]) -> Batch:
         rows = conn.execute(
             """SELECT d.asset_id, d.document, e.model, e.input_sha256
                FROM semsql.asset_documents(%s) d
-               LEFT JOIN semsql.embeddings e ON e.asset_id = d.asset_id AND e.space = 'text'""",
-            [[task.asset_id for task in tasks]],
+               LEFT JOIN semsql.embeddings e ON e.asset_id = d.asset_id AND e.space = %s""",
+            [[task.asset_id for task in tasks], self.spec.vector_space],
         ).fetchall()
         documents = {
             asset_id: (document, model, digest) for asset_id, document, model, digest in rows
         }
-        return Batch("text", tasks, {task.id: documents.get(task.asset_id) for task in tasks})
+        return Batch(self.stage, tasks, {task.id: documents.get(task.asset_id) for task in tasks})
 
     def run(self, batch: Batch) -> Outcome:
         outcome = Outcome()
@@ -267,13 +273,3 @@ class TextRunner(Runner):
             outcome.results[task_id] = TextResult(documents[task_id], digest, vector)
         outcome.failures = embedded.failures
         return outcome
-
-
-def make_runner(stage: str, model: Any, pool: ThreadPoolExecutor, lock: threading.Lock) -> Runner:
-    """The runner of a stage; `lock` is held around its model calls."""
-    if stage == "text":
-        return TextRunner(model, writers.write_text_vectors, lock)
-    write = writers.WRITERS[stage]
-    if stage in ("face_vectors", "emotion"):
-        return FaceRunner(stage, model, write, pool, lock)
-    return ImageRunner(stage, model, write, pool, lock)

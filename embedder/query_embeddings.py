@@ -21,7 +21,6 @@ from .queue import EMBED_CHANNEL, Listener, Wakeup
 log = logging.getLogger(__name__)
 
 BATCH = 64
-SPACE_STAGES = {"text": "text", "image": "clip"}
 
 
 @dataclass

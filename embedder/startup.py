@@ -16,10 +16,14 @@ from typing import Any
 
 import psycopg
 
-from .device import resolve_device
-from .models import ModelLoadError, load_stage, model_env_var
-from .pipeline import Runner, make_runner
-from .query_embeddings import SPACE_STAGES, QueryEncoder
+from semsql import stages as registry
+from semsql.stages import Reads, Stage
+
+from . import writers
+from .models import ModelLoadError, load_stage
+from .models.device import resolve_device
+from .pipeline import DocumentRunner, FaceRunner, ImageRunner, Runner
+from .query_embeddings import QueryEncoder
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +54,18 @@ def load_runners(
 ) -> Loaded:
     torch_device = resolve_device(device)
     loaded = Loaded(str(torch_device))
-    # The query answerer shares these models with their stages.
-    locks = {"text": threading.Lock(), "clip": threading.Lock()}
     for stage in stages:
+        spec = registry.stage(stage)
         model_name = models.get(stage)
         if model_name is None:
             log.warning("%s: model is off; its tasks wait for a worker that runs it", stage)
-            loaded.problems[stage] = f"model is off ({model_env_var(stage)}=off)"
+            loaded.problems[stage] = f"model is off ({spec.env_var}=off)"
             continue
         started = time.perf_counter()
         try:
             model = load_stage(stage, model_name, torch_device, **stage_options.get(stage, {}))
-            runner = make_runner(stage, model, pool, locks.get(stage, threading.Lock()))
-            register_space(conn, runner, reset=runner.stage in _stages_of(reset_spaces))
+            runner = make_runner(spec, model, pool)
+            register_space(conn, runner, reset=spec.vector_space in reset_spaces)
         except (ModelLoadError, SpaceMismatch) as error:
             log.error("%s: %s", stage, error)
             loaded.broken[stage] = loaded.problems[stage] = str(error)
@@ -73,9 +76,20 @@ def load_runners(
     return loaded
 
 
+def make_runner(spec: Stage, model: Any, pool: ThreadPoolExecutor) -> Runner:
+    """The runner of a stage, by what it reads, with the writer semsql.stages names for it."""
+    write = getattr(writers, spec.writer)
+    # Held around model calls; the query answerer takes it too where it uses the same model.
+    lock = threading.Lock()
+    if spec.reads is Reads.DOCUMENT:
+        return DocumentRunner(spec, model, write, lock)
+    kind = FaceRunner if spec.reads is Reads.FACES else ImageRunner
+    return kind(spec, model, write, pool, lock)
+
+
 def register_space(conn: psycopg.Connection, runner: Runner, *, reset: bool) -> None:
-    """Record the model of the runner's vector space (clip: image, text: text), if it has one."""
-    space = {stage: space for space, stage in SPACE_STAGES.items()}.get(runner.stage)
+    """Record the model of the runner's vector space, if it fills one."""
+    space = runner.spec.vector_space
     if space is None:
         return
     try:
@@ -93,15 +107,9 @@ def register_space(conn: psycopg.Connection, runner: Runner, *, reset: bool) -> 
 
 
 def query_encoders(runners: Mapping[str, Runner]) -> dict[str, QueryEncoder]:
-    """The models that answer semsql.embed_text, per vector space."""
+    """The models that answer semsql.embed_text, per vector space: those that fill it."""
     return {
-        space: QueryEncoder(
-            runners[stage].model_name, runners[stage].model.encode, runners[stage].lock
-        )
-        for space, stage in SPACE_STAGES.items()
-        if stage in runners
+        space: QueryEncoder(runner.model_name, runner.model.encode, runner.lock)
+        for space, spec in registry.SPACES.items()
+        if (runner := runners.get(spec.name)) is not None
     }
-
-
-def _stages_of(spaces: Iterable[str]) -> set[str]:
-    return {SPACE_STAGES[space] for space in spaces}

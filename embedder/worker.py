@@ -32,15 +32,16 @@ import torch
 from psycopg.conninfo import make_conninfo
 
 from semsql import database
+from semsql import stages as registry
 
+from .background_writer import BackgroundWriter
 from .heartbeat import Heartbeat, Registration
-from .models import STAGES, load_model_config
+from .models import load_model_config
 from .pipeline import Batch, Runner, TransientError, describe
-from .query_embeddings import SPACE_STAGES, QueryAnswerer
+from .query_embeddings import QueryAnswerer
 from .queue import TASKS_CHANNEL, Failure, Listener, Queue, QueueSettings, Task, Wakeup
 from .startup import load_runners, query_encoders
 from .vector_index import VectorIndexes
-from .writers import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ DEFER_CHECK_EVERY_S = 10.0
 
 @dataclass
 class WorkerOptions:
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = registry.NAMES
     batch_size: int = 16
     poll_interval: float = 5.0
     once: bool = False
@@ -152,7 +153,7 @@ class Worker:
         self.runners, self.broken, self.problems = loaded.runners, loaded.broken, loaded.problems
         self.served = [stage for stage in wanted if stage in self.runners or stage in self.broken]
         self.indexes.spaces = [
-            space for space, stage in SPACE_STAGES.items() if stage in self.runners
+            space for space, spec in registry.SPACES.items() if spec.name in self.runners
         ]
         self._start_service()
         if self.options.retry_failed:

@@ -1,32 +1,23 @@
-"""Stage results into their tables: one statement per table and batch, in the background.
+"""Stage results into their tables: one statement per table and batch.
 
 Each writer replaces what its stage wrote before for the same assets, so that a task that ran
 twice (its worker died after the model but before the commit) leaves one set of rows. They
-run inside the transaction that marks the tasks done, which BackgroundWriter runs on a
-connection and thread of its own while the model works on the next batch. Boxes are stored
-in pixels of the upright original image (EXIF orientation applied).
+run inside the transaction that marks the tasks done (background_writer.py). semsql.stages
+names each stage's writer. Boxes are stored in pixels of the upright original image (EXIF
+orientation applied).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from .queue import Failure, Queue, QueueSettings, Task
-
-if TYPE_CHECKING:
-    from .pipeline import Runner
-
-log = logging.getLogger(__name__)
+from .queue import Task
 
 Done = Sequence[tuple[Task, Any]]
 
@@ -187,110 +178,3 @@ def _vector(value: Any) -> np.ndarray:
             "half precision (how semsql stores vectors) cannot hold"
         )
     return vector
-
-
-WRITERS: dict[str, Callable[[psycopg.Connection, str, Done], None]] = {
-    "caption": write_captions,
-    "tags": write_tags,
-    "faces": write_faces,
-    "face_vectors": write_face_vectors,
-    "emotion": write_emotions,
-    "clip": write_image_vectors,
-    "text": write_text_vectors,
-}
-
-
-class BackgroundWriter:
-    """Stores one batch at a time on its own connection and thread, while the model runs on the
-    next. It raises only OperationalError (the database is gone); any other problem fails the
-    tasks concerned instead."""
-
-    def __init__(
-        self, connect: Callable[[], psycopg.Connection], worker: str, settings: QueueSettings
-    ) -> None:
-        self._connect = connect
-        self._worker = worker
-        self._settings = settings
-        self._thread = ThreadPoolExecutor(1, "semsql-write")
-        self._queue: Queue | None = None
-        self._pending: tuple[Future, list[Task]] | None = None
-
-    def submit(
-        self, runner: Runner, tasks: list[Task], results: dict[int, Any], failures: list[Failure]
-    ) -> list[Task]:
-        """Wait until the batch before is stored (returning its tasks), then store this one."""
-        stored = self.wait()
-        future = self._thread.submit(self._store, runner, tasks, results, failures)
-        self._pending = (future, tasks)
-        return stored
-
-    def wait(self) -> list[Task]:
-        """The tasks of the batch in flight once it is stored; [] when there was none."""
-        if self._pending is None:
-            return []
-        future, tasks = self._pending
-        self._pending = None
-        future.result()
-        return tasks
-
-    def reset(self) -> None:
-        """After the database went away: drop what was in flight and the connection."""
-        with contextlib.suppress(psycopg.Error):
-            self.wait()
-        self._thread.submit(self._disconnect).result()
-
-    def close(self) -> None:
-        self.reset()
-        self._thread.shutdown()
-
-    def _disconnect(self) -> None:
-        if self._queue is not None:
-            self._queue.conn.close()
-            self._queue = None
-
-    def _store(
-        self, runner: Runner, tasks: list[Task], results: dict[int, Any], failures: list[Failure]
-    ) -> None:
-        started = time.perf_counter()
-        done = [(task, results[task.id]) for task in tasks if task.id in results]
-        try:
-            if self._queue is None or self._queue.conn.closed:
-                self._queue = Queue(self._connect(), self._worker, self._settings)
-            try:
-                self._queue.finish(runner.write, runner.model_name, done, failures)
-            except psycopg.OperationalError:
-                raise
-            except (psycopg.Error, ValueError) as error:
-                log.warning(
-                    "%s: storing the batch failed (%s); one task at a time",
-                    runner.stage,
-                    str(error).strip(),
-                )
-                self._store_one_by_one(runner, done, failures)
-        except psycopg.OperationalError:
-            self._disconnect()
-            raise
-        except Exception as error:  # a bug must neither stop the daemon nor lose the tasks
-            log.exception("%s: storing the batch failed", runner.stage)
-            message = f"{runner.stage}: could not store the results: {error}"
-            self._fail(tasks, message, permanent=False)
-        finally:
-            runner.stats.write_s += time.perf_counter() - started
-
-    def _store_one_by_one(
-        self, runner: Runner, done: list[tuple[Task, Any]], failures: list[Failure]
-    ) -> None:
-        assert self._queue is not None
-        for task, result in done:
-            try:
-                self._queue.finish(runner.write, runner.model_name, [(task, result)], [])
-            except psycopg.OperationalError:
-                raise
-            except (psycopg.Error, ValueError) as error:
-                message = f"{runner.stage}: the database refused the result: {error}".strip()
-                self._fail([task], message, permanent=True)
-        self._queue.finish(runner.write, runner.model_name, [], failures)
-
-    def _fail(self, tasks: list[Task], error: str, *, permanent: bool) -> None:
-        assert self._queue is not None
-        self._queue.fail([Failure(task.id, error[:1000], permanent) for task in tasks])

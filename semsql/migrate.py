@@ -11,6 +11,8 @@ from importlib.resources.abc import Traversable
 import psycopg
 from psycopg import sql
 
+from . import stages
+
 EXTENSIONS = ("vector", "dblink", "pg_trgm")
 # The lock of a first install (later ones lock a row of semsql.mutexes). Any constant works; it
 # only has to be the same for every semsql process.
@@ -88,6 +90,8 @@ def init(
         idempotent = definition_files(definitions)
         for sql_file in idempotent:
             _execute_file(conn, sql_file)
+        if definitions is None:  # another release's definitions carry their own stage rows
+            stages.write_rows(conn)
     return InitReport(applied, len(numbered) - len(applied), len(idempotent))
 
 

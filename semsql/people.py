@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from semsql.embedder.decode import MAX_SIDE, Decoded, InputError, load_image
+from semsql.decode import Decoded, InputError, load_image
 from semsql.sources import IMAGE_EXTENSIONS, uri_for_path
+from semsql.stages import stage
 
 Box = tuple[float, float, float, float]
 PICK_LARGEST = "largest"
@@ -71,15 +72,15 @@ class FaceReader:
     def faces(self, path: Path) -> list[FoundFace]:
         """Every face in an image, left to right."""
         uri = uri_for_path(path.resolve())
-        for_faces = _decoded(uri, MAX_SIDE["faces"])
+        for_faces = _decoded(uri, stage("faces").image_side)
         detected = self.detector.run([for_faces.image])[0]
         boxes = [_as_stored(face.box, for_faces.scale) for face in detected]
         # The worker's face-vector stage decodes the image again and scales the stored boxes
         # down to it: the same crop, so the same vector.
         for_vectors = (
             for_faces
-            if MAX_SIDE["face_vectors"] == MAX_SIDE["faces"]
-            else _decoded(uri, MAX_SIDE["face_vectors"])
+            if stage("face_vectors").image_side == stage("faces").image_side
+            else _decoded(uri, stage("face_vectors").image_side)
         )
         scaled = [_scaled(box, 1 / for_vectors.scale) for box in boxes]
         vectors = self.vectors.run([for_vectors.image], [scaled])[0]

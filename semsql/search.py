@@ -20,8 +20,7 @@ from pgvector import Vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-SPACE_STAGES = {"text": "text", "image": "clip"}
-"""Vector space -> the embedder stage whose model makes its vectors."""
+from .stages import space_stage
 
 # SQL parameter -> its type, for the explicit casts of the call (a NULL needs no guessing).
 PARAMETER_TYPES = {
@@ -188,7 +187,7 @@ def load_encoder(space: str, device: str = "cpu") -> Any:
     Raises ModelLoadError (which says why and how to fix it) when it cannot load."""
     from semsql.embedder.models import ModelLoadError, load_model_config, load_stage
 
-    stage = SPACE_STAGES[space]
+    stage = space_stage(space).name
     model = load_model_config()[stage]
     if model is None:
         raise ModelLoadError(stage, "off", "the stage is turned off")
@@ -223,7 +222,7 @@ def embed_image_file(path: Path, device: str = "cpu") -> np.ndarray:
     or InputError when the file cannot be read as an image."""
     from PIL import Image
 
-    from semsql.embedder.decode import InputError
+    from semsql.decode import InputError
 
     encoder = load_encoder("image", device)
     try:

@@ -57,3 +57,32 @@ CREATE OR REPLACE TRIGGER assets_before_change
 CREATE OR REPLACE TRIGGER assets_enqueue
     AFTER INSERT OR UPDATE OF sha256 ON semsql.assets
     FOR EACH ROW EXECUTE FUNCTION semsql.enqueue_asset_tasks();
+
+CREATE OR REPLACE FUNCTION semsql.write_stages(p_stages jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Positions are unique: move every row out of the way before giving the new ones.
+    UPDATE semsql.stages SET position = -position WHERE position > 0;
+    INSERT INTO semsql.stages AS s (name, position, depends_on, description, reads, vector_space)
+    SELECT r.name, r.position, r.depends_on, r.description, r.reads, r.vector_space
+    FROM jsonb_to_recordset(p_stages) AS r(
+        name text, position integer, depends_on text[], description text, reads text,
+        vector_space text)
+    ON CONFLICT (name) DO UPDATE
+        SET position = excluded.position, depends_on = excluded.depends_on,
+            description = excluded.description, reads = excluded.reads,
+            vector_space = excluded.vector_space;
+    -- A stage this release no longer declares keeps its rows and tasks but gets no new ones.
+    UPDATE semsql.stages s
+    SET enabled = false,
+        position = (SELECT coalesce(max(position), 0) FROM semsql.stages) - s.position,
+        vector_space = NULL
+    WHERE s.position < 0;
+END
+$$;
+COMMENT ON FUNCTION semsql.write_stages(jsonb) IS
+    'Called by every `semsql init`: makes semsql.stages say what semsql/stages.py declares '
+    '(an array of {name, position, depends_on, description, reads, vector_space}); whether a '
+    'declared stage is enabled stays as it was, and an undeclared one is disabled.';

@@ -471,7 +471,7 @@ DECLARE
     outcome text := 'unchanged';
 BEGIN
     IF stage_name IS NULL THEN
-        RAISE EXCEPTION 'unknown vector space %: the spaces are image and text', p_space;
+        RAISE EXCEPTION 'unknown vector space %', p_space USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_dims IS NULL OR p_dims NOT BETWEEN 1 AND 4000 THEN
         RAISE EXCEPTION 'the % model % gives % dimensions; a halfvec HNSW index takes 1 to 4000',
@@ -625,13 +625,13 @@ COMMENT ON FUNCTION semsql.max_waiting_queries() IS
     'How many texts one role may have waiting for a worker''s answer at once.';
 
 CREATE OR REPLACE FUNCTION semsql.check_query_text(p_space text, p_text text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF p_space IS NULL OR p_space NOT IN ('image', 'text') THEN
-        RAISE EXCEPTION 'unknown vector space %: text (asset documents) or image (CLIP)',
-            coalesce(p_space, 'NULL')
+    IF semsql.vector_space_stage(p_space) IS NULL THEN
+        RAISE EXCEPTION 'unknown vector space %: one of %', coalesce(p_space, 'NULL'),
+            (SELECT string_agg(s.vector_space, ', ' ORDER BY s.position) FROM semsql.stages s)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF length(p_text) > semsql.max_query_text_length() THEN

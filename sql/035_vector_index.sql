@@ -14,13 +14,13 @@
 -- advisory lock would do the same, but any role can take one, and so stall the build.)
 
 CREATE OR REPLACE FUNCTION semsql.vector_space_stage(p_space text) RETURNS text
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE p_space WHEN 'image' THEN 'clip' WHEN 'text' THEN 'text' END;
+    SELECT s.name FROM semsql.stages s WHERE s.vector_space = p_space;
 $$;
 COMMENT ON FUNCTION semsql.vector_space_stage(text) IS
-    'The stage that writes a vector space''s vectors (image: clip, text: text); NULL for another.';
+    'The stage that writes a vector space''s vectors (semsql.stages.vector_space); NULL for another.';
 
 CREATE OR REPLACE FUNCTION semsql.vector_index_name(p_space text) RETURNS text
 LANGUAGE sql IMMUTABLE

@@ -15,6 +15,8 @@ import pytest
 import torch
 import transformers
 
+from semsql.stages import STAGES
+
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 DETECTOR_LABELS = ("N/A", "person", "cat", "dog", "car", "chair")
 IMAGE_SIZE = 32
@@ -165,11 +167,17 @@ BUILDERS: dict[str, tuple[str, Callable[[Path], Path]]] = {
 
 
 def build_tiny_models(root: Path) -> dict[str, str]:
-    """Every tiny model under `root`, plus the real MTCNN and MiniLM: stage -> model to load."""
+    """stage -> model to load, for every stage of semsql.stages: a tiny model built under
+    `root`, or, for a stage without a builder, its default (the real MTCNN and MiniLM weights
+    that ship in packages)."""
     transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars
-    models = {stage: str(build(root / name)) for stage, (name, build) in BUILDERS.items()}
-    models["faces"] = "mtcnn"
-    models["text"] = str(minilm_folder())
+    models = {}
+    for stage in STAGES:
+        if stage.name in BUILDERS:
+            name, build = BUILDERS[stage.name]
+            models[stage.name] = str(build(root / name))
+        else:
+            models[stage.name] = stage.model()
     return models
 
 

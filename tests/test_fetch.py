@@ -219,7 +219,7 @@ def test_a_redirect_to_ftp_fails_its_item_alone(
 
 
 def test_the_worker_refuses_a_redirect_to_ftp_for_good(server: str) -> None:
-    from semsql.embedder.decode import InputError, load_image
+    from semsql.decode import InputError, load_image
 
     error = within(10, lambda: load_image(f"{server}/to_ftp", 64))
     assert isinstance(error, InputError), error

@@ -22,7 +22,6 @@ from huggingface_hub import constants as hub_constants
 from matplotlib import cbook
 from PIL import Image
 
-from semsql.embedder.device import DeviceError, default_dtype, device_from_env, resolve_device
 from semsql.embedder.models import (
     DEFAULT_MODELS,
     STAGES,
@@ -33,6 +32,12 @@ from semsql.embedder.models import (
     load_model_config,
     load_stage,
     load_stages,
+)
+from semsql.embedder.models.device import (
+    DeviceError,
+    default_dtype,
+    device_from_env,
+    resolve_device,
 )
 
 CPU = torch.device("cpu")

@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from semsql import database
 from semsql.cli.main import cli
-from semsql.embedder.decode import InputError, load_image
+from semsql.decode import InputError, load_image
 from semsql.embedder.models import load_stage
 from semsql.embedder.worker import Worker, WorkerOptions
 from semsql.embedder.writers import upsert_embeddings

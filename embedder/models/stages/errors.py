@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-MODEL_ENV_PREFIX = "SEMSQL_MODEL_"
-
-
-def model_env_var(stage: str) -> str:
-    """The environment variable that chooses a stage's model, e.g. SEMSQL_MODEL_CAPTION."""
-    return f"{MODEL_ENV_PREFIX}{stage.upper()}"
+from semsql.stages import model_env_var
 
 
 class ModelLoadError(RuntimeError):

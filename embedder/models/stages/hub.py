@@ -16,7 +16,9 @@ from huggingface_hub import constants, get_session
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
-from .errors import ModelLoadError, model_env_var
+from semsql.stages import model_env_var
+
+from .errors import ModelLoadError
 
 T = TypeVar("T")
 Loader = Callable[[str, bool], T]
