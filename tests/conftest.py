@@ -1,1 +1,1 @@
-pytest_plugins = ["fix_env", "fix_db", "fix_models", "fix_roles"]
+pytest_plugins = ["fix_env", "fix_db", "fix_models", "fix_roles", "fix_corpus"]

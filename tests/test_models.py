@@ -75,11 +75,6 @@ def photo_face_boxes(face_detector, photos: list[Image.Image]) -> list[list[tupl
     return [[face.box for face in faces] for faces in face_detector.run(photos)]
 
 
-@pytest.fixture(scope="module")
-def text_encoder():
-    return load_stage("text", DEFAULT_MODELS["text"], CPU)
-
-
 def assert_unit_rows(vectors: np.ndarray, dims: int) -> None:
     assert vectors.dtype == np.float32
     assert vectors.shape[1:] == (dims,)

@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import BigInteger, Column, MetaData, Table, Text, create_engine, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
-from test_search import corpus, corpus_url, text_encoder  # noqa: F401 (fixtures)
 
 from semsql import orm
 
 
 @pytest.fixture
-def session(corpus_url) -> Iterator[Session]:  # noqa: F811
+def session(corpus_url) -> Iterator[Session]:
     engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(corpus_url))
     with Session(engine) as session:
         yield session
@@ -36,7 +35,7 @@ def test_models_map_the_tables(session) -> None:
     assert embedding.space == "text" and len(embedding.embedding) == 384
 
 
-def test_search_joins_with_application_tables(session, corpus) -> None:  # noqa: F811
+def test_search_joins_with_application_tables(session, corpus) -> None:
     photos = Table(
         "app_photos",
         MetaData(),

@@ -8,9 +8,9 @@ import re
 
 import psycopg
 import pytest
+from fix_corpus import TEXT_MODEL
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from test_search import TEXT_MODEL, corpus, corpus_url, text_encoder  # noqa: F401 (fixtures)
 
 from semsql import migrate
 from semsql.search import SearchRequest, run_search
@@ -74,7 +74,7 @@ def test_security_definer_functions_and_all_they_reach_pin_pg_catalog_then_pg_te
     assert loose == set()
 
 
-def test_the_analyst_searches_and_reads_but_changes_nothing(corpus) -> None:  # noqa: F811
+def test_the_analyst_searches_and_reads_but_changes_nothing(corpus) -> None:
     conn = corpus.conn
     query = "youngsters playing in the snow"
     conn.execute(  # a cached query vector, as a worker would have left it
@@ -135,7 +135,7 @@ def test_the_worker_role_writes_results(conn) -> None:
         conn.execute("SELECT * FROM semsql.loopback_login")
 
 
-def test_search_does_not_depend_on_the_callers_search_path(corpus) -> None:  # noqa: F811
+def test_search_does_not_depend_on_the_callers_search_path(corpus) -> None:
     conn = corpus.conn
     conn.execute("CREATE SCHEMA shadow")
     conn.execute("CREATE FUNCTION shadow.lower(text) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$")

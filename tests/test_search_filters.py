@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 import numpy as np
 import psycopg
 import pytest
-from test_search import corpus, corpus_url, text_encoder  # noqa: F401 (fixtures)
 
 from semsql import database
 from semsql.search import SearchRequest, run_search
@@ -70,7 +69,7 @@ def expected_ids(conn: psycopg.Connection, condition: str) -> set[int]:
 
 @pytest.mark.parametrize("name", FILTERS)
 @pytest.mark.parametrize("query", [None, "a day out with friends"])
-def test_each_filter_is_exact(corpus, name, query) -> None:  # noqa: F811
+def test_each_filter_is_exact(corpus, name, query) -> None:
     arguments, condition = FILTERS[name]
     wanted = expected_ids(corpus.conn, condition)
     assert wanted, "the catalog has matches for every filter"
@@ -80,14 +79,14 @@ def test_each_filter_is_exact(corpus, name, query) -> None:  # noqa: F811
         assert {hit.asset_id for hit in hits} == wanted, (name, exact)
 
 
-def test_unknown_people_match_nothing_and_say_so(corpus) -> None:  # noqa: F811
+def test_unknown_people_match_nothing_and_say_so(corpus) -> None:
     hits, notices = run_search(corpus.conn, SearchRequest(people=("Nobody Atall",)))
     assert hits == [] and notices == ['no person is named "Nobody Atall"']
     some, _ = run_search(corpus.conn, SearchRequest(people=("Nobody Atall", "Joe Park")))
     assert {hit.people[-1] for hit in some} == {"Joe Park"}
 
 
-def test_k_rows_come_back_under_a_selective_filter(corpus) -> None:  # noqa: F811
+def test_k_rows_come_back_under_a_selective_filter(corpus) -> None:
     vector = corpus.vector("outdoors in nature")
     matching = expected_ids(corpus.conn, "a.collection = 'default' AND a.taken_at IS NOT NULL")
     dated = {"collection": "default", "taken_after": datetime(1900, 1, 1, tzinfo=UTC)}
@@ -97,7 +96,7 @@ def test_k_rows_come_back_under_a_selective_filter(corpus) -> None:  # noqa: F81
     assert hits == exact
 
 
-def test_assets_without_vectors_still_match_the_filters(corpus) -> None:  # noqa: F811
+def test_assets_without_vectors_still_match_the_filters(corpus) -> None:
     harbour = corpus.ids["harbour"]
     corpus.conn.execute("DELETE FROM semsql.embeddings WHERE asset_id = %s", [harbour])
     hits, _ = run_search(
@@ -121,7 +120,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
-def test_every_parameter_is_safe_against_sql_injection(corpus, hostile) -> None:  # noqa: F811
+def test_every_parameter_is_safe_against_sql_injection(corpus, hostile) -> None:
     count = corpus.conn.execute("SELECT count(*) FROM semsql.assets").fetchone()[0]
     corpus.conn.execute(
         "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%s, %s, 'user')",
