@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 
 from semsql import config, database
 from semsql.cli.errors import UserError
+from semsql.database import fetch_value
 from semsql.embedded import EmbeddedServerError
 
 PORT_ENV = "SEMSQL_PORT"
@@ -52,12 +53,12 @@ def check_environment() -> None:
 
 
 def require_schema(conn: psycopg.Connection) -> None:
-    found = conn.execute("SELECT to_regclass('semsql.schema_migrations')").fetchone()[0]
+    found = fetch_value(conn, "SELECT to_regclass('semsql.schema_migrations')")
     if found is None:
         raise UserError("this database has no semsql schema yet: run `semsql init`")
 
 
-def fetch_dicts(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict]:
+def fetch_dicts(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict[str, Any]]:
     """The rows of a query as dicts keyed by column name."""
     return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
 

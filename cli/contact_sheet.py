@@ -54,8 +54,8 @@ def local_path(uri: str) -> Path | None:
 
 def thumbnail_data_uri(path: Path) -> str | None:
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
             image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
             buffer = io.BytesIO()
             image.convert("RGB").save(buffer, "JPEG", quality=80)

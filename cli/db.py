@@ -62,7 +62,7 @@ def stop() -> None:
 def status(as_json: bool) -> None:
     """Say which database semsql uses and whether it runs."""
     if _external_url():
-        info = {"mode": "external", "url_env": config.DATABASE_URL_ENV}
+        info: dict[str, object] = {"mode": "external", "url_env": config.DATABASE_URL_ENV}
     else:
         s = database.embedded_server().status()
         info = {

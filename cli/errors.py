@@ -37,7 +37,9 @@ MODEL_LIBRARIES = {"torch", "torchvision", "transformers", "facenet_pytorch", "t
 class UserError(click.ClickException):
     """A mistake in what the user asked for, or in their surroundings: one line, exit 1."""
 
-    exit_code = 1
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class
 
     def format_message(self) -> str:
         return " ".join(self.message.split())

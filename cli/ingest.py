@@ -58,9 +58,7 @@ def _interrupted(stop: ingest_.Interrupted, job_id: int | None, files_read: bool
             f"interrupted by {stop}: job {job_id} is marked failed (the files stored before "
             f"stay stored; `semsql jobs {job_id}` lists them)"
         )
-    error = UserError(message)
-    error.exit_code = 128 + getattr(signal, stop.signal_name, signal.SIGTERM)
-    return error
+    return UserError(message, exit_code=128 + getattr(signal, stop.signal_name, signal.SIGTERM))
 
 
 def _collection(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from semsql.cli.common import ROW_ID, connect, echo_json, fetch_dicts, require_schema
@@ -68,7 +70,7 @@ def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
         click.echo(f"  {error['uri']}: {error['code']}: {error['error']}")
 
 
-def _one_line(job: dict) -> str:
+def _one_line(job: dict[str, Any]) -> str:
     return (
         f"job {job['id']} {job['status']:<9} {job['created_at']:%Y-%m-%d %H:%M}  "
         f"{job['new_count']} new, {job['updated_count']} updated, "

@@ -20,6 +20,7 @@ from semsql.cli.common import (
     fetch_dicts,
     require_schema,
 )
+from semsql.database import fetch_row, fetch_value
 
 KINDS = click.Choice(["person", "celebrity"])
 PICK_HELP = "Which face when an image shows several: N (1 = leftmost) or 'largest'."
@@ -104,11 +105,12 @@ def add(
             done = api.store_references(conn, reader.model_name, name, faces, kind)
             added, matched = added + done.references_added, matched + done.faces_matched
         if face_ids:
-            row = conn.execute(
+            references, recognised = fetch_row(
+                conn,
                 "SELECT references_added, faces_matched FROM semsql.enrol_faces(%s, %s, %s)",
                 [name, list(face_ids), kind],
-            ).fetchone()
-            added, matched = added + row[0], matched + row[1]
+            )
+            added, matched = added + references, matched + recognised
     click.echo(f"{name}: {added} reference face(s) added, {matched} stored face(s) recognised")
 
 
@@ -147,7 +149,7 @@ def list_people(as_json: bool) -> None:
     """List people: reference faces, recognised faces, assets (SQL: semsql.people_summary)."""
     with _session() as conn:
         rows = fetch_dicts(conn, "SELECT * FROM semsql.people_summary ORDER BY lower(name)")
-        threshold = conn.execute("SELECT semsql.face_match_threshold()").fetchone()[0]
+        threshold = fetch_value(conn, "SELECT semsql.face_match_threshold()")
     if as_json:
         echo_json(rows)
         return
@@ -174,7 +176,7 @@ def list_people(as_json: bool) -> None:
 def show(name: str, limit: int, as_json: bool) -> None:
     """Show a person and the assets they are in, best match first."""
     with _session() as conn:
-        person_id = conn.execute("SELECT semsql.person_by_name(%s)", [name]).fetchone()[0]
+        person_id = fetch_value(conn, "SELECT semsql.person_by_name(%s)", [name])
         person = fetch_dicts(
             conn, "SELECT * FROM semsql.people_summary WHERE id = %s", [person_id]
         )[0]
@@ -213,7 +215,7 @@ def rename(name: str, new_name: str) -> None:
 def merge(source: str, target: str) -> None:
     """Merge SOURCE into TARGET: one person, TARGET's name (SQL: semsql.merge_people)."""
     with _session() as conn:
-        moved = conn.execute("SELECT semsql.merge_people(%s, %s)", [source, target]).fetchone()[0]
+        moved = fetch_value(conn, "SELECT semsql.merge_people(%s, %s)", [source, target])
     click.echo(f"{source} merged into {target} ({moved} faces moved)")
 
 
@@ -225,7 +227,7 @@ def remove(name: str, yes: bool) -> None:
     if not yes and sys.stdin.isatty():
         click.confirm(f"Remove {name} and their reference faces?", abort=True)
     with _session() as conn:
-        unlinked = conn.execute("SELECT semsql.remove_person(%s)", [name]).fetchone()[0]
+        unlinked = fetch_value(conn, "SELECT semsql.remove_person(%s)", [name])
     click.echo(f"{name} removed ({unlinked} faces unlinked)")
 
 
@@ -241,10 +243,10 @@ def threshold(value: float | None) -> None:
     """
     with _session() as conn:
         if value is None:
-            current = conn.execute("SELECT semsql.face_match_threshold()").fetchone()[0]
+            current = fetch_value(conn, "SELECT semsql.face_match_threshold()")
             click.echo(f"{current:g}")
             return
-        changed = conn.execute("SELECT semsql.set_face_match_threshold(%s)", [value]).fetchone()[0]
+        changed = fetch_value(conn, "SELECT semsql.set_face_match_threshold(%s)", [value])
     click.echo(f"match threshold {value:g}: {changed} faces changed person")
 
 
@@ -267,7 +269,7 @@ def clusters(
       semsql people split-cluster 4             # two people in one cluster
     """
     with _session() as conn:
-        exists = conn.execute("SELECT EXISTS (SELECT 1 FROM semsql.face_clusters)").fetchone()[0]
+        exists = fetch_value(conn, "SELECT EXISTS (SELECT 1 FROM semsql.face_clusters)")
         if refresh or min_similarity is not None or min_size is not None or not exists:
             conn.execute("SELECT semsql.refresh_face_clusters(%s, %s)", [min_similarity, min_size])
         rows = fetch_dicts(
@@ -292,11 +294,12 @@ def clusters(
 def name_cluster(cluster_id: int, name: str, kind: str | None) -> None:
     """Name a cluster: its faces become NAME's (enrolled) and similar faces are recognised."""
     with _session() as conn:
-        row = conn.execute(
+        matched = fetch_value(
+            conn,
             "SELECT faces_matched FROM semsql.name_face_cluster(%s, %s, %s)",
             [cluster_id, name, kind],
-        ).fetchone()
-    click.echo(f"cluster {cluster_id} is {name}: {row[0]} faces are now theirs")
+        )
+    click.echo(f"cluster {cluster_id} is {name}: {matched} faces are now theirs")
 
 
 @people.command("split-cluster")

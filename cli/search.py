@@ -7,9 +7,11 @@ import shutil
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
+import psycopg
 
 from semsql import limits
 from semsql.cli.common import ROW_ID, FiniteFloatRange, connect, echo_json, require_schema
@@ -166,7 +168,7 @@ def search(
         click.echo(format_table(hits))
 
 
-def _json_object(text: str | None) -> dict | None:
+def _json_object(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
@@ -200,9 +202,11 @@ def _with_image_vector(request: SearchRequest, path: Path, device: str) -> Searc
 
 
 def _with_local_text_vectors(
-    conn, request: SearchRequest, embed: str, device: str
+    conn: psycopg.Connection, request: SearchRequest, embed: str, device: str
 ) -> SearchRequest:
     """Vectors of the query for the spaces that no running worker answers (auto), or all."""
+    if request.query is None:
+        return request
     # What the server would refuse, before any model loads for it.
     conn.execute(
         "SELECT semsql.check_query_text('text', %s), semsql.check_query_text('text', %s)",
@@ -235,7 +239,8 @@ def _check_device(device: str) -> None:
 
 
 def _replace(request: SearchRequest, **changes: np.ndarray | None) -> SearchRequest:
-    return replace(request, **{k: v for k, v in changes.items() if v is not None})
+    given: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+    return replace(request, **given)
 
 
 def format_table(hits: list[SearchHit]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -59,7 +60,7 @@ def status(failed_limit: int, as_json: bool) -> None:
     _print(report)
 
 
-def _print(report: dict) -> None:
+def _print(report: dict[str, Any]) -> None:
     click.echo(f"{'stage':<13}{'pending':>9}{'running':>9}{'done':>9}{'failed':>9}{'workers':>9}")
     for row in report["stages"]:
         if not row["enabled"]:

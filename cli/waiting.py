@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import click
 import psycopg
 
+from semsql.database import fetch_row
+
 POLL_S = 0.5
 NO_WORKER_GRACE_S = 10.0
 """How long the wait goes on while no live worker runs a stage that has work left: a worker
@@ -49,7 +51,7 @@ def wait_for_job(
         length=1, label="enriching", file=sys.stderr, hidden=not show_bar
     ) as bar:
         while True:
-            status, total, finished, unserved = conn.execute(PROGRESS_QUERY, [job_id]).fetchone()
+            status, total, finished, unserved = fetch_row(conn, PROGRESS_QUERY, [job_id])
             conn.commit()
             bar.length = max(total, 1)
             bar.update(finished - bar.pos)

@@ -32,7 +32,7 @@ class BackgroundWriter:
         self._settings = settings
         self._thread = ThreadPoolExecutor(1, "semsql-write")
         self._queue: Queue | None = None
-        self._pending: tuple[Future, list[Task]] | None = None
+        self._pending: tuple[Future[None], list[Task]] | None = None
 
     def submit(
         self, runner: Runner, tasks: list[Task], results: dict[int, Any], failures: list[Failure]

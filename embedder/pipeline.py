@@ -107,7 +107,9 @@ class Runner:
     def write(self, conn: psycopg.Connection, done: list[tuple[Task, Any]]) -> None:
         self.write_results(conn, self.model_name, done)
 
-    def _isolated(self, call: Callable[[list], list], items: list[tuple[int, Any]]) -> Outcome:
+    def _isolated(
+        self, call: Callable[[list[Any]], list[Any]], items: list[tuple[int, Any]]
+    ) -> Outcome:
         """Run the batch; if it raises, each item alone, so that only the culprits fail."""
         if not items:
             return Outcome()
@@ -223,14 +225,19 @@ class FaceRunner(ImageRunner):
             boxes = [[v / image.scale for v in box] for _, box in batch.inputs[task_id][1]]
             items.append((task_id, (image.image, boxes)))
         outcome = self._isolated(self._call, items)
-        results = {i: [] for i, (future, _) in batch.inputs.items() if future is None}
+        results: dict[int, Any] = {
+            i: [] for i, (future, _) in batch.inputs.items() if future is None
+        }
         for task_id, outputs in outcome.results.items():
             face_ids = [face_id for face_id, _ in batch.inputs[task_id][1]]
             results[task_id] = list(zip(face_ids, outputs, strict=True))
         return Outcome(results, failures + outcome.failures)
 
-    def _call(self, items: list[tuple[Image.Image, list[list[float]]]]) -> list:
-        return self.model.run([image for image, _ in items], [boxes for _, boxes in items])
+    def _call(self, items: list[tuple[Image.Image, list[list[float]]]]) -> list[Any]:
+        outputs: list[Any] = self.model.run(
+            [image for image, _ in items], [boxes for _, boxes in items]
+        )
+        return outputs
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg.rows import class_row
 
 from .queue import EMBED_CHANNEL, Listener, Wakeup
 
@@ -50,13 +51,16 @@ def answer_requests(
     answered = 0
     while stopping is None or not stopping.is_set():
         with conn.transaction():
-            rows = conn.execute(
-                """SELECT space, requested_by, text_sha256, text FROM semsql.query_embeddings
-                   WHERE embedding IS NULL AND error IS NULL AND space = ANY (%s)
-                   ORDER BY requested_at LIMIT %s FOR UPDATE SKIP LOCKED""",
-                [list(encoders), BATCH],
-            ).fetchall()
-            requests = [Request(*row) for row in rows]
+            requests = (
+                conn.cursor(row_factory=class_row(Request))
+                .execute(
+                    """SELECT space, requested_by, text_sha256, text FROM semsql.query_embeddings
+                       WHERE embedding IS NULL AND error IS NULL AND space = ANY (%s)
+                       ORDER BY requested_at LIMIT %s FOR UPDATE SKIP LOCKED""",
+                    [list(encoders), BATCH],
+                )
+                .fetchall()
+            )
             for space in {request.space for request in requests}:
                 _answer(conn, encoders[space], [r for r in requests if r.space == space])
         answered += len(requests)

@@ -18,6 +18,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import class_row
+
+from semsql.database import fetch_value
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +67,16 @@ class Queue:
         self.settings = settings or QueueSettings()
 
     def claim(self, stage: str, limit: int) -> list[Task]:
-        rows = self.conn.execute(
-            "SELECT * FROM semsql.claim_tasks(%s, %s, %s, %s)",
-            [self.worker, stage, limit, self.settings.lease],
-        ).fetchall()
-        return sorted((Task(*row) for row in rows), key=lambda task: task.id)
+        tasks = (
+            self.conn.cursor(row_factory=class_row(Task))
+            .execute(
+                """SELECT task_id AS id, asset_id, uri, sha256, root, bytes, attempts
+                   FROM semsql.claim_tasks(%s, %s, %s, %s)""",
+                [self.worker, stage, limit, self.settings.lease],
+            )
+            .fetchall()
+        )
+        return sorted(tasks, key=lambda task: task.id)
 
     def lock_owned(self, task_ids: Iterable[int]) -> set[int]:
         """Inside a transaction: the tasks this worker still holds, locked until commit."""
@@ -81,10 +89,10 @@ class Queue:
         ids = list(task_ids)
         if not ids:
             return 0
-        row = self.conn.execute(
-            "SELECT semsql.complete_tasks(%s, %s, %s)", [self.worker, ids, model]
-        ).fetchone()
-        return row[0]
+        completed: int = fetch_value(
+            self.conn, "SELECT semsql.complete_tasks(%s, %s, %s)", [self.worker, ids, model]
+        )
+        return completed
 
     def fail(self, failures: Sequence[Failure]) -> dict[int, str]:
         """Record failures; returns task id -> new status (failed, or pending for a retry)."""
@@ -128,17 +136,20 @@ class Queue:
         ids = list(task_ids)
         if not ids:
             return 0
-        return self.conn.execute(
-            "SELECT semsql.release_tasks(%s, %s)", [self.worker, ids]
-        ).fetchone()[0]
+        released: int = fetch_value(
+            self.conn, "SELECT semsql.release_tasks(%s, %s)", [self.worker, ids]
+        )
+        return released
 
     def retry_failed(self, stages: Sequence[str] | None = None) -> int:
-        return self.conn.execute(
-            "SELECT semsql.retry_failed_tasks(%s)", [list(stages) if stages else None]
-        ).fetchone()[0]
+        retried: int = fetch_value(
+            self.conn, "SELECT semsql.retry_failed_tasks(%s)", [list(stages) if stages else None]
+        )
+        return retried
 
     def has_work(self, stages: Sequence[str]) -> bool:
-        return self.conn.execute("SELECT semsql.worker_has_work(%s)", [list(stages)]).fetchone()[0]
+        has_work: bool = fetch_value(self.conn, "SELECT semsql.worker_has_work(%s)", [list(stages)])
+        return has_work
 
 
 class Wakeup:
@@ -197,11 +208,11 @@ class Listener:
         try:
             if self._received():
                 return True
-            readers: list = [self.conn.fileno()]
+            readers: list[int] = [self.conn.fileno()]
             if wakeup is not None:
-                readers.append(wakeup.reader)
+                readers.append(wakeup.reader.fileno())
             ready, _, _ = select.select(readers, [], [], max(timeout, 0.0))
-            if wakeup is not None and wakeup.reader in ready:
+            if wakeup is not None and wakeup.reader.fileno() in ready:
                 wakeup.clear()
                 return True
             if not ready:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 from semsql import stages as registry
+from semsql.database import fetch_value
 from semsql.stages import Reads, Stage
 
 from . import writers
@@ -50,7 +51,7 @@ def load_runners(
     device: str,
     pool: ThreadPoolExecutor,
     stage_options: Mapping[str, Mapping[str, Any]],
-    reset_spaces: Iterable[str],
+    reset_spaces: Collection[str],
 ) -> Loaded:
     torch_device = resolve_device(device)
     loaded = Loaded(str(torch_device))
@@ -95,10 +96,11 @@ def register_space(conn: psycopg.Connection, runner: Runner, *, reset: bool) -> 
     try:
         # A reset that changes the dimension builds the index on the second call.
         for again in (True, False) if reset else (False,):
-            outcome = conn.execute(
+            outcome = fetch_value(
+                conn,
                 "SELECT semsql.register_vector_space(%s, %s, %s, %s)",
                 [space, runner.model_name, runner.model.dims, again],
-            ).fetchone()[0]
+            )
             if outcome != "unchanged":
                 log.info("%s space: %s", space, outcome)
     except psycopg.errors.ObjectNotInPrerequisiteState as error:

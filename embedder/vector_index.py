@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 import psycopg
 from psycopg import sql
 
+from semsql.database import fetch_value
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE_S = 60.0
@@ -46,10 +48,9 @@ class VectorIndexes:
             return []
         deferred = []
         for space in self.spaces:
-            row = conn.execute(
-                "SELECT semsql.defer_vector_index(%s, %s)", [space, self.min_backlog]
-            ).fetchone()
-            if row[0]:
+            if fetch_value(
+                conn, "SELECT semsql.defer_vector_index(%s, %s)", [space, self.min_backlog]
+            ):
                 log.info(
                     "%s space: index dropped for a backlog of %d or more vectors; "
                     "it is built again once they are written",
@@ -111,15 +112,11 @@ class VectorIndexes:
             if self._stopping.is_set():
                 return
             try:
-                (steps,) = conn.execute(
-                    "SELECT semsql.vector_index_build_steps(%s)", [space]
-                ).fetchone()
+                steps = fetch_value(conn, "SELECT semsql.vector_index_build_steps(%s)", [space])
                 started = time.perf_counter()
                 for step in steps:
                     conn.execute(sql.SQL(step))
-                (finished,) = conn.execute(
-                    "SELECT semsql.finish_vector_index(%s)", [space]
-                ).fetchone()
+                finished = fetch_value(conn, "SELECT semsql.finish_vector_index(%s)", [space])
             finally:
                 self._building = None
         if finished:

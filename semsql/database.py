@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any, LiteralString, TypeAlias
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import sql
 
 from semsql import config
 from semsql.embedded import EmbeddedServer
+
+Query: TypeAlias = LiteralString | bytes | sql.SQL | sql.Composed
+Params: TypeAlias = Sequence[Any] | Mapping[str, Any] | None
 
 
 def embedded_server() -> EmbeddedServer:
@@ -31,3 +37,17 @@ def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Conn
     with contextlib.suppress(psycopg.ProgrammingError):
         register_vector(conn)
     return conn
+
+
+def fetch_row(conn: psycopg.Connection, query: Query, params: Params = None) -> tuple[Any, ...]:
+    """The one row a query returns; LookupError when it returns none (a bug, not bad input:
+    use this for a SELECT of function calls or aggregates, which always give a row)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise LookupError(f"the query returned no row: {query!r}")
+    return row
+
+
+def fetch_value(conn: psycopg.Connection, query: Query, params: Params = None) -> Any:
+    """The first column of the one row a query returns (see fetch_row)."""
+    return fetch_row(conn, query, params)[0]

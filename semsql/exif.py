@@ -147,7 +147,7 @@ def _exif_coordinate(value: Any, ref: Any, negative_ref: str) -> float | None:
     parts = value if isinstance(value, list) else [value]
     if not 1 <= len(parts) <= 3 or not all(isinstance(p, int | float) for p in parts):
         return None
-    degrees = sum(part / 60**i for i, part in enumerate(parts))
+    degrees = float(sum(part / 60**i for i, part in enumerate(parts)))
     negative = isinstance(ref, str) and ref.strip().upper() == negative_ref
     return -degrees if negative else degrees
 

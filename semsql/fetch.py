@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from email.message import Message
+from http.client import HTTPMessage
 from types import TracebackType
 from typing import IO, Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -95,7 +95,7 @@ def fetch(url: str, *, max_bytes: int, timeout: float, user_agent: str = USER_AG
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
                     raise TooLarge(f"{url} is {int(declared)} bytes, over {max_bytes}")
-                data = response.read(max_bytes + 1)
+                data: bytes = response.read(max_bytes + 1)
         except _Refused as error:
             raise FetchError(f"cannot fetch {url}: {error}", transient=False) from None
         except urllib.error.HTTPError as error:
@@ -151,7 +151,7 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
         fp: IO[bytes],
         code: int,
         msg: str,
-        headers: Message,
+        headers: HTTPMessage,
     ) -> Any:
         location = headers.get("location") or headers.get("uri")
         if location is None:

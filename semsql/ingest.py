@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from semsql import limits
+from semsql.database import fetch_value
 from semsql.fetch import FetchError, TooLarge, abort_downloads, fetch
 from semsql.metadata import json_safe
 from semsql.probe import (
@@ -64,24 +66,25 @@ class IngestSummary:
     updated: int = 0
     skipped: int = 0
     failed: int = 0
-    errors: list[dict] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def total(self) -> int:
         return self.new + self.updated + self.skipped + self.failed
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total": self.total}
 
 
-def create_job(conn: psycopg.Connection, collection: str, args: dict) -> int:
-    job_id = conn.execute(
+def create_job(conn: psycopg.Connection, collection: str, args: dict[str, Any]) -> int:
+    job_id: int = fetch_value(
+        conn,
         "INSERT INTO semsql.jobs (collection, args, backend_pid, backend_start)"
         " SELECT %s, %s, a.pid, a.backend_start FROM pg_stat_activity a"
         " WHERE a.pid = pg_backend_pid() RETURNING id",
         [collection, Jsonb(args)],
-    ).fetchone()[0]
+    )
     conn.commit()
     return job_id
 
@@ -91,10 +94,11 @@ def fail_abandoned_jobs(conn: psycopg.Connection) -> list[int]:
     and whose ingest's connection is gone: it was killed where it could not say so (SIGKILL,
     a crash, a lost machine). A job whose files were all read is left to complete as its
     assets are enriched. Returns their ids; nothing for a role that may not update jobs."""
-    allowed = conn.execute(
+    allowed = fetch_value(
+        conn,
         "SELECT has_table_privilege('semsql.jobs', 'UPDATE')"
-        " AND NOT current_setting('transaction_read_only')::boolean"
-    ).fetchone()[0]
+        " AND NOT current_setting('transaction_read_only')::boolean",
+    )
     if not allowed:
         conn.commit()
         return []
@@ -163,9 +167,7 @@ def run_ingest(
         )
         conn.commit()
         raise
-    summary.status = conn.execute(
-        "SELECT status FROM semsql.jobs WHERE id = %s", [job_id]
-    ).fetchone()[0]
+    summary.status = fetch_value(conn, "SELECT status FROM semsql.jobs WHERE id = %s", [job_id])
     conn.commit()
     summary.seconds = time.monotonic() - started
     return summary
@@ -216,8 +218,8 @@ def fetch_url(url: str, *, max_bytes: int, timeout: float) -> bytes:
         raise ProbeError("unreadable", str(error)) from None
 
 
-def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None) -> dict:
-    item: dict = {"position": position, "uri": candidate.uri}
+def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"position": position, "uri": candidate.uri}
     if result is None:
         return {**item, "error_code": candidate.error_code, "error": candidate.error}
     if isinstance(result, ProbeError):
@@ -257,7 +259,7 @@ def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None
     }
 
 
-def _storable(item: dict) -> dict:
+def _storable(item: dict[str, Any]) -> dict[str, Any]:
     """The item, or its failure where some text in it cannot be sent as UTF-8 (a lone
     surrogate that no reader caught): one bad string must not fail the batch."""
     try:
@@ -277,7 +279,7 @@ def _store_batch(
     conn: psycopg.Connection,
     job_id: int,
     collection: str,
-    items: list[dict],
+    items: list[dict[str, Any]],
     summary: IngestSummary,
 ) -> None:
     by_position = {item["position"]: item for item in items}

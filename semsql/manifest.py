@@ -29,7 +29,8 @@ from urllib.parse import unquote, urlsplit
 
 from semsql import limits
 from semsql.fetch import SCHEMES, opaque_scheme, url_scheme, with_lower_scheme
-from semsql.metadata import json_safe, unique_stripped
+from semsql.metadata import json_safe
+from semsql.xmp import unique_stripped
 
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json-lines"})
 CSV_SUFFIXES = frozenset({".csv", ".tsv"})
@@ -223,7 +224,9 @@ def _read_csv(
             message = f"row has {len(cells)} fields but the header has {len(columns)}"
             yield ManifestError(line_number, message, source)
             continue
-        record = {name: cell for name, cell in zip(columns, cells, strict=False) if name}
+        record: dict[str, Any] = {
+            name: cell for name, cell in zip(columns, cells, strict=False) if name
+        }
         try:
             if record.get("metadata", "").strip():
                 record["metadata"] = _csv_metadata(record["metadata"])

@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from . import stages
+from .database import fetch_value
 
 EXTENSIONS = ("vector", "dblink", "pg_trgm")
 # The lock of a first install (later ones lock a row of semsql.mutexes). Any constant works; it
@@ -123,8 +124,8 @@ def _create_extensions(conn: psycopg.Connection) -> None:
         )
     for name in EXTENSIONS:
         conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
-    version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-    major_minor = tuple(int(part) for part in version.fetchone()[0].split(".")[:2])
+    version = fetch_value(conn, "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    major_minor = tuple(int(part) for part in version.split(".")[:2])
     if major_minor < (0, 8):
         raise MigrationError(
             f"pgvector {'.'.join(map(str, major_minor))} is installed; semsql needs >= 0.8 "
@@ -133,7 +134,9 @@ def _create_extensions(conn: psycopg.Connection) -> None:
 
 
 def _apply_migrations(conn: psycopg.Connection, migrations: list[SqlFile]) -> list[str]:
-    done = dict(conn.execute("SELECT name, checksum FROM semsql.schema_migrations").fetchall())
+    done: dict[str, str] = dict(
+        conn.execute("SELECT name, checksum FROM semsql.schema_migrations").fetchall()
+    )
     applied = []
     for migration in migrations:
         if migration.name in done:

@@ -186,7 +186,7 @@ class Job(Base):
 
 # semsql.search as a selectable ------------------------------------------------------------------
 
-RESULT_COLUMNS = {
+RESULT_COLUMNS: dict[str, Any] = {
     "asset_id": BigInteger,
     "uri": Text,
     "score": REAL,

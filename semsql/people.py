@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg.rows import class_row
 
 from semsql.decode import Decoded, InputError, load_image
 from semsql.sources import IMAGE_EXTENSIONS, uri_for_path
@@ -279,12 +280,12 @@ def assets_with_face(
     k: int = 20,
     min_similarity: float | None = None,
 ) -> list[FaceHit]:
-    rows = conn.execute(
+    cursor = conn.cursor(row_factory=class_row(FaceHit))
+    return cursor.execute(
         """SELECT asset_id, uri, face_id, box, similarity, person_id, person
            FROM semsql.assets_with_face(%b, %s, %s, %s)""",
         [vector, k, model, min_similarity],
     ).fetchall()
-    return [FaceHit(*row) for row in rows]
 
 
 def face_query_vector(image: Path, pick: str | None = None) -> tuple[np.ndarray, str]:

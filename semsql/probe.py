@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, JpegImagePlugin
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from semsql.metadata import pillow_warnings_silenced, read_metadata
 from semsql.safe_open import LeavesRoot, open_beneath
@@ -160,7 +160,7 @@ def _open(data: bytes, kind: str | None, name: str, max_pixels: int) -> Image.Im
         raise ProbeError(
             "decompression_bomb", _pillow_bomb_message(data, error, max_pixels)
         ) from error
-    except Image.UnidentifiedImageError as error:
+    except UnidentifiedImageError as error:
         if kind == "image":
             reason = _why_unopenable(data, name)
             if reason and _UNSUPPORTED_VARIANT.search(reason):

@@ -18,6 +18,7 @@ import numpy as np
 import psycopg
 from pgvector import Vector
 from psycopg import sql
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from .stages import space_stage
@@ -161,10 +162,11 @@ def run_search(
     notices = Notices()
     conn.add_notice_handler(notices)
     try:
-        rows = conn.execute(search_statement(arguments), arguments).fetchall()
+        cursor = conn.cursor(row_factory=class_row(SearchHit))
+        hits = cursor.execute(search_statement(arguments), arguments).fetchall()
     finally:
         conn.remove_notice_handler(notices)
-    return [SearchHit(*row) for row in rows], notices.messages
+    return hits, notices.messages
 
 
 # Query vectors made here ----------------------------------------------------------------------
@@ -228,6 +230,7 @@ def embed_image_file(path: Path, device: str = "cpu") -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            return encoder.encode_images([image])[0]
+            vector: np.ndarray = encoder.encode_images([image])[0]
+            return vector
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(f"cannot read {path} as an image: {error}") from None

@@ -49,7 +49,7 @@ class Candidate:
     caption: str | None = None
     tags: tuple[str, ...] = ()
     people: tuple[str, ...] = ()
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # what reading it cut, for metadata["metadata_errors"]
 
 
@@ -194,7 +194,7 @@ def iter_manifest_candidates(manifest: Path, *, root: Path | None = None) -> Ite
 
 
 def _manifest_candidate(row: ManifestRow, given: Path, allowed: Path) -> Candidate:
-    facts = {
+    facts: dict[str, Any] = {
         "caption": row.caption,
         "tags": row.tags,
         "people": row.people,

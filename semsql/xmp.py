@@ -192,7 +192,7 @@ def _li_text(li: ET.Element) -> str | None:
 
 
 def _bag_texts(rdf: ET.Element, tag: str) -> list[str]:
-    texts = []
+    texts: list[str] = []
     for element in rdf.iter(tag):
         texts.extend(li.text or "" for li in element.iter(f"{{{_RDF}}}li") if not len(li))
         if not element.findall(f".//{{{_RDF}}}li") and element.text:

@@ -14,7 +14,7 @@ Box = tuple[float, float, float, float]
 
 Point = tuple[float, float]
 
-R_co = TypeVar("R_co", covariant=True)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -46,16 +46,16 @@ class Stage(Protocol):
     """The model id or path as configured: recorded as provenance next to every result."""
 
 
-class ImageStage(Stage, Protocol[R_co]):
+class ImageStage(Stage, Protocol[R]):
     """Caption, tags, faces, CLIP image vectors: one result per image."""
 
-    def run(self, images: Sequence[Image]) -> list[R_co]: ...
+    def run(self, images: Sequence[Image]) -> list[R]: ...
 
 
-class FaceStage(Stage, Protocol[R_co]):
+class FaceStage(Stage, Protocol[R]):
     """Face vectors and emotion: one result per stored face box, per image."""
 
-    def run(self, images: Sequence[Image], boxes: Sequence[Sequence[Box]]) -> list[list[R_co]]: ...
+    def run(self, images: Sequence[Image], boxes: Sequence[Sequence[Box]]) -> list[list[R]]: ...
 
 
 class TextEncoder(Stage, Protocol):

@@ -47,9 +47,9 @@ def load_caption(
         config = load_config(source, local_only)
         require_model_type("caption", model, config, {"blip"}, "a BLIP captioning model")
         net = from_pretrained_checked(
-            "caption", model, BlipForConditionalGeneration, source, local_only, dtype
+            "caption", model, BlipForConditionalGeneration, source, local_only, dtype, device
         )
         processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-        return CaptionStage(model, net.to(device), processor, device, dtype, **options)
+        return CaptionStage(model, net, processor, device, dtype, **options)
 
     return load_pretrained("caption", model, load)

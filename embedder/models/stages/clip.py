@@ -68,8 +68,8 @@ def load_clip(model: str, device: torch.device, dtype: torch.dtype, **options: A
     def load(source: str, local_only: bool) -> ClipStage:
         config = load_config(source, local_only)
         require_model_type("clip", model, config, {"clip"}, "a CLIP model")
-        net = from_pretrained_checked("clip", model, CLIPModel, source, local_only, dtype)
+        net = from_pretrained_checked("clip", model, CLIPModel, source, local_only, dtype, device)
         processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-        return ClipStage(model, net.to(device), processor, device, dtype, **options)
+        return ClipStage(model, net, processor, device, dtype, **options)
 
     return load_pretrained("clip", model, load)

@@ -75,9 +75,9 @@ def load_emotion(
 ) -> EmotionStage:
     def load(source: str, local_only: bool) -> EmotionStage:
         net = from_pretrained_checked(
-            "emotion", model, AutoModelForImageClassification, source, local_only, dtype
+            "emotion", model, AutoModelForImageClassification, source, local_only, dtype, device
         )
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
-        return EmotionStage(model, net.to(device), processor, device, dtype, **options)
+        return EmotionStage(model, net, processor, device, dtype, **options)
 
     return load_pretrained("emotion", model, load)

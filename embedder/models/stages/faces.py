@@ -49,7 +49,7 @@ class FaceDetector:
 
     @property
     def min_side(self) -> int:
-        return self.mtcnn.min_face_size
+        return int(self.mtcnn.min_face_size)
 
     def _detect_all(self, images: list[Image]) -> list[tuple[Any, Any, Any]]:
         if not images:
@@ -62,7 +62,8 @@ class FaceDetector:
 
     def _detect(self, images: list[Image]) -> tuple[Any, Any, Any]:
         with torch.inference_mode():
-            return self.mtcnn.detect(images, landmarks=True)
+            boxes, probs, points = self.mtcnn.detect(images, landmarks=True)
+        return boxes, probs, points
 
     def _downscaled(self, image: Image) -> Image:
         # MTCNN's image pyramid grows with the pixel count; faces smaller than

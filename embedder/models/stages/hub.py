@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import torch
 from huggingface_hub import constants, get_session
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
-from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, PretrainedConfig
 
 from semsql.stages import model_env_var
 
@@ -83,7 +83,8 @@ def hub_unreachable_reason(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None
 
 
 def load_config(source: str, local_only: bool) -> PretrainedConfig:
-    return AutoConfig.from_pretrained(source, local_files_only=local_only)
+    config: PretrainedConfig = AutoConfig.from_pretrained(source, local_files_only=local_only)
+    return config
 
 
 def require_model_type(
@@ -103,8 +104,10 @@ def from_pretrained_checked(
     source: str,
     local_only: bool,
     dtype: torch.dtype,
-) -> PreTrainedModel:
-    """`model_class.from_pretrained` in eval mode, refusing checkpoints that mostly miss weights."""
+    device: torch.device,
+) -> torch.nn.Module:
+    """`model_class.from_pretrained` on `device` in eval mode, refusing checkpoints that mostly
+    miss weights."""
     net, info = model_class.from_pretrained(
         source, local_files_only=local_only, dtype=dtype, output_loading_info=True
     )
@@ -117,7 +120,8 @@ def from_pretrained_checked(
             f"wrong checkpoint: {missing} of {total} weights of {type(net).__name__} "
             "are missing from it",
         )
-    return net.eval()
+    module: torch.nn.Module = net
+    return module.to(device).eval()
 
 
 def _translating(stage: str, model: str, call: Callable[[], T]) -> T:

@@ -72,13 +72,13 @@ class TagStage(PretrainedStage):
 def load_tags(model: str, device: torch.device, dtype: torch.dtype, **options: Any) -> TagStage:
     def load(source: str, local_only: bool) -> TagStage:
         net = from_pretrained_checked(
-            "tags", model, AutoModelForObjectDetection, source, local_only, dtype
+            "tags", model, AutoModelForObjectDetection, source, local_only, dtype, device
         )
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
         if not hasattr(processor, "post_process_object_detection"):
             raise ModelLoadError(
                 "tags", model, f"{type(processor).__name__} has no object-detection post-processing"
             )
-        return TagStage(model, net.to(device), processor, device, dtype, **options)
+        return TagStage(model, net, processor, device, dtype, **options)
 
     return load_pretrained("tags", model, load)

@@ -80,13 +80,11 @@ def load_text(
         if config.is_encoder_decoder or not isinstance(getattr(config, "hidden_size", None), int):
             reason = f"wrong architecture: a {config.model_type!r} model is not a text encoder"
             raise ModelLoadError("text", model, reason)
-        net = from_pretrained_checked("text", model, AutoModel, source, local_only, dtype)
+        net = from_pretrained_checked("text", model, AutoModel, source, local_only, dtype, device)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         sbert = _optional_json(source, "sentence_bert_config.json", local_only) or {}
         max_tokens = int(sbert.get("max_seq_length") or min(tokenizer.model_max_length, 512))
-        return TextEncoderStage(
-            model, net.to(device), tokenizer, device, dtype, max_tokens, **options
-        )
+        return TextEncoderStage(model, net, tokenizer, device, dtype, max_tokens, **options)
 
     return load_pretrained("text", model, load)
 
@@ -95,10 +93,17 @@ def _optional_json(source: str, filename: str, local_only: bool) -> dict[str, An
     folder = Path(source)
     if folder.is_dir():
         path = folder / filename
-        return json.loads(path.read_text()) if path.is_file() else None
+        return _json_object(path.read_text()) if path.is_file() else None
     try:
-        return json.loads(
+        return _json_object(
             Path(hf_hub_download(source, filename, local_files_only=local_only)).read_text()
         )
     except EntryNotFoundError:
         return None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON object was expected, not {type(value).__name__}")
+    return value
