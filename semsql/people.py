@@ -66,7 +66,7 @@ class FaceReader:
     def __init__(self, face_vectors_model: str, device: str = "auto") -> None:
         from semsql.embedder.models import load_stage
 
-        self.detector = load_stage("faces", "mtcnn", device)
+        self.detector = load_stage("faces", stage("faces").model(), device)
         self.vectors = load_stage("face_vectors", face_vectors_model, device)
         self.model_name: str = self.vectors.model_name
 

@@ -14,8 +14,6 @@ from .hub import from_pretrained_checked, load_config, load_pretrained, require_
 from .images import as_rgb
 from .pretrained import PretrainedStage
 
-DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
-
 
 @dataclass(eq=False)
 class CaptionStage(PretrainedStage):

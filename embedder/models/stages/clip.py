@@ -15,8 +15,6 @@ from .hub import from_pretrained_checked, load_config, load_pretrained, require_
 from .images import as_rgb, unit_rows
 from .pretrained import PretrainedStage
 
-DEFAULT_MODEL = "openai/clip-vit-base-patch32"
-
 
 @dataclass(eq=False)
 class ClipStage(PretrainedStage):

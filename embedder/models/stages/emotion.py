@@ -16,8 +16,6 @@ from .hub import from_pretrained_checked, load_pretrained
 from .images import as_rgb, check_boxes, chunks
 from .pretrained import PretrainedStage
 
-DEFAULT_MODEL = "trpakov/vit-face-expression"
-
 
 @dataclass(eq=False)
 class EmotionStage(PretrainedStage):

@@ -17,7 +17,6 @@ from .base import Box
 from .errors import ModelLoadError
 from .images import as_rgb, check_boxes, chunks, unit_rows
 
-DEFAULT_MODEL = "vggface2"
 DIMS = 512
 CROP_SIZE = 160
 # Where facenet-pytorch downloads its released weights from, and caches them.

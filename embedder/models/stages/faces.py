@@ -10,11 +10,13 @@ import torch
 from facenet_pytorch import MTCNN
 from PIL.Image import Image
 
+from semsql.stages import stage
+
 from .base import DetectedFace
 from .errors import ModelLoadError
 from .images import as_rgb, clamp_box
 
-DEFAULT_MODEL = "mtcnn"
+SHIPPED_WEIGHTS = stage("faces").default_model  # in the facenet-pytorch package
 
 
 class FaceDetector:
@@ -97,7 +99,7 @@ class FaceDetector:
 def load_faces(
     model: str, device: torch.device, dtype: torch.dtype, **options: Any
 ) -> FaceDetector:
-    if model.lower() != DEFAULT_MODEL:
+    if model.lower() != SHIPPED_WEIGHTS:
         raise ModelLoadError(
             "faces",
             model,

@@ -20,7 +20,6 @@ from .hub import from_pretrained_checked, load_pretrained
 from .images import as_rgb, clamp_box
 from .pretrained import PretrainedStage
 
-DEFAULT_MODEL = "facebook/detr-resnet-50"
 # COCO checkpoints keep placeholder classes for ids the dataset skipped.
 PLACEHOLDER_LABELS = frozenset({"N/A", ""})
 
