@@ -17,14 +17,13 @@ import psycopg
 import pytest
 from corpus import make_jpeg
 from fix_db import TEMPLATE
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from semsql import database
 from semsql.embedder.models import default_models, load_stage
 from semsql.ingest import IngestOptions, create_job, run_ingest
 from semsql.search import SearchRequest, run_search
 from semsql.sources import iter_manifest_candidates
+from semsql.testing import scratch_database
 
 TEXT_MODEL = default_models()["text"]  # what `semsql worker` uses: the packaged MiniLM
 
@@ -180,21 +179,9 @@ def store_document_vectors(conn: psycopg.Connection, encoder) -> None:
 @pytest.fixture(scope="module")
 def corpus_url(server_url, template_url, tmp_path_factory, text_encoder) -> Iterator[str]:
     name = f"semsql_search_{os.getpid()}_{tmp_path_factory.mktemp('n').name}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE)
-            )
-        )
-    url = make_conninfo(server_url, dbname=name)
-    try:
+    with scratch_database(server_url, name, template=TEMPLATE) as url:
         build_corpus(url, tmp_path_factory.mktemp("catalog"), text_encoder)
         yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from semsql import database, migrate
-from semsql.embedded import EmbeddedServer
+from semsql.testing import scratch_database, scratch_server
 
 TEMPLATE = "semsql_test_template"
 _counter = itertools.count()
@@ -27,52 +23,36 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
-    configured = os.environ.get("SEMSQL_TEST_DATABASE_URL")
-    if configured:
-        yield configured
-        return
-    home = Path(tempfile.mkdtemp(prefix="semsql-test-"))
     # Durability is not under test here; fsync off makes CREATE DATABASE and commits fast. A
     # NOTIFY queue of 1 MB (not 8 GB) lets a test fill it.
     settings = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-    server = EmbeddedServer(home, settings={**settings, "max_notify_queue_pages": "128"})
-    try:
-        yield server.ensure_running()
-    finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
+    settings["max_notify_queue_pages"] = "128"
+    with scratch_server("SEMSQL_TEST_DATABASE_URL", settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
-def template_url(server_url: str) -> str:
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
-        )
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-    url = make_conninfo(server_url, dbname=TEMPLATE)
-    with psycopg.connect(url, autocommit=True) as conn:
-        migrate.init(conn)
-    return url
+def template_url(server_url: str) -> Iterator[str]:
+    with scratch_database(server_url, TEMPLATE) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate.init(conn)
+        yield url
 
 
 @pytest.fixture
 def db_url(server_url: str, template_url: str) -> Iterator[str]:
     """A fresh, migrated database for one test (a copy of the template)."""
     name = f"semsql_test_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE)
-            )
-        )
-    try:
-        yield make_conninfo(server_url, dbname=name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with scratch_database(server_url, name, template=TEMPLATE) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database(server_url: str) -> Iterator[Callable[[str], str]]:
+    """Make empty databases (no semsql schema) by name: `fresh_database(name)` is the URL of
+    one; all are dropped after the test."""
+    with ExitStack() as made:
+        yield lambda name: made.enter_context(scratch_database(server_url, name))
 
 
 @pytest.fixture
@@ -93,3 +73,10 @@ def semsql_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point the CLI at the test database."""
     monkeypatch.setenv("SEMSQL_DATABASE_URL", db_url)
     return db_url
+
+
+@pytest.fixture
+def no_stages(conn: psycopg.Connection) -> None:
+    """Models off: a job completes as soon as its files are read."""
+    conn.execute("UPDATE semsql.stages SET enabled = false")
+    conn.commit()

@@ -70,12 +70,7 @@ def test_a_wrong_database_url_gives_a_clear_error(monkeypatch: pytest.MonkeyPatc
     assert "SEMSQL_DATABASE_URL" in result.output
 
 
-def test_commands_ask_for_init_on_an_empty_database(server_url: str, monkeypatch) -> None:
-    from psycopg.conninfo import make_conninfo
-
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS semsql_test_empty")
-        admin.execute("CREATE DATABASE semsql_test_empty")
-    monkeypatch.setenv("SEMSQL_DATABASE_URL", make_conninfo(server_url, dbname="semsql_test_empty"))
+def test_commands_ask_for_init_on_an_empty_database(fresh_database, monkeypatch) -> None:
+    monkeypatch.setenv("SEMSQL_DATABASE_URL", fresh_database("semsql_test_empty"))
     result = CliRunner().invoke(cli, ["jobs"])
     assert result.exit_code == 1 and "run `semsql init`" in result.output

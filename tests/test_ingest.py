@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 
 import matplotlib
-import psycopg
-import pytest
 import skimage
 from click.testing import CliRunner
 from corpus import (
@@ -31,13 +29,6 @@ from semsql.sources import IMAGE_EXTENSIONS
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 MPL_SAMPLES = Path(matplotlib.get_data_path()) / "sample_data"
-
-
-@pytest.fixture
-def no_stages(conn: psycopg.Connection) -> None:
-    """Models off: a job completes as soon as its files are read."""
-    conn.execute("UPDATE semsql.stages SET enabled = false")
-    conn.commit()
 
 
 def ingest(*args: str) -> dict:

@@ -6,18 +6,11 @@ from __future__ import annotations
 import json
 
 import psycopg
-import pytest
 from click.testing import CliRunner
 from corpus import make_jpeg, make_png
 
 from semsql import limits
 from semsql.cli.main import cli
-
-
-@pytest.fixture
-def no_stages(conn: psycopg.Connection) -> None:
-    conn.execute("UPDATE semsql.stages SET enabled = false")
-    conn.commit()
 
 
 def ingest(*args: str) -> dict:

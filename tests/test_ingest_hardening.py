@@ -28,13 +28,6 @@ from semsql.probe import ProbeError
 from semsql.sources import iter_candidates, iter_manifest_candidates
 
 
-@pytest.fixture
-def no_stages(conn: psycopg.Connection) -> None:
-    """Models off: a job completes as soon as its files are read."""
-    conn.execute("UPDATE semsql.stages SET enabled = false")
-    conn.commit()
-
-
 def ingest(*args: str) -> dict:
     """`semsql ingest ... --json` as a user runs it; its exit status says whether any file
     failed, which each test checks in the summary."""

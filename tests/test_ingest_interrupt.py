@@ -213,12 +213,6 @@ def test_a_live_ingest_is_not_taken_for_an_abandoned_one(
         reading.communicate(timeout=60)
 
 
-@pytest.fixture
-def no_stages(conn: psycopg.Connection) -> None:
-    conn.execute("UPDATE semsql.stages SET enabled = false")
-    conn.commit()
-
-
 def test_roles_that_cannot_see_other_sessions_fail_only_jobs_that_are_gone(conn, login_as) -> None:
     from semsql.ingest import create_job, fail_abandoned_jobs
 

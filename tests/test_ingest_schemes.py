@@ -9,19 +9,12 @@ import os
 from pathlib import Path
 
 import psycopg
-import pytest
 from click.testing import CliRunner
 from corpus import make_jpeg
 
 from semsql.cli.main import cli
 
 UNSUPPORTED = "unsupported URL scheme {}: give an http(s) URL, a file:// URI or a path"
-
-
-@pytest.fixture
-def no_stages(conn: psycopg.Connection) -> None:
-    conn.execute("UPDATE semsql.stages SET enabled = false")
-    conn.commit()
 
 
 def ingest(*args: str) -> dict:

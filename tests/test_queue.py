@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,12 +32,6 @@ MINILM = str(minilm_folder())
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[psycopg.Connection]:
-    with database.connect(db_url, autocommit=True) as conn:
-        yield conn
 
 
 def only_stages(conn: psycopg.Connection, *names: str) -> None:

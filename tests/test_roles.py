@@ -14,6 +14,7 @@ from psycopg.conninfo import make_conninfo
 
 from semsql import migrate
 from semsql.search import SearchRequest, run_search
+from semsql.testing import scratch_database
 
 
 def test_init_makes_both_roles_once(db_url) -> None:
@@ -152,32 +153,30 @@ def test_search_does_not_depend_on_the_callers_search_path(corpus) -> None:
 def test_init_without_createrole_goes_on_with_a_notice(server_url) -> None:
     owner, name = "semsql_test_owner", "semsql_test_owned"
     admin = psycopg.connect(server_url, autocommit=True)
-    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
     admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
     admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'owner-pw'").format(sql.Identifier(owner)))
-    create = sql.SQL("CREATE DATABASE {} OWNER {}")
-    admin.execute(create.format(sql.Identifier(name), sql.Identifier(owner)))
-    with psycopg.connect(make_conninfo(server_url, dbname=name), autocommit=True) as db:
-        for extension in migrate.EXTENSIONS:  # as a managed server's provider would
-            db.execute(sql.SQL("CREATE EXTENSION {}").format(sql.Identifier(extension)))
-    # The roles exist on this shared server: hide the analyst so that init must make it.
-    admin.execute("ALTER ROLE semsql_analyst RENAME TO semsql_analyst_hidden")
     notices: list[str] = []
     try:
-        url = make_conninfo(server_url, dbname=name, user=owner, password="owner-pw")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-            report = migrate.init(conn)
-            tables = conn.execute(
-                "SELECT count(*) FROM pg_tables WHERE schemaname = 'semsql'"
-            ).fetchone()[0]
-            worker_grant = conn.execute(
-                "SELECT has_table_privilege('semsql_worker', 'semsql.tags', 'INSERT')"
-            ).fetchone()[0]
+        with scratch_database(server_url, name, owner=owner) as superuser_url:
+            with psycopg.connect(superuser_url, autocommit=True) as db:
+                for extension in migrate.EXTENSIONS:  # as a managed server's provider would
+                    db.execute(sql.SQL("CREATE EXTENSION {}").format(sql.Identifier(extension)))
+            # The roles exist on this shared server: hide the analyst so that init must make it.
+            admin.execute("ALTER ROLE semsql_analyst RENAME TO semsql_analyst_hidden")
+            try:
+                url = make_conninfo(superuser_url, user=owner, password="owner-pw")
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+                    report = migrate.init(conn)
+                    tables = conn.execute(
+                        "SELECT count(*) FROM pg_tables WHERE schemaname = 'semsql'"
+                    ).fetchone()[0]
+                    worker_grant = conn.execute(
+                        "SELECT has_table_privilege('semsql_worker', 'semsql.tags', 'INSERT')"
+                    ).fetchone()[0]
+            finally:
+                admin.execute("ALTER ROLE semsql_analyst_hidden RENAME TO semsql_analyst")
     finally:
-        admin.execute("ALTER ROLE semsql_analyst_hidden RENAME TO semsql_analyst")
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        admin.execute(drop.format(sql.Identifier(name)))
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
         admin.close()
     assert report.applied and tables > 10 and worker_grant

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib.cbook
@@ -22,7 +21,6 @@ from PIL import Image
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from semsql import database
 from semsql.cli.main import cli
 from semsql.decode import InputError, load_image
 from semsql.embedder.models import load_stage
@@ -31,12 +29,6 @@ from semsql.embedder.writers import upsert_embeddings
 
 # Random detector weights score every class about alike: keep every box.
 STAGE_OPTIONS = {"tags": {"threshold": 0.0, "max_tags": 5}}
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[psycopg.Connection]:
-    with database.connect(db_url, autocommit=True) as conn:
-        yield conn
 
 
 @pytest.fixture(scope="module")
