@@ -25,23 +25,15 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
-
-from semsql import migrate
-from semsql.embedded import EmbeddedServer
+from scratch import bench_database
 
 DATABASE = "semsql_bench_duplicates"
 DIMS = 64
@@ -236,30 +228,6 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
-@contextmanager
-def bench_database() -> Iterator[str]:
-    configured = os.environ.get("SEMSQL_DATABASE_URL")
-    home = None
-    if configured:
-        server_url = configured
-    else:
-        home = Path(tempfile.mkdtemp(prefix="semsql-bench-"))
-        server = EmbeddedServer(home, settings={"fsync": "off", "synchronous_commit": "off"})
-        server_url = server.ensure_running()
-    name = sql.Identifier(DATABASE)
-    try:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
-        yield make_conninfo(server_url, dbname=DATABASE)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        if home is not None:
-            server.stop()
-            shutil.rmtree(home, ignore_errors=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,3000,10000")
@@ -282,8 +250,8 @@ def main() -> None:
         cases.append(("cluster", args.wide_size, 1000))
 
     rows: list[Row] = []
-    with bench_database() as url, psycopg.connect(url, autocommit=True) as conn:
-        migrate.init(conn)
+    settings = {"fsync": "off", "synchronous_commit": "off"}
+    with bench_database(DATABASE, settings) as url, psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE semsql.stages SET enabled = false")
         conn.execute("SELECT semsql.register_vector_space('image', 'bench', %s)", [DIMS])
         for shape, size, neighbours in cases:

@@ -50,7 +50,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fix_models import build_tiny_models
-from scratch import scratch_database
+from scratch import bench_database
 
 from semsql import database
 from semsql.embedder import writers
@@ -406,7 +406,7 @@ def main() -> None:
     args = parser.parse_args()
 
     models = build_tiny_models(Path(tempfile.mkdtemp(prefix="semsql-bench-models-")))
-    with scratch_database(DATABASE) as url, database.connect(url, autocommit=True) as conn:
+    with bench_database(DATABASE) as url, database.connect(url, autocommit=True) as conn:
         report = {part: PARTS[part](url, conn, models, args) for part in args.parts}
     report["machine"] = {
         "cpus": os.cpu_count(),

@@ -30,7 +30,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from corpus import noise_image
-from scratch import scratch_database
+from scratch import bench_database
 
 from semsql import database
 from semsql.ingest import IngestOptions, create_job, run_ingest
@@ -90,7 +90,7 @@ def main() -> None:
 
     options = IngestOptions(threads=args.threads)
     rows, results = [], {}
-    with scratch_database("semsql_bench_ingest") as url:
+    with bench_database("semsql_bench_ingest") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("UPDATE semsql.stages SET enabled = false")
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from scratch import scratch_database
+from scratch import bench_database
 
 from semsql import database
 
@@ -264,7 +264,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/people.json"))
     args = parser.parse_args()
 
-    with scratch_database(DATABASE) as url:
+    with bench_database(DATABASE) as url:
         print(
             f"{args.faces} faces, {args.people} people x {args.refs_per_person} references, "
             f"{os.cpu_count()} cores"

@@ -25,11 +25,9 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,11 +38,10 @@ import numpy as np
 import psycopg
 from pgvector import HalfVector
 from pgvector.psycopg import register_vector
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from semsql import migrate
-from semsql.embedded import EmbeddedServer
+from semsql.testing import scratch_database, scratch_server
 
 DATABASE = "semsql_bench_search"
 SELECTIVITIES = (0.001, 0.01, 0.1, 0.5, 1.0)
@@ -233,50 +230,45 @@ def measure(conn: psycopg.Connection, corpus: Corpus, k: int) -> list[Row]:
 def measure_embed_text(server_url: str, texts: int = 100) -> dict[str, float]:
     """semsql.embed_text through a real `semsql worker` with MiniLM on CPU, once it is warm:
     distinct texts (cache misses), then the same texts again (hits), timed from the client."""
-    database = f"{DATABASE}_embed"
-    name = sql.Identifier(database)
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    url = make_conninfo(server_url, dbname=database)
     stages = ("caption", "tags", "faces", "face_vectors", "emotion", "clip")
     env = {**os.environ, **{f"SEMSQL_MODEL_{stage.upper()}": "off" for stage in stages}}
-    env |= {"SEMSQL_DATABASE_URL": url, "SEMSQL_WORKER_TASKS": "text"}
+    env["SEMSQL_WORKER_TASKS"] = "text"
     worker = None
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            migrate.init(conn)
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "semsql.cli", "worker", "--device", "cpu"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            deadline = time.monotonic() + 120
-            while not conn.execute(
-                "SELECT count(*) FROM semsql.live_workers() WHERE 'text' = ANY (query_spaces)"
-            ).fetchone()[0]:
-                if time.monotonic() > deadline or worker.poll() is not None:
-                    raise RuntimeError("no `semsql worker` came up to answer embed_text")
-                time.sleep(0.2)
-            # The first requests after start are slower (torch initialises per input shape).
-            for i in range(20):
-                conn.execute("SELECT semsql.embed_text(%s)", [f"warming up, text {i}"])
-            phrases = [f"photo number {i} of a {w}" for i, w in enumerate(["dog", "cat"] * texts)]
-            timings = {}
-            for label, batch in (("miss", phrases[:texts]), ("hit", phrases[:texts])):
-                millis = []
-                for phrase in batch:
-                    started = time.perf_counter()
-                    conn.execute("SELECT semsql.embed_text(%s)", [phrase]).fetchone()
-                    millis.append((time.perf_counter() - started) * 1000)
-                timings[f"{label}_p50_ms"] = round(statistics.median(millis), 2)
-                timings[f"{label}_p95_ms"] = round(statistics.quantiles(millis, n=20)[18], 2)
-            return timings
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=60)
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    with scratch_database(server_url, f"{DATABASE}_embed") as url:
+        env["SEMSQL_DATABASE_URL"] = url
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrate.init(conn)
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "semsql.cli", "worker", "--device", "cpu"],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                deadline = time.monotonic() + 120
+                while not conn.execute(
+                    "SELECT count(*) FROM semsql.live_workers() WHERE 'text' = ANY (query_spaces)"
+                ).fetchone()[0]:
+                    if time.monotonic() > deadline or worker.poll() is not None:
+                        raise RuntimeError("no `semsql worker` came up to answer embed_text")
+                    time.sleep(0.2)
+                # The first requests after start are slower (torch initialises per input shape).
+                for i in range(20):
+                    conn.execute("SELECT semsql.embed_text(%s)", [f"warming up, text {i}"])
+                words = ["dog", "cat"] * texts
+                phrases = [f"photo number {i} of a {w}" for i, w in enumerate(words)]
+                timings = {}
+                for label, batch in (("miss", phrases[:texts]), ("hit", phrases[:texts])):
+                    millis = []
+                    for phrase in batch:
+                        started = time.perf_counter()
+                        conn.execute("SELECT semsql.embed_text(%s)", [phrase]).fetchone()
+                        millis.append((time.perf_counter() - started) * 1000)
+                    timings[f"{label}_p50_ms"] = round(statistics.median(millis), 2)
+                    timings[f"{label}_p95_ms"] = round(statistics.quantiles(millis, n=20)[18], 2)
+                return timings
+        finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(timeout=60)
 
 
 def verdicts(rows: list[Row], embed_text: dict[str, float] | None) -> dict[str, bool]:
@@ -315,31 +307,17 @@ def print_table(rows: list[Row]) -> None:
 def bench_database(reuse: bool) -> Iterator[tuple[str, str, bool]]:
     """The server's DSN, the benchmark database's, and whether that was kept from an earlier
     --reuse run."""
-    configured = os.environ.get("SEMSQL_DATABASE_URL")
-    home = None
-    if configured:
-        server_url = configured
-    else:
-        home = Path(tempfile.mkdtemp(prefix="semsql-bench-"))
-        server = EmbeddedServer(home, settings={"fsync": "off", "shared_buffers": "1GB"})
-        server_url = server.ensure_running()
-    name = sql.Identifier(DATABASE)
-    try:
+    configured = bool(os.environ.get("SEMSQL_DATABASE_URL"))
+    with scratch_server(settings={"fsync": "off", "shared_buffers": "1GB"}) as server_url:
         with psycopg.connect(server_url, autocommit=True) as admin:
             exists = admin.execute(
                 "SELECT count(*) FROM pg_database WHERE datname = %s", [DATABASE]
             ).fetchone()[0]
-            if not (reuse and exists):
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
-        yield server_url, make_conninfo(server_url, dbname=DATABASE), bool(reuse and exists)
-    finally:
-        if not (reuse and configured):
-            with psycopg.connect(server_url, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        if home is not None:
-            server.stop()
-            shutil.rmtree(home, ignore_errors=True)
+        if reuse and exists:
+            yield server_url, make_conninfo(server_url, dbname=DATABASE), True
+            return
+        with scratch_database(server_url, DATABASE, keep=reuse and configured) as url:
+            yield server_url, url, False
 
 
 def main() -> None:
