@@ -133,8 +133,18 @@ def test_every_parameter_is_safe_against_sql_injection(corpus, hostile) -> None:
         "query": hostile, "exclude": hostile, "collection": hostile, "tags": [hostile],
         "emotions": [hostile], "people": [hostile, "Joe Park"], "metadata": {hostile: hostile},
     }  # fmt: skip
+    # Each is matched as data: like a harmless value that matches nothing, except that the
+    # query's words are keywords ("pg_sleep" finds "A cat sleeping ...") and the other person
+    # named still counts; an exclude with nothing to push away from changes nothing.
+    expected = {
+        "query": ["cat_window"] if "sleep" in hostile else [],
+        "exclude": corpus.keys(corpus.search(k=5)),
+        "collection": [], "tags": [], "emotions": [], "metadata": [],
+        "people": ["beach", "hiking", "office"],
+    }  # fmt: skip
     for name, value in text_arguments.items():
-        assert corpus.search(**{name: value}, k=5) is not None
+        keys = corpus.keys(corpus.search(**{name: value}, k=5))
+        assert (sorted(keys) if name == "people" else keys) == expected[name], name
     for name in ("tags_match", "people_match", "order_by", "names"):
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             corpus.search(**{name: hostile})
