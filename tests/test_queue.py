@@ -469,6 +469,10 @@ def test_a_stage_whose_model_is_off_does_not_hold_back_the_stages_after_it(
     }
 
 
+# Slow: 300 tasks through three workers. Two claims never take one task:
+# test_claims_skip_tasks_locked_by_another_claim and
+# test_a_worker_cannot_complete_a_task_another_worker_took_back.
+@pytest.mark.slow
 def test_three_workers_in_parallel_process_each_of_300_tasks_once(db, db_url, tmp_path) -> None:
     only_stages(db, "text")
     count_completions(db)
@@ -525,6 +529,10 @@ def test_a_killed_worker_loses_nothing_and_nothing_is_done_twice(db, db_url, tmp
     assert db.execute("SELECT count(DISTINCT asset_id) FROM semsql.faces").fetchone() == (40,)
 
 
+# Slow (about 30 s): four worker processes started and killed. One SIGKILL is
+# test_a_killed_worker_loses_nothing_and_nothing_is_done_twice; leases lost again and again,
+# in process, test_a_lease_lost_with_its_worker_costs_no_attempt_however_often.
+@pytest.mark.slow
 def test_a_worker_killed_again_and_again_just_after_claiming_fails_no_task(
     db, db_url, tmp_path
 ) -> None:

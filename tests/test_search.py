@@ -206,6 +206,10 @@ def wait_for_query_worker(url: str, worker: subprocess.Popen, seconds: float = 9
     raise AssertionError("no worker answers embed_text")
 
 
+# Slow (a `semsql worker` process with the real MiniLM). Fast: the worker answers embed_text
+# for an analyst (test_worker.py's embed_text tests), and a search uses its answer
+# (test_query_text_alone_uses_embed_text_from_its_cache).
+@pytest.mark.slow
 def test_a_running_worker_embeds_the_query_text_for_the_analyst(db_url, tmp_path, text_encoder):
     build_corpus(db_url, tmp_path, text_encoder)
     models_off = {f"SEMSQL_MODEL_{stage.upper()}": "off" for stage in default_models()}
