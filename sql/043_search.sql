@@ -71,6 +71,7 @@ DECLARE
     named_ids bigint[];
     boost_ids bigint[];
     weights real[];
+    args semsql.search_args;  -- the only parameter ($1) of every statement built below
     filter_sql text;
     vector_filter text;
     source_sql text;
@@ -87,7 +88,6 @@ DECLARE
     use_exact boolean := coalesce(exact, false);
     single_signal boolean;
     wanted integer;
-    row_limit integer;
 BEGIN
     -- Arguments ---------------------------------------------------------------------------------
     -- Over-long texts first, before anything reads them (semsql.max_query_text_length()).
@@ -242,51 +242,71 @@ BEGIN
     -- A signal alone needs no more hits than are shown; fusion needs a pool to fuse.
     wanted := CASE WHEN single_signal THEN k + "offset" ELSE candidates END;
 
+    -- The search's inputs, as the one parameter of the statements below ------------------------
+    args.tags := tag_list;
+    args.tags_match := tags_match;
+    args.emotions := emotion_list;
+    args.person_ids := person_ids;
+    args.people_match := people_match;
+    args.collection := collection;
+    args.taken_after := taken_after;
+    args.taken_before := taken_before;
+    args.metadata := metadata;
+    args.named_ids := named_ids;
+    args.text_vector := text_vec;
+    args.image_vector := image_vec;
+    args.keywords := keywords;
+    args.lexemes := lexemes;
+    args.exclude_text_vector := exclude_text_vec;
+    args.exclude_image_vector := exclude_image_vec;
+    args.exclude_lexemes := exclude_lexemes;
+    args.boost_ids := boost_ids;
+    args.like_asset := like_asset;
+    args.weights := weights;
+    args.candidates := candidates;
+    args.min_score := min_score;
+    args.relative_cut := relative_cut;
+    args.order_by := order_by;
+    args.k := k;
+    args."offset" := "offset";
+
     -- Candidates: an exact scan of a small filtered set, else HNSW per signal -------------------
-    filter_sql := 'FROM semsql.search_documents d WHERE '
-                  || filter_conditions('d', tag_list, tags_match, emotion_list, person_ids,
-                                       people_match, collection, taken_after, taken_before,
-                                       metadata, named_ids);
-    vector_filter := filter_conditions('e', tag_list, tags_match, emotion_list, person_ids,
-                                       people_match, collection, taken_after, taken_before,
-                                       metadata, named_ids);
+    filter_sql := 'FROM semsql.search_documents d WHERE ' || filter_conditions('d', args);
+    vector_filter := filter_conditions('e', args);
     source_sql := coalesce(filter_sql, 'FROM semsql.search_documents d WHERE true');
     IF text_vec IS NULL AND image_vec IS NULL THEN
         use_exact := true;
         IF keywords IS NOT NULL AND boost_ids IS NULL THEN
-            source_sql := source_sql || ' AND d.document @@ $11';  -- keywords alone: their matches
+            -- Keywords alone: their matches.
+            source_sql := source_sql || ' AND d.document @@ ($1).keywords';
         ELSIF keywords IS NULL AND boost_ids IS NULL THEN
             -- No query: the filtered assets by date.
-            order_by := CASE order_by WHEN 'relevance' THEN 'newest' ELSE order_by END;
+            args.order_by := CASE order_by WHEN 'relevance' THEN 'newest' ELSE order_by END;
             source_sql := source_sql || format(' ORDER BY d.taken_at %s NULLS LAST, d.asset_id LIMIT %s',
-                                               CASE order_by WHEN 'oldest' THEN 'ASC' ELSE 'DESC' END,
+                                               CASE args.order_by WHEN 'oldest' THEN 'ASC' ELSE 'DESC' END,
                                                k + "offset");
         END IF;
     ELSIF NOT use_exact AND filter_sql IS NOT NULL THEN
         -- The planner's estimate first (statistics of the GIN and B-tree indexes): counting a
         -- set far larger than the limit would cost more than the search.
-        row_limit := greatest(exact_scan_limit(candidates), candidates);
+        args.row_limit := greatest(exact_scan_limit(candidates), candidates);
         EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 ' || filter_sql
             INTO plan
-            USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                  metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                  like_asset, boost_ids;
+            USING args;
         estimate := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::double precision;
-        IF single_signal AND estimate <= row_limit
+        IF single_signal AND estimate <= args.row_limit
            AND coalesce(pg_stat_get_last_analyze_time('semsql.search_documents'::regclass),
                         pg_stat_get_last_autoanalyze_time('semsql.search_documents'::regclass))
                IS NOT NULL THEN
             -- Few enough by an estimate from statistics: the exact scan reads them through the
             -- filter indexes of the vectors themselves, with no count first.
             use_exact := true;
-        ELSIF estimate <= 4 * row_limit THEN
-            row_limit := row_limit + 1;
-            EXECUTE format('SELECT array(SELECT d.asset_id %s LIMIT $14)', filter_sql)
+        ELSIF estimate <= 4 * args.row_limit THEN
+            args.row_limit := args.row_limit + 1;
+            EXECUTE format('SELECT array(SELECT d.asset_id %s LIMIT ($1).row_limit)', filter_sql)
                 INTO pool
-                USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                      metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                      like_asset, boost_ids;
-            use_exact := cardinality(pool) < row_limit;
+                USING args;
+            use_exact := cardinality(pool) < args.row_limit;
         END IF;
         IF NOT use_exact THEN
             pool := NULL;
@@ -301,14 +321,12 @@ BEGIN
         PERFORM set_config('hnsw.max_scan_tuples', greatest(20000, 50 * candidates)::text, true);
         FOREACH embedding_space IN ARRAY ARRAY['text', 'image'] LOOP
             CONTINUE WHEN (CASE embedding_space WHEN 'text' THEN text_vec ELSE image_vec END) IS NULL;
-            row_limit := wanted;
+            args.row_limit := wanted;
             EXECUTE nearest_sql(embedding_space,
                                 CASE embedding_space WHEN 'text' THEN text_dims ELSE image_dims END,
                                 vector_filter)
                 INTO found_ids, found_similarities
-                USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                      metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                      like_asset, boost_ids;
+                USING args;
             -- Fewer than asked: the iterative scan gave up (or few vectors pass the filters).
             use_exact := use_exact OR cardinality(found_ids) < wanted;
             pool := coalesce(pool, '{}') || found_ids;
@@ -327,25 +345,24 @@ BEGIN
             image_hits := NULL;
         ELSE
             IF keywords IS NOT NULL AND weights[3] > 0 THEN
-                row_limit := candidates;
-                EXECUTE format('SELECT array(SELECT d.asset_id %s AND d.document @@ $11 '
-                               'ORDER BY length(d.document) - length(ts_delete(d.document, $12)) '
-                               'DESC, ts_rank_cd(d.document, $11) DESC, d.asset_id LIMIT $14)',
+                args.row_limit := candidates;
+                EXECUTE format('SELECT array(SELECT d.asset_id %s AND d.document @@ ($1).keywords '
+                               'ORDER BY length(d.document) '
+                               '- length(ts_delete(d.document, ($1).lexemes)) DESC, '
+                               'ts_rank_cd(d.document, ($1).keywords) DESC, d.asset_id '
+                               'LIMIT ($1).row_limit)',
                                source_sql)
                     INTO found_ids
-                    USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                          metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                          like_asset, boost_ids;
+                    USING args;
                 pool := pool || found_ids;
             END IF;
             IF boost_ids IS NOT NULL THEN
-                row_limit := 10 * candidates;
-                EXECUTE format('SELECT array(SELECT d.asset_id %s AND d.people && $16 LIMIT $14)',
+                args.row_limit := 10 * candidates;
+                EXECUTE format('SELECT array(SELECT d.asset_id %s AND d.people && ($1).boost_ids '
+                               'LIMIT ($1).row_limit)',
                                source_sql)
                     INTO found_ids
-                    USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                          metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                          like_asset, boost_ids;
+                    USING args;
                 pool := pool || found_ids;
             END IF;
         END IF;
@@ -353,9 +370,7 @@ BEGIN
     IF pool IS NULL AND NOT single_signal THEN
         EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
             INTO pool
-            USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                  metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                  like_asset, boost_ids;
+            USING args;
     END IF;
 
     IF single_signal THEN
@@ -364,20 +379,17 @@ BEGIN
         found_ids := coalesce(text_hits, image_hits);
         found_similarities := coalesce(text_similarities, image_similarities);
         IF found_ids IS NULL THEN
-            row_limit := wanted;
+            args.row_limit := wanted;
             EXECUTE exact_nearest_sql(embedding_space, vector_filter)
                 INTO found_ids, found_similarities
-                USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                      metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                      like_asset, boost_ids;
+                USING args;
             IF cardinality(found_ids) < k + "offset" THEN
                 -- Filtered assets without a vector in this space match too: after the others
                 -- (from the pool counted above, if any, else read now).
                 IF pool IS NULL THEN
                     EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
                         INTO pool
-                        USING tag_list, emotion_list, person_ids, collection, taken_after,
-                              taken_before, metadata, named_ids;
+                        USING args;
                 END IF;
                 found_ids := found_ids || ARRAY(
                     SELECT p.id FROM unnest(pool) AS p(id)
@@ -388,15 +400,11 @@ BEGIN
                     ARRAY[cardinality(found_ids) - cardinality(found_similarities)]);
             END IF;
         END IF;
-        RETURN QUERY SELECT * FROM rank_hits(found_ids, found_similarities, embedding_space,
-                                             min_score, relative_cut, order_by, k, "offset");
+        RETURN QUERY SELECT * FROM rank_hits(args, found_ids, found_similarities, embedding_space);
         RETURN;
     END IF;
-    RETURN QUERY SELECT * FROM rank_pool(
-        pool, text_vec, image_vec, keywords, lexemes, exclude_text_vec, exclude_image_vec,
-        exclude_lexemes, text_hits, text_similarities, image_hits, image_similarities,
-        candidates, weights, boost_ids, min_score, relative_cut, order_by, k, "offset",
-        like_asset);
+    RETURN QUERY SELECT * FROM rank_pool(args, pool, text_hits, text_similarities,
+                                         image_hits, image_similarities);
 END
 $$;
 COMMENT ON FUNCTION semsql.search(text, vector, bigint, text[], text, text[], text[], text, text, timestamptz, timestamptz, jsonb, text, integer, integer, real, real, text, boolean, real, real, real, real, real, text, text, vector, vector) IS
