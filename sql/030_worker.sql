@@ -1,5 +1,5 @@
 -- The embedder daemon's side of the database: claiming, finishing, failing and retrying tasks;
--- live workers; vector spaces and their HNSW indexes; the asset document; status views; and
+-- live workers; vector spaces and their HNSW indexes; status views; and
 -- semsql.embed_text, which turns text into a vector inside SQL by asking a running worker.
 
 -- Workers ------------------------------------------------------------------------------------
@@ -360,98 +360,9 @@ $$;
 COMMENT ON FUNCTION semsql.worker_has_work(text[]) IS
     'Whether any task of these stages is pending (now or after a backoff) or running.';
 
--- The asset document: what the text vector is made of --------------------------------------------
-
-CREATE OR REPLACE FUNCTION semsql.asset_documents(p_asset_ids bigint[])
-RETURNS TABLE (asset_id bigint, document text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public, pg_temp
-AS $$
-    SELECT a.id, concat_ws(' ',
-        (SELECT string_agg(rtrim(btrim(c.text), '.') || '.', ' '
-                           ORDER BY c.source <> 'user', c.source)
-         FROM captions c WHERE c.asset_id = a.id AND btrim(c.text) <> ''),
-        (SELECT 'Tags: ' || string_agg(t.label, ', ' ORDER BY t.best DESC, t.label) || '.'
-         FROM (SELECT min(tg.label) AS label, max(coalesce(tg.confidence, 1)) AS best
-               FROM tags tg WHERE tg.asset_id = a.id GROUP BY lower(tg.label)) AS t),
-        (SELECT 'Emotions: ' || string_agg(e.emotion, ', ' ORDER BY e.n DESC, e.emotion) || '.'
-         FROM (SELECT f.emotion, count(*) AS n FROM faces f
-               WHERE f.asset_id = a.id AND f.emotion IS NOT NULL GROUP BY f.emotion) AS e),
-        (SELECT 'People: ' || string_agg(p.name, ', ' ORDER BY p.name) || '.'
-         FROM people p
-         WHERE p.id IN (SELECT ap.person_id FROM asset_people ap WHERE ap.asset_id = a.id
-                        UNION
-                        SELECT f.person_id FROM faces f WHERE f.asset_id = a.id)))
-    FROM assets a
-    WHERE a.id = ANY (p_asset_ids);
-$$;
-COMMENT ON FUNCTION semsql.asset_documents(bigint[]) IS
-    'The text that the text vector embeds, per asset: captions, tags, facial emotions and people shown.';
-
-CREATE OR REPLACE FUNCTION semsql.asset_document(p_asset_id bigint) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public, pg_temp
-AS $$
-    SELECT document FROM asset_documents(ARRAY[p_asset_id]);
-$$;
-COMMENT ON FUNCTION semsql.asset_document(bigint) IS
-    'The text that the asset''s text vector embeds: captions, tags, facial emotions and people shown.';
-
-CREATE OR REPLACE FUNCTION semsql.requeue_document() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public, pg_temp
-AS $$
-BEGIN
-    IF TG_TABLE_NAME = 'people' THEN
-        PERFORM requeue_tasks(ARRAY(SELECT ap.asset_id FROM asset_people ap
-                                    WHERE ap.person_id = NEW.id
-                                    UNION SELECT f.asset_id FROM faces f
-                                    WHERE f.person_id = NEW.id), '{text}');
-    ELSIF TG_OP = 'DELETE' THEN
-        PERFORM requeue_tasks(ARRAY[OLD.asset_id], '{text}');
-    ELSE
-        PERFORM requeue_tasks(ARRAY[NEW.asset_id], '{text}');
-    END IF;
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION semsql.requeue_document() IS
-    'Trigger: queues the text vector again when what the asset document is made of changed.';
-
-CREATE OR REPLACE TRIGGER captions_requeue_document
-    AFTER INSERT OR UPDATE OR DELETE ON semsql.captions
-    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
-CREATE OR REPLACE TRIGGER tags_requeue_document
-    AFTER INSERT OR UPDATE OR DELETE ON semsql.tags
-    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
-CREATE OR REPLACE TRIGGER asset_people_requeue_document
-    AFTER INSERT OR UPDATE OR DELETE ON semsql.asset_people
-    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
-CREATE OR REPLACE TRIGGER people_requeue_document
-    AFTER UPDATE OF name ON semsql.people
-    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
-
-CREATE OR REPLACE FUNCTION semsql.requeue_documents_of_faces() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public, pg_temp
-AS $$
-BEGIN
-    -- Once per statement: recognition re-matches thousands of faces in one UPDATE.
-    PERFORM requeue_tasks(ARRAY(
-        SELECT DISTINCT n.asset_id FROM new_faces n JOIN old_faces o ON o.id = n.id
-        WHERE (n.person_id, n.emotion) IS DISTINCT FROM (o.person_id, o.emotion)), '{text}');
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION semsql.requeue_documents_of_faces() IS
-    'Trigger: queues the text vector again for assets whose faces changed emotion or person.';
-
-DROP TRIGGER IF EXISTS faces_requeue_document ON semsql.faces;
-CREATE OR REPLACE TRIGGER faces_requeue_documents
-    AFTER UPDATE ON semsql.faces
-    REFERENCING OLD TABLE AS old_faces NEW TABLE AS new_faces
-    FOR EACH STATEMENT EXECUTE FUNCTION semsql.requeue_documents_of_faces();
-
+-- The asset document (what the text vector embeds: semsql.asset_documents) and when the text
+-- task is queued again are derived state of the asset, rebuilt with its search document by
+-- one deferred trigger: sql/040_search_documents.sql.
 
 -- Vector spaces ----------------------------------------------------------------------------------
 

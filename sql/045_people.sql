@@ -161,18 +161,14 @@ BEGIN
             NEW.match_confidence := best.confidence;
         END IF;
     END IF;
-    IF TG_OP = 'INSERT' AND NEW.person_id IS NOT NULL THEN
-        -- The asset document names the people shown; its text vector is out of date. (For an
-        -- UPDATE, the statement trigger faces_requeue_documents does this once per statement.)
-        PERFORM requeue_tasks(ARRAY[NEW.asset_id], '{text}');
-    END IF;
+    -- The person it matched is a fact of the row being written: the statement's stale marks
+    -- (semsql.mark_stale) take it to the asset's document and text vector.
     RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION semsql.recognise_face() IS
-    'Trigger: recognises a face when its vector is written (nearest reference within the threshold) '
-    'and, for a new face, queues its asset''s text vector again; clears the confidence of a '
-    'face whose person is unset.';
+    'Trigger: recognises a face when its vector is written (nearest reference within the threshold); '
+    'clears the confidence of a face whose person is unset.';
 
 CREATE OR REPLACE TRIGGER faces_recognise
     BEFORE INSERT OR UPDATE OF embedding, embedding_model, person_id ON semsql.faces
@@ -218,8 +214,8 @@ CREATE OR REPLACE FUNCTION semsql.store_face_matches(
 LANGUAGE sql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
-    -- Two updates, so that only faces that change person fire the triggers that re-queue
-    -- their asset's text vector.
+    -- Two updates, so that only faces that change person mark their asset stale (whose
+    -- rebuild may queue its text vector again).
     WITH given AS MATERIALIZED (
         SELECT * FROM unnest(p_face_ids, p_person_ids, p_confidences)
                       AS g(face_id, person_id, confidence)),

@@ -1,0 +1,445 @@
+"""What is derived from an asset's facts (search document, document text, its hash) is kept on
+one path: fact triggers only mark assets stale, one deferred rebuild per transaction builds it
+all, and the text task is queued again only when the text's hash differs from its vector's."""
+
+from __future__ import annotations
+
+import hashlib
+
+import psycopg
+import pytest
+
+from semsql import database, migrate
+
+FACT_TABLES = ("captions", "tags", "faces", "asset_people", "people")
+IMMEDIATE = "SET CONSTRAINTS semsql.search_documents_stale_refresh IMMEDIATE"
+DERIVED = """SELECT asset_id, collection, uri, taken_at, tags, emotions, people, document::text,
+                    caption, labels, people_names, text_sha256"""
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def new_asset(conn: psycopg.Connection, name: str) -> int:
+    return conn.execute(
+        "INSERT INTO semsql.assets (uri, sha256) VALUES (%s, %s) RETURNING id",
+        [f"/{name}.jpg", sha(name)],
+    ).fetchone()[0]
+
+
+def document(conn: psycopg.Connection, asset_id: int) -> str:
+    return conn.execute("SELECT semsql.asset_document(%s)", [asset_id]).fetchone()[0]
+
+
+def text_task(conn: psycopg.Connection, asset_id: int) -> tuple:
+    return conn.execute(
+        "SELECT status, attempts, rerun FROM semsql.tasks WHERE asset_id = %s AND stage = 'text'",
+        [asset_id],
+    ).fetchone()
+
+
+def embedded(conn: psycopg.Connection, asset_id: int) -> None:
+    """As the worker leaves an asset: every task done (once), the text vector of its document."""
+    conn.execute(
+        "UPDATE semsql.tasks SET status = 'done', attempts = 1, finished_at = now() "
+        "WHERE asset_id = %s",
+        [asset_id],
+    )
+    conn.execute("SELECT semsql.settle_assets(%s)", [[asset_id]])  # ready
+    text = document(conn, asset_id)
+    conn.execute("DELETE FROM semsql.embeddings WHERE asset_id = %s AND space = 'text'", [asset_id])
+    if text:
+        conn.execute(
+            """INSERT INTO semsql.embeddings (asset_id, space, model, embedding, input_sha256)
+               VALUES (%s, 'text', 'm', '[1,0,0]', %s)""",
+            [asset_id, sha(text)],
+        )
+    conn.commit()
+
+
+def test_a_write_to_a_fact_table_takes_one_path(conn) -> None:
+    """Every trigger on a fact table only marks assets stale, except recognition, which sets a
+    fact of the face row being written (its person) and so flows into the same marks."""
+    rows = conn.execute(
+        """SELECT c.relname, t.tgname, p.proname
+           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid
+           WHERE c.relnamespace = 'semsql'::regnamespace AND c.relname = ANY (%s)
+             AND NOT t.tgisinternal""",
+        [list(FACT_TABLES)],
+    ).fetchall()
+    marks = {table: 0 for table in FACT_TABLES}
+    others = {table: [] for table in FACT_TABLES}
+    for table, name, function in rows:
+        if function == "mark_stale":
+            marks[table] += 1
+        else:
+            others[table].append((name, function))
+    assert marks == {"captions": 3, "tags": 3, "faces": 3, "asset_people": 3, "people": 1}
+    assert others == {
+        "captions": [],
+        "tags": [],
+        "faces": [("faces_recognise", "recognise_face")],
+        "asset_people": [],
+        "people": [],
+    }
+    # Nothing that a fact write fires queues tasks but the rebuild at commit.
+    queueing = conn.execute(
+        """SELECT p.proname FROM pg_proc p
+           WHERE p.pronamespace = 'semsql'::regnamespace AND p.prorettype = 'trigger'::regtype
+             AND p.prosrc ~ 'requeue_tasks'"""
+    ).fetchall()
+    assert queueing == []
+    deferred = conn.execute(
+        """SELECT c.relname, t.tgname, p.proname
+           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid
+           WHERE t.tgdeferrable AND NOT t.tgisinternal
+             AND c.relnamespace = 'semsql'::regnamespace"""
+    ).fetchall()
+    assert deferred == [
+        ("search_documents_stale", "search_documents_stale_refresh", "rebuild_stale_assets")
+    ]  # fmt: skip
+
+
+def test_one_face_write_marks_once_and_rebuilds_once(conn) -> None:
+    if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+        pytest.skip("track_functions needs a superuser")
+    asset = new_asset(conn, "one")
+    conn.commit()
+    embedded(conn, asset)
+    conn.execute("SET LOCAL track_functions = 'all'")
+    conn.execute(
+        """INSERT INTO semsql.faces (asset_id, box, detector, emotion)
+           VALUES (%s, '{0,0,9,9}', 'mtcnn', 'happy'), (%s, '{9,9,19,19}', 'mtcnn', 'sad')""",
+        [asset, asset],
+    )
+    conn.execute(IMMEDIATE)
+    calls = dict(
+        conn.execute(
+            """SELECT p.proname, pg_stat_get_xact_function_calls(p.oid) FROM pg_proc p
+               WHERE p.pronamespace = 'semsql'::regnamespace
+                 AND pg_stat_get_xact_function_calls(p.oid) > 0"""
+        ).fetchall()
+    )
+    conn.rollback()
+    assert calls.pop("recognise_face") == 2  # per row: it sets the face's person
+    assert calls == {
+        "mark_stale": 1,
+        "mark_assets_stale": 1,
+        "rebuild_stale_assets": 1,
+        "rebuild_assets": 1,
+        "derived_state": 1,
+        "requeue_tasks": 1,  # the text changed: "Emotions: happy, sad."
+        "notify": 1,
+        "assets_before_change": 1,  # the asset is pending again
+    }
+
+
+def test_a_batch_of_fact_writes_gives_what_a_rebuild_from_scratch_gives(conn) -> None:
+    beach, snow, empty = (new_asset(conn, name) for name in ("beach", "snow", "empty"))
+    conn.commit()
+    ana = conn.execute("INSERT INTO semsql.people (name) VALUES ('Ana') RETURNING id").fetchone()[0]
+    bo = conn.execute("INSERT INTO semsql.people (name) VALUES ('Bo') RETURNING id").fetchone()[0]
+    conn.execute(
+        """INSERT INTO semsql.captions (asset_id, source, text)
+           VALUES (%(b)s, 'user', 'Ana at the beach.'), (%(b)s, 'blip', ' a dog on sand '),
+                  (%(s)s, 'blip', 'children in snow')""",
+        {"b": beach, "s": snow},
+    )
+    conn.execute(
+        """INSERT INTO semsql.tags (asset_id, label, confidence, source)
+           VALUES (%(b)s, 'dog', 0.7, 'detr'), (%(b)s, 'dog', 0.9, 'detr'),
+                  (%(b)s, 'sand', NULL, 'user'), (%(b)s, 'kite', 0.5, 'detr'),
+                  (%(s)s, 'sled', 0.8, 'detr')""",
+        {"b": beach, "s": snow},
+    )
+    conn.execute(
+        """INSERT INTO semsql.faces (asset_id, box, detector, emotion, person_id)
+           VALUES (%(b)s, '{0,0,9,9}', 'mtcnn', 'happy', NULL),
+                  (%(b)s, '{9,9,19,19}', 'mtcnn', 'happy', NULL),
+                  (%(b)s, '{20,20,29,29}', 'mtcnn', 'calm', %(bo)s),
+                  (%(s)s, '{0,0,9,9}', 'mtcnn', NULL, NULL)""",
+        {"b": beach, "s": snow, "bo": bo},
+    )
+    conn.execute(
+        "INSERT INTO semsql.asset_people (asset_id, person_id, source) VALUES (%s, %s, 'user')",
+        [beach, ana],
+    )
+    # More statements on the same rows, in the same transaction.
+    conn.execute("DELETE FROM semsql.tags WHERE label = 'kite'")
+    conn.execute("UPDATE semsql.faces SET emotion = 'sad' WHERE asset_id = %s", [snow])
+    conn.execute("UPDATE semsql.people SET name = 'Bo Lind' WHERE id = %s", [bo])
+    conn.execute(
+        "UPDATE semsql.assets SET collection = 'trips', taken_at = '2020-07-01' WHERE id = %s",
+        [beach],
+    )
+    marks = conn.execute("SELECT count(*) FROM semsql.search_documents_stale").fetchone()[0]
+    assert marks == 2  # once each, however many statements touched them (empty: at its insert)
+    conn.commit()
+
+    ids = [beach, snow, empty]
+    stored = conn.execute(
+        f"{DERIVED} FROM semsql.search_documents WHERE asset_id = ANY (%s) ORDER BY 1", [ids]
+    ).fetchall()
+    fresh = conn.execute(f"{DERIVED} FROM semsql.derived_state(%s) ORDER BY 1", [ids]).fetchall()
+    assert stored == fresh
+    texts = dict(conn.execute("SELECT asset_id, document FROM semsql.asset_documents(%s)", [ids]))
+    assert texts == {
+        beach: "Ana at the beach. a dog on sand. Tags: sand, dog. Emotions: happy, calm. "
+        "People: Ana, Bo Lind.",
+        snow: "children in snow. Tags: sled. Emotions: sad.",
+        empty: "",
+    }
+    assert {row[0]: row[-1] for row in stored} == {a: sha(t) for a, t in texts.items()}
+    beach_row = stored[0]
+    assert beach_row[1:3] == ("trips", "/beach.jpg")
+    assert beach_row[4] == ["dog", "sand"]  # tags: one per lower-case label
+    assert beach_row[5] == ["calm", "happy"]  # emotions: distinct, lower case
+    assert beach_row[8] == "Ana at the beach."  # the user's caption
+    assert beach_row[9] == ["sand", "dog"]  # labels: the most confident (stated: 1) first
+    assert beach_row[10] == ["Ana", "Bo Lind"]
+    # A rebuild from scratch changes nothing, and leaves no marks.
+    assert conn.execute("SELECT semsql.refresh_search_documents(%s)", [ids]).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM semsql.search_documents_stale").fetchone() == (0,)
+
+    # Each kind of write alone, in a transaction of its own, reaches the stored state too
+    # (and changes the text, but for the uri and the link to a person shown by a face anyway).
+    writes = [
+        ("UPDATE semsql.faces SET emotion = 'calm' WHERE emotion = 'sad'", [], True),
+        ("UPDATE semsql.faces SET person_id = %s WHERE asset_id = %s", [ana, snow], True),
+        ("UPDATE semsql.faces SET asset_id = %s WHERE asset_id = %s", [empty, snow], True),
+        ("UPDATE semsql.people SET name = 'Ana Lima' WHERE id = %s", [ana], True),
+        ("UPDATE semsql.tags SET confidence = 0.1 WHERE label = 'sand'", [], True),
+        ("UPDATE semsql.tags SET asset_id = %s WHERE label = 'sled'", [beach], True),
+        ("UPDATE semsql.captions SET text = 'kids in snow' WHERE asset_id = %s", [snow], True),
+        ("DELETE FROM semsql.captions WHERE source = 'user'", [], True),
+        ("UPDATE semsql.asset_people SET person_id = %s", [bo], True),
+        ("DELETE FROM semsql.asset_people", [], False),
+        (
+            "UPDATE semsql.assets SET uri = '/snowy.jpg', collection = 'x' WHERE id = %s",
+            [snow],
+            False,
+        ),
+        ("DELETE FROM semsql.people WHERE id = %s", [bo], True),
+        ("DELETE FROM semsql.faces WHERE emotion = 'happy'", [], True),
+    ]
+    for statement, params, text_changes in writes:
+        before = conn.execute(
+            "SELECT text_sha256 FROM semsql.search_documents ORDER BY asset_id"
+        ).fetchall()
+        conn.execute(statement, params)
+        conn.commit()
+        stored = conn.execute(
+            f"{DERIVED} FROM semsql.search_documents WHERE asset_id = ANY (%s) ORDER BY 1", [ids]
+        ).fetchall()
+        fresh = conn.execute(
+            f"{DERIVED} FROM semsql.derived_state(%s) ORDER BY 1", [ids]
+        ).fetchall()
+        assert stored == fresh, statement
+        after = conn.execute(
+            "SELECT text_sha256 FROM semsql.search_documents ORDER BY asset_id"
+        ).fetchall()
+        assert (after != before) == text_changes, statement
+
+
+def test_the_document_text_is_the_one_the_worker_embeds(conn) -> None:
+    asset = new_asset(conn, "text")
+    for statement in (
+        """INSERT INTO semsql.captions (asset_id, source, text)
+           VALUES (%(a)s, 'user', 'Ana at the beach'), (%(a)s, 'blip', 'a dog.')""",
+        """INSERT INTO semsql.tags (asset_id, label, confidence, source)
+           VALUES (%(a)s, 'dog', 0.9, 'detr'), (%(a)s, 'Beach', NULL, 'user')""",
+        """INSERT INTO semsql.faces (asset_id, box, detector, emotion)
+           VALUES (%(a)s, '{0,0,9,9}', 'mtcnn', 'happy'), (%(a)s, '{9,9,19,19}', 'mtcnn', 'calm'),
+                  (%(a)s, '{1,1,8,8}', 'mtcnn', 'happy')""",
+    ):
+        conn.execute(statement, {"a": asset})
+    conn.commit()
+    text = "Ana at the beach. a dog. Tags: Beach, dog. Emotions: happy, calm."
+    assert document(conn, asset) == text
+    stored = conn.execute(
+        "SELECT text_sha256 FROM semsql.search_documents WHERE asset_id = %s", [asset]
+    ).fetchone()
+    assert stored == (sha(text),)
+
+
+def test_the_text_task_is_queued_again_only_when_the_text_changes(conn, db_url) -> None:
+    asset = new_asset(conn, "kite")
+    conn.execute(
+        """INSERT INTO semsql.tags (asset_id, label, confidence, source)
+           VALUES (%s, 'kite', 0.9, 'detr')""",
+        [asset],
+    )
+    face = conn.execute(
+        """INSERT INTO semsql.faces (asset_id, box, detector, emotion)
+           VALUES (%s, '{0,0,9,9}', 'mtcnn', 'happy') RETURNING id""",
+        [asset],
+    ).fetchone()[0]
+    conn.commit()
+    embedded(conn, asset)
+    assert text_task(conn, asset) == ("done", 1, False)
+
+    # The worker writing the same tags again, a face's vector, a match confidence: the text
+    # stays what the vector embeds.
+    conn.execute("DELETE FROM semsql.tags WHERE asset_id = %s AND source <> 'user'", [asset])
+    conn.execute(
+        """INSERT INTO semsql.tags (asset_id, label, confidence, source)
+           VALUES (%s, 'kite', 0.9, 'detr')""",
+        [asset],
+    )
+    conn.execute(
+        """UPDATE semsql.faces SET embedding = array_fill(0.1, ARRAY[512])::vector,
+                  embedding_model = 'facenet' WHERE id = %s""",
+        [face],
+    )
+    conn.execute(
+        "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%s, 'Kite', 'user')", [asset]
+    )
+    conn.execute("DELETE FROM semsql.tags WHERE asset_id = %s AND source = 'user'", [asset])
+    conn.commit()
+    assert text_task(conn, asset) == ("done", 1, False)
+    assert conn.execute("SELECT status FROM semsql.assets WHERE id = %s", [asset]).fetchone() == (
+        "ready",
+    )
+
+    # A new tag changes the text: queued again, and the workers are woken.
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN semsql_tasks")
+        conn.execute(
+            "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%s, 'field', 'user')",
+            [asset],
+        )
+        assert text_task(conn, asset) == ("done", 1, False)  # at commit
+        conn.commit()
+        assert next(listener.notifies(timeout=5, stop_after=1)).channel == "semsql_tasks"
+    assert text_task(conn, asset) == ("pending", 0, False)
+    assert conn.execute("SELECT status FROM semsql.assets WHERE id = %s", [asset]).fetchone() == (
+        "pending",
+    )
+
+    # A pending task reads the text when it runs: nothing to do for it.
+    conn.execute("DELETE FROM semsql.tags WHERE label = 'field'")
+    conn.commit()
+    assert text_task(conn, asset) == ("pending", 0, False)
+
+
+def test_a_running_text_task_runs_again_only_when_the_text_changes(conn) -> None:
+    asset = new_asset(conn, "running")
+    conn.execute(
+        "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%s, 'blip', 'a kite')",
+        [asset],
+    )
+    conn.commit()
+    embedded(conn, asset)
+    conn.execute("UPDATE semsql.tasks SET status = 'pending' WHERE asset_id = %s", [asset])
+    (task,) = conn.execute("SELECT task_id FROM semsql.claim_tasks('w', 'text', 10)").fetchone()
+    conn.commit()
+    conn.execute("UPDATE semsql.captions SET text = 'a kite' WHERE asset_id = %s", [asset])
+    conn.commit()
+    assert text_task(conn, asset) == ("running", 1, False)
+    conn.execute("UPDATE semsql.captions SET text = 'a red kite' WHERE asset_id = %s", [asset])
+    conn.commit()
+    assert text_task(conn, asset) == ("running", 1, True)
+    conn.execute("SELECT semsql.complete_tasks('w', %s, 'm')", [[task]])
+    conn.commit()
+    assert text_task(conn, asset) == ("pending", 0, False)  # it read the old caption
+
+
+def test_a_failed_text_task_is_retried_when_its_text_changes(conn) -> None:
+    asset = new_asset(conn, "failed")
+    conn.execute(
+        "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%s, 'blip', 'a kite')",
+        [asset],
+    )
+    conn.commit()
+    conn.execute(
+        "UPDATE semsql.tasks SET status = 'failed', attempts = 5 WHERE asset_id = %s", [asset]
+    )
+    conn.commit()
+    conn.execute("UPDATE semsql.captions SET text = 'a kite' WHERE asset_id = %s", [asset])
+    conn.commit()
+    assert text_task(conn, asset) == ("failed", 5, False)  # the same text would fail again
+    conn.execute("UPDATE semsql.captions SET text = 'a red kite' WHERE asset_id = %s", [asset])
+    conn.commit()
+    assert text_task(conn, asset) == ("pending", 0, False)
+
+
+def test_an_empty_text_has_no_vector_and_stays_done(conn) -> None:
+    asset = new_asset(conn, "bare")
+    conn.commit()
+    embedded(conn, asset)  # an empty document: no vector
+    conn.execute(
+        "INSERT INTO semsql.faces (asset_id, box, detector) VALUES (%s, '{0,0,9,9}', 'mtcnn')",
+        [asset],
+    )
+    conn.commit()
+    assert document(conn, asset) == ""
+    assert text_task(conn, asset) == ("done", 1, False)
+    # A vector left from when it had a text: queued again, so that the worker removes it.
+    conn.execute(
+        """INSERT INTO semsql.embeddings (asset_id, space, model, embedding, input_sha256)
+           VALUES (%s, 'text', 'm', '[1,0,0]', %s)""",
+        [asset, sha("a kite.")],
+    )
+    conn.commit()
+    conn.execute("DELETE FROM semsql.faces WHERE asset_id = %s", [asset])
+    conn.commit()
+    assert text_task(conn, asset) == ("pending", 0, False)
+
+
+def test_deleting_an_asset_leaves_no_stale_rows(conn) -> None:
+    asset = new_asset(conn, "gone")
+    for statement in (
+        "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%(a)s, 'kite', 'user')",
+        "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%(a)s, 'user', 'a kite')",
+        """INSERT INTO semsql.faces (asset_id, box, detector, emotion)
+           VALUES (%(a)s, '{0,0,9,9}', 'mtcnn', 'happy')""",
+    ):
+        conn.execute(statement, {"a": asset})
+    conn.commit()
+    conn.execute("DELETE FROM semsql.assets WHERE id = %s", [asset])
+    assert conn.execute("SELECT count(*) FROM semsql.search_documents_stale").fetchone() == (1,)
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM semsql.search_documents_stale").fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM semsql.search_documents WHERE asset_id = %s", [asset]
+    ).fetchone() == (0,)
+
+
+def test_the_worker_role_rebuilds_and_queues_at_commit(conn, login_as) -> None:
+    asset = new_asset(conn, "worker")
+    conn.commit()
+    embedded(conn, asset)
+    worker = login_as("semsql_worker")
+    with worker.transaction():
+        worker.execute(
+            """INSERT INTO semsql.tags (asset_id, label, confidence, source)
+               VALUES (%s, 'kite', 0.9, 'detr')""",
+            [asset],
+        )
+        worker.execute(
+            "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%s, 'blip', 'a kite')",
+            [asset],
+        )
+    assert document(conn, asset) == "a kite. Tags: kite."
+    assert conn.execute(
+        "SELECT caption, labels, text_sha256 FROM semsql.search_documents WHERE asset_id = %s",
+        [asset],
+    ).fetchone() == ("a kite", ["kite"], sha("a kite. Tags: kite."))
+    assert text_task(conn, asset) == ("pending", 0, False)
+
+
+def test_init_fills_the_text_hash_of_existing_documents_and_queues_nothing(db_url) -> None:
+    with database.connect(db_url, autocommit=True) as conn:
+        asset = new_asset(conn, "old")
+        conn.execute(
+            "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%s, 'user', 'a kite')",
+            [asset],
+        )
+        conn.execute("UPDATE semsql.tasks SET status = 'done', attempts = 1")
+        conn.execute("UPDATE semsql.search_documents SET text_sha256 = NULL")  # as before 0010
+        migrate.init(conn)
+        assert conn.execute(
+            "SELECT text_sha256 FROM semsql.search_documents WHERE asset_id = %s", [asset]
+        ).fetchone() == (sha("a kite."),)
+        assert text_task(conn, asset) == ("done", 1, False)
