@@ -15,12 +15,11 @@ import numpy as np
 import psycopg
 import pytest
 from fix_db import TEMPLATE
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from semsql import database
 from semsql.search import SearchRequest, run_search
+from semsql.testing import scratch_database
 
 # The functions that build or run the statements of a search.
 SEARCH_FUNCTIONS = (
@@ -141,86 +140,76 @@ def space_url(server_url, template_url, tmp_path_factory) -> Iterator[str]:
     or recognised), two collections, dates (some unknown), metadata and captions; random text
     and image vectors (a few assets lack one); cached vectors of EXCLUDE in both spaces."""
     name = f"semsql_search_args_{os.getpid()}_{tmp_path_factory.mktemp('n').name}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE)
-            )
-        )
-    url = make_conninfo(server_url, dbname=name)
-    rng = np.random.default_rng(11)
-    try:
-        with database.connect(url) as conn:
-            conn.execute("UPDATE semsql.stages SET enabled = false")
-            people = [
-                conn.execute(
-                    "INSERT INTO semsql.people (name) VALUES (%s) RETURNING id", [p]
-                ).fetchone()[0]
-                for p in PEOPLE
-            ]
-            with conn.cursor().copy(
-                "COPY semsql.assets (uri, sha256, collection, taken_at, metadata) FROM STDIN"
-            ) as copy:
-                for i in range(N):
-                    taken = None if i % 17 == 0 else START + timedelta(days=int(rng.integers(3650)))
-                    camera = {"camera": "Canon" if rng.random() < 0.7 else "Nikon", "n": i}
-                    collection = "travel" if rng.random() < 0.2 else "default"
-                    copy.write_row(
-                        (f"/args/{i}.jpg", f"{i:064x}", collection, taken, Jsonb(camera))
-                    )
-            ids = [row[0] for row in conn.execute("SELECT id FROM semsql.assets ORDER BY id")]
-            tags, faces, shown, captions = [], [], [], []
-            for asset_id in ids:
-                for label in rng.choice(LABELS, 2, replace=False):
-                    tags.append((asset_id, label.upper() if rng.random() < 0.1 else label))
-                for _ in range(int(rng.integers(0, 3))):
-                    person = people[int(rng.integers(3))] if rng.random() < 0.3 else None
-                    faces.append((asset_id, str(rng.choice(EMOTIONS)), person))
-                for person in rng.choice(people, int(rng.integers(0, 3)), replace=False):
-                    shown.append((asset_id, int(person)))
-                captions.append((asset_id, "a " + " and ".join(rng.choice(WORDS, 2))))
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%s, %s, 'user')",
-                    tags,
-                )
-                cur.executemany(
-                    """INSERT INTO semsql.faces (asset_id, box, detector, emotion, person_id)
-                       VALUES (%s, '{1,1,20,20}', 'test', %s, %s)""",
-                    faces,
-                )
-                cur.executemany(
-                    """INSERT INTO semsql.asset_people (asset_id, person_id, source)
-                       VALUES (%s, %s, 'user') ON CONFLICT DO NOTHING""",
-                    shown,
-                )
-                cur.executemany(
-                    "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%s, 'user', %s)",
-                    captions,
-                )
-            for space, dims, gap in (("text", DIMS, 23), ("image", DIMS // 2, 29)):
-                copy_sql = "COPY semsql.embeddings (asset_id, space, model, embedding) FROM STDIN"
-                with conn.cursor().copy(copy_sql) as copy:
-                    copy.set_types(["int8", "text", "text", "vector"])
-                    for i, asset_id in enumerate(ids):
-                        if i % gap != 5:
-                            copy.write_row((asset_id, space, "random", rng.standard_normal(dims)))
-                conn.execute("SELECT semsql.register_vector_space(%s, 'random', %s)", [space, dims])
-                conn.execute(
-                    """INSERT INTO semsql.query_embeddings
-                           (space, text_sha256, text, model, embedding)
-                       VALUES (%s, semsql.query_text_digest(%s), %s, 'random', %s)""",
-                    [space, EXCLUDE, EXCLUDE, rng.standard_normal(dims)],
-                )
-            conn.commit()
-            conn.autocommit = True
-            conn.execute("VACUUM ANALYZE")
+    with scratch_database(server_url, name, template=TEMPLATE) as url:
+        _fill_space(url)
         yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+
+
+def _fill_space(url: str) -> None:
+    rng = np.random.default_rng(11)
+    with database.connect(url) as conn:
+        conn.execute("UPDATE semsql.stages SET enabled = false")
+        people = [
+            conn.execute(
+                "INSERT INTO semsql.people (name) VALUES (%s) RETURNING id", [p]
+            ).fetchone()[0]
+            for p in PEOPLE
+        ]
+        with conn.cursor().copy(
+            "COPY semsql.assets (uri, sha256, collection, taken_at, metadata) FROM STDIN"
+        ) as copy:
+            for i in range(N):
+                taken = None if i % 17 == 0 else START + timedelta(days=int(rng.integers(3650)))
+                camera = {"camera": "Canon" if rng.random() < 0.7 else "Nikon", "n": i}
+                collection = "travel" if rng.random() < 0.2 else "default"
+                copy.write_row((f"/args/{i}.jpg", f"{i:064x}", collection, taken, Jsonb(camera)))
+        ids = [row[0] for row in conn.execute("SELECT id FROM semsql.assets ORDER BY id")]
+        tags, faces, shown, captions = [], [], [], []
+        for asset_id in ids:
+            for label in rng.choice(LABELS, 2, replace=False):
+                tags.append((asset_id, label.upper() if rng.random() < 0.1 else label))
+            for _ in range(int(rng.integers(0, 3))):
+                person = people[int(rng.integers(3))] if rng.random() < 0.3 else None
+                faces.append((asset_id, str(rng.choice(EMOTIONS)), person))
+            for person in rng.choice(people, int(rng.integers(0, 3)), replace=False):
+                shown.append((asset_id, int(person)))
+            captions.append((asset_id, "a " + " and ".join(rng.choice(WORDS, 2))))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%s, %s, 'user')",
+                tags,
             )
+            cur.executemany(
+                """INSERT INTO semsql.faces (asset_id, box, detector, emotion, person_id)
+                   VALUES (%s, '{1,1,20,20}', 'test', %s, %s)""",
+                faces,
+            )
+            cur.executemany(
+                """INSERT INTO semsql.asset_people (asset_id, person_id, source)
+                   VALUES (%s, %s, 'user') ON CONFLICT DO NOTHING""",
+                shown,
+            )
+            cur.executemany(
+                "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%s, 'user', %s)",
+                captions,
+            )
+        for space, dims, gap in (("text", DIMS, 23), ("image", DIMS // 2, 29)):
+            copy_sql = "COPY semsql.embeddings (asset_id, space, model, embedding) FROM STDIN"
+            with conn.cursor().copy(copy_sql) as copy:
+                copy.set_types(["int8", "text", "text", "vector"])
+                for i, asset_id in enumerate(ids):
+                    if i % gap != 5:
+                        copy.write_row((asset_id, space, "random", rng.standard_normal(dims)))
+            conn.execute("SELECT semsql.register_vector_space(%s, 'random', %s)", [space, dims])
+            conn.execute(
+                """INSERT INTO semsql.query_embeddings
+                       (space, text_sha256, text, model, embedding)
+                   VALUES (%s, semsql.query_text_digest(%s), %s, 'random', %s)""",
+                [space, EXCLUDE, EXCLUDE, rng.standard_normal(dims)],
+            )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
 
 
 @pytest.fixture
