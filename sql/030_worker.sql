@@ -239,9 +239,11 @@ BEGIN
         PERFORM notify('semsql_tasks');  -- inputs changed while they ran: due again
     END IF;
     -- The stages that read what these wrote must read it again (a no-op in the first pass,
-    -- where they are still pending).
+    -- where they are still pending). Stages that read the asset document are not among them:
+    -- the document's rebuild at commit queues them when its text changed (040).
     PERFORM requeue_tasks(finished_assets,
-                          ARRAY(SELECT s.name FROM stages s WHERE s.depends_on && finished_stages));
+                          ARRAY(SELECT s.name FROM stages s
+                                WHERE s.depends_on && finished_stages AND s.reads <> 'document'));
     IF EXISTS (SELECT 1 FROM stages s WHERE s.depends_on && finished_stages) THEN
         PERFORM notify('semsql_tasks');  -- their dependants may be due now
     END IF;

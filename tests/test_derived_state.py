@@ -443,3 +443,43 @@ def test_init_fills_the_text_hash_of_existing_documents_and_queues_nothing(db_ur
             "SELECT text_sha256 FROM semsql.search_documents WHERE asset_id = %s", [asset]
         ).fetchone() == (sha("a kite."),)
         assert text_task(conn, asset) == ("done", 1, False)
+
+
+def _finish_caption(conn: psycopg.Connection, asset_id: int, caption: str) -> None:
+    """As a worker does: claim the asset's caption task, write its caption, complete the task,
+    all in one transaction."""
+    conn.execute(
+        """UPDATE semsql.tasks SET status = 'running', leased_by = 'w', attempts = 0,
+                  lease_expires_at = now() + interval '1 minute'
+           WHERE asset_id = %s AND stage = 'caption'""",
+        [asset_id],
+    )
+    conn.commit()
+    (task_id,) = conn.execute(
+        "SELECT id FROM semsql.tasks WHERE asset_id = %s AND stage = 'caption'", [asset_id]
+    ).fetchone()
+    conn.execute("DELETE FROM semsql.captions WHERE asset_id = %s AND source <> 'user'", [asset_id])
+    conn.execute(
+        "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%s, 'm', %s)",
+        [asset_id, caption],
+    )
+    conn.execute("SELECT semsql.complete_tasks('w', %s, 'm')", [[task_id]])
+    conn.commit()
+
+
+def test_a_stage_the_document_reads_queues_text_only_when_its_result_changes_the_text(
+    conn,
+) -> None:
+    """complete_tasks leaves document-reading stages to the rebuild: a caption that changes the
+    text queues the text task; the same caption written again (a rerun) does not."""
+    asset_id = new_asset(conn, "rerun")
+    conn.commit()
+    _finish_caption(conn, asset_id, "a red bicycle")
+    embedded(conn, asset_id)
+    assert text_task(conn, asset_id)[0] == "done"
+
+    _finish_caption(conn, asset_id, "a red bicycle")
+    assert text_task(conn, asset_id)[0] == "done"
+
+    _finish_caption(conn, asset_id, "a blue bicycle")
+    assert text_task(conn, asset_id)[0] == "pending"
