@@ -87,6 +87,10 @@ BEGIN
     IF coalesce(cardinality(p_asset_ids), 0) = 0 THEN
         RETURN;
     END IF;
+    -- What this transaction's writes changed is rebuilt first (040): its requeues lock task
+    -- rows, which must come before the mutex, as in every transaction that finishes tasks
+    -- (the other order deadlocks with a worker finishing a task those requeues touch).
+    PERFORM rebuild_marked_assets();
     -- Transactions that finish tasks take turns from here to their commit, so that of two
     -- finishing the last tasks of one asset or job, the second sees the first's work (READ
     -- COMMITTED: each statement below reads with a new snapshot).

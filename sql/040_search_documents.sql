@@ -320,22 +320,37 @@ CREATE OR REPLACE TRIGGER people_stale_rename
 
 -- The rebuild at commit --------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION semsql.rebuild_stale_assets() RETURNS trigger
+CREATE OR REPLACE FUNCTION semsql.rebuild_marked_assets() RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     stale bigint[];
 BEGIN
-    -- One event per marked asset: the first rebuilds every asset its transaction marked, in one
-    -- set; the others find their marks taken.
     WITH taken AS (
-        DELETE FROM search_documents_stale s WHERE s.transaction = NEW.transaction
+        DELETE FROM search_documents_stale s WHERE s.transaction = pg_current_xact_id()
         RETURNING s.asset_id)
     SELECT array_agg(asset_id ORDER BY asset_id) INTO stale FROM taken;
-    IF stale IS NOT NULL THEN
-        PERFORM rebuild_assets(stale);
+    IF stale IS NULL THEN
+        RETURN 0;
     END IF;
+    PERFORM rebuild_assets(stale);
+    RETURN cardinality(stale);
+END
+$$;
+COMMENT ON FUNCTION semsql.rebuild_marked_assets() IS
+    'Rebuilds (semsql.rebuild_assets) now the assets this transaction marked stale, and takes '
+    'their marks; the number rebuilt. The deferred trigger calls it at commit, settle_assets '
+    'before it takes its mutex.';
+
+CREATE OR REPLACE FUNCTION semsql.rebuild_stale_assets() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    -- One event per marked asset: the first rebuilds every asset its transaction marked, in one
+    -- set; the others find their marks taken.
+    PERFORM rebuild_marked_assets();
     RETURN NULL;
 END
 $$;

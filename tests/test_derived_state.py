@@ -5,6 +5,8 @@ all, and the text task is queued again only when the text's hash differs from it
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 
 import psycopg
 import pytest
@@ -127,6 +129,7 @@ def test_one_face_write_marks_once_and_rebuilds_once(conn) -> None:
         "mark_stale": 1,
         "mark_assets_stale": 1,
         "rebuild_stale_assets": 1,
+        "rebuild_marked_assets": 1,
         "rebuild_assets": 1,
         "derived_state": 1,
         "requeue_tasks": 1,  # the text changed: "Emotions: happy, sad."
@@ -483,3 +486,47 @@ def test_a_stage_the_document_reads_queues_text_only_when_its_result_changes_the
 
     _finish_caption(conn, asset_id, "a blue bicycle")
     assert text_task(conn, asset_id)[0] == "pending"
+
+
+def test_finishing_a_caption_and_the_text_of_one_asset_at_once_does_not_deadlock(
+    conn, db_url
+) -> None:
+    """Two workers finish tasks of one asset together: the caption's (which changes the text)
+    and the text's. Both commit; the text, which read the old caption, runs again. (With the
+    rebuild only at commit, the caption's transaction took the settle mutex first and the text
+    task's row last, and the text's transaction the other way round: a deadlock.)"""
+    asset = new_asset(conn, "together")
+    conn.commit()
+    embedded(conn, asset)
+    conn.execute("UPDATE semsql.tasks SET status = 'pending' WHERE asset_id = %s", [asset])
+    (caption_task,) = conn.execute(
+        "SELECT task_id FROM semsql.claim_tasks('w1', 'caption', 10)"
+    ).fetchone()
+    (text_task_id,) = conn.execute(
+        "SELECT task_id FROM semsql.claim_tasks('w2', 'text', 10)"
+    ).fetchone()
+    conn.commit()
+
+    conn.execute(
+        "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%s, 'blip', 'a kite')",
+        [asset],
+    )
+    conn.execute("SELECT semsql.complete_tasks('w1', %s, 'm')", [[caption_task]])
+    errors: list[BaseException] = []
+
+    def finish_text() -> None:
+        try:
+            with database.connect(db_url) as other:
+                other.execute("SET lock_timeout = '20s'")
+                other.execute("SELECT semsql.complete_tasks('w2', %s, 'm')", [[text_task_id]])
+                other.commit()
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
+
+    worker = threading.Thread(target=finish_text)
+    worker.start()
+    time.sleep(0.5)  # the text's transaction is waiting on the caption's now
+    conn.commit()
+    worker.join(30)
+    assert not worker.is_alive() and errors == []
+    assert text_task(conn, asset) == ("pending", 0, False)
