@@ -35,44 +35,13 @@ import numpy as np
 import psycopg
 from scratch import bench_database
 
+from semsql.testing import DUPLICATES_BY_CLOSURE
+
 DATABASE = "semsql_bench_duplicates"
 DIMS = 64
 MAX_DISTANCE = 0.05
 
 NEW = "SELECT * FROM semsql.duplicates(max_distance => %s::real, neighbours => %s)"
-# semsql.duplicates before the union-find: the transitive closure of the links (reach).
-OLD = """
-    WITH RECURSIVE members AS (
-        SELECT e.asset_id, e.embedding::halfvec({dims}) AS embedding
-        FROM semsql.embeddings e JOIN semsql.assets a ON a.id = e.asset_id
-        WHERE e.space = 'image'),
-    links AS (
-        SELECT m.asset_id AS a, n.asset_id AS b
-        FROM members m
-        CROSS JOIN LATERAL (
-            SELECT e.asset_id, e.embedding::halfvec({dims}) <=> m.embedding AS distance
-            FROM semsql.embeddings e
-            WHERE e.space = 'image' AND e.asset_id <> m.asset_id
-            ORDER BY e.embedding::halfvec({dims}) <=> m.embedding
-            LIMIT %(neighbours)s) AS n
-        WHERE n.distance <= %(max_distance)s::real
-          AND n.asset_id IN (SELECT asset_id FROM members)),
-    edges AS (SELECT a, b FROM links UNION SELECT b, a FROM links),
-    reach (root, asset_id) AS (
-        SELECT a, a FROM edges
-        UNION
-        SELECT r.root, e.b FROM reach r JOIN edges e ON e.a = r.asset_id),
-    groups AS (SELECT asset_id, min(root) AS group_id FROM reach GROUP BY asset_id)
-    SELECT g.group_id, g.asset_id, a.uri,
-           CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
-           (m.embedding <=> gm.embedding)::real
-    FROM groups g
-    JOIN semsql.assets a ON a.id = g.asset_id
-    JOIN semsql.assets ga ON ga.id = g.group_id
-    JOIN members m ON m.asset_id = g.asset_id
-    JOIN members gm ON gm.asset_id = g.group_id
-    ORDER BY g.group_id, 5, g.asset_id
-"""
 
 
 @dataclass
@@ -160,9 +129,11 @@ class Watch:
 def run(url: str, method: str, neighbours: int, timeout: float) -> tuple[str, float, list, Watch]:
     with psycopg.connect(url, autocommit=True) as conn:
         dims = conn.execute("SELECT dims FROM semsql.vector_spaces WHERE space = 'image'")
-        statement = OLD.format(dims=dims.fetchone()[0]) if method == "closure" else NEW
+        statement = (
+            DUPLICATES_BY_CLOSURE.format(dims=dims.fetchone()[0]) if method == "closure" else NEW
+        )
         params = (
-            {"max_distance": MAX_DISTANCE, "neighbours": neighbours}
+            {"max_distance": MAX_DISTANCE, "neighbours": neighbours, "collection": None}
             if method == "closure"
             else [MAX_DISTANCE, neighbours]
         )

@@ -1,7 +1,8 @@
 """semsql.duplicates finds connected components of neighbour links with a union-find: the same
-groups, rows and order as the transitive closure it replaced (kept below as CLOSURE, the query
-of the release before), on chains, stars, bridges through another collection, exact copies and
-random graphs, and a component of thousands of assets, which the closure held as n^2 pairs."""
+groups, rows and order as the transitive closure it replaced (the query of the release before,
+semsql.testing.DUPLICATES_BY_CLOSURE), on chains, stars, bridges through another collection,
+exact copies and random graphs, and a component of thousands of assets, which the closure held
+as n^2 pairs."""
 
 from __future__ import annotations
 
@@ -11,46 +12,12 @@ import numpy as np
 import psycopg
 import pytest
 
+from semsql.testing import DUPLICATES_BY_CLOSURE
+
 DIMS = 16
 MAX_DISTANCE = 0.05
 STEP = 0.25  # radians between the links of a chain: cosine distance 0.031, two steps 0.122
 SPOKE = 0.3  # a star's leaves: 0.045 from the centre, sin^2 = 0.087 from one another
-
-# The closure that semsql.duplicates computed until it used a union-find: every (root, asset)
-# pair of a component, n^2 of them. The same links, groups and columns, in the same order.
-CLOSURE = """
-    WITH RECURSIVE members AS (
-        SELECT e.asset_id, e.embedding::halfvec({dims}) AS embedding
-        FROM semsql.embeddings e JOIN semsql.assets a ON a.id = e.asset_id
-        WHERE e.space = 'image' AND (%(collection)s::text IS NULL
-                                     OR a.collection = %(collection)s::text)),
-    links AS (
-        SELECT m.asset_id AS a, n.asset_id AS b
-        FROM members m
-        CROSS JOIN LATERAL (
-            SELECT e.asset_id, e.embedding::halfvec({dims}) <=> m.embedding AS distance
-            FROM semsql.embeddings e
-            WHERE e.space = 'image' AND e.asset_id <> m.asset_id
-            ORDER BY e.embedding::halfvec({dims}) <=> m.embedding
-            LIMIT %(neighbours)s) AS n
-        WHERE n.distance <= %(max_distance)s::real
-          AND n.asset_id IN (SELECT asset_id FROM members)),
-    edges AS (SELECT a, b FROM links UNION SELECT b, a FROM links),
-    reach (root, asset_id) AS (
-        SELECT a, a FROM edges
-        UNION
-        SELECT r.root, e.b FROM reach r JOIN edges e ON e.a = r.asset_id),
-    groups AS (SELECT asset_id, min(root) AS group_id FROM reach GROUP BY asset_id)
-    SELECT g.group_id, g.asset_id, a.uri,
-           CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
-           (m.embedding <=> gm.embedding)::real
-    FROM groups g
-    JOIN semsql.assets a ON a.id = g.asset_id
-    JOIN semsql.assets ga ON ga.id = g.group_id
-    JOIN members m ON m.asset_id = g.asset_id
-    JOIN members gm ON gm.asset_id = g.group_id
-    ORDER BY g.group_id, 5, g.asset_id
-"""
 
 
 def unit(*pairs: tuple[int, float]) -> np.ndarray:
@@ -130,7 +97,7 @@ def closure(
 ) -> list[tuple]:
     conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(40, neighbours))])
     arguments = {"max_distance": max_distance, "collection": collection, "neighbours": neighbours}
-    rows = conn.execute(CLOSURE.format(dims=dims), arguments).fetchall()
+    rows = conn.execute(DUPLICATES_BY_CLOSURE.format(dims=dims), arguments).fetchall()
     conn.execute("SELECT set_config('hnsw.ef_search', '40', true)")
     return rows
 
