@@ -12,6 +12,7 @@ model, and, where it writes a table of its own, a writer in embedder/writers.py.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -170,8 +171,9 @@ def space_stage(space: str) -> Stage:
         raise ValueError(f"unknown vector space {space!r}: one of {', '.join(SPACES)}") from None
 
 
-def write_rows(conn: psycopg.Connection) -> None:
-    """Make semsql.stages say what this table says (whether each stage is enabled stays)."""
+def write_rows(conn: psycopg.Connection, stages: Sequence[Stage] = STAGES) -> None:
+    """Make semsql.stages say what `stages` (this release's) declare (sql/010_queue.sql's
+    semsql.write_stages: whether each stage is enabled stays)."""
     rows = [
         {
             "name": s.name,
@@ -181,7 +183,7 @@ def write_rows(conn: psycopg.Connection) -> None:
             "reads": s.reads.value,
             "vector_space": s.vector_space,
         }
-        for position, s in enumerate(STAGES, start=1)
+        for position, s in enumerate(stages, start=1)
     ]
     conn.execute("SELECT semsql.write_stages(%s)", [Jsonb(rows)])
 

@@ -63,8 +63,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- Positions are unique: move every row out of the way before giving the new ones.
-    UPDATE semsql.stages SET position = -position WHERE position > 0;
+    -- Positions and vector spaces are unique: move every row out of the way before giving the
+    -- new ones (a release may give a space to a stage of another name).
+    UPDATE semsql.stages SET position = -position, vector_space = NULL WHERE position > 0;
     INSERT INTO semsql.stages AS s (name, position, depends_on, description, reads, vector_space)
     SELECT r.name, r.position, r.depends_on, r.description, r.reads, r.vector_space
     FROM jsonb_to_recordset(p_stages) AS r(
@@ -73,16 +74,21 @@ BEGIN
     ON CONFLICT (name) DO UPDATE
         SET position = excluded.position, depends_on = excluded.depends_on,
             description = excluded.description, reads = excluded.reads,
-            vector_space = excluded.vector_space;
-    -- A stage this release no longer declares keeps its rows and tasks but gets no new ones.
+            vector_space = excluded.vector_space,
+            -- declared again after a release retired it (an older init ran): enabled again
+            enabled = s.enabled OR s.retired, retired = false;
+    -- A stage this release does not declare keeps its rows and tasks but gets no new ones; it
+    -- keeps its place after the declared ones.
     UPDATE semsql.stages s
-    SET enabled = false,
-        position = (SELECT coalesce(max(position), 0) FROM semsql.stages) - s.position,
-        vector_space = NULL
-    WHERE s.position < 0;
+    SET enabled = false, retired = true,
+        position = jsonb_array_length(p_stages) + r.rank
+    FROM (SELECT name, rank() OVER (ORDER BY position DESC) AS rank
+          FROM semsql.stages WHERE position < 0) AS r
+    WHERE s.name = r.name;
 END
 $$;
 COMMENT ON FUNCTION semsql.write_stages(jsonb) IS
     'Called by every `semsql init`: makes semsql.stages say what semsql/stages.py declares '
     '(an array of {name, position, depends_on, description, reads, vector_space}); whether a '
-    'declared stage is enabled stays as it was, and an undeclared one is disabled.';
+    'declared stage is enabled stays as it was (one that an earlier init retired is enabled '
+    'again), and an undeclared one is disabled and marked retired.';

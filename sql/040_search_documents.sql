@@ -116,9 +116,24 @@ BEGIN
     IF coalesce(cardinality(p_asset_ids), 0) = 0 THEN
         RETURN 0;
     END IF;
-    -- A transaction rebuilding the same documents holds their rows until it commits; waiting
-    -- here, not in the INSERT, lets the INSERT's snapshot (a new one per statement, in READ
-    -- COMMITTED) see what that transaction wrote.
+    -- Locks, in the order every writer takes them (a transaction that finishes tasks locks its
+    -- task rows before it reads documents): waiting here, not in the INSERT, lets the INSERT's
+    -- snapshot (a new one per statement, in READ COMMITTED) see what the other wrote.
+    -- 1. The people the assets show: a rename in flight is waited for, so that one of the two
+    --    transactions sees the other's write (a rename marks only the links it can see).
+    PERFORM 1 FROM people p
+    WHERE p.id IN (SELECT ap.person_id FROM asset_people ap WHERE ap.asset_id = ANY (p_asset_ids)
+                   UNION
+                   SELECT fc.person_id FROM faces fc WHERE fc.asset_id = ANY (p_asset_ids))
+    ORDER BY p.id FOR SHARE;
+    -- 2. The tasks of the stages that read the document: a pending one cannot be claimed (and
+    --    its old text read) until this commits; a running one is seen as running, and reruns.
+    IF p_requeue THEN
+        PERFORM 1 FROM tasks t JOIN stages st ON st.name = t.stage AND st.reads = 'document'
+        WHERE t.asset_id = ANY (p_asset_ids)
+        ORDER BY t.id FOR UPDATE OF t;
+    END IF;
+    -- 3. The documents, held by a transaction rebuilding the same assets until it commits.
     PERFORM 1 FROM search_documents d WHERE d.asset_id = ANY (p_asset_ids)
     ORDER BY d.asset_id FOR UPDATE;
     -- One statement, so that `due` reads the documents as they were before it (o).
@@ -250,7 +265,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
-    IF TG_TABLE_NAME = 'people' THEN  -- renamed: the assets that show them
+    IF TG_OP = 'TRUNCATE' THEN  -- a fact table emptied: every asset
+        PERFORM mark_assets_stale(ARRAY(SELECT a.id FROM assets a));
+    ELSIF TG_TABLE_NAME = 'people' THEN  -- renamed: the assets that show them
         PERFORM mark_assets_stale(ARRAY(SELECT ap.asset_id FROM asset_people ap
                                         WHERE ap.person_id = NEW.id
                                         UNION
@@ -292,14 +309,15 @@ DECLARE
     event text;
 BEGIN
     FOREACH fact_table IN ARRAY ARRAY['captions', 'tags', 'faces', 'asset_people'] LOOP
-        FOREACH event IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE'] LOOP
+        FOREACH event IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'] LOOP
             EXECUTE format(
-                'CREATE OR REPLACE TRIGGER %I AFTER %s ON semsql.%I REFERENCING %s '
+                'CREATE OR REPLACE TRIGGER %I AFTER %s ON semsql.%I %s '
                 'FOR EACH STATEMENT EXECUTE FUNCTION semsql.mark_stale()',
                 fact_table || '_stale_' || lower(event), event, fact_table,
-                CASE event WHEN 'INSERT' THEN 'NEW TABLE AS new_rows'
-                           WHEN 'DELETE' THEN 'OLD TABLE AS old_rows'
-                           ELSE 'OLD TABLE AS old_rows NEW TABLE AS new_rows' END);
+                CASE event WHEN 'INSERT' THEN 'REFERENCING NEW TABLE AS new_rows'
+                           WHEN 'DELETE' THEN 'REFERENCING OLD TABLE AS old_rows'
+                           WHEN 'UPDATE' THEN 'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
+                           ELSE '' END);
         END LOOP;
     END LOOP;
 END

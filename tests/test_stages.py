@@ -3,6 +3,8 @@ the worker's command line all follow it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -82,3 +84,40 @@ def test_an_unknown_stage_or_space_is_named_in_the_error() -> None:
         registry.space_stage("audio")
     with pytest.raises(ValueError, match="the caption stage reads no image"):
         _ = registry.Stage("caption", "", registry.Reads.DOCUMENT, "m", "m:f", "w").image_side
+
+
+def test_a_release_may_give_a_vector_space_to_a_renamed_stage(db_url: str) -> None:
+    renamed = [
+        dataclasses.replace(s, name="document_text") if s.name == "text" else s
+        for s in registry.STAGES
+    ]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        registry.write_rows(conn, renamed)
+        assert conn.execute("SELECT semsql.vector_space_stage('text')").fetchone() == (
+            "document_text",
+        )
+        migrate.init(conn)
+        assert stage_rows(conn)[: len(registry.STAGES)] == declared()
+
+
+def test_a_stage_an_older_init_retired_is_enabled_again_and_places_stay(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO semsql.stages (name, position, description) VALUES ('ocr', 50, 'by hand')"
+        )
+        registry.write_rows(
+            conn, [s for s in registry.STAGES if s.name != "clip"]
+        )  # an older release
+        enabled = dict(conn.execute("SELECT name, enabled FROM semsql.stages").fetchall())
+        assert enabled["clip"] is False and enabled["ocr"] is False
+        migrate.init(conn)
+        positions = conn.execute(
+            "SELECT name, position, enabled FROM semsql.stages ORDER BY position"
+        ).fetchall()
+        assert ("clip", registry.NAMES.index("clip") + 1, True) in positions
+        assert positions[-1] == ("ocr", len(registry.STAGES) + 1, False)
+        migrate.init(conn)
+        again = conn.execute(
+            "SELECT name, position, enabled FROM semsql.stages ORDER BY position"
+        ).fetchall()
+        assert again == positions
