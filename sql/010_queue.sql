@@ -63,6 +63,19 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- Nothing to change (every init but the first of a release): no row is touched, so an init
+    -- does not wait for the transactions that queue tasks (their foreign keys lock these rows).
+    IF (SELECT array_agg(ROW(r.name, r.position, r.depends_on, r.description, r.reads,
+                             r.vector_space) ORDER BY r.position)
+        FROM jsonb_to_recordset(p_stages) AS r(
+            name text, position integer, depends_on text[], description text, reads text,
+            vector_space text))
+       IS NOT DISTINCT FROM
+       (SELECT array_agg(ROW(s.name, s.position, s.depends_on, s.description, s.reads,
+                             s.vector_space) ORDER BY s.position)
+        FROM semsql.stages s WHERE NOT s.retired) THEN
+        RETURN;
+    END IF;
     -- Positions and vector spaces are unique: move every row out of the way before giving the
     -- new ones (a release may give a space to a stage of another name).
     UPDATE semsql.stages SET position = -position, vector_space = NULL WHERE position > 0;

@@ -121,3 +121,17 @@ def test_a_stage_an_older_init_retired_is_enabled_again_and_places_stay(db_url: 
             "SELECT name, position, enabled FROM semsql.stages ORDER BY position"
         ).fetchall()
         assert again == positions
+
+
+def test_an_init_with_nothing_to_change_does_not_wait_for_queueing_transactions(
+    db_url: str,
+) -> None:
+    with (
+        psycopg.connect(db_url) as queueing,
+        psycopg.connect(db_url, autocommit=True) as conn,
+    ):
+        # What inserting a task holds until commit: its foreign key's lock on the stage rows.
+        queueing.execute("SELECT FROM semsql.stages FOR KEY SHARE")
+        conn.execute("SET lock_timeout = '3s'")
+        migrate.init(conn)
+        assert stage_rows(conn) == declared()
