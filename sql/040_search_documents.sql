@@ -112,6 +112,7 @@ DECLARE
     due_stages text[];
     due_assets bigint[];
     due_stage text;
+    pending_changed boolean;
 BEGIN
     IF coalesce(cardinality(p_asset_ids), 0) = 0 THEN
         RETURN 0;
@@ -180,10 +181,24 @@ BEGIN
             WHEN 'failed' THEN e.input_sha256 IS DISTINCT FROM
                                CASE WHEN f.document_text <> '' THEN f.text_sha256 END
                                AND o.text_sha256 IS DISTINCT FROM f.text_sha256
-            ELSE false END)  -- pending: it reads the new text when it runs
-    SELECT (SELECT count(*) FROM stored), d.stages, d.assets
-    INTO changed, due_stages, due_assets
+            ELSE false END),  -- pending: it reads the new text when it runs
+    pending_changed AS (
+        -- Pending ones whose text changed: a worker that tried to claim them while they were
+        -- locked above skipped them, and must hear that they are due.
+        SELECT 1
+        FROM tasks t
+        JOIN stages st ON st.name = t.stage AND st.reads = 'document'
+        JOIN fresh f ON f.asset_id = t.asset_id
+        LEFT JOIN search_documents o ON o.asset_id = t.asset_id
+        WHERE p_requeue AND t.asset_id = ANY (p_asset_ids) AND t.status = 'pending'
+          AND o.text_sha256 IS DISTINCT FROM f.text_sha256)
+    SELECT (SELECT count(*) FROM stored), d.stages, d.assets,
+           EXISTS (SELECT 1 FROM pending_changed)
+    INTO changed, due_stages, due_assets, pending_changed
     FROM (SELECT array_agg(stage) AS stages, array_agg(asset_id) AS assets FROM due) AS d;
+    IF pending_changed THEN
+        PERFORM notify('semsql_tasks');
+    END IF;
     -- The vectors carry copies of the filters, for filtered HNSW scans (migration 0005).
     UPDATE embeddings e
     SET collection = d.collection, taken_at = d.taken_at, tags = d.tags, emotions = d.emotions,

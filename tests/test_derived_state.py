@@ -745,3 +745,19 @@ def test_truncating_a_fact_table_rebuilds_every_document(conn, table: str) -> No
     conn.commit()
     assert document(conn, asset) != before
     assert inconsistencies(conn) == []
+
+
+def test_a_write_that_changes_a_pending_texts_input_wakes_the_workers(conn, db_url) -> None:
+    """Its rebuild holds the text task until commit, so a worker that tried to claim it then
+    skipped it: the commit tells the workers it is due."""
+    asset = _with_text_task(conn, "wake")
+    with database.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN semsql_tasks")
+        conn.execute(
+            "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%s, 'user', 'a bus')",
+            [asset],
+        )
+        conn.commit()
+        heard = [n.channel for n in listener.notifies(timeout=2.0, stop_after=1)]
+    assert heard == ["semsql_tasks"]
+    assert text_task(conn, asset)[0] == "pending"
