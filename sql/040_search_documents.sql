@@ -162,38 +162,35 @@ BEGIN
                                     EXCLUDED.document, EXCLUDED.caption, EXCLUDED.labels,
                                     EXCLUDED.people_names, EXCLUDED.text_sha256)
         RETURNING s.asset_id),
-    due AS (
-        -- The tasks of stages that read the document (text) whose input is no longer current.
-        SELECT t.stage, t.asset_id
+    document_tasks AS (
+        -- The tasks of the stages that read the document (text), with what changed for them.
+        SELECT t.stage, t.asset_id, t.status,
+               o.text_sha256 IS DISTINCT FROM f.text_sha256 AS text_changed,
+               -- its vector is not of this text (an empty text has none)
+               e.input_sha256 IS DISTINCT FROM
+                   CASE WHEN f.document_text <> '' THEN f.text_sha256 END AS vector_outdated
         FROM tasks t
         JOIN stages st ON st.name = t.stage AND st.reads = 'document'
         JOIN fresh f ON f.asset_id = t.asset_id
         LEFT JOIN search_documents o ON o.asset_id = t.asset_id
         LEFT JOIN embeddings e ON e.asset_id = t.asset_id AND e.space = st.vector_space
-        WHERE p_requeue AND t.asset_id = ANY (p_asset_ids) AND t.status <> 'pending'
-          AND CASE t.status
+        WHERE p_requeue AND t.asset_id = ANY (p_asset_ids)),
+    due AS (
+        -- Those whose input is no longer current.
+        SELECT dt.stage, dt.asset_id
+        FROM document_tasks dt
+        WHERE CASE dt.status
             -- It may have read the text before this change: it runs again when it finishes.
-            WHEN 'running' THEN o.text_sha256 IS DISTINCT FROM f.text_sha256
-            -- Its vector is not of this text (an empty text has none).
-            WHEN 'done' THEN e.input_sha256 IS DISTINCT FROM
-                             CASE WHEN f.document_text <> '' THEN f.text_sha256 END
+            WHEN 'running' THEN dt.text_changed
+            WHEN 'done' THEN dt.vector_outdated
             -- Likewise, and the text is new: the same text would fail the same way.
-            WHEN 'failed' THEN e.input_sha256 IS DISTINCT FROM
-                               CASE WHEN f.document_text <> '' THEN f.text_sha256 END
-                               AND o.text_sha256 IS DISTINCT FROM f.text_sha256
-            ELSE false END),  -- pending: it reads the new text when it runs
-    pending_changed AS (
-        -- Pending ones whose text changed: a worker that tried to claim them while they were
-        -- locked above skipped them, and must hear that they are due.
-        SELECT 1
-        FROM tasks t
-        JOIN stages st ON st.name = t.stage AND st.reads = 'document'
-        JOIN fresh f ON f.asset_id = t.asset_id
-        LEFT JOIN search_documents o ON o.asset_id = t.asset_id
-        WHERE p_requeue AND t.asset_id = ANY (p_asset_ids) AND t.status = 'pending'
-          AND o.text_sha256 IS DISTINCT FROM f.text_sha256)
+            WHEN 'failed' THEN dt.vector_outdated AND dt.text_changed
+            ELSE false END)  -- pending: it reads the new text when it runs
     SELECT (SELECT count(*) FROM stored), d.stages, d.assets,
-           EXISTS (SELECT 1 FROM pending_changed)
+           -- A pending one whose text changed: a worker that tried to claim it while it was
+           -- locked above skipped it, and must hear that it is due.
+           EXISTS (SELECT 1 FROM document_tasks dt
+                   WHERE dt.status = 'pending' AND dt.text_changed)
     INTO changed, due_stages, due_assets, pending_changed
     FROM (SELECT array_agg(stage) AS stages, array_agg(asset_id) AS assets FROM due) AS d;
     IF pending_changed THEN
