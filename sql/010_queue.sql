@@ -67,9 +67,7 @@ BEGIN
     -- does not wait for the transactions that queue tasks (their foreign keys lock these rows).
     IF (SELECT array_agg(ROW(r.name, r.position, r.depends_on, r.description, r.reads,
                              r.vector_space) ORDER BY r.position)
-        FROM jsonb_to_recordset(p_stages) AS r(
-            name text, position integer, depends_on text[], description text, reads text,
-            vector_space text))
+        FROM jsonb_populate_recordset(NULL::semsql.stages, p_stages) AS r)
        IS NOT DISTINCT FROM
        (SELECT array_agg(ROW(s.name, s.position, s.depends_on, s.description, s.reads,
                              s.vector_space) ORDER BY s.position)
@@ -81,9 +79,7 @@ BEGIN
     UPDATE semsql.stages SET position = -position, vector_space = NULL WHERE position > 0;
     INSERT INTO semsql.stages AS s (name, position, depends_on, description, reads, vector_space)
     SELECT r.name, r.position, r.depends_on, r.description, r.reads, r.vector_space
-    FROM jsonb_to_recordset(p_stages) AS r(
-        name text, position integer, depends_on text[], description text, reads text,
-        vector_space text)
+    FROM jsonb_populate_recordset(NULL::semsql.stages, p_stages) AS r
     ON CONFLICT (name) DO UPDATE
         SET position = excluded.position, depends_on = excluded.depends_on,
             description = excluded.description, reads = excluded.reads,
