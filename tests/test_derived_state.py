@@ -512,19 +512,9 @@ def test_finishing_a_caption_and_the_text_of_one_asset_at_once_does_not_deadlock
         [asset],
     )
     conn.execute("SELECT semsql.complete_tasks('w1', %s, 'm')", [[caption_task]])
-    errors: list[BaseException] = []
-
-    def finish_text() -> None:
-        try:
-            with database.connect(db_url) as other:
-                other.execute("SET lock_timeout = '20s'")
-                other.execute("SELECT semsql.complete_tasks('w2', %s, 'm')", [[text_task_id]])
-                other.commit()
-        except BaseException as error:  # reported below, in the test's thread
-            errors.append(error)
-
-    worker = threading.Thread(target=finish_text)
-    worker.start()
+    worker, errors = in_thread(
+        db_url, ("SELECT semsql.complete_tasks('w2', %s, 'm')", [[text_task_id]])
+    )
     time.sleep(0.5)  # the text's transaction is waiting on the caption's now
     conn.commit()
     worker.join(30)
@@ -587,19 +577,6 @@ def _with_text_task(conn: psycopg.Connection, name: str) -> int:
     return asset
 
 
-def _embed_statements(worker: str, task: int, asset: int, text: str) -> list[tuple[str, list]]:
-    """What a text worker's store does: lock its task, write the vector of `text`, complete."""
-    return [
-        ("SELECT semsql.lock_owned_tasks(%s, %s)", [worker, [task]]),
-        (
-            """INSERT INTO semsql.embeddings (asset_id, space, model, embedding, input_sha256)
-               VALUES (%s, 'text', 'm', '[1,0,0]', %s)""",
-            [asset, sha(text)],
-        ),
-        ("SELECT semsql.complete_tasks(%s, %s, 'm')", [worker, [task]]),
-    ]
-
-
 def test_an_edit_while_a_text_worker_stores_the_same_asset_neither_deadlocks_nor_is_lost(
     conn, db_url
 ) -> None:
@@ -617,8 +594,12 @@ def test_an_edit_while_a_text_worker_stores_the_same_asset_neither_deadlocks_nor
         ),
     )
     time.sleep(0.5)  # the edit's rebuild waits for the worker's task row
-    for statement, params in _embed_statements("w", task, asset, old_text)[1:]:
-        worker.execute(statement, params)
+    worker.execute(  # the rest of the store: the vector of the text it read, then complete
+        """INSERT INTO semsql.embeddings (asset_id, space, model, embedding, input_sha256)
+           VALUES (%s, 'text', 'm', '[1,0,0]', %s)""",
+        [asset, sha(old_text)],
+    )
+    worker.execute("SELECT semsql.complete_tasks('w', %s, 'm')", [[task]])
     worker.commit()
     worker.close()
     edit.join(30)
