@@ -15,7 +15,7 @@ from psycopg import sql
 
 from semsql import database, migrate
 
-PREVIOUS_RELEASE = Path(__file__).parent / "data" / "release_a30091e"
+PREVIOUS_RELEASE = Path(__file__).parent / "data" / "release_984db19"
 
 
 def add_data(conn: psycopg.Connection) -> None:

@@ -1,19 +1,14 @@
 -- The embedder daemon's side of the database: claiming, finishing, failing and retrying tasks;
--- live workers; vector spaces and their HNSW indexes; the asset document; status views; and
+-- live workers; vector spaces and their HNSW indexes; status views; and
 -- semsql.embed_text, which turns text into a vector inside SQL by asking a running worker.
 
 -- Workers ------------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION semsql.live_workers() RETURNS SETOF semsql.workers
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, pg_temp
 AS $$
-    -- backend_start tells a live worker from a new connection that reuses a dead one's pid;
-    -- it reads NULL to a role that may not see other roles' sessions.
-    SELECT w.* FROM workers w
-    WHERE EXISTS (SELECT 1 FROM pg_stat_activity a
-                  WHERE a.pid = w.backend_pid
-                    AND (a.backend_start IS NULL OR a.backend_start = w.backend_start));
+    SELECT w.* FROM semsql.workers w WHERE semsql.backend_alive(w.backend_pid, w.backend_start);
 $$;
 COMMENT ON FUNCTION semsql.live_workers() IS
     'The workers whose database connection is still open.';
@@ -23,7 +18,7 @@ CREATE OR REPLACE FUNCTION semsql.register_worker(
     p_stages text[], p_query_spaces text[], p_problems jsonb
 ) RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     DELETE FROM workers w WHERE w.name <> p_name
         AND NOT EXISTS (SELECT 1 FROM live_workers() l WHERE l.name = w.name);
@@ -43,7 +38,7 @@ COMMENT ON FUNCTION semsql.register_worker(text, text, integer, text, text[], te
 
 CREATE OR REPLACE FUNCTION semsql.worker_heartbeat(p_name text, p_lease interval) RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     -- SKIP LOCKED: a task locked now is being finished by its worker; waiting could deadlock.
@@ -59,7 +54,7 @@ COMMENT ON FUNCTION semsql.worker_heartbeat(text, interval) IS
 
 CREATE OR REPLACE FUNCTION semsql.unregister_worker(p_name text) RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     DELETE FROM workers WHERE name = p_name;
 $$;
@@ -69,7 +64,7 @@ COMMENT ON FUNCTION semsql.unregister_worker(text) IS 'Forgets a worker that is 
 
 CREATE OR REPLACE FUNCTION semsql.refresh_asset_status(p_asset_ids bigint[]) RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     UPDATE assets a SET status = s.status
     FROM (SELECT t.asset_id,
@@ -86,16 +81,20 @@ COMMENT ON FUNCTION semsql.refresh_asset_status(bigint[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.settle_assets(p_asset_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     IF coalesce(cardinality(p_asset_ids), 0) = 0 THEN
         RETURN;
     END IF;
+    -- What this transaction's writes changed is rebuilt first (040): its requeues lock task
+    -- rows, which must come before the mutex, as in every transaction that finishes tasks
+    -- (the other order deadlocks with a worker finishing a task those requeues touch).
+    PERFORM rebuild_marked_assets();
     -- Transactions that finish tasks take turns from here to their commit, so that of two
     -- finishing the last tasks of one asset or job, the second sees the first's work (READ
     -- COMMITTED: each statement below reads with a new snapshot).
-    PERFORM pg_advisory_xact_lock(126943972799853);
+    PERFORM take_mutex('settle_assets');
     PERFORM refresh_asset_status(p_asset_ids);
     PERFORM complete_jobs();
 END
@@ -106,7 +105,7 @@ COMMENT ON FUNCTION semsql.settle_assets(bigint[]) IS
 CREATE OR REPLACE FUNCTION semsql.requeue_tasks(p_asset_ids bigint[], p_stages text[])
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     requeued bigint[];
@@ -130,7 +129,7 @@ BEGIN
         RETURN 0;
     END IF;
     UPDATE assets SET status = 'pending' WHERE id = ANY (requeued) AND status = 'ready';
-    PERFORM pg_notify('semsql_tasks', '');
+    PERFORM notify('semsql_tasks');
     RETURN cardinality(requeued);
 END
 $$;
@@ -140,11 +139,11 @@ COMMENT ON FUNCTION semsql.requeue_tasks(bigint[], text[]) IS
 -- Claiming and finishing tasks -----------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION semsql.claim_tasks(
-    p_worker text, p_stage text, p_limit integer,
-    p_lease interval DEFAULT '2 minutes', p_max_attempts integer DEFAULT 5
-) RETURNS TABLE (task_id bigint, asset_id bigint, uri text, sha256 text, attempts integer)
+    p_worker text, p_stage text, p_limit integer, p_lease interval DEFAULT '2 minutes'
+) RETURNS TABLE (task_id bigint, asset_id bigint, uri text, sha256 text, root text,
+                 bytes bigint, attempts integer)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -152,7 +151,6 @@ DECLARE
     backends integer[];
     ids bigint[];
     more bigint[];
-    worn bigint[];
 BEGIN
     -- A dependency holds a task back only while a live worker runs the dependency's stage;
     -- otherwise the task runs now, and runs again if the dependency finishes later.
@@ -163,7 +161,8 @@ BEGIN
       AND d IN (SELECT unnest(w.stages) FROM live_workers() w);
     backends := ARRAY(SELECT pid FROM pg_stat_activity);
 
-    -- Tasks whose worker is gone: its lease expired or its connection closed.
+    -- Tasks whose worker is gone: its lease expired or its connection closed. Losing a worker
+    -- is not an error of the task's, so it costs no attempt, however often it happens.
     SELECT coalesce(array_agg(id), '{}') INTO ids FROM (
         SELECT t.id FROM tasks t
         WHERE t.stage = p_stage AND t.status = 'running'
@@ -171,18 +170,6 @@ BEGIN
                OR t.leased_backend <> ALL (backends))
         ORDER BY t.id LIMIT p_limit
         FOR UPDATE OF t SKIP LOCKED) AS lost;
-    SELECT coalesce(array_agg(t.id), '{}') INTO worn
-    FROM tasks t WHERE t.id = ANY (ids) AND t.attempts >= p_max_attempts;
-    IF worn <> '{}' THEN
-        UPDATE tasks t
-        SET status = 'failed', finished_at = now(), leased_by = NULL, leased_backend = NULL,
-            lease_expires_at = NULL,
-            last_error = format('gave up after %s attempts: each time, the worker running it '
-                                'stopped (killed, crashed or lost its connection)', t.attempts)
-        WHERE t.id = ANY (worn);
-        PERFORM settle_assets(ARRAY(SELECT t.asset_id FROM tasks t WHERE t.id = ANY (worn)));
-        ids := ARRAY(SELECT unnest(ids) EXCEPT SELECT unnest(worn));
-    END IF;
 
     IF cardinality(ids) < p_limit THEN
         SELECT coalesce(array_agg(id), '{}') INTO more FROM (
@@ -194,26 +181,27 @@ BEGIN
             ORDER BY t.next_attempt_at, t.id
             LIMIT p_limit - cardinality(ids)
             FOR UPDATE OF t SKIP LOCKED) AS due;
-        ids := ids || more;
     END IF;
 
     RETURN QUERY
     UPDATE tasks t
-    SET status = 'running', attempts = t.attempts + 1, leased_by = p_worker,
+    SET status = 'running', leased_by = p_worker,
+        lost_leases = t.lost_leases + (t.status = 'running')::integer,
         leased_backend = pg_backend_pid(), lease_expires_at = now() + p_lease,
         started_at = now(), finished_at = NULL, rerun = false
     FROM assets a
-    WHERE t.id = ANY (ids) AND a.id = t.asset_id
-    RETURNING t.id, t.asset_id, a.uri, a.sha256, t.attempts;
+    WHERE t.id = ANY (ids || coalesce(more, '{}')) AND a.id = t.asset_id
+    RETURNING t.id, t.asset_id, a.uri, a.sha256, a.root, a.bytes, t.attempts;
 END
 $$;
-COMMENT ON FUNCTION semsql.claim_tasks(text, text, integer, interval, integer) IS
-    'Leases up to p_limit due tasks of one stage to a worker (FOR UPDATE SKIP LOCKED), taking back those of dead workers.';
+COMMENT ON FUNCTION semsql.claim_tasks(text, text, integer, interval) IS
+    'Leases up to p_limit due tasks of one stage to a worker (FOR UPDATE SKIP LOCKED), taking back '
+    'those of dead workers (counted in lost_leases, not in attempts).';
 
 CREATE OR REPLACE FUNCTION semsql.lock_owned_tasks(p_worker text, p_task_ids bigint[])
 RETURNS SETOF bigint
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- Locked until commit: nobody takes them back while their results are written.
     SELECT id FROM tasks
@@ -227,7 +215,7 @@ COMMENT ON FUNCTION semsql.lock_owned_tasks(text, bigint[]) IS
 CREATE OR REPLACE FUNCTION semsql.complete_tasks(p_worker text, p_task_ids bigint[], p_model text)
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     finished_assets bigint[];
@@ -252,14 +240,16 @@ BEGIN
         RETURN 0;
     END IF;
     IF again > 0 THEN
-        PERFORM pg_notify('semsql_tasks', '');  -- inputs changed while they ran: due again
+        PERFORM notify('semsql_tasks');  -- inputs changed while they ran: due again
     END IF;
     -- The stages that read what these wrote must read it again (a no-op in the first pass,
-    -- where they are still pending).
+    -- where they are still pending). Stages that read the asset document are not among them:
+    -- the document's rebuild at commit queues them when its text changed (040).
     PERFORM requeue_tasks(finished_assets,
-                          ARRAY(SELECT s.name FROM stages s WHERE s.depends_on && finished_stages));
+                          ARRAY(SELECT s.name FROM stages s
+                                WHERE s.depends_on && finished_stages AND s.reads <> 'document'));
     IF EXISTS (SELECT 1 FROM stages s WHERE s.depends_on && finished_stages) THEN
-        PERFORM pg_notify('semsql_tasks', '');  -- their dependants may be due now
+        PERFORM notify('semsql_tasks');  -- their dependants may be due now
     END IF;
     PERFORM settle_assets(finished_assets);
     RETURN n;
@@ -274,7 +264,7 @@ CREATE OR REPLACE FUNCTION semsql.fail_tasks(
     p_backoff_cap interval DEFAULT '1 hour'
 ) RETURNS TABLE (task_id bigint, status text, next_attempt_at timestamptz)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -287,16 +277,17 @@ BEGIN
         SELECT * FROM unnest(p_task_ids, p_errors, p_permanent) AS g(id, error, permanent)),
     changed AS (
         UPDATE tasks t
-        SET status = CASE WHEN (g.permanent OR t.attempts >= p_max_attempts) AND NOT t.rerun
+        -- This error is attempt t.attempts + 1.
+        SET status = CASE WHEN (g.permanent OR t.attempts + 1 >= p_max_attempts) AND NOT t.rerun
                           THEN 'failed' ELSE 'pending' END,
             -- Exponential backoff with jitter (x0.5 .. x1.5), so that retries spread out.
             next_attempt_at = CASE
-                WHEN g.permanent OR t.attempts >= p_max_attempts OR t.rerun THEN now()
-                ELSE now() + least(p_backoff * power(2, t.attempts - 1), p_backoff_cap)
+                WHEN g.permanent OR t.attempts + 1 >= p_max_attempts OR t.rerun THEN now()
+                ELSE now() + least(p_backoff * power(2, t.attempts), p_backoff_cap)
                              * (0.5 + random()) END,
-            finished_at = CASE WHEN (g.permanent OR t.attempts >= p_max_attempts) AND NOT t.rerun
-                               THEN now() END,
-            attempts = CASE WHEN t.rerun THEN 0 ELSE t.attempts END,
+            finished_at = CASE WHEN (g.permanent OR t.attempts + 1 >= p_max_attempts)
+                                    AND NOT t.rerun THEN now() END,
+            attempts = CASE WHEN t.rerun THEN 0 ELSE t.attempts + 1 END,
             last_error = g.error, rerun = false,
             leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL
         FROM given g
@@ -310,7 +301,7 @@ BEGIN
         RETURN;
     END IF;
     -- Failed: dependants no longer wait for them. Pending: due again now, if inputs changed.
-    PERFORM pg_notify('semsql_tasks', '');
+    PERFORM notify('semsql_tasks');
     PERFORM settle_assets(touched);
     RETURN QUERY SELECT * FROM unnest(ids, statuses, due);
 END
@@ -320,28 +311,28 @@ COMMENT ON FUNCTION semsql.fail_tasks(text, bigint[], text[], boolean[], integer
 
 CREATE OR REPLACE FUNCTION semsql.release_tasks(p_worker text, p_task_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     n integer;
 BEGIN
     UPDATE tasks
-    SET status = 'pending', attempts = greatest(attempts - 1, 0), next_attempt_at = now(),
+    SET status = 'pending', next_attempt_at = now(),
         rerun = false, leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL
     WHERE id = ANY (p_task_ids) AND status = 'running' AND leased_by = p_worker;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        PERFORM pg_notify('semsql_tasks', '');
+        PERFORM notify('semsql_tasks');
     END IF;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION semsql.release_tasks(text, bigint[]) IS
-    'Gives tasks back untouched (a stopping worker): pending again at once, the attempt not counted.';
+    'Gives tasks back untouched (a stopping worker): pending again at once.';
 
 CREATE OR REPLACE FUNCTION semsql.retry_failed_tasks(p_stages text[] DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     touched bigint[];
@@ -356,7 +347,7 @@ BEGIN
         RETURN 0;
     END IF;
     UPDATE assets SET status = 'pending' WHERE id = ANY (touched) AND status <> 'pending';
-    PERFORM pg_notify('semsql_tasks', '');
+    PERFORM notify('semsql_tasks');
     RETURN (SELECT count(*) FROM tasks
             WHERE asset_id = ANY (touched) AND status = 'pending' AND attempts = 0
               AND (p_stages IS NULL OR stage = ANY (p_stages)));
@@ -367,7 +358,7 @@ COMMENT ON FUNCTION semsql.retry_failed_tasks(text[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.worker_has_work(p_stages text[]) RETURNS boolean
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM tasks t JOIN stages s ON s.name = t.stage AND s.enabled
                    WHERE t.stage = ANY (p_stages) AND t.status IN ('pending', 'running'));
@@ -375,98 +366,9 @@ $$;
 COMMENT ON FUNCTION semsql.worker_has_work(text[]) IS
     'Whether any task of these stages is pending (now or after a backoff) or running.';
 
--- The asset document: what the text vector is made of --------------------------------------------
-
-CREATE OR REPLACE FUNCTION semsql.asset_documents(p_asset_ids bigint[])
-RETURNS TABLE (asset_id bigint, document text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
-AS $$
-    SELECT a.id, concat_ws(' ',
-        (SELECT string_agg(rtrim(btrim(c.text), '.') || '.', ' '
-                           ORDER BY c.source <> 'user', c.source)
-         FROM captions c WHERE c.asset_id = a.id AND btrim(c.text) <> ''),
-        (SELECT 'Tags: ' || string_agg(t.label, ', ' ORDER BY t.best DESC, t.label) || '.'
-         FROM (SELECT min(tg.label) AS label, max(coalesce(tg.confidence, 1)) AS best
-               FROM tags tg WHERE tg.asset_id = a.id GROUP BY lower(tg.label)) AS t),
-        (SELECT 'Emotions: ' || string_agg(e.emotion, ', ' ORDER BY e.n DESC, e.emotion) || '.'
-         FROM (SELECT f.emotion, count(*) AS n FROM faces f
-               WHERE f.asset_id = a.id AND f.emotion IS NOT NULL GROUP BY f.emotion) AS e),
-        (SELECT 'People: ' || string_agg(p.name, ', ' ORDER BY p.name) || '.'
-         FROM people p
-         WHERE p.id IN (SELECT ap.person_id FROM asset_people ap WHERE ap.asset_id = a.id
-                        UNION
-                        SELECT f.person_id FROM faces f WHERE f.asset_id = a.id)))
-    FROM assets a
-    WHERE a.id = ANY (p_asset_ids);
-$$;
-COMMENT ON FUNCTION semsql.asset_documents(bigint[]) IS
-    'The text that the text vector embeds, per asset: captions, tags, facial emotions and people shown.';
-
-CREATE OR REPLACE FUNCTION semsql.asset_document(p_asset_id bigint) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
-AS $$
-    SELECT document FROM asset_documents(ARRAY[p_asset_id]);
-$$;
-COMMENT ON FUNCTION semsql.asset_document(bigint) IS
-    'The text that the asset''s text vector embeds: captions, tags, facial emotions and people shown.';
-
-CREATE OR REPLACE FUNCTION semsql.requeue_document() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
-AS $$
-BEGIN
-    IF TG_TABLE_NAME = 'people' THEN
-        PERFORM requeue_tasks(ARRAY(SELECT ap.asset_id FROM asset_people ap
-                                    WHERE ap.person_id = NEW.id
-                                    UNION SELECT f.asset_id FROM faces f
-                                    WHERE f.person_id = NEW.id), '{text}');
-    ELSIF TG_OP = 'DELETE' THEN
-        PERFORM requeue_tasks(ARRAY[OLD.asset_id], '{text}');
-    ELSE
-        PERFORM requeue_tasks(ARRAY[NEW.asset_id], '{text}');
-    END IF;
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION semsql.requeue_document() IS
-    'Trigger: queues the text vector again when what the asset document is made of changed.';
-
-CREATE OR REPLACE TRIGGER captions_requeue_document
-    AFTER INSERT OR UPDATE OR DELETE ON semsql.captions
-    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
-CREATE OR REPLACE TRIGGER tags_requeue_document
-    AFTER INSERT OR UPDATE OR DELETE ON semsql.tags
-    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
-CREATE OR REPLACE TRIGGER asset_people_requeue_document
-    AFTER INSERT OR UPDATE OR DELETE ON semsql.asset_people
-    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
-CREATE OR REPLACE TRIGGER people_requeue_document
-    AFTER UPDATE OF name ON semsql.people
-    FOR EACH ROW EXECUTE FUNCTION semsql.requeue_document();
-
-CREATE OR REPLACE FUNCTION semsql.requeue_documents_of_faces() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
-AS $$
-BEGIN
-    -- Once per statement: recognition re-matches thousands of faces in one UPDATE.
-    PERFORM requeue_tasks(ARRAY(
-        SELECT DISTINCT n.asset_id FROM new_faces n JOIN old_faces o ON o.id = n.id
-        WHERE (n.person_id, n.emotion) IS DISTINCT FROM (o.person_id, o.emotion)), '{text}');
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION semsql.requeue_documents_of_faces() IS
-    'Trigger: queues the text vector again for assets whose faces changed emotion or person.';
-
-DROP TRIGGER IF EXISTS faces_requeue_document ON semsql.faces;
-CREATE OR REPLACE TRIGGER faces_requeue_documents
-    AFTER UPDATE ON semsql.faces
-    REFERENCING OLD TABLE AS old_faces NEW TABLE AS new_faces
-    FOR EACH STATEMENT EXECUTE FUNCTION semsql.requeue_documents_of_faces();
-
+-- The asset document (what the text vector embeds: semsql.asset_documents) and when the text
+-- task is queued again are derived state of the asset, rebuilt with its search document by
+-- one deferred trigger: sql/040_search_documents.sql.
 
 -- Vector spaces ----------------------------------------------------------------------------------
 
@@ -474,7 +376,7 @@ CREATE OR REPLACE FUNCTION semsql.register_vector_space(
     p_space text, p_model text, p_dims integer, p_reset boolean DEFAULT false
 ) RETURNS text
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     index_name text := vector_index_name(p_space);
@@ -486,13 +388,13 @@ DECLARE
     outcome text := 'unchanged';
 BEGIN
     IF stage_name IS NULL THEN
-        RAISE EXCEPTION 'unknown vector space %: the spaces are image and text', p_space;
+        RAISE EXCEPTION 'unknown vector space %', p_space USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_dims IS NULL OR p_dims NOT BETWEEN 1 AND 4000 THEN
         RAISE EXCEPTION 'the % model % gives % dimensions; a halfvec HNSW index takes 1 to 4000',
             p_space, p_model, p_dims;
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('semsql.register_vector_space'), hashtext(p_space));
+    PERFORM take_mutex('register_vector_space:' || p_space);
 
     SELECT e.model, vector_dims(e.embedding) AS dims, count(*) AS n INTO other
     FROM embeddings e
@@ -565,13 +467,17 @@ SELECT s.name AS stage,
        count(t.id) FILTER (WHERE t.status = 'failed') AS failed,
        min(t.created_at) FILTER (WHERE t.status = 'pending') AS oldest_pending_at,
        max(t.finished_at) AS last_finished_at,
-       (SELECT count(*) FROM semsql.live_workers() w WHERE s.name = ANY (w.stages)) AS workers
+       (SELECT count(*) FROM semsql.live_workers() w WHERE s.name = ANY (w.stages)) AS workers,
+       coalesce(sum(t.lost_leases) FILTER (WHERE t.status IN ('pending', 'running')), 0)
+           AS lost_leases
 FROM semsql.stages s
 LEFT JOIN semsql.tasks t ON t.stage = s.name
 GROUP BY s.name, s.position, s.enabled
 ORDER BY s.position;
 COMMENT ON VIEW semsql.queue_status IS
-    'Per stage: tasks pending (retry_waiting of them in backoff), running, done and failed, and the live workers running it.';
+    'Per stage: tasks pending (retry_waiting of them in backoff), running, done and failed, the '
+    'live workers running it, and how often its unfinished tasks were taken back from workers '
+    'that died holding them (lost_leases; a file that crashes its worker keeps raising it).';
 
 CREATE OR REPLACE VIEW semsql.failed_tasks AS
 SELECT t.id AS task_id, t.asset_id, a.uri, a.collection, t.stage, t.attempts,
@@ -591,91 +497,229 @@ COMMENT ON VIEW semsql.worker_status IS
     'Registered workers: what they run, what they cannot (problems), and whether their connection is alive.';
 
 -- semsql.embed_text: a vector for a text, from the worker, inside SQL -----------------------------
+--
+-- embed_text runs as its owner (SECURITY DEFINER): it reads the loopback login, which its
+-- callers may not, to open a second connection to this database as that login. There,
+-- request_query_embedding files the request and commits it (so that a running worker sees it
+-- while the caller's transaction is still open), and await_query_embedding waits for the answer
+-- (which the caller's transaction could not see at every isolation level). The connection is a
+-- dblink call's own: opened and closed inside that one call, never named, so the caller can
+-- never send SQL of its own through it, even by cancelling at the right moment.
+--
+-- These functions and every function they reach pin search_path to pg_catalog, pg_temp and
+-- name every relation and semsql function with its schema: with pg_temp last, a caller's
+-- temporary table or view cannot stand in for semsql's, and pg_temp is never searched for
+-- functions or operators. Unqualified calls are built-ins of pg_catalog.
 
-CREATE OR REPLACE FUNCTION semsql.request_query_embedding(p_space text, p_text text, p_ask boolean)
-RETURNS TABLE (embedding text, error text)
+CREATE OR REPLACE FUNCTION semsql.query_text_digest(p_text text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT encode(sha256(convert_to(p_text, 'UTF8')), 'hex');
+$$;
+COMMENT ON FUNCTION semsql.query_text_digest(text) IS
+    'The key of a text in semsql.query_embeddings: the hex SHA-256 of its UTF-8 bytes.';
+
+CREATE OR REPLACE FUNCTION semsql.max_query_text_length() RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- MiniLM reads 256 tokens and CLIP 77: ten thousand characters is far beyond either.
+    SELECT 10000;
+$$;
+COMMENT ON FUNCTION semsql.max_query_text_length() IS
+    'The longest text (in characters) that semsql.embed_text embeds and caches.';
+
+CREATE OR REPLACE FUNCTION semsql.max_waiting_queries() RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- A worker answers them in batches of 64 in a few tens of milliseconds; one role cannot
+    -- push the others' texts further back than that.
+    SELECT 100;
+$$;
+COMMENT ON FUNCTION semsql.max_waiting_queries() IS
+    'How many texts one role may have waiting for a worker''s answer at once.';
+
+CREATE OR REPLACE FUNCTION semsql.check_query_text(p_space text, p_text text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF semsql.vector_space_stage(p_space) IS NULL THEN
+        RAISE EXCEPTION 'unknown vector space %: one of %', coalesce(p_space, 'NULL'),
+            (SELECT string_agg(s.vector_space, ', ' ORDER BY s.position) FROM semsql.stages s)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(p_text) > semsql.max_query_text_length() THEN
+        RAISE EXCEPTION 'the query text is % characters long; a query text has at most %',
+            length(p_text), semsql.max_query_text_length()
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'a text model reads a few hundred words: pass the part that matters';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION semsql.check_query_text(text, text) IS
+    'Raises a clear error for an unknown vector space or a text longer than max_query_text_length().';
+
+CREATE OR REPLACE PROCEDURE semsql.request_query_embedding(p_space text, p_text text, p_role text)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    waiting integer;
+BEGIN
+    PERFORM semsql.check_query_text(p_space, p_text);
+    SELECT count(*) INTO waiting FROM semsql.query_embeddings q
+    WHERE q.requested_by = p_role AND q.embedding IS NULL AND q.error IS NULL;
+    IF waiting >= semsql.max_waiting_queries() THEN
+        RAISE EXCEPTION '% texts of % wait for `semsql worker` already', waiting, p_role
+            USING ERRCODE = 'configuration_limit_exceeded',
+                  HINT = 'try again once they are answered';
+    END IF;
+    INSERT INTO semsql.query_embeddings AS q (space, requested_by, text_sha256, text)
+    VALUES (p_space, p_role, semsql.query_text_digest(p_text), p_text)
+    ON CONFLICT (space, requested_by, text_sha256) DO UPDATE
+        SET error = NULL, requested_at = now()
+        WHERE q.error IS NOT NULL;
+    IF FOUND THEN
+        PERFORM semsql.notify('semsql_embed');
+    END IF;
+END
+$$;
+COMMENT ON PROCEDURE semsql.request_query_embedding(text, text, text) IS
+    'Run by embed_text on its own connection: files p_role''s request for a text''s vector in a space '
+    '(a failed one is asked again), at most max_waiting_queries() waiting per role.';
+
+CREATE OR REPLACE FUNCTION semsql.await_query_embedding(
+    p_space text, p_role text, p_digest text, p_wait interval
+) RETURNS TABLE (embedding text, error text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    digest text := encode(sha256(convert_to(p_text, 'UTF8')), 'hex');
+    answer record;
+    deadline timestamptz := clock_timestamp() + p_wait;
+    pause double precision := 0.001;
 BEGIN
-    IF p_ask THEN
-        INSERT INTO query_embeddings AS q (space, text_sha256, text)
-        VALUES (p_space, digest, p_text)
-        ON CONFLICT (space, text_sha256) DO UPDATE SET error = NULL, requested_at = now()
-            WHERE q.error IS NOT NULL;
-        IF FOUND THEN
-            PERFORM pg_notify('semsql_embed', '');
+    LOOP
+        -- READ COMMITTED (the connection's setting): each look sees what the worker committed.
+        SELECT q.embedding::text AS embedding, q.error INTO answer FROM semsql.query_embeddings q
+        WHERE q.space = p_space AND q.requested_by = p_role AND q.text_sha256 = p_digest;
+        IF answer.embedding IS NOT NULL OR answer.error IS NOT NULL THEN
+            RETURN QUERY SELECT answer.embedding, answer.error;
+            RETURN;
         END IF;
-    END IF;
-    RETURN QUERY SELECT q.embedding::text, q.error FROM query_embeddings q
-                 WHERE q.space = p_space AND q.text_sha256 = digest;
+        EXIT WHEN clock_timestamp() >= deadline;
+        PERFORM pg_sleep(pause);
+        pause := least(pause * 2, 0.02);
+    END LOOP;
+    PERFORM semsql.require_query_worker(p_space);  -- nobody left to answer: say so now
+    RETURN QUERY SELECT NULL::text, NULL::text;
 END
 $$;
-COMMENT ON FUNCTION semsql.request_query_embedding(text, text, boolean) IS
-    'Called by embed_text through its own connection: files a request for a text''s vector (p_ask) and returns the answer so far.';
-REVOKE EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION semsql.await_query_embedding(text, text, text, interval) IS
+    'Run by embed_text on its own connection: waits up to p_wait for the answer to a request; '
+    'then NULLs, or an error when no live worker is left to give it.';
+
+CREATE OR REPLACE FUNCTION semsql.trim_query_cache(
+    p_max_rows integer DEFAULT 50000, p_max_age interval DEFAULT '30 days'
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    -- The newest p_max_rows rows stay, and so do requests that may still be waited for (an
+    -- embed_text call waits ten minutes at most).
+    DELETE FROM query_embeddings q
+    WHERE (q.embedding IS NOT NULL OR q.error IS NOT NULL
+           OR q.requested_at < now() - interval '1 hour')
+      AND (q.requested_at < now() - p_max_age
+           OR q.requested_at <= (SELECT r.requested_at FROM query_embeddings r
+                                 ORDER BY r.requested_at DESC OFFSET p_max_rows LIMIT 1));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION semsql.trim_query_cache(integer, interval) IS
+    'Evicts cached query vectors asked for more than p_max_age ago, and the oldest beyond '
+    'p_max_rows (requests younger than an hour that are still waiting stay); returns how many. '
+    'Each worker calls it on its heartbeat; an evicted text is embedded again when next asked for.';
 
 CREATE OR REPLACE FUNCTION semsql.ensure_embed_loopback() RETURNS text
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     login loopback_login%ROWTYPE;
     v_role text;
     v_secret text;
+    -- Each embed_text call that misses the cache holds one connection of this login while it
+    -- waits; a flood of them meets this limit instead of the server's max_connections.
+    v_limit integer := greatest(4, least(100, current_setting('max_connections')::integer / 4));
 BEGIN
     SELECT * INTO login FROM loopback_login;
     v_role := coalesce(login.role_name, 'semsql_embed_' || left(md5(current_database()), 12));
-    IF login.role_name IS NULL
-       OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role AND rolcanlogin) THEN
-        -- 244 random bits (gen_random_uuid draws from the server's strong random source).
-        v_secret := encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text,
-                                             'UTF8')), 'hex');
-        BEGIN
-            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
-                EXECUTE format('ALTER ROLE %I LOGIN NOINHERIT PASSWORD %L', v_role, v_secret);
-            ELSE
-                EXECUTE format('CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L', v_role, v_secret);
-            END IF;
-        EXCEPTION WHEN insufficient_privilege THEN
+    -- 244 random bits (gen_random_uuid draws from the server's strong random source).
+    v_secret := coalesce(login.password,
+                         encode(sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text,
+                                                  'UTF8')), 'hex'));
+    BEGIN
+        -- embed_text logs in once per call. SCRAM's key stretching (4096 rounds by default,
+        -- about 5 ms a login here) protects guessable passwords; this one is random.
+        IF current_setting('scram_iterations', true) IS NOT NULL THEN  -- PostgreSQL 16+
+            PERFORM set_config('scram_iterations', '1', true);
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role) THEN
+            EXECUTE format('CREATE ROLE %I', v_role);
+        END IF;
+        EXECUTE format('ALTER ROLE %I LOGIN NOINHERIT CONNECTION LIMIT %s PASSWORD %L',
+                       v_role, v_limit, v_secret);
+    EXCEPTION WHEN insufficient_privilege THEN
+        IF login.role_name IS NULL
+           OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_role AND rolcanlogin) THEN
             RAISE NOTICE 'semsql.embed_text is not set up: % (run `semsql init` as a role with '
                          'CREATEROLE once)', SQLERRM;
             RETURN NULL;
-        END;
-        INSERT INTO loopback_login (role_name, password) VALUES (v_role, v_secret)
-        ON CONFLICT (singleton) DO UPDATE
-            SET role_name = EXCLUDED.role_name, password = EXCLUDED.password;
-    END IF;
+        END IF;  -- made by an earlier init: it stays as it is
+    END;
+    INSERT INTO loopback_login (role_name, password) VALUES (v_role, v_secret)
+    ON CONFLICT (singleton) DO UPDATE
+        SET role_name = EXCLUDED.role_name, password = EXCLUDED.password;
     EXECUTE format('GRANT USAGE ON SCHEMA semsql TO %I', v_role);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean) '
-                   'TO %I', v_role);
+    EXECUTE format('GRANT EXECUTE ON ROUTINE semsql.request_query_embedding(text, text, text), '
+                   'semsql.await_query_embedding(text, text, text, interval) TO %I', v_role);
     RETURN v_role;
 END
 $$;
 COMMENT ON FUNCTION semsql.ensure_embed_loopback() IS
-    'Creates (once per database) the login role embed_text connects as, allowed only to file requests; returns its name.';
-
-REVOKE EXECUTE ON FUNCTION semsql.ensure_embed_loopback() FROM PUBLIC;
+    'Creates (once per database) the login role embed_text connects as, allowed only to file '
+    'requests and wait for their answers; returns its name.';
 
 SELECT semsql.ensure_embed_loopback();
 
-CREATE OR REPLACE FUNCTION semsql.embed_loopback_connection() RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+CREATE OR REPLACE FUNCTION semsql.quote_conninfo(p_value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '''' || replace(replace(p_value, E'\\', E'\\\\'), '''', E'\\''') || '''';
+$$;
+COMMENT ON FUNCTION semsql.quote_conninfo(text) IS
+    'A value quoted for a libpq key=value connection string.';
+
+CREATE OR REPLACE FUNCTION semsql.embed_loopback_conninfo() RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    connection_name constant text := 'semsql_embed_text';
-    login loopback_login%ROWTYPE;
+    login semsql.loopback_login%ROWTYPE;
     listen text := current_setting('listen_addresses');
     v_host text;
 BEGIN
-    IF connection_name = ANY (coalesce(dblink_get_connections(), '{}')) THEN
-        RETURN connection_name;
-    END IF;
-    SELECT * INTO login FROM loopback_login;
+    SELECT * INTO login FROM semsql.loopback_login;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'semsql.embed_text is not set up in this database'
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -686,40 +730,37 @@ BEGIN
         WHEN listen ~ '(^|,)\s*(\*|localhost|127\.0\.0\.1|0\.0\.0\.0)\s*(,|$)' THEN '127.0.0.1'
         WHEN listen ~ '(^|,)\s*(::1|::)\s*(,|$)' THEN '::1'
         ELSE btrim(split_part(listen, ',', 1)) END);
-    PERFORM dblink_connect(connection_name, format(
-        'host=%s port=%s dbname=%s user=%s password=%s application_name=%s connect_timeout=5',
-        quote_conninfo(v_host), coalesce(login.port, current_setting('port')::integer),
-        quote_conninfo(current_database()), quote_conninfo(login.role_name),
-        quote_conninfo(login.password), 'semsql_embed_text'));
-    RETURN connection_name;
+    -- The session there: no temporary objects of anyone's on its path; READ COMMITTED, so that
+    -- the wait sees the answer; and it ends soon after embed_text stops waiting for it.
+    RETURN format('host=%s port=%s dbname=%s user=%s password=%s application_name=%s '
+                  'connect_timeout=5 options=%s',
+        semsql.quote_conninfo(v_host), coalesce(login.port, current_setting('port')::integer),
+        semsql.quote_conninfo(current_database()), semsql.quote_conninfo(login.role_name),
+        semsql.quote_conninfo(login.password), 'semsql_embed_text',
+        semsql.quote_conninfo('-c search_path=pg_catalog,pg_temp '
+                              '-c default_transaction_isolation=read\ committed '
+                              '-c client_connection_check_interval=200'));
 END
 $$;
-COMMENT ON FUNCTION semsql.embed_loopback_connection() IS
-    'Opens (once per session) embed_text''s own connection to this database, as the loopback login; returns its dblink name.';
-REVOKE EXECUTE ON FUNCTION semsql.embed_loopback_connection() FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION semsql.quote_conninfo(p_value text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, semsql, public
-AS $$
-    SELECT '''' || replace(replace(p_value, E'\\', E'\\\\'), '''', E'\\''') || '''';
-$$;
-COMMENT ON FUNCTION semsql.quote_conninfo(text) IS
-    'A value quoted for a libpq key=value connection string.';
+COMMENT ON FUNCTION semsql.embed_loopback_conninfo() IS
+    'The connection string of embed_text''s own connection to this database, as the loopback login.';
 
 CREATE OR REPLACE FUNCTION semsql.require_query_worker(p_space text) RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    stage_name text := CASE p_space WHEN 'image' THEN 'clip' ELSE p_space END;
+    stage_name text := semsql.vector_space_stage(p_space);
     v_problems text;
 BEGIN
-    IF EXISTS (SELECT 1 FROM live_workers() w WHERE p_space = ANY (w.query_spaces)) THEN
+    -- A fresh look at the server's backends: a transaction otherwise keeps the one it took
+    -- first, and would not see that the worker it waits for has died.
+    PERFORM pg_stat_clear_snapshot();
+    IF EXISTS (SELECT 1 FROM semsql.live_workers() w WHERE p_space = ANY (w.query_spaces)) THEN
         RETURN;
     END IF;
     SELECT string_agg(format('%s: %s', w.name, w.problems ->> stage_name), '; ') INTO v_problems
-    FROM live_workers() w WHERE w.problems ? stage_name;
+    FROM semsql.live_workers() w WHERE w.problems ? stage_name;
     RAISE EXCEPTION 'no `semsql worker` is running that embeds text for the % space', p_space
         USING ERRCODE = 'object_not_in_prerequisite_state',
               HINT = coalesce('the running workers cannot: ' || v_problems,
@@ -734,68 +775,65 @@ CREATE OR REPLACE FUNCTION semsql.embed_text(
     query text, space text DEFAULT 'text', timeout interval DEFAULT '5 seconds'
 ) RETURNS vector
 LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    digest text := encode(sha256(convert_to(query, 'UTF8')), 'hex');
-    cached vector;
-    answer record;
-    ask boolean := true;
+    asker text := session_user;
+    digest text := semsql.query_text_digest(query);
     deadline timestamptz := clock_timestamp() + timeout;
-    next_worker_check timestamptz := clock_timestamp() + interval '0.5 seconds';
-    pause double precision := 0.001;
+    cached text;
+    answer record;
     request text;
+    detail text;
 BEGIN
-    IF embed_text.space NOT IN ('image', 'text') THEN
-        RAISE EXCEPTION 'unknown vector space %: text (asset documents) or image (CLIP)',
-            embed_text.space;
+    PERFORM semsql.check_query_text(embed_text.space, query);
+    IF timeout < interval '0' OR timeout > interval '10 minutes' THEN
+        RAISE EXCEPTION 'timeout must be between 0 and 10 minutes, not %', timeout
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT q.embedding INTO cached FROM query_embeddings q
-    WHERE q.space = embed_text.space AND q.text_sha256 = digest AND q.embedding IS NOT NULL;
+    SELECT q.embedding::text INTO cached FROM semsql.query_embeddings q
+    WHERE q.space = embed_text.space AND q.requested_by = asker AND q.text_sha256 = digest
+      AND q.embedding IS NOT NULL;
     IF cached IS NOT NULL THEN
-        RETURN cached;
+        RETURN cached;  -- PL/pgSQL turns the text into the vector it returns
     END IF;
-    PERFORM require_query_worker(embed_text.space);
-
+    PERFORM semsql.require_query_worker(embed_text.space);
+    -- The first call files the request; each waits a quarter of a second at most, so that a
+    -- cancel (which a dblink call in progress holds back) takes effect soon.
+    request := format('CALL semsql.request_query_embedding(%L, %L, %L); COMMIT; ',
+                      embed_text.space, query, asker);
     LOOP
-        -- Through a second connection, which commits at once: the worker sees the request
-        -- while this transaction is still open, and this transaction sees the answer whatever
-        -- its isolation level.
-        request := format('SELECT embedding, error FROM semsql.request_query_embedding(%L, %L, %L)',
-                          embed_text.space, query, ask);
         BEGIN
-            SELECT * INTO answer
-            FROM dblink(embed_loopback_connection(), request) AS r(embedding text, error text);
-        EXCEPTION WHEN sqlstate '08000' OR sqlstate '08001' OR sqlstate '08003'
-                       OR sqlstate '08006' OR sqlstate '57P01' THEN
-            -- The session's connection broke (server restart, terminated): open a new one once.
-            PERFORM dblink_disconnect('semsql_embed_text');
-            SELECT * INTO answer
-            FROM dblink(embed_loopback_connection(), request) AS r(embedding text, error text);
+            SELECT * INTO answer FROM public.dblink(semsql.embed_loopback_conninfo(), request
+                || format('SELECT * FROM semsql.await_query_embedding(%L, %L, %L, %L)',
+                          embed_text.space, asker, digest,
+                          greatest(interval '0', least(interval '0.25 seconds',
+                                                       deadline - clock_timestamp()))))
+                AS r(embedding text, error text);
+        EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection THEN
+            GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+            RAISE EXCEPTION 'semsql.embed_text could not open its connection to this database: %',
+                btrim(detail)
+                USING ERRCODE = 'sqlclient_unable_to_establish_sqlconnection',
+                      HINT = 'too many embed_text calls may wait at once, or its login has '
+                             'changed (`semsql init` sets it up again)';
         END;
-        ask := false;
-        IF answer.embedding IS NOT NULL THEN
-            RETURN answer.embedding::vector;
-        END IF;
+        request := '';
         IF answer.error IS NOT NULL THEN
             RAISE EXCEPTION 'semsql worker could not embed this text in the % space: %',
                 embed_text.space, answer.error;
         END IF;
+        EXIT WHEN answer.embedding IS NOT NULL;
         IF clock_timestamp() >= deadline THEN
             RAISE EXCEPTION 'no answer from `semsql worker` within % (space %)',
                 timeout, embed_text.space
-                USING HINT = 'the worker may be busy or loading its models: try again, or pass a '
-                             'longer timeout => interval';
+                USING HINT = 'the worker may be busy or loading its models: try again, or pass '
+                             'a longer timeout => interval';
         END IF;
-        IF clock_timestamp() >= next_worker_check THEN
-            PERFORM require_query_worker(embed_text.space);
-            next_worker_check := clock_timestamp() + interval '0.5 seconds';
-        END IF;
-        PERFORM pg_sleep(pause);
-        pause := least(pause * 2, 0.02);
     END LOOP;
+    RETURN answer.embedding;
 END
 $$;
 COMMENT ON FUNCTION semsql.embed_text(text, text, interval) IS
-    'The vector of a text in a space (text: asset documents, image: CLIP), from the cache or asked of a running `semsql worker`.';
-REVOKE EXECUTE ON FUNCTION semsql.embed_text(text, text, interval) FROM PUBLIC;
+    'The vector of a text in a space (text: asset documents, image: CLIP), from the caller''s '
+    'cache or asked of a running `semsql worker` (waiting at most timeout, up to 10 minutes).';

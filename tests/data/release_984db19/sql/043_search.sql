@@ -45,7 +45,7 @@ CREATE OR REPLACE FUNCTION semsql.search(
     image_embedding vector DEFAULT NULL
 ) RETURNS SETOF semsql.search_result
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.ef_search = 40
 SET hnsw.iterative_scan = relaxed_order
 SET hnsw.max_scan_tuples = 20000
@@ -71,6 +71,7 @@ DECLARE
     named_ids bigint[];
     boost_ids bigint[];
     weights real[];
+    args semsql.search_args;  -- the only parameter ($1) of every statement built below
     filter_sql text;
     vector_filter text;
     source_sql text;
@@ -83,16 +84,21 @@ DECLARE
     text_similarities double precision[];
     image_hits bigint[];
     image_similarities double precision[];
-    candidates integer := least(greatest(2 * (k + "offset"), 40), 4000);
+    candidates integer;
     use_exact boolean := coalesce(exact, false);
     single_signal boolean;
     wanted integer;
-    row_limit integer;
 BEGIN
+    -- Arguments ---------------------------------------------------------------------------------
+    -- Over-long texts first, before anything reads them (semsql.max_query_text_length()).
+    PERFORM check_query_text('text', query);
+    PERFORM check_query_text('text', exclude);
     IF k IS NULL OR k NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'k must be between 1 and 10000, not %', k USING ERRCODE = 'invalid_parameter_value';
-    ELSIF "offset" IS NULL OR "offset" < 0 THEN
-        RAISE EXCEPTION 'offset must be 0 or more, not %', "offset" USING ERRCODE = 'invalid_parameter_value';
+    ELSIF "offset" IS NULL OR "offset" NOT BETWEEN 0 AND 1000000000 THEN
+        -- The bound keeps 2 * (k + offset) within integer.
+        RAISE EXCEPTION 'offset must be between 0 and 1000000000, not %', "offset"
+            USING ERRCODE = 'invalid_parameter_value';
     ELSIF tags_match IS DISTINCT FROM 'any' AND tags_match IS DISTINCT FROM 'all'
           OR people_match IS DISTINCT FROM 'any' AND people_match IS DISTINCT FROM 'all' THEN
         RAISE EXCEPTION 'tags_match and people_match take any or all'
@@ -103,12 +109,21 @@ BEGIN
     ELSIF names IS NULL OR names NOT IN ('filter', 'boost', 'off') THEN
         RAISE EXCEPTION 'names takes filter, boost or off, not %', names
             USING ERRCODE = 'invalid_parameter_value';
-    ELSIF least(image_weight, text_weight, keyword_weight, name_weight, exclude_weight) < 0 THEN
-        RAISE EXCEPTION 'weights must not be negative' USING ERRCODE = 'invalid_parameter_value';
     ELSIF query_space IS NOT NULL AND query_space NOT IN ('text', 'image') THEN
         RAISE EXCEPTION 'query_space takes text or image, not %', query_space
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_real('image_weight', image_weight, 0, NULL, true);
+    PERFORM check_real('text_weight', text_weight, 0, NULL, true);
+    PERFORM check_real('keyword_weight', keyword_weight, 0, NULL, true);
+    PERFORM check_real('name_weight', name_weight, 0, NULL, true);
+    PERFORM check_real('exclude_weight', exclude_weight, 0, NULL, true);
+    PERFORM check_real('min_score', min_score);
+    PERFORM check_real('relative_cut', relative_cut, 0, 1);
+    PERFORM check_query_vector('query_embedding', query_embedding);
+    PERFORM check_query_vector('text_embedding', text_embedding);
+    PERFORM check_query_vector('image_embedding', image_embedding);
+    candidates := least(greatest(2 * (k + "offset"), 40), 4000);
 
     -- Filters ---------------------------------------------------------------------------------
     IF cardinality(tags) > 0 THEN
@@ -207,6 +222,12 @@ BEGIN
         END IF;
         exclude_lexemes := query_lexemes(exclude);
     END IF;
+    -- Cosine distance does not depend on a vector's length: at unit length any finite query
+    -- vector fits halfvec (whose largest value is 65504), the type the vectors are compared in.
+    text_vec := l2_normalize(text_vec);
+    image_vec := l2_normalize(image_vec);
+    exclude_text_vec := l2_normalize(exclude_text_vec);
+    exclude_image_vec := l2_normalize(exclude_image_vec);
     weights := ARRAY[
         CASE WHEN text_vec IS NOT NULL THEN text_weight ELSE 0 END,
         CASE WHEN image_vec IS NOT NULL THEN image_weight ELSE 0 END,
@@ -221,51 +242,71 @@ BEGIN
     -- A signal alone needs no more hits than are shown; fusion needs a pool to fuse.
     wanted := CASE WHEN single_signal THEN k + "offset" ELSE candidates END;
 
+    -- The search's inputs, as the one parameter of the statements below ------------------------
+    args.tags := tag_list;
+    args.tags_match := tags_match;
+    args.emotions := emotion_list;
+    args.person_ids := person_ids;
+    args.people_match := people_match;
+    args.collection := collection;
+    args.taken_after := taken_after;
+    args.taken_before := taken_before;
+    args.metadata := metadata;
+    args.named_ids := named_ids;
+    args.text_vector := text_vec;
+    args.image_vector := image_vec;
+    args.keywords := keywords;
+    args.lexemes := lexemes;
+    args.exclude_text_vector := exclude_text_vec;
+    args.exclude_image_vector := exclude_image_vec;
+    args.exclude_lexemes := exclude_lexemes;
+    args.boost_ids := boost_ids;
+    args.like_asset := like_asset;
+    args.weights := weights;
+    args.candidates := candidates;
+    args.min_score := min_score;
+    args.relative_cut := relative_cut;
+    args.order_by := order_by;
+    args.k := k;
+    args."offset" := "offset";
+
     -- Candidates: an exact scan of a small filtered set, else HNSW per signal -------------------
-    filter_sql := 'FROM semsql.search_documents d WHERE '
-                  || filter_conditions('d', tag_list, tags_match, emotion_list, person_ids,
-                                       people_match, collection, taken_after, taken_before,
-                                       metadata, named_ids);
-    vector_filter := filter_conditions('e', tag_list, tags_match, emotion_list, person_ids,
-                                       people_match, collection, taken_after, taken_before,
-                                       metadata, named_ids);
+    filter_sql := 'FROM semsql.search_documents d WHERE ' || filter_conditions('d', args);
+    vector_filter := filter_conditions('e', args);
     source_sql := coalesce(filter_sql, 'FROM semsql.search_documents d WHERE true');
     IF text_vec IS NULL AND image_vec IS NULL THEN
         use_exact := true;
         IF keywords IS NOT NULL AND boost_ids IS NULL THEN
-            source_sql := source_sql || ' AND d.document @@ $11';  -- keywords alone: their matches
+            -- Keywords alone: their matches.
+            source_sql := source_sql || ' AND d.document @@ ($1).keywords';
         ELSIF keywords IS NULL AND boost_ids IS NULL THEN
             -- No query: the filtered assets by date.
-            order_by := CASE order_by WHEN 'relevance' THEN 'newest' ELSE order_by END;
+            args.order_by := CASE order_by WHEN 'relevance' THEN 'newest' ELSE order_by END;
             source_sql := source_sql || format(' ORDER BY d.taken_at %s NULLS LAST, d.asset_id LIMIT %s',
-                                               CASE order_by WHEN 'oldest' THEN 'ASC' ELSE 'DESC' END,
+                                               CASE args.order_by WHEN 'oldest' THEN 'ASC' ELSE 'DESC' END,
                                                k + "offset");
         END IF;
     ELSIF NOT use_exact AND filter_sql IS NOT NULL THEN
         -- The planner's estimate first (statistics of the GIN and B-tree indexes): counting a
         -- set far larger than the limit would cost more than the search.
-        row_limit := greatest(exact_scan_limit(candidates), candidates);
+        args.row_limit := greatest(exact_scan_limit(candidates), candidates);
         EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 ' || filter_sql
             INTO plan
-            USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                  metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                  like_asset, boost_ids;
+            USING args;
         estimate := (plan -> 0 -> 'Plan' ->> 'Plan Rows')::double precision;
-        IF single_signal AND estimate <= row_limit
+        IF single_signal AND estimate <= args.row_limit
            AND coalesce(pg_stat_get_last_analyze_time('semsql.search_documents'::regclass),
                         pg_stat_get_last_autoanalyze_time('semsql.search_documents'::regclass))
                IS NOT NULL THEN
             -- Few enough by an estimate from statistics: the exact scan reads them through the
             -- filter indexes of the vectors themselves, with no count first.
             use_exact := true;
-        ELSIF estimate <= 4 * row_limit THEN
-            row_limit := row_limit + 1;
-            EXECUTE format('SELECT array(SELECT d.asset_id %s LIMIT $14)', filter_sql)
+        ELSIF estimate <= 4 * args.row_limit THEN
+            args.row_limit := args.row_limit + 1;
+            EXECUTE format('SELECT array(SELECT d.asset_id %s LIMIT ($1).row_limit)', filter_sql)
                 INTO pool
-                USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                      metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                      like_asset, boost_ids;
-            use_exact := cardinality(pool) < row_limit;
+                USING args;
+            use_exact := cardinality(pool) < args.row_limit;
         END IF;
         IF NOT use_exact THEN
             pool := NULL;
@@ -280,14 +321,12 @@ BEGIN
         PERFORM set_config('hnsw.max_scan_tuples', greatest(20000, 50 * candidates)::text, true);
         FOREACH embedding_space IN ARRAY ARRAY['text', 'image'] LOOP
             CONTINUE WHEN (CASE embedding_space WHEN 'text' THEN text_vec ELSE image_vec END) IS NULL;
-            row_limit := wanted;
+            args.row_limit := wanted;
             EXECUTE nearest_sql(embedding_space,
                                 CASE embedding_space WHEN 'text' THEN text_dims ELSE image_dims END,
                                 vector_filter)
                 INTO found_ids, found_similarities
-                USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                      metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                      like_asset, boost_ids;
+                USING args;
             -- Fewer than asked: the iterative scan gave up (or few vectors pass the filters).
             use_exact := use_exact OR cardinality(found_ids) < wanted;
             pool := coalesce(pool, '{}') || found_ids;
@@ -306,25 +345,24 @@ BEGIN
             image_hits := NULL;
         ELSE
             IF keywords IS NOT NULL AND weights[3] > 0 THEN
-                row_limit := candidates;
-                EXECUTE format('SELECT array(SELECT d.asset_id %s AND d.document @@ $11 '
-                               'ORDER BY length(d.document) - length(ts_delete(d.document, $12)) '
-                               'DESC, ts_rank_cd(d.document, $11) DESC, d.asset_id LIMIT $14)',
+                args.row_limit := candidates;
+                EXECUTE format('SELECT array(SELECT d.asset_id %s AND d.document @@ ($1).keywords '
+                               'ORDER BY length(d.document) '
+                               '- length(ts_delete(d.document, ($1).lexemes)) DESC, '
+                               'ts_rank_cd(d.document, ($1).keywords) DESC, d.asset_id '
+                               'LIMIT ($1).row_limit)',
                                source_sql)
                     INTO found_ids
-                    USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                          metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                          like_asset, boost_ids;
+                    USING args;
                 pool := pool || found_ids;
             END IF;
             IF boost_ids IS NOT NULL THEN
-                row_limit := 10 * candidates;
-                EXECUTE format('SELECT array(SELECT d.asset_id %s AND d.people && $16 LIMIT $14)',
+                args.row_limit := 10 * candidates;
+                EXECUTE format('SELECT array(SELECT d.asset_id %s AND d.people && ($1).boost_ids '
+                               'LIMIT ($1).row_limit)',
                                source_sql)
                     INTO found_ids
-                    USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                          metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                          like_asset, boost_ids;
+                    USING args;
                 pool := pool || found_ids;
             END IF;
         END IF;
@@ -332,9 +370,7 @@ BEGIN
     IF pool IS NULL AND NOT single_signal THEN
         EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
             INTO pool
-            USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                  metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                  like_asset, boost_ids;
+            USING args;
     END IF;
 
     IF single_signal THEN
@@ -343,20 +379,17 @@ BEGIN
         found_ids := coalesce(text_hits, image_hits);
         found_similarities := coalesce(text_similarities, image_similarities);
         IF found_ids IS NULL THEN
-            row_limit := wanted;
+            args.row_limit := wanted;
             EXECUTE exact_nearest_sql(embedding_space, vector_filter)
                 INTO found_ids, found_similarities
-                USING tag_list, emotion_list, person_ids, collection, taken_after, taken_before,
-                      metadata, named_ids, text_vec, image_vec, keywords, lexemes, pool, row_limit,
-                      like_asset, boost_ids;
+                USING args;
             IF cardinality(found_ids) < k + "offset" THEN
                 -- Filtered assets without a vector in this space match too: after the others
                 -- (from the pool counted above, if any, else read now).
                 IF pool IS NULL THEN
                     EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
                         INTO pool
-                        USING tag_list, emotion_list, person_ids, collection, taken_after,
-                              taken_before, metadata, named_ids;
+                        USING args;
                 END IF;
                 found_ids := found_ids || ARRAY(
                     SELECT p.id FROM unnest(pool) AS p(id)
@@ -367,15 +400,11 @@ BEGIN
                     ARRAY[cardinality(found_ids) - cardinality(found_similarities)]);
             END IF;
         END IF;
-        RETURN QUERY SELECT * FROM rank_hits(found_ids, found_similarities, embedding_space,
-                                             min_score, relative_cut, order_by, k, "offset");
+        RETURN QUERY SELECT * FROM rank_hits(args, found_ids, found_similarities, embedding_space);
         RETURN;
     END IF;
-    RETURN QUERY SELECT * FROM rank_pool(
-        pool, text_vec, image_vec, keywords, lexemes, exclude_text_vec, exclude_image_vec,
-        exclude_lexemes, text_hits, text_similarities, image_hits, image_similarities,
-        candidates, weights, boost_ids, min_score, relative_cut, order_by, k, "offset",
-        like_asset);
+    RETURN QUERY SELECT * FROM rank_pool(args, pool, text_hits, text_similarities,
+                                         image_hits, image_similarities);
 END
 $$;
 COMMENT ON FUNCTION semsql.search(text, vector, bigint, text[], text, text[], text[], text, text, timestamptz, timestamptz, jsonb, text, integer, integer, real, real, text, boolean, real, real, real, real, real, text, text, vector, vector) IS

@@ -6,13 +6,14 @@
 -- [0, 1], reaches recognition_settings.match_threshold. A face whose person_id is set with a
 -- NULL match_confidence was assigned by a user (a named cluster, an enrolled face): recognition
 -- leaves it alone. Enrolment and the recognition of newly written faces take turns on one
--- advisory lock, so that a face written while someone is enrolled is matched by one of them.
+-- lock (semsql.take_mutex), so that a face written while someone is enrolled is matched by one
+-- of them.
 
 -- Confidence, threshold, lock ----------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION semsql.face_match_confidence(distance double precision) RETURNS real
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT greatest(0, least(1, 1 - distance))::real;
 $$;
@@ -22,7 +23,7 @@ COMMENT ON FUNCTION semsql.face_match_confidence(double precision) IS
 
 CREATE OR REPLACE FUNCTION semsql.face_match_threshold() RETURNS real
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT match_threshold FROM recognition_settings;
 $$;
@@ -31,14 +32,10 @@ COMMENT ON FUNCTION semsql.face_match_threshold() IS
 
 CREATE OR REPLACE FUNCTION semsql.lock_recognition(p_exclusive boolean) RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
-    IF p_exclusive THEN
-        PERFORM pg_advisory_xact_lock(hashtext('semsql.recognition'), 0);
-    ELSE
-        PERFORM pg_advisory_xact_lock_shared(hashtext('semsql.recognition'), 0);
-    END IF;
+    PERFORM take_mutex('recognition', p_exclusive);
 END
 $$;
 COMMENT ON FUNCTION semsql.lock_recognition(boolean) IS
@@ -49,7 +46,7 @@ COMMENT ON FUNCTION semsql.lock_recognition(boolean) IS
 
 CREATE OR REPLACE FUNCTION semsql.person_by_name(p_name text) RETURNS bigint
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     found_id bigint;
@@ -72,16 +69,35 @@ $$;
 COMMENT ON FUNCTION semsql.person_by_name(text) IS
     'The id of the person with this name (case-insensitive); raises no_data_found, with close names as a hint.';
 
-CREATE OR REPLACE FUNCTION semsql.add_person(p_name text, p_kind text DEFAULT NULL) RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+CREATE OR REPLACE FUNCTION semsql.person_name(p_name text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
-DECLARE
-    person bigint;
 BEGIN
     IF nullif(btrim(p_name), '') IS NULL THEN
         RAISE EXCEPTION 'a person needs a name' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- As semsql.limits.MAX_NAME_CHARS: the longest real names are about 100 characters, and
+    -- the name's B-tree index holds at most about 2,700 bytes.
+    IF length(btrim(p_name)) > 200 THEN
+        RAISE EXCEPTION 'a person''s name has at most 200 characters; this one has %',
+            length(btrim(p_name))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN btrim(p_name);
+END
+$$;
+COMMENT ON FUNCTION semsql.person_name(text) IS
+    'A name as stored for a person (trimmed); raises for an empty one or one over 200 characters.';
+
+CREATE OR REPLACE FUNCTION semsql.add_person(p_name text, p_kind text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+DECLARE
+    person bigint;
+BEGIN
+    p_name := person_name(p_name);
     INSERT INTO people (name, kind) VALUES (btrim(p_name), coalesce(p_kind, 'person'))
     ON CONFLICT ((lower(name))) DO NOTHING;
     SELECT id INTO person FROM people WHERE lower(name) = lower(btrim(p_name));
@@ -99,7 +115,7 @@ COMMENT ON FUNCTION semsql.add_person(text, text) IS
 CREATE OR REPLACE FUNCTION semsql.nearest_person(p_embedding vector, p_model text)
 RETURNS TABLE (person_id bigint, distance double precision)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 AS $$
     SELECT pf.person_id, pf.embedding <=> p_embedding
@@ -114,7 +130,7 @@ COMMENT ON FUNCTION semsql.nearest_person(vector, text) IS
 
 CREATE OR REPLACE FUNCTION semsql.recognise_face() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     best record;
@@ -145,18 +161,14 @@ BEGIN
             NEW.match_confidence := best.confidence;
         END IF;
     END IF;
-    IF TG_OP = 'INSERT' AND NEW.person_id IS NOT NULL THEN
-        -- The asset document names the people shown; its text vector is out of date. (For an
-        -- UPDATE, the statement trigger faces_requeue_documents does this once per statement.)
-        PERFORM requeue_tasks(ARRAY[NEW.asset_id], '{text}');
-    END IF;
+    -- The person it matched is a fact of the row being written: the statement's stale marks
+    -- (semsql.mark_stale) take it to the asset's document and text vector.
     RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION semsql.recognise_face() IS
-    'Trigger: recognises a face when its vector is written (nearest reference within the threshold) '
-    'and, for a new face, queues its asset''s text vector again; clears the confidence of a '
-    'face whose person is unset.';
+    'Trigger: recognises a face when its vector is written (nearest reference within the threshold); '
+    'clears the confidence of a face whose person is unset.';
 
 CREATE OR REPLACE TRIGGER faces_recognise
     BEFORE INSERT OR UPDATE OF embedding, embedding_model, person_id ON semsql.faces
@@ -166,7 +178,7 @@ CREATE OR REPLACE FUNCTION semsql.faces_near(
     p_embedding vector, p_model text, p_max_distance double precision
 ) RETURNS TABLE (face_id bigint, distance double precision)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 SET hnsw.max_scan_tuples = 1000000
 SET hnsw.ef_search = 100
@@ -175,6 +187,7 @@ AS $$
 DECLARE
     near record;
 BEGIN
+    PERFORM check_real('p_max_distance', p_max_distance::real, 0, 2, true);
     -- Walks the faces HNSW index outwards and stops at the first face beyond the distance,
     -- which a WHERE on the distance cannot do. Without enable_seqscan = off the planner sorts
     -- the whole table for a query that has no small LIMIT.
@@ -199,10 +212,10 @@ CREATE OR REPLACE FUNCTION semsql.store_face_matches(
     p_face_ids bigint[], p_person_ids bigint[], p_confidences real[]
 ) RETURNS integer
 LANGUAGE sql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
-    -- Two updates, so that only faces that change person fire the triggers that re-queue
-    -- their asset's text vector.
+    -- Two updates, so that only faces that change person mark their asset stale (whose
+    -- rebuild may queue its text vector again).
     WITH given AS MATERIALIZED (
         SELECT * FROM unnest(p_face_ids, p_person_ids, p_confidences)
                       AS g(face_id, person_id, confidence)),
@@ -223,7 +236,7 @@ COMMENT ON FUNCTION semsql.store_face_matches(bigint[], bigint[], real[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.match_faces(p_face_ids bigint[] DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 AS $$
 DECLARE
@@ -272,7 +285,7 @@ COMMENT ON FUNCTION semsql.match_faces(bigint[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.match_references(p_reference_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     threshold real := face_match_threshold();
@@ -303,7 +316,7 @@ COMMENT ON FUNCTION semsql.match_references(bigint[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.set_face_match_threshold(p_threshold double precision) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
     IF p_threshold IS NULL OR p_threshold NOT BETWEEN 0 AND 1 THEN
@@ -329,7 +342,7 @@ CREATE OR REPLACE FUNCTION semsql.enrol_person(
     p_source_uris text[] DEFAULT NULL, p_boxes real[] DEFAULT NULL, p_kind text DEFAULT NULL
 ) RETURNS TABLE (person_id bigint, references_added integer, faces_matched integer)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -371,7 +384,7 @@ CREATE OR REPLACE FUNCTION semsql.enrol_faces(
     p_name text, p_face_ids bigint[], p_kind text DEFAULT NULL
 ) RETURNS TABLE (person_id bigint, references_added integer, faces_matched integer)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -429,14 +442,12 @@ COMMENT ON FUNCTION semsql.enrol_faces(text, bigint[], text) IS
 
 CREATE OR REPLACE FUNCTION semsql.rename_person(p_name text, p_new_name text) RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     person bigint := person_by_name(p_name);
 BEGIN
-    IF nullif(btrim(p_new_name), '') IS NULL THEN
-        RAISE EXCEPTION 'a person needs a name' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    p_new_name := person_name(p_new_name);
     UPDATE people SET name = btrim(p_new_name) WHERE id = person AND name <> btrim(p_new_name);
     RETURN person;
 EXCEPTION WHEN unique_violation THEN
@@ -451,7 +462,7 @@ COMMENT ON FUNCTION semsql.rename_person(text, text) IS
 
 CREATE OR REPLACE FUNCTION semsql.merge_people(p_from text, p_into text) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     source_id bigint := person_by_name(p_from);
@@ -479,7 +490,7 @@ COMMENT ON FUNCTION semsql.merge_people(text, text) IS
 
 CREATE OR REPLACE FUNCTION semsql.remove_person(p_name text) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     person bigint := person_by_name(p_name);
@@ -518,7 +529,7 @@ COMMENT ON VIEW semsql.asset_people_all IS
 
 CREATE OR REPLACE FUNCTION semsql.asset_person_names(p_asset_id bigint) RETURNS text[]
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT coalesce(array_agg(DISTINCT name ORDER BY name), '{}')
     FROM asset_people_all WHERE asset_id = p_asset_id;
@@ -530,7 +541,7 @@ CREATE OR REPLACE FUNCTION semsql.assets_with_people(
     p_names text[], p_match_all boolean DEFAULT true, p_min_confidence double precision DEFAULT 0
 ) RETURNS SETOF bigint
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT x.asset_id
     FROM asset_people_all x
@@ -565,14 +576,32 @@ COMMENT ON VIEW semsql.people_summary IS
 
 -- Search by face ------------------------------------------------------------------------------------
 
+CREATE OR REPLACE FUNCTION semsql.check_face_k(p_k integer) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'p_k must be between 1 and 10000, not %', coalesce(p_k::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION semsql.check_face_k(integer) IS
+    'Raises invalid_parameter_value unless a face search''s k is between 1 and 10000.';
+
 CREATE OR REPLACE FUNCTION semsql.faces_like_vector(
     p_embedding vector, p_k integer DEFAULT 20, p_model text DEFAULT NULL
 ) RETURNS TABLE (face_id bigint, asset_id bigint, uri text, box real[], distance double precision,
                  similarity real, person_id bigint, person text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 AS $$
+BEGIN
+    PERFORM check_face_k(p_k);
+    PERFORM check_query_vector('p_embedding', p_embedding);
+    RETURN QUERY
     SELECT n.id, n.asset_id, a.uri, n.box, n.distance, face_match_confidence(n.distance),
            n.person_id, p.name
     FROM (SELECT f.id, f.asset_id, f.box, f.person_id, f.embedding <=> p_embedding AS distance
@@ -583,6 +612,7 @@ AS $$
     JOIN assets a ON a.id = n.asset_id
     LEFT JOIN people p ON p.id = n.person_id
     ORDER BY n.distance, n.id;
+END
 $$;
 COMMENT ON FUNCTION semsql.faces_like_vector(vector, integer, text) IS
     'The k stored faces nearest to a face vector (of model p_model, or any), nearest first, '
@@ -591,15 +621,24 @@ COMMENT ON FUNCTION semsql.faces_like_vector(vector, integer, text) IS
 CREATE OR REPLACE FUNCTION semsql.faces_like(p_face_id bigint, p_k integer DEFAULT 20)
 RETURNS TABLE (face_id bigint, asset_id bigint, uri text, box real[], distance double precision,
                similarity real, person_id bigint, person text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
+BEGIN
+    PERFORM check_face_k(p_k);
+    IF NOT EXISTS (SELECT FROM faces f WHERE f.id = p_face_id AND f.embedding IS NOT NULL) THEN
+        RAISE EXCEPTION 'no face % with a face vector', coalesce(p_face_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'semsql.faces lists the faces; face_vectors fills their vectors';
+    END IF;
+    RETURN QUERY
     SELECT l.*
     FROM faces f
     CROSS JOIN LATERAL faces_like_vector(f.embedding, p_k + 1, f.embedding_model) AS l
     WHERE f.id = p_face_id AND l.face_id <> p_face_id
     ORDER BY l.distance, l.face_id
     LIMIT p_k;
+END
 $$;
 COMMENT ON FUNCTION semsql.faces_like(bigint, integer) IS
     'The k stored faces nearest to a stored face (itself left out), nearest first.';
@@ -610,7 +649,7 @@ CREATE OR REPLACE FUNCTION semsql.assets_with_face(
 ) RETURNS TABLE (asset_id bigint, uri text, face_id bigint, box real[], similarity real,
                  person_id bigint, person text)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 SET hnsw.max_scan_tuples = 1000000
 SET hnsw.ef_search = 100
@@ -623,6 +662,9 @@ DECLARE
     best_faces bigint[] := '{}';
     seen_assets bigint[] := '{}';
 BEGIN
+    PERFORM check_face_k(p_k);
+    PERFORM check_real('p_min_similarity', p_min_similarity::real, 0, 1);
+    PERFORM check_query_vector('p_embedding', p_embedding);
     -- Faces nearest first; the first face of each asset is its best.
     FOR near IN
         SELECT f.id, f.asset_id, f.embedding_model, f.embedding <=> p_embedding AS d
@@ -657,12 +699,22 @@ CREATE OR REPLACE FUNCTION semsql.cluster_faces(
     p_neighbours integer DEFAULT 10
 ) RETURNS SETOF bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     max_distance double precision := 1 - p_min_similarity;
     changed integer;
 BEGIN
+    PERFORM check_real('p_min_similarity', p_min_similarity::real, 0, 1, true);
+    IF p_min_size IS NULL OR p_min_size < 1 THEN
+        RAISE EXCEPTION 'p_min_size must be 1 or more, not %', coalesce(p_min_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_neighbours IS NULL OR p_neighbours NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'p_neighbours must be between 1 and 1000, not %',
+            coalesce(p_neighbours::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     DROP TABLE IF EXISTS pg_temp.semsql_cluster_nodes, pg_temp.semsql_cluster_edges;
     CREATE TEMP TABLE semsql_cluster_nodes (face_id bigint PRIMARY KEY, label bigint NOT NULL)
         ON COMMIT DROP;
@@ -732,14 +784,14 @@ CREATE OR REPLACE FUNCTION semsql.refresh_face_clusters(
     p_min_similarity double precision DEFAULT NULL, p_min_size integer DEFAULT NULL
 ) RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     settings recognition_settings%ROWTYPE;
     made integer;
 BEGIN
     SELECT * INTO settings FROM recognition_settings;
-    PERFORM pg_advisory_xact_lock(hashtext('semsql.face_clusters'), 0);
+    PERFORM take_mutex('face_clusters');
     DELETE FROM face_clusters;
     SELECT count(*) INTO made
     FROM cluster_faces(NULL, coalesce(p_min_similarity, settings.cluster_threshold),
@@ -770,7 +822,7 @@ COMMENT ON VIEW semsql.face_cluster_summary IS
 
 CREATE OR REPLACE FUNCTION semsql.cluster_face_ids(p_cluster_id bigint) RETURNS bigint[]
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     members bigint[];
@@ -794,7 +846,7 @@ CREATE OR REPLACE FUNCTION semsql.name_face_cluster(
     p_cluster_id bigint, p_name text, p_kind text DEFAULT NULL
 ) RETURNS TABLE (person_id bigint, references_added integer, faces_matched integer)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     members bigint[] := cluster_face_ids(p_cluster_id);
@@ -815,15 +867,17 @@ CREATE OR REPLACE FUNCTION semsql.split_face_cluster(
     p_face_ids bigint[] DEFAULT NULL
 ) RETURNS SETOF bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
-    members bigint[] := cluster_face_ids(p_cluster_id);
+    members bigint[];
     strays bigint[];
     stricter double precision;
     new_id bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('semsql.face_clusters'), 0);
+    PERFORM check_real('p_min_similarity', p_min_similarity::real, 0, 1);
+    members := cluster_face_ids(p_cluster_id);
+    PERFORM take_mutex('face_clusters');
     IF p_face_ids IS NOT NULL THEN
         strays := ARRAY(SELECT unnest(p_face_ids) EXCEPT SELECT unnest(members));
         IF strays <> '{}' THEN

@@ -1,9 +1,12 @@
 -- Roles, applied last on every `semsql init` so that its grants cover everything defined before.
 --
 --   semsql_analyst  reads every table and view (not the login of embed_text, not other people's
---                   cached queries), searches (semsql.search, similar, duplicates, embed_text,
---                   face search ...). Functions run with the caller's rights, so an analyst
---                   can call any of them but change nothing.
+--                   cached queries, not the writers' locks), searches (semsql.search, similar,
+--                   duplicates, embed_text, face search ...). Functions run with the caller's
+--                   rights, so an analyst can call any of them but change nothing; the
+--                   SECURITY DEFINER functions (embed_text, and request_query_embedding and
+--                   await_query_embedding, which only its own login may call) are the
+--                   exception, and pin search_path = pg_catalog, pg_temp.
 --   semsql_worker   the embedder daemon: reads and writes the tables, runs every function.
 --
 -- Both are NOLOGIN groups: GRANT semsql_analyst TO a login role. Roles are cluster-wide; they
@@ -12,8 +15,8 @@
 -- roles exist (a DBA can create them and run init again).
 
 -- No function of semsql is callable by every role: only by those granted below, and the owner.
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA semsql FROM PUBLIC;
-ALTER DEFAULT PRIVILEGES IN SCHEMA semsql REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA semsql FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES IN SCHEMA semsql REVOKE EXECUTE ON ROUTINES FROM PUBLIC;
 
 DO $$
 DECLARE
@@ -40,10 +43,15 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'semsql_analyst') THEN
         GRANT USAGE ON SCHEMA semsql TO semsql_analyst;
         GRANT SELECT ON ALL TABLES IN SCHEMA semsql TO semsql_analyst;
-        REVOKE ALL ON semsql.loopback_login, semsql.query_embeddings FROM semsql_analyst;
+        -- Not the loopback login, not other people's cached queries, and no lock of the
+        -- writers' (semsql.mutexes): a lock an analyst could take would let it stall them.
+        REVOKE ALL ON semsql.loopback_login, semsql.query_embeddings, semsql.mutexes
+            FROM semsql_analyst;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA semsql TO semsql_analyst;
-        -- The SECURITY DEFINER functions that are not for analysts.
-        REVOKE EXECUTE ON FUNCTION semsql.request_query_embedding(text, text, boolean)
+        -- embed_text's own plumbing: its loopback connection and what it runs there.
+        REVOKE EXECUTE ON ROUTINE semsql.request_query_embedding(text, text, text),
+                                   semsql.await_query_embedding(text, text, text, interval),
+                                   semsql.embed_loopback_conninfo()
             FROM semsql_analyst;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'semsql_worker') THEN
@@ -53,6 +61,10 @@ BEGIN
         REVOKE INSERT, UPDATE, DELETE ON semsql.schema_migrations FROM semsql_worker;
         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA semsql TO semsql_worker;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA semsql TO semsql_worker;
+        REVOKE EXECUTE ON ROUTINE semsql.request_query_embedding(text, text, text),
+                                   semsql.await_query_embedding(text, text, text, interval),
+                                   semsql.embed_loopback_conninfo()
+            FROM semsql_worker;
     END IF;
 END
 $$;

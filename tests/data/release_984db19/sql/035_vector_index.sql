@@ -9,21 +9,22 @@
 --   2. writes the backlog to the bare table;
 --   3. once its stage has no due task, runs vector_index_build_steps on a connection of its own
 --      (CREATE INDEX CONCURRENTLY: writes and searches go on), then finish_vector_index.
--- The build holds the session advisory lock (semsql.vector_index, space) until its connection
--- closes, and defer_vector_index drops nothing while it is held.
+-- The build's connection records itself in vector_spaces.index_build_backend: while that
+-- backend is alive, no other build starts and defer_vector_index drops nothing. (A session
+-- advisory lock would do the same, but any role can take one, and so stall the build.)
 
 CREATE OR REPLACE FUNCTION semsql.vector_space_stage(p_space text) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, semsql, public
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE p_space WHEN 'image' THEN 'clip' WHEN 'text' THEN 'text' END;
+    SELECT s.name FROM semsql.stages s WHERE s.vector_space = p_space;
 $$;
 COMMENT ON FUNCTION semsql.vector_space_stage(text) IS
-    'The stage that writes a vector space''s vectors (image: clip, text: text); NULL for another.';
+    'The stage that writes a vector space''s vectors (semsql.stages.vector_space); NULL for another.';
 
 CREATE OR REPLACE FUNCTION semsql.vector_index_name(p_space text) RETURNS text
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT format('embeddings_%s_hnsw', p_space);
 $$;
@@ -32,7 +33,7 @@ COMMENT ON FUNCTION semsql.vector_index_name(text) IS
 
 CREATE OR REPLACE FUNCTION semsql.vector_index_valid(p_space text) RETURNS boolean
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT i.indisvalid FROM pg_index i
     WHERE i.indexrelid = to_regclass(format('semsql.%I', vector_index_name(p_space)));
@@ -45,7 +46,7 @@ CREATE OR REPLACE FUNCTION semsql.vector_index_sql(
     p_space text, p_dims integer, p_concurrently boolean DEFAULT false
 ) RETURNS text
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     SELECT format('CREATE INDEX %s %I ON semsql.embeddings USING hnsw '
                   '((embedding::halfvec(%s)) halfvec_cosine_ops) WHERE space = %L',
@@ -56,10 +57,21 @@ COMMENT ON FUNCTION semsql.vector_index_sql(text, integer, boolean) IS
     'The CREATE INDEX statement of a vector space''s HNSW index, on embedding::halfvec(dims) '
     'for the rows of that space.';
 
+CREATE OR REPLACE FUNCTION semsql.vector_index_building(p_space semsql.vector_spaces)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    SELECT p_space.index_build_backend IS NOT NULL
+           AND backend_alive(p_space.index_build_backend, p_space.index_build_backend_start);
+$$;
+COMMENT ON FUNCTION semsql.vector_index_building(semsql.vector_spaces) IS
+    'Whether the connection recorded as building this space''s deferred index is still alive.';
+
 CREATE OR REPLACE FUNCTION semsql.defer_vector_index(p_space text, p_min_backlog integer)
 RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     stage_name text := vector_space_stage(p_space);
@@ -79,9 +91,9 @@ BEGIN
         RETURN false;
     END IF;
     PERFORM FROM vector_spaces v WHERE v.space = p_space AND v.index_deferred_since IS NULL
+        AND NOT vector_index_building(v)
         FOR UPDATE;
-    IF NOT FOUND OR NOT pg_try_advisory_xact_lock(hashtext('semsql.vector_index'),
-                                                   hashtext(p_space)) THEN
+    IF NOT FOUND THEN
         RETURN false;  -- deferred already, or its build is running
     END IF;
     BEGIN
@@ -103,7 +115,7 @@ COMMENT ON FUNCTION semsql.defer_vector_index(text, integer) IS
 
 CREATE OR REPLACE FUNCTION semsql.vector_index_build_steps(p_space text) RETURNS text[]
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     stage_name text := vector_space_stage(p_space);
@@ -111,17 +123,19 @@ DECLARE
     valid boolean;
     bytes bigint;
 BEGIN
-    SELECT * INTO registered FROM vector_spaces v WHERE v.space = p_space;
-    IF registered.index_deferred_since IS NULL
+    SELECT * INTO registered FROM vector_spaces v WHERE v.space = p_space FOR UPDATE;
+    IF registered.index_deferred_since IS NULL OR vector_index_building(registered)
        OR EXISTS (SELECT FROM tasks t WHERE t.stage = stage_name AND t.status = 'pending'
-                  AND t.next_attempt_at <= now())
-       OR NOT pg_try_advisory_lock(hashtext('semsql.vector_index'), hashtext(p_space)) THEN
+                  AND t.next_attempt_at <= now()) THEN
         RETURN '{}';
     END IF;
     valid := vector_index_valid(p_space);
     IF valid THEN
         RETURN '{}';  -- built already; finish_vector_index clears the mark
     END IF;
+    UPDATE vector_spaces v
+    SET index_build_backend = a.pid, index_build_backend_start = a.backend_start
+    FROM pg_stat_activity a WHERE v.space = p_space AND a.pid = pg_backend_pid();
     -- pgvector builds fastest with the whole graph in memory: about 2 bytes a dimension and
     -- 1 kB of links per vector, given up to 2 GB (never less than the server's setting).
     SELECT count(*) * (2 * registered.dims + 1024) INTO bytes
@@ -137,16 +151,18 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.vector_index_build_steps(text) IS
-    'For a space whose index is deferred and whose stage has no due task: takes the session '
-    'advisory lock of its build and returns the statements that build the index again '
-    '(CONCURRENTLY, outside a transaction); empty when there is nothing to do or a build runs.';
+    'For a space whose index is deferred and whose stage has no due task: records the calling '
+    'connection as its builder and returns the statements that build the index again '
+    '(CONCURRENTLY, outside a transaction, on that connection); empty when there is nothing to '
+    'do or a build runs.';
 
 CREATE OR REPLACE FUNCTION semsql.finish_vector_index(p_space text) RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, semsql, public
+SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 BEGIN
-    UPDATE vector_spaces v SET index_deferred_since = NULL
+    UPDATE vector_spaces v
+    SET index_deferred_since = NULL, index_build_backend = NULL, index_build_backend_start = NULL
     WHERE v.space = p_space AND v.index_deferred_since IS NOT NULL
       AND vector_index_valid(p_space);
     RETURN FOUND;
@@ -160,10 +176,7 @@ CREATE OR REPLACE VIEW semsql.vector_index_status AS
 SELECT v.space, v.model, v.dims,
        CASE WHEN v.index_deferred_since IS NULL AND semsql.vector_index_valid(v.space) THEN 'ready'
             WHEN v.index_deferred_since IS NULL THEN 'missing'
-            WHEN EXISTS (SELECT FROM pg_catalog.pg_locks l
-                         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                           AND l.classid::integer = hashtext('semsql.vector_index')
-                           AND l.objid::integer = hashtext(v.space)) THEN 'building'
+            WHEN semsql.vector_index_building(v) THEN 'building'
             ELSE 'deferred' END AS index,
        v.index_deferred_since AS deferred_since
 FROM semsql.vector_spaces v;

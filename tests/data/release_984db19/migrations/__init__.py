@@ -1,0 +1,1 @@
+"""Numbered, forward-only, run-once SQL migrations."""

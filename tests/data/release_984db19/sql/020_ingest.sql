@@ -1,0 +1,228 @@
+-- Ingest: one call per batch of probed files, so that a batch costs one round trip.
+
+CREATE OR REPLACE FUNCTION semsql.add_user_facts(
+    p_asset_id bigint, p_caption text, p_tags text[], p_people text[]
+) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+-- Captions, keywords and people that a person stated (file metadata, a catalog manifest).
+-- A caption replaces the user caption; tags and people are added, never removed, so that
+-- re-ingesting a folder without its manifest loses nothing. Returns whether anything changed.
+DECLARE
+    changed boolean := false;
+    n integer;
+BEGIN
+    IF nullif(btrim(p_caption), '') IS NOT NULL THEN
+        INSERT INTO captions (asset_id, source, text) VALUES (p_asset_id, 'user', btrim(p_caption))
+        ON CONFLICT (asset_id, source) DO UPDATE SET text = EXCLUDED.text, created_at = now()
+            WHERE captions.text IS DISTINCT FROM EXCLUDED.text;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        changed := changed OR n > 0;
+    END IF;
+
+    INSERT INTO tags (asset_id, label, source)
+    SELECT DISTINCT ON (lower(label)) p_asset_id, label, 'user'
+    FROM (SELECT btrim(t) AS label FROM unnest(p_tags) AS t) AS given
+    WHERE label <> ''
+      AND NOT EXISTS (SELECT 1 FROM tags
+                      WHERE asset_id = p_asset_id AND source = 'user'
+                        AND lower(tags.label) = lower(given.label));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    changed := changed OR n > 0;
+
+    INSERT INTO people (name)
+    SELECT DISTINCT btrim(p) FROM unnest(p_people) AS p WHERE btrim(p) <> ''
+    ON CONFLICT ((lower(name))) DO NOTHING;
+
+    INSERT INTO asset_people (asset_id, person_id, source)
+    SELECT p_asset_id, people.id, 'user'
+    FROM people
+    WHERE lower(people.name) IN (SELECT lower(btrim(p)) FROM unnest(p_people) AS p)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN changed OR n > 0;
+END
+$$;
+COMMENT ON FUNCTION semsql.add_user_facts(bigint, text, text[], text[]) IS
+    'Stores a user caption, keywords and people shown for an asset; returns whether anything changed.';
+
+
+CREATE OR REPLACE FUNCTION semsql.ingest_item(
+    p_job_id bigint, p_collection text, p_item jsonb,
+    OUT outcome text, OUT asset_id bigint, OUT detail text
+)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+-- One item of semsql.ingest_batch: a probed file {position, uri, root, sha256, mime, width,
+-- height, bytes, taken_at, metadata, caption, tags, people} or a failure {position, uri,
+-- error_code, error}. Raises unique_violation when another transaction stored the same uri or
+-- content first (ingest_batch then runs the item again, and it sees that asset).
+DECLARE
+    existing assets%ROWTYPE;
+    twin assets%ROWTYPE;
+    v_tags text[];
+    v_people text[];
+    facts_changed boolean;
+BEGIN
+    SELECT * INTO existing FROM assets a
+    WHERE a.collection = p_collection AND a.uri = p_item->>'uri';
+
+    IF p_item ? 'error_code' THEN
+        outcome := 'failed';
+        detail := p_item->>'error';
+        IF existing.id IS NOT NULL THEN
+            asset_id := existing.id;
+            UPDATE assets SET error = (p_item->>'error_code') || ': ' || (p_item->>'error')
+            WHERE id = existing.id;
+        END IF;
+        RETURN;
+    END IF;
+
+    v_tags := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_item->'tags', '[]')));
+    v_people := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_item->'people', '[]')));
+    IF existing.id IS NULL OR existing.sha256 <> p_item->>'sha256' THEN
+        SELECT * INTO twin FROM assets a
+        WHERE a.collection = p_collection AND a.sha256 = p_item->>'sha256';
+    END IF;
+
+    IF twin.id IS NOT NULL THEN
+        outcome := 'skipped';
+        asset_id := coalesce(existing.id, twin.id);
+        detail := format('same content as asset %s (%s)', twin.id, twin.uri);
+    ELSIF existing.id IS NULL THEN
+        INSERT INTO assets (collection, uri, root, sha256, mime, width, height, bytes,
+                            taken_at, metadata, job_id)
+        VALUES (p_collection, p_item->>'uri', p_item->>'root', p_item->>'sha256',
+                p_item->>'mime', (p_item->>'width')::integer, (p_item->>'height')::integer,
+                (p_item->>'bytes')::bigint, (p_item->>'taken_at')::timestamptz,
+                coalesce(p_item->'metadata', '{}'), p_job_id)
+        RETURNING id INTO asset_id;
+        PERFORM add_user_facts(asset_id, p_item->>'caption', v_tags, v_people);
+        outcome := 'new';
+    ELSIF existing.sha256 <> p_item->>'sha256' THEN
+        asset_id := existing.id;
+        UPDATE assets
+        SET sha256 = p_item->>'sha256', root = p_item->>'root', mime = p_item->>'mime',
+            width = (p_item->>'width')::integer, height = (p_item->>'height')::integer,
+            bytes = (p_item->>'bytes')::bigint, taken_at = (p_item->>'taken_at')::timestamptz,
+            metadata = coalesce(p_item->'metadata', '{}'), error = NULL, job_id = p_job_id
+        WHERE id = existing.id;
+        PERFORM add_user_facts(asset_id, p_item->>'caption', v_tags, v_people);
+        outcome := 'updated';
+        detail := 'content changed';
+    ELSE
+        asset_id := existing.id;
+        facts_changed := add_user_facts(asset_id, p_item->>'caption', v_tags, v_people);
+        IF existing.metadata IS DISTINCT FROM coalesce(p_item->'metadata', '{}') THEN
+            UPDATE assets SET metadata = coalesce(p_item->'metadata', '{}') WHERE id = existing.id;
+            facts_changed := true;
+        END IF;
+        -- Where the file was found is bookkeeping for the worker, not a change of the asset.
+        IF existing.error IS NOT NULL OR existing.root IS DISTINCT FROM p_item->>'root' THEN
+            UPDATE assets SET error = NULL, root = p_item->>'root' WHERE id = existing.id;
+        END IF;
+        outcome := CASE WHEN facts_changed THEN 'updated' ELSE 'skipped' END;
+        detail := CASE WHEN facts_changed THEN 'captions, tags, people or metadata changed'
+                       ELSE 'unchanged' END;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION semsql.ingest_item(bigint, text, jsonb) IS
+    'Stores one probed file (or records one failure) of an ingest batch: new, updated, skipped or failed, with the asset and a detail.';
+
+
+CREATE OR REPLACE FUNCTION semsql.ingest_batch(p_job_id bigint, p_collection text, p_items jsonb)
+RETURNS TABLE (item_position integer, outcome text, asset_id bigint, detail text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+-- Items as semsql.ingest_item takes them. Each runs in a subtransaction of its own, its search
+-- document built inside it (not at commit, where one bad document would fail the batch), so
+-- that a database error fails that item alone. A unique violation means that a concurrent
+-- ingest stored the same file or content first: the item runs again and finds that asset.
+DECLARE
+    item jsonb;
+    v_asset_id bigint;
+    v_outcome text;
+    v_detail text;
+    v_error_code text;
+    attempt integer;
+    n_new integer := 0;
+    n_updated integer := 0;
+    n_skipped integer := 0;
+    n_failed integer := 0;
+BEGIN
+    FOR item IN SELECT value FROM jsonb_array_elements(p_items) LOOP
+        attempt := 0;
+        LOOP
+            attempt := attempt + 1;
+            BEGIN
+                SELECT r.outcome, r.asset_id, r.detail INTO v_outcome, v_asset_id, v_detail
+                FROM ingest_item(p_job_id, p_collection, item) AS r;
+                SET CONSTRAINTS semsql.search_documents_stale_refresh IMMEDIATE;
+                SET CONSTRAINTS semsql.search_documents_stale_refresh DEFERRED;
+                v_error_code := item->>'error_code';
+                EXIT;
+            EXCEPTION
+                WHEN unique_violation OR deadlock_detected THEN
+                    IF attempt >= 3 THEN
+                        v_outcome := 'failed';
+                        v_asset_id := NULL;
+                        v_error_code := 'database';
+                        v_detail := 'database error: ' || SQLERRM;
+                        EXIT;
+                    END IF;
+                WHEN OTHERS THEN
+                    v_outcome := 'failed';
+                    v_asset_id := NULL;
+                    v_error_code := 'database';
+                    v_detail := 'database error: ' || SQLERRM;
+                    EXIT;
+            END;
+        END LOOP;
+
+        INSERT INTO job_items (job_id, position, uri, outcome, asset_id, error_code, error)
+        VALUES (p_job_id, (item->>'position')::integer, item->>'uri', v_outcome, v_asset_id,
+                v_error_code, CASE WHEN v_outcome IN ('failed', 'skipped') THEN v_detail END);
+
+        CASE v_outcome
+            WHEN 'new' THEN n_new := n_new + 1;
+            WHEN 'updated' THEN n_updated := n_updated + 1;
+            WHEN 'skipped' THEN n_skipped := n_skipped + 1;
+            ELSE n_failed := n_failed + 1;
+        END CASE;
+        item_position := (item->>'position')::integer;
+        outcome := v_outcome;
+        asset_id := v_asset_id;
+        detail := v_detail;
+        RETURN NEXT;
+    END LOOP;
+    UPDATE jobs SET new_count     = new_count + n_new,
+                    updated_count = updated_count + n_updated,
+                    skipped_count = skipped_count + n_skipped,
+                    failed_count  = failed_count + n_failed
+    WHERE id = p_job_id;
+END
+$$;
+COMMENT ON FUNCTION semsql.ingest_batch(bigint, text, jsonb) IS
+    'Stores a batch of probed files for a job, each in a subtransaction of its own: new, updated (content or stated facts changed), skipped (unchanged or same content as another asset) or failed (the file''s error, or the database''s for that item alone).';
+
+
+CREATE OR REPLACE FUNCTION semsql.complete_jobs() RETURNS SETOF bigint
+LANGUAGE sql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    -- A job whose files are all read completes once none of its assets has work left.
+    UPDATE jobs SET status = 'completed', finished_at = now()
+    WHERE status = 'running'
+      AND ingested_at IS NOT NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM job_items ji JOIN tasks t ON t.asset_id = ji.asset_id
+          WHERE ji.job_id = jobs.id AND ji.outcome IN ('new', 'updated')
+            AND t.status IN ('pending', 'running'))
+    RETURNING id;
+$$;
+COMMENT ON FUNCTION semsql.complete_jobs() IS
+    'Marks completed every running job whose files are read and whose assets have no pending work; returns their ids.';

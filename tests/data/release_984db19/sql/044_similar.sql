@@ -1,0 +1,162 @@
+-- Assets like an asset: similar, near duplicates and exact duplicates.
+
+-- More like this ---------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.similar(asset_id bigint, k integer DEFAULT 20)
+RETURNS SETOF semsql.search_result
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    -- semsql.search without like_asset would list the newest assets instead.
+    IF $1 IS NULL THEN
+        RAISE EXCEPTION 'asset_id must be the id of an asset, not NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY SELECT * FROM search(like_asset => $1, k => $2);
+END
+$$;
+COMMENT ON FUNCTION semsql.similar(bigint, integer) IS
+    'The k assets most like this one (its CLIP image vector and its document vector), itself left out: reverse image search.';
+
+CREATE OR REPLACE FUNCTION semsql.duplicates(
+    max_distance real DEFAULT 0.05, collection text DEFAULT NULL, space text DEFAULT 'image',
+    neighbours integer DEFAULT 10
+) RETURNS TABLE (group_id bigint, asset_id bigint, uri text, kind text, distance real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+SET hnsw.ef_search = 40
+AS $$
+#variable_conflict use_column
+DECLARE
+    dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = duplicates.space);
+    ids bigint[];      -- the assets considered, by id: asset number i is ids[i]
+    parent integer[];  -- a union-find forest over 1 .. n, each tree named by its least number
+    link record;
+    x integer;
+    y integer;
+BEGIN
+    -- Cosine distances lie between 0 and 2; NaN would link nothing and Infinity everything.
+    PERFORM check_real('max_distance', max_distance, 0, 2, true);
+    IF neighbours IS NULL OR neighbours NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'neighbours must be between 1 and 1000, not %', neighbours
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF duplicates.space IS NULL OR duplicates.space NOT IN ('image', 'text') THEN
+        RAISE EXCEPTION 'space takes image or text, not %', duplicates.space
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- An HNSW scan returns at most ef_search rows: as many as the neighbours asked for
+    -- (restored when the function returns, by its SET clause).
+    PERFORM set_config('hnsw.ef_search', greatest(40, neighbours)::text, true);
+    IF dims IS NULL THEN
+        RAISE EXCEPTION 'no vectors in the % space yet', duplicates.space
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    -- Each asset links to its nearest neighbours within max_distance (HNSW); a group is a
+    -- connected component of those links, named by its smallest asset id. The components come
+    -- from a union-find over the links as they stream past (path halving; the larger root
+    -- joins the smaller), so time grows with the links (assets x neighbours) and memory with
+    -- the assets (12 bytes each), whatever the size or shape of a component. (A transitive
+    -- closure holds n^2 pairs for a component of n; label propagation takes as many rounds
+    -- as a component's diameter, n / neighbours for a chain of gradual changes.)
+    EXECUTE format($sql$
+        SELECT coalesce(array_agg(e.asset_id ORDER BY e.asset_id), '{}')
+        FROM semsql.embeddings e JOIN semsql.assets a ON a.id = e.asset_id
+        WHERE e.space = %L AND ($1 IS NULL OR a.collection = $1)
+    $sql$, duplicates.space)
+    INTO ids USING duplicates.collection;
+    parent := array(SELECT generate_series(1, cardinality(ids)));
+    FOR link IN EXECUTE format($sql$
+        SELECT l.a, nm.i AS b
+        FROM (SELECT m.i::integer AS a, n.asset_id
+              FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+              JOIN semsql.embeddings me ON me.asset_id = m.asset_id AND me.space = %2$L
+              CROSS JOIN LATERAL (
+                  SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> me.embedding::halfvec(%1$s)
+                             AS distance
+                  FROM semsql.embeddings e
+                  WHERE e.space = %2$L AND e.asset_id <> m.asset_id
+                  ORDER BY e.embedding::halfvec(%1$s) <=> me.embedding::halfvec(%1$s)
+                  LIMIT $2) AS n
+              WHERE n.distance <= $1
+              OFFSET 0) AS l
+        -- Each link's far end to its number, through a hash of the assets built once (its key
+        -- a column of embeddings, whose statistics show it unique), the links streaming past.
+        JOIN (SELECT ne.asset_id, m.i::integer AS i
+              FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+              JOIN semsql.embeddings ne ON ne.asset_id = m.asset_id AND ne.space = %2$L
+              OFFSET 0) AS nm ON nm.asset_id = l.asset_id
+    $sql$, dims, duplicates.space)
+    USING max_distance, neighbours, ids
+    LOOP
+        x := link.a;
+        WHILE parent[x] <> x LOOP
+            parent[x] := parent[parent[x]];
+            x := parent[x];
+        END LOOP;
+        y := link.b;
+        WHILE parent[y] <> y LOOP
+            parent[y] := parent[parent[y]];
+            y := parent[y];
+        END LOOP;
+        IF x < y THEN
+            parent[y] := x;
+        ELSIF y < x THEN
+            parent[x] := y;
+        END IF;
+    END LOOP;
+    -- A parent is always a smaller number, so one pass upwards points each asset at its root.
+    FOR i IN 1 .. cardinality(ids) LOOP
+        parent[i] := parent[parent[i]];
+    END LOOP;
+    RETURN QUERY EXECUTE format($sql$
+        WITH forest AS (
+            SELECT f.asset_id, ($1::bigint[])[f.root] AS group_id,
+                   count(*) OVER (PARTITION BY f.root) AS size
+            FROM unnest($1::bigint[], $2::integer[]) AS f (asset_id, root))
+        SELECT g.group_id, g.asset_id, a.uri,
+               CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
+               (e.embedding::halfvec(%1$s) <=> ge.embedding::halfvec(%1$s))::real
+        FROM forest g
+        JOIN semsql.assets a ON a.id = g.asset_id
+        JOIN semsql.assets ga ON ga.id = g.group_id
+        JOIN semsql.embeddings e ON e.asset_id = g.asset_id AND e.space = %2$L
+        JOIN semsql.embeddings ge ON ge.asset_id = g.group_id AND ge.space = %2$L
+        WHERE g.size > 1
+        ORDER BY g.group_id, 5, g.asset_id
+    $sql$, dims, duplicates.space)
+    USING ids, parent;
+END
+$$;
+COMMENT ON FUNCTION semsql.duplicates(real, text, text, integer) IS
+    'Groups of near-duplicate assets: each asset linked to those of its neighbours (1 to 1000 nearest) '
+    'whose vectors (CLIP by default) are within max_distance (cosine, 0 to 2); a group is a '
+    'connected component of those links, named by its smallest asset id; distance is to the '
+    'group''s first asset, kind exact when the files are identical. Time grows with assets x '
+    'neighbours (one HNSW scan per asset), memory with the assets, not with the size of a group.';
+
+CREATE OR REPLACE FUNCTION semsql.exact_duplicates(collection text DEFAULT NULL)
+RETURNS TABLE (sha256 text, asset_id bigint, uri text, collection text, stored boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    -- Identical files: assets of different collections with one hash, and the files that
+    -- ingest skipped as the same content as a stored asset (stored = false: uri is that file).
+    WITH copies AS (
+        SELECT a.sha256, a.id AS asset_id, a.uri, a.collection, true AS stored
+        FROM assets a
+        UNION
+        SELECT a.sha256, a.id, ji.uri, a.collection, false
+        FROM job_items ji JOIN assets a ON a.id = ji.asset_id
+        WHERE ji.outcome = 'skipped' AND ji.uri <> a.uri AND ji.error LIKE 'same content as asset %')
+    SELECT c.sha256, c.asset_id, c.uri, c.collection, c.stored
+    FROM copies c
+    WHERE (exact_duplicates.collection IS NULL OR c.collection = exact_duplicates.collection)
+      AND c.sha256 IN (SELECT c2.sha256 FROM copies c2
+                       WHERE exact_duplicates.collection IS NULL
+                          OR c2.collection = exact_duplicates.collection
+                       GROUP BY c2.sha256 HAVING count(*) > 1)
+    ORDER BY c.sha256, NOT c.stored, c.asset_id, c.uri;
+$$;
+COMMENT ON FUNCTION semsql.exact_duplicates(text) IS
+    'Identical files by SHA-256: stored assets sharing a hash across collections, and files ingest skipped as copies of an asset.';

@@ -1,0 +1,1 @@
+"""Idempotent SQL definitions (functions, views, grants), re-applied by every `semsql init`."""
