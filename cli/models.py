@@ -137,8 +137,9 @@ def download(folder: Path, stages: tuple[str, ...], as_json: bool) -> None:
     packages: nothing to save. A model that cannot be fetched is reported; the others go on.
 
     Prints the SEMSQL_MODEL_* settings that load the copies; FOLDER/semsql-models.env
-    holds them too, relative to SEMSQL_MODELS_DIR (by default FOLDER): copy FOLDER to the
-    offline machine and load that file there. Exit status 1 when any model could not be
+    holds those of every copy in FOLDER (this run's and earlier ones'), relative to
+    SEMSQL_MODELS_DIR (by default FOLDER): copy FOLDER to the offline machine and load
+    that file there. Exit status 1 when any model could not be
     saved.
 
     \b
@@ -157,7 +158,7 @@ def download(folder: Path, stages: tuple[str, ...], as_json: bool) -> None:
 
     results = list(_saving(folder, stages or NAMES, progress, echo=not as_json))
     lines = inventory.export_lines(results)
-    settings_file = inventory.write_settings(folder, results)
+    settings_file = inventory.write_settings(folder)
     if as_json:
         echo_json(
             {

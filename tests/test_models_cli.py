@@ -226,6 +226,11 @@ def test_a_partly_cached_model_is_not_present(
     found = inventory.locate("clip", HUB_ID)
     assert (found.present, found.path, found.size_bytes) == (False, str(snapshot), None)
     assert "only partly in the Hugging Face cache" in found.note
+    (tmp_path / "folder").mkdir()
+    shutil.copyfile(snapshot / "config.json", tmp_path / "folder" / "config.json")
+    folder = inventory.locate("clip", str(tmp_path / "folder"))
+    assert (folder.kind, folder.present) == ("folder", False)
+    assert folder.note == "a folder without config.json or weights"
 
 
 def test_list_finds_facenet_and_dlib_weights(
@@ -390,6 +395,14 @@ def test_download_goes_on_after_a_model_it_cannot_fetch(
     assert errors[-1] == "error: 1 model(s) could not be saved: caption"
     assert not (target / "caption").exists()
     assert sorted(path.name for path in target.iterdir()) == ["semsql-models.env", "text"]
+    saved_text = {"SEMSQL_MODEL_TEXT": str(target / "text")}
+    assert sourced(target / "semsql-models.env") == saved_text
+
+    # A later download into the folder keeps what the file says of the earlier copies.
+    again = CliRunner().invoke(cli, ["models", "download", "--to", str(target), "faces"])
+    assert again.exit_code == 0, again.output
+    assert again.stdout == ""
+    assert sourced(target / "semsql-models.env") == saved_text
 
 
 def test_download_replaces_an_older_copy(

@@ -195,7 +195,7 @@ def _locate_face_vectors(model: str) -> Found:
         return ("file", str(path), True, "a local state_dict file", None)
     released = ", ".join(FACENET_WEIGHTS)
     fix = f"give an InceptionResnetV1 state_dict .pt file, {DLIB} or one of {released}"
-    return ("file", str(path), False, "no such file", fix)
+    return ("file", str(path), False, "not a file", fix)
 
 
 def _locate_pretrained(stage: str, model: str) -> Found:
@@ -207,14 +207,9 @@ def _locate_pretrained(stage: str, model: str) -> Found:
         note = f"ships in the {declared.packaged_model} package" if packaged else "a local folder"
         if not path.is_dir():
             return (kind, str(path), False, "no such folder", _save_pretrained_fix(stage))
-        if not (path / "config.json").is_file():
-            return (
-                kind,
-                str(path),
-                False,
-                "a folder without config.json",
-                _save_pretrained_fix(stage),
-            )
+        if not _has_weights(path):
+            missing = "a folder without config.json or weights"
+            return (kind, str(path), False, missing, _save_pretrained_fix(stage))
         return (kind, str(path), True, note, None)
     cache = hub_cache()
     snapshot = cached_snapshot(cache, model)
@@ -423,11 +418,11 @@ def _save(stage: str, model: str, to: Path, say: Progress) -> Path | None:
         source = locate(stage, model)
         if source.path is None or not source.present:  # not found where it was loaded from
             raise ModelLoadError(stage, model, f"its weights file is not at {source.path}")
-        target = to / FACE_VECTORS_FILE
+        target = to / saved_name(stage)
         say(f"{stage}: copying {source.path} to {target}")
         _replace(target, lambda partial: shutil.copyfile(source.path or "", partial))
         return target
-    target = to / stage
+    target = to / saved_name(stage)
     say(f"{stage}: saving to {target}")
     _replace(target, lambda partial: _save_pretrained(stage, model, loaded, partial))
     return target
@@ -490,10 +485,10 @@ def export_lines(results: Iterable[Saved]) -> list[str]:
     ]
 
 
-def write_settings(to: Path, results: Iterable[Saved]) -> Path:
-    """`to/semsql-models.env`: the settings for the saved copies, under SEMSQL_MODELS_DIR (by
-    default `to`), so that a copy of the folder elsewhere is loaded with
-    `SEMSQL_MODELS_DIR=/its/path . /its/path/semsql-models.env`."""
+def write_settings(to: Path) -> Path:
+    """`to/semsql-models.env`: the settings for every model saved in `to` (by this download or
+    an earlier one), under SEMSQL_MODELS_DIR (by default `to`), so that a copy of the folder
+    elsewhere loads with `SEMSQL_MODELS_DIR=/its/path . /its/path/semsql-models.env`."""
     folder = to.expanduser().resolve()
     lines = [
         "# semsql models saved by `semsql models download`. Load with",
@@ -502,14 +497,19 @@ def write_settings(to: Path, results: Iterable[Saved]) -> Path:
         f"#   SEMSQL_MODELS_DIR=/that/path . /that/path/{SETTINGS_FILE}",
         f'SEMSQL_MODELS_DIR="${{SEMSQL_MODELS_DIR:-{_double_quoted(str(folder))}}}"',
     ]
-    for saved in results:
-        if saved.setting_value is None:
-            continue
-        inside = Path(saved.setting_value).relative_to(folder).as_posix()
-        lines.append(f'export {saved.setting}="$SEMSQL_MODELS_DIR/{_double_quoted(inside)}"')
+    for stage in registry.NAMES:
+        name = saved_name(stage)
+        if (folder / name).exists():
+            setting = registry.model_env_var(stage)
+            lines.append(f'export {setting}="$SEMSQL_MODELS_DIR/{_double_quoted(name)}"')
     path = folder / SETTINGS_FILE
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def saved_name(stage: str) -> str:
+    """The name of a stage's saved copy in a download folder."""
+    return FACE_VECTORS_FILE if stage == "face_vectors" else stage
 
 
 def _double_quoted(text: str) -> str:
