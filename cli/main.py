@@ -8,6 +8,7 @@ from semsql.cli.errors import user_errors
 from semsql.cli.ingest import ingest
 from semsql.cli.init import init
 from semsql.cli.jobs import jobs
+from semsql.cli.models import models
 from semsql.cli.people import people
 from semsql.cli.search import search
 from semsql.cli.status import status
@@ -40,5 +41,5 @@ def cli() -> None:
     """
 
 
-for command in (init, db, ingest, jobs, worker, status, search, people):
+for command in (init, db, ingest, jobs, worker, status, search, people, models):
     cli.add_command(command)
