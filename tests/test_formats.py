@@ -136,6 +136,20 @@ def test_without_the_heif_extra_heic_is_skipped_with_its_reason(
     assert ingest_with(db_url, str(photos))["new"] == 2
 
 
+def test_without_the_heif_extra_the_worker_says_what_to_install(tmp_path: Path) -> None:
+    path = make_heic(tmp_path / "IMG_0001.heic")
+    script = (
+        "import sys; sys.modules['pillow_heif'] = None\n"
+        "from semsql.decode import InputError, load_image\n"
+        "try:\n    load_image(sys.argv[1], 224)\n"
+        "except InputError as error:\n    print(error, error.permanent)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout == f"cannot decode {path}: {heif.NEEDS_EXTRA} True\n"
+
+
 def ingest_with(db_url: str, *args: str) -> dict:
     result = CliRunner(env={"SEMSQL_DATABASE_URL": db_url}).invoke(
         cli, ["ingest", *args, "--json"], catch_exceptions=False
