@@ -16,6 +16,7 @@ from semsql import ingest as ingest_
 from semsql import limits
 from semsql.cli.common import FiniteFloatRange, connect, echo_json, require_schema
 from semsql.cli.errors import UserError
+from semsql.cli.jobs import skipped_by_reason
 from semsql.cli.waiting import wait_for_job
 from semsql.probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from semsql.sources import iter_candidates, iter_manifest_candidates
@@ -89,7 +90,7 @@ def _collection(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option(
     "--manifest",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="JSONL or CSV catalog: uri, caption, tags, people, metadata per row.",
+    help="JSONL or CSV catalog: uri, caption, tags, people, taken_at, title, metadata per row.",
 )
 @click.option(
     "--root",
@@ -141,8 +142,11 @@ def ingest(
     """Add images to semsql: each call is a job with counts and a per-file error list.
 
     Unchanged files (same SHA-256) are skipped; a changed file at the same path updates its
-    asset and queues its enrichment again. Captions, keywords and people shown are read
-    from EXIF/IPTC/XMP. Files that cannot be read are reported and the rest go on.
+    asset and queues its enrichment again. Captions, keywords, titles and people shown are
+    read from EXIF/IPTC/XMP and from XMP sidecars (photo.xmp, photo.jpg.xmp), which win for
+    the fields they set. Files that cannot be read are reported and the rest go on; files
+    not read (sidecars, videos, other formats, HEIC without the heif extra) are counted as
+    skipped, by reason.
 
     --wait needs a running `semsql worker` for the job's stages: when no live worker takes
     the stages that have work left for 10 s, it stops waiting and says so (the files stay
@@ -217,6 +221,8 @@ def ingest(
             f"job {job_id} {summary.status}: {summary.new} new, {summary.updated} updated, "
             f"{summary.skipped} skipped, {summary.failed} failed ({summary.seconds:.1f} s)"
         )
+        if summary.skipped_reasons:
+            click.echo(f"  skipped: {skipped_by_reason(summary.skipped_reasons)}")
         for error in summary.errors:
             click.echo(f"  {error['uri']}: {error['code']}: {error['error']}", err=True)
         if summary.status == "running" and not wait:

@@ -11,7 +11,7 @@ from semsql.cli.errors import UserError
 from semsql.ingest import fail_abandoned_jobs
 
 JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count, failed_count,
-                 error, created_at, started_at, ingested_at, finished_at"""
+                 skipped_reasons, error, created_at, started_at, ingested_at, finished_at"""
 
 
 @click.command()
@@ -25,7 +25,8 @@ JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
-    """List recent jobs, or show one job with its per-file errors.
+    """List recent jobs, or show one job with its skipped files by reason and its per-file
+    errors.
 
     A job whose `semsql ingest` was killed before it had read every file (its connection is
     gone) is marked failed here: "interrupted: its ingest stopped".
@@ -64,6 +65,8 @@ def jobs(job_id: int | None, limit: int, as_json: bool) -> None:
         echo_json(job)
         return
     click.echo(_one_line(job))
+    if job["skipped_reasons"]:
+        click.echo(f"  skipped: {skipped_by_reason(job['skipped_reasons'])}")
     if job["error"]:
         click.echo(f"  error: {job['error']}")
     for error in job["errors"]:
@@ -76,3 +79,9 @@ def _one_line(job: dict[str, Any]) -> str:
         f"{job['new_count']} new, {job['updated_count']} updated, "
         f"{job['skipped_count']} skipped, {job['failed_count']} failed"
     )
+
+
+def skipped_by_reason(reasons: dict[str, int]) -> str:
+    """ "12 unchanged, 3 sidecar, 1 unsupported format .dng": the most frequent first."""
+    ordered = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{count} {reason}" for reason, count in ordered)

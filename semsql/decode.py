@@ -6,7 +6,8 @@ scaled back to the upright original with `Decoded.scale`.
 
 The worker reads what ingest vouched for, or nothing: a file only beneath its asset's root (no
 link may lead out of it, at the moment it is opened), and bytes whose SHA-256 is the asset's.
-The bytes are read once; the hash and the image both come from them.
+The bytes are read once; the hash and the image both come from them. HEIC/HEIF files open
+with the heif extra (pillow-heif, registered on first use), already upright.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
+from semsql import heif
 from semsql.fetch import FetchError, TooLarge, fetch
 from semsql.safe_open import LeavesRoot, open_beneath
 from semsql.sources import path_for_uri, uri_for_path
@@ -77,6 +79,8 @@ def load_image(
         data = _read(uri, root, size)
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
             raise InputError(f"{uri} {CHANGED} (its content is not what was ingested)")
+        if _is_heif(data) and not heif.heif_available():
+            raise InputError(f"cannot decode {uri}: {heif.NEEDS_EXTRA}")
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             image.draft("RGB", (max_side, max_side))
@@ -101,6 +105,10 @@ def load_image(
         raise InputError(f"cannot read {uri}: {error}", permanent=not transient) from error
     except Exception as error:  # Pillow raises ValueError, SyntaxError, DecompressionBombError
         raise InputError(f"cannot decode {uri}: {type(error).__name__}: {error}") from error
+
+
+def _is_heif(data: bytes) -> bool:
+    return data[4:8] == b"ftyp" and data[8:12] in heif.HEIF_BRANDS
 
 
 def _read(uri: str, root: str | None, size: int | None) -> bytes:

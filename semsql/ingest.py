@@ -22,6 +22,7 @@ from semsql.probe import (
     DEFAULT_MAX_PIXELS,
     Probe,
     ProbeError,
+    ProbeSkipped,
     probe_bytes,
     probe_file,
 )
@@ -66,6 +67,9 @@ class IngestSummary:
     updated: int = 0
     skipped: int = 0
     failed: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+    """Skipped files by reason: "unchanged", "duplicate", "sidecar", "unsupported format .dng",
+    "video (not supported yet)", "heic without the heif extra"."""
     errors: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -167,19 +171,26 @@ def run_ingest(
         )
         conn.commit()
         raise
-    summary.status = fetch_value(conn, "SELECT status FROM semsql.jobs WHERE id = %s", [job_id])
+    summary.status, summary.skipped_reasons = conn.execute(
+        "SELECT status, skipped_reasons FROM semsql.jobs WHERE id = %s", [job_id]
+    ).fetchone() or (summary.status, {})
     conn.commit()
     summary.seconds = time.monotonic() - started
     return summary
 
 
+Outcome = Probe | ProbeError | ProbeSkipped | None
+"""What probing a candidate gave; None for a candidate that is not probed (an error or a skip
+found before: the candidate says which)."""
+
+
 def _probe_all(
     pool: ThreadPoolExecutor, candidates: Iterable[Candidate], options: IngestOptions
-) -> Iterator[tuple[Candidate, Probe | ProbeError | None]]:
+) -> Iterator[tuple[Candidate, Outcome]]:
     """Probe in background threads, in order, with a bounded look-ahead."""
 
-    def probe(candidate: Candidate) -> tuple[Candidate, Probe | ProbeError | None]:
-        if candidate.error_code is not None:
+    def probe(candidate: Candidate) -> tuple[Candidate, Outcome]:
+        if candidate.error_code is not None or candidate.skip_reason is not None:
             return candidate, None
         try:
             if candidate.path is not None:
@@ -193,7 +204,7 @@ def _probe_all(
                 candidate.uri, max_bytes=options.max_bytes, timeout=options.url_timeout
             )
             return candidate, probe_bytes(data, max_pixels=options.max_pixels)
-        except ProbeError as error:
+        except (ProbeError, ProbeSkipped) as error:
             return candidate, error
         except Exception as error:  # one file's surprise is that file's error, not the job's
             detail = f"{type(error).__name__}: {error}"
@@ -218,10 +229,14 @@ def fetch_url(url: str, *, max_bytes: int, timeout: float) -> bytes:
         raise ProbeError("unreadable", str(error)) from None
 
 
-def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None) -> dict[str, Any]:
+def _item(position: int, candidate: Candidate, result: Outcome) -> dict[str, Any]:
     item: dict[str, Any] = {"position": position, "uri": candidate.uri}
+    if result is None and candidate.skip_reason is not None:
+        return {**item, "skip_reason": candidate.skip_reason, "detail": candidate.skip_reason}
     if result is None:
         return {**item, "error_code": candidate.error_code, "error": candidate.error}
+    if isinstance(result, ProbeSkipped):
+        return {**item, "skip_reason": result.reason, "detail": result.message}
     if isinstance(result, ProbeError):
         return {**item, "error_code": result.code, "error": result.message}
     size = len(candidate.uri.encode("utf-8", "surrogatepass"))
@@ -229,16 +244,18 @@ def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None
         message = f"the path or URL is {size:,} bytes, over the {limits.MAX_URI_BYTES:,}-byte limit"
         return {**item, "error_code": "uri_too_long", "error": message}
     warnings: list[str] = list(candidate.warnings)
+    taken_at = candidate.taken_at or result.taken_at
     facts = limits.bound_facts(
         candidate.caption or result.description,
         dict.fromkeys([*candidate.tags, *result.keywords]),
         dict.fromkeys([*candidate.people, *result.persons]),
         warnings,
     )
-    metadata = limits.bound_metadata(
-        {**result.metadata, **({"catalog": candidate.metadata} if candidate.metadata else {})},
-        warnings,
-    )
+    stated = {
+        **({"catalog": candidate.metadata} if candidate.metadata else {}),
+        **({"title": candidate.title} if candidate.title else {}),
+    }
+    metadata = limits.bound_metadata({**result.metadata, **stated}, warnings)
     if warnings:
         metadata["metadata_errors"] = limits.bound_warnings(
             [*metadata.get("metadata_errors", []), *warnings]
@@ -251,7 +268,7 @@ def _item(position: int, candidate: Candidate, result: Probe | ProbeError | None
         "width": result.width,
         "height": result.height,
         "bytes": result.bytes,
-        "taken_at": result.taken_at.isoformat() if result.taken_at else None,
+        "taken_at": taken_at.isoformat() if taken_at else None,
         "metadata": metadata,
         "caption": facts.caption,
         "tags": list(facts.tags),

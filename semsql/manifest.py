@@ -8,11 +8,15 @@ URL scheme fails its row.
 
 JSONL, one object per line:
     {"uri": "2019/beach.jpg", "caption": "...", "tags": ["sea", "sand"] or "sea; sand",
-     "people": [...], "metadata": {...}}          ("path" and "file" are aliases of "uri")
+     "people": [...], "taken_at": "2019-07-14T16:20:00+02:00", "title": "...",
+     "metadata": {...}}                            ("path" and "file" are aliases of "uri")
 CSV (or TSV), header names case-insensitive:
-    uri,caption,tags,people,metadata               (tags/people ";"-separated, or "," if no ";";
-                                                    metadata a JSON object; other columns go
-                                                    into metadata as strings)
+    uri,caption,tags,people,taken_at,title,metadata (tags/people ";"-separated, or "," if no
+                                                    ";"; metadata a JSON object; other columns
+                                                    go into metadata as strings)
+
+taken_at is ISO 8601: a date, or a date and time with or without a UTC offset (without one it
+is taken as UTC, as EXIF dates without an offset are). It and title override the file's own.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -35,7 +40,7 @@ from semsql.xmp import unique_stripped
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json-lines"})
 CSV_SUFFIXES = frozenset({".csv", ".tsv"})
 URI_KEYS = ("uri", "path", "file")
-KNOWN_KEYS = frozenset({*URI_KEYS, "caption", "tags", "people", "metadata"})
+KNOWN_KEYS = frozenset({*URI_KEYS, "caption", "tags", "people", "taken_at", "title", "metadata"})
 
 _MISSING_URI = "missing 'uri' (also accepted: 'path', 'file')"
 _CHUNK = 1024 * 1024
@@ -54,6 +59,8 @@ class ManifestRow:
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     """What was cut from the row's metadata (nesting deeper than limits.MAX_METADATA_DEPTH)."""
+    taken_at: datetime | None = None
+    title: str | None = None
 
 
 class ManifestError(Exception):
@@ -292,11 +299,13 @@ def _row(
     return ManifestRow(
         line=line,
         uri=_resolve(_uri(record), folder),
-        caption=_caption(record.get("caption")),
+        caption=_text(record.get("caption"), "caption"),
         tags=_names(record.get("tags"), "tags"),
         people=_names(record.get("people"), "people"),
         metadata=json_safe(catalog),
         warnings=tuple(warnings),
+        taken_at=_taken_at(record.get("taken_at")),
+        title=_text(record.get("title"), "title"),
     )
 
 
@@ -354,13 +363,31 @@ def file_uri_path(uri: str) -> str:
     return os.path.abspath(unquote(parsed.path, errors="surrogateescape"))
 
 
-def _caption(value: Any) -> str | None:
+def _text(value: Any, key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _RowError(f"'caption' must be a string, got {_json_type(value)}")
-    _check_text(value, "caption")
+        raise _RowError(f"{key!r} must be a string, got {_json_type(value)}")
+    _check_text(value, key)
     return value.replace("\x00", "").strip() or None
+
+
+def _taken_at(value: Any) -> datetime | None:
+    """ISO 8601 (datetime.fromisoformat's: a date, or a date and time, "T" or a space between,
+    seconds and fractions optional, an offset or "Z"); UTC when it has no offset."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise _RowError(f"'taken_at' must be an ISO 8601 date string, got {_json_type(value)}")
+    try:
+        found = datetime.fromisoformat(value.strip())
+    except ValueError:
+        shown = value.strip() if len(value) <= 60 else value.strip()[:60] + "..."
+        raise _RowError(
+            f"'taken_at' is not an ISO 8601 date: {shown!r} (write e.g. 2019-07-14, "
+            "2019-07-14T16:20:00 or 2019-07-14T16:20:00+02:00)"
+        ) from None
+    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
 def _names(value: Any, key: str) -> tuple[str, ...]:

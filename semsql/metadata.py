@@ -3,6 +3,12 @@
 `read_metadata` never raises for malformed metadata: a section that cannot be read is
 recorded in `metadata["metadata_errors"]` and the other sections still count. Everything in
 `metadata` survives `json.dumps` and Postgres jsonb (see `json_safe`).
+
+XMP sidecars (semsql.sidecars) are merged as Lightroom means them: a sidecar wins for every
+field it sets (description, title, headline, dates, GPS, camera, each XMP property), and its
+keywords and persons are added to the file's own. `metadata["xmp"]` holds the merged XMP
+properties and `metadata["sidecars"]` the files read, each with its SHA-256, so that an edited
+sidecar changes the asset's metadata even when the image's bytes stay the same.
 """
 
 from __future__ import annotations
@@ -12,16 +18,18 @@ import numbers
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from PIL import Image, IptcImagePlugin
 
 from semsql.exif import camera_of, gps_of, orientation_of, read_exif
-from semsql.xmp import Xmp, read_xmp, unique_stripped
+from semsql.sidecars import Sidecar
+from semsql.xmp import Xmp, merge_xmp, parse_xmp, read_xmp, unique_stripped
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,32 +39,65 @@ class Metadata:
     description: str | None
     keywords: tuple[str, ...]
     persons: tuple[str, ...]
+    title: str | None = None  # also metadata["title"]; the headline is metadata["headline"]
 
 
-def read_metadata(im: Image.Image) -> Metadata:
+def read_metadata(im: Image.Image, sidecars: Sequence[Sidecar] = ()) -> Metadata:
     errors: list[str] = []
     with pillow_warnings_silenced():
         exif = _guarded(errors, "exif", lambda: read_exif(im)) or {}
         iptc = _guarded(errors, "iptc", lambda: read_iptc(im)) or {}
-        xmp = _guarded(errors, "xmp", lambda: read_xmp(im)) or Xmp()
+        embedded = _guarded(errors, "xmp", lambda: read_xmp(im)) or Xmp()
+    beside = merge_xmp(Xmp(), *_parsed_sidecars(sidecars, errors))
+    xmp = merge_xmp(embedded, beside)
+    title = _first_text(beside.properties.get("dc:title"), iptc.get("ObjectName"),
+                        embedded.properties.get("dc:title"), exif.get("XPTitle"))  # fmt: skip
+    headline = _first_text(beside.properties.get("photoshop:Headline"), iptc.get("Headline"),
+                           embedded.properties.get("photoshop:Headline"))  # fmt: skip
 
     metadata: dict[str, Any] = {
         "exif": exif,
-        "camera": camera_of(exif, xmp.properties),
-        "gps": _guarded(errors, "gps", lambda: gps_of(exif, xmp.properties)) or {},
+        "camera": {**camera_of(exif, embedded.properties), **camera_of({}, beside.properties)},
+        "gps": _guarded(errors, "gps", lambda: _gps(exif, embedded, beside)) or {},
         "orientation": orientation_of(exif),
         "iptc": iptc,
         "xmp": xmp.properties,
+        "sidecars": [{"file": sidecar.name, "sha256": sidecar.sha256} for sidecar in sidecars],
+        "title": title,
+        "headline": headline,
         "metadata_errors": errors,
     }
     metadata = json_safe({key: value for key, value in metadata.items() if value})
     return Metadata(
         metadata=metadata,
-        taken_at=_taken_at(exif, iptc, xmp.properties),
-        description=_description(exif, iptc, xmp.properties),
+        taken_at=_taken_at(beside.properties, exif, iptc, embedded.properties),
+        description=_first_text(beside.properties.get("dc:description"))
+        or _description(exif, iptc, embedded.properties),
         keywords=unique_stripped([*_as_list(iptc.get("Keywords")), *xmp.keywords]),
-        persons=unique_stripped(xmp.persons),
+        persons=xmp.persons,
+        title=title,
     )
+
+
+def _parsed_sidecars(sidecars: Sequence[Sidecar], errors: list[str]) -> Iterator[Xmp]:
+    for sidecar in sidecars:
+        if sidecar.error is not None:
+            errors.append(sidecar.error)
+        elif sidecar.data is not None:
+            parsed = _guarded(errors, f"sidecar {sidecar.name}", partial(parse_xmp, sidecar.data))
+            if parsed is not None:
+                yield parsed
+
+
+def _gps(exif: dict[str, Any], embedded: Xmp, beside: Xmp) -> dict[str, float]:
+    return gps_of({}, beside.properties) or gps_of(exif, embedded.properties)
+
+
+def _first_text(*values: Any) -> str | None:
+    for value in values:
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
 
 _silenced_lock = threading.Lock()
@@ -204,10 +245,14 @@ def _iptc_datetime(iptc: dict[str, Any]) -> datetime | None:
     )
 
 
-def _taken_at(exif: dict[str, Any], iptc: dict[str, Any], xmp: dict[str, Any]) -> datetime | None:
-    # EXIF DateTime is the file's last change (editors rewrite it on save), so every statement
-    # of when the picture was taken outranks it.
+def _taken_at(
+    sidecar: dict[str, Any], exif: dict[str, Any], iptc: dict[str, Any], xmp: dict[str, Any]
+) -> datetime | None:
+    # A sidecar's date is a correction made in the catalog (Lightroom's Edit Capture Time), so
+    # it outranks the file's. EXIF DateTime is the file's last change (editors rewrite it on
+    # save), so every statement of when the picture was taken outranks it.
     candidates = (
+        *(parse_iso_datetime(sidecar.get(name)) for name in _XMP_DATES),
         parse_exif_datetime(
             exif.get("DateTimeOriginal"),
             exif.get("OffsetTimeOriginal"),
@@ -218,13 +263,14 @@ def _taken_at(exif: dict[str, Any], iptc: dict[str, Any], xmp: dict[str, Any]) -
             exif.get("OffsetTimeDigitized"),
             exif.get("SubsecTimeDigitized"),
         ),
-        parse_iso_datetime(xmp.get("exif:DateTimeOriginal")),
-        parse_iso_datetime(xmp.get("xmp:CreateDate")),
-        parse_iso_datetime(xmp.get("photoshop:DateCreated")),
+        *(parse_iso_datetime(xmp.get(name)) for name in _XMP_DATES),
         _iptc_datetime(iptc),
         parse_exif_datetime(exif.get("DateTime"), exif.get("OffsetTime"), exif.get("SubsecTime")),
     )
     return next((found for found in candidates if found is not None), None)
+
+
+_XMP_DATES = ("exif:DateTimeOriginal", "xmp:CreateDate", "photoshop:DateCreated")
 
 
 # --- description ----------------------------------------------------------------------------

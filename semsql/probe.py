@@ -3,6 +3,11 @@
 The image is really decoded, so truncated and corrupt files are caught at ingest rather than
 by the worker, but JPEGs decode at 1/8 scale (libjpeg's DCT scaling): every byte of the scan
 is still read and entropy-decoded, at a fraction of the cost.
+
+HEIC/HEIF opens with the heif extra (pillow-heif, registered on first use; libheif applies the
+file's rotation, so the pixels are upright and EXIF says orientation 1). Without the extra such
+a file is skipped (ProbeSkipped) with the reason and how to install it, never failed.
+Local files are probed with their XMP sidecars (semsql.sidecars).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import re
 import stat
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -21,8 +27,10 @@ from typing import Any
 
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
+from semsql import heif
 from semsql.metadata import pillow_warnings_silenced, read_metadata
 from semsql.safe_open import LeavesRoot, open_beneath
+from semsql.sidecars import Sidecar, read_sidecars
 
 DEFAULT_MAX_BYTES = 200 * 1024**2
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own hard limit (2 * Image.MAX_IMAGE_PIXELS)
@@ -43,6 +51,7 @@ _IMAGE_FORMATS = (
     "PSD",
     "PPM",
     "QOI",
+    "HEIF",  # with the heif extra
 )
 # Cameras write MPO (JPEG plus depth or preview frames); every consumer reads it as JPEG.
 _MIME_OVERRIDES = {"MPO": "image/jpeg"}
@@ -60,6 +69,18 @@ class Probe:
     description: str | None
     keywords: tuple[str, ...]
     persons: tuple[str, ...]
+    title: str | None = None
+
+
+class ProbeSkipped(Exception):
+    """A file that is not ingested here, for a stated reason (e.g. HEIC without the heif extra):
+    counted as skipped, not failed. `reason` is what skips are counted by; `message` is for
+    people."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 class ProbeError(Exception):
@@ -119,15 +140,19 @@ def probe_file(
         raise ProbeError("unreadable", f"cannot read {path}: {error.strerror or error}") from error
     if len(data) > max_bytes:  # the file grew after fstat
         raise ProbeError("too_large", _too_large_message(len(data), max_bytes))
-    return probe_bytes(data, max_pixels=max_pixels)
+    return probe_bytes(data, max_pixels=max_pixels, sidecars=read_sidecars(path, root))
 
 
-def probe_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
+def probe_bytes(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, sidecars: Sequence[Sidecar] = ()
+) -> Probe:
     if not data:
         raise ProbeError("empty", "file is 0 bytes")
     kind, name = sniff(data)
     if kind == "video":
         raise ProbeError("unsupported", f"video files are not supported yet ({name})")
+    if kind == "heif" and not heif.heif_available():
+        raise ProbeSkipped(heif.SKIP_REASON, heif.NEEDS_EXTRA)
 
     with pillow_warnings_silenced(), _open(data, kind, name, max_pixels) as im:
         width, height = im.size
@@ -137,12 +162,12 @@ def probe_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
         if width * height > max_pixels:
             raise ProbeError("decompression_bomb", _bomb_message(width, height, max_pixels))
         _decode(im, image_format)
-        found = read_metadata(im)
+        found = read_metadata(im, sidecars)
 
     return Probe(
         sha256=hashlib.sha256(data).hexdigest(),
         bytes=len(data),
-        mime=_mime(image_format),
+        mime=_mime(image_format, data),
         width=width,
         height=height,
         metadata=found.metadata,
@@ -150,6 +175,7 @@ def probe_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Probe:
         description=found.description,
         keywords=found.keywords,
         persons=found.persons,
+        title=found.title,
     )
 
 
@@ -161,7 +187,7 @@ def _open(data: bytes, kind: str | None, name: str, max_pixels: int) -> Image.Im
             "decompression_bomb", _pillow_bomb_message(data, error, max_pixels)
         ) from error
     except UnidentifiedImageError as error:
-        if kind == "image":
+        if kind in ("image", "heif"):
             reason = _why_unopenable(data, name)
             if reason and _UNSUPPORTED_VARIANT.search(reason):
                 message = f"this {name} variant is not supported ({reason})"
@@ -172,7 +198,7 @@ def _open(data: bytes, kind: str | None, name: str, max_pixels: int) -> Image.Im
         guess = f" (looks like {name})" if name else ""
         raise ProbeError("not_an_image", f"not an image{guess}") from error
     except Exception as error:
-        label = name if kind == "image" else "image"
+        label = name if kind in ("image", "heif") else "image"
         raise ProbeError("corrupt", f"corrupt {label}: {error}") from error
 
 
@@ -219,10 +245,13 @@ def _decode(im: Image.Image, image_format: str) -> None:
 @cache
 def _available_formats() -> tuple[str, ...]:
     Image.init()
+    heif.heif_available()
     return tuple(name for name in _IMAGE_FORMATS if name in Image.OPEN)
 
 
-def _mime(image_format: str) -> str:
+def _mime(image_format: str, data: bytes) -> str:
+    if image_format == "HEIF":
+        return "image/heic" if data[8:12] in heif.HEIC_BRANDS else "image/heif"
     return (
         _MIME_OVERRIDES.get(image_format)
         or Image.MIME.get(image_format)
@@ -262,7 +291,6 @@ _OTHER_MAGIC = (
     (b"\x93NUMPY", "a NumPy array"),
 )
 _BMP_HEADER_SIZES = {struct.pack("<I", size) for size in (12, 16, 40, 52, 56, 64, 108, 124)}
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 _AVIF_BRANDS = {b"avif", b"avis"}
 _QUICKTIME_BRANDS = {b"qt  "}
 _BOX_TYPES_WITHOUT_FTYP = {b"moov", b"mdat", b"free", b"wide", b"skip"}
@@ -270,15 +298,16 @@ _TEXT_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
 
 
 def sniff(data: bytes) -> tuple[str | None, str]:
-    """What the first bytes suggest: ("image" | "unsupported" | "video" | "other" | None,
-    a name for messages). Pillow decides what is an image; this only explains failures."""
+    """What the first bytes suggest: ("image" | "heif" | "unsupported" | "video" | "other" |
+    None, a name for messages). Pillow decides what is an image; this only explains failures
+    (and says when a file needs the heif extra)."""
     head = data[:1024]
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand in _AVIF_BRANDS:
             return "image", "AVIF"
-        if brand in _HEIF_BRANDS:
-            return "unsupported", "HEIC/HEIF"
+        if brand in heif.HEIF_BRANDS:
+            return "heif", "HEIC/HEIF"
         if brand in _QUICKTIME_BRANDS:
             return "video", "ISO BMFF/QuickTime mov"
         return "video", "ISO BMFF/mp4"

@@ -8,6 +8,11 @@ they stay inside the folder that was given; every problem becomes a candidate ca
 error, so that the job reports it and goes on. Each file carries its root: the folder given,
 a single file's own folder, or a manifest's folder (or --root). Probing opens the file only
 beneath that root (semsql.safe_open), and so does the worker, later, from assets.root.
+
+The files a walk passes over are candidates too, carrying the reason they are skipped (counted
+on the job by reason): XMP sidecars ("sidecar": read with their image, never assets), videos
+("video (not supported yet)") and any other extension ("unsupported format .dng"). With
+--glob only the files it matches are taken, and a sidecar it matches is still a sidecar.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -24,6 +30,7 @@ from urllib.parse import quote, unquote_to_bytes, urlsplit
 from PIL import Image
 
 from semsql.fetch import SCHEMES, opaque_scheme, url_scheme, with_lower_scheme
+from semsql.heif import HEIF_EXTENSIONS
 from semsql.manifest import (
     ManifestError,
     ManifestRow,
@@ -31,12 +38,31 @@ from semsql.manifest import (
     read_manifest,
     unsupported_scheme,
 )
+from semsql.sidecars import SIDECAR_SUFFIX
 
-IMAGE_EXTENSIONS = frozenset(
+IMAGE_EXTENSIONS = HEIF_EXTENSIONS | frozenset(
     ext
     for ext, fmt in Image.registered_extensions().items()
-    if fmt not in {"PDF", "EPS", "PS", "XVTHUMB", "FITS", "HDF5", "GRIB", "BUFR", "MPEG"}
+    if fmt not in {"PDF", "EPS", "PS", "XVTHUMB", "FITS", "HDF5", "GRIB", "BUFR", "MPEG", "HEIF"}
 )
+VIDEO_EXTENSIONS = frozenset(
+    {".mov", ".mp4", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".wmv",
+     ".mpg", ".mpeg", ".insv"}
+)  # fmt: skip
+SIDECAR = "sidecar"
+VIDEO = "video (not supported yet)"
+
+
+def skip_reason(path: Path) -> str | None:
+    """Why a walk passes over this file unread, or None for an image to probe."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return None
+    if suffix == SIDECAR_SUFFIX:
+        return SIDECAR
+    if suffix in VIDEO_EXTENSIONS:
+        return VIDEO
+    return f"unsupported format {suffix}" if suffix else "unsupported format (no extension)"
 
 
 @dataclass(frozen=True)
@@ -51,6 +77,9 @@ class Candidate:
     people: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # what reading it cut, for metadata["metadata_errors"]
+    skip_reason: str | None = None  # not read, for this reason (a sidecar, a video, ...)
+    taken_at: datetime | None = None  # a manifest's, over the file's own
+    title: str | None = None  # a manifest's, over the file's own
 
 
 def is_url(text: str) -> bool:
@@ -135,6 +164,8 @@ def iter_candidates(
             continue
         if stat.S_ISDIR(info.st_mode):
             yield from _walk(path, path, path.resolve(), recursive=recursive, pattern=pattern)
+        elif path.suffix.lower() == SIDECAR_SUFFIX:
+            yield Candidate(uri=uri_for_path(path), skip_reason=SIDECAR)
         else:
             yield Candidate(uri=uri_for_path(path), path=path, root=path.parent)
 
@@ -171,13 +202,21 @@ def _walk(
         if is_dir:
             if recursive:
                 yield from _walk(path, given, root, recursive=True, pattern=pattern)
-        elif _wanted(path, root, pattern):
-            yield Candidate(uri=uri, path=path, root=given)
+        elif pattern is None:
+            reason = skip_reason(path)
+            yield Candidate(uri=uri, path=path, root=given, skip_reason=reason)
+        elif _matches(path, root, pattern):
+            sidecar = SIDECAR if path.suffix.lower() == SIDECAR_SUFFIX else None
+            yield Candidate(uri=uri, path=path, root=given, skip_reason=sidecar)
 
 
 def _wanted(path: Path, root: Path, pattern: str | None) -> bool:
     if pattern is None:
         return path.suffix.lower() in IMAGE_EXTENSIONS
+    return _matches(path, root, pattern)
+
+
+def _matches(path: Path, root: Path, pattern: str) -> bool:
     relative = os.fsdecode(os.path.relpath(path, root))
     return fnmatch.fnmatch(path.name, pattern) or fnmatch.fnmatch(relative, pattern)
 
@@ -200,6 +239,8 @@ def _manifest_candidate(row: ManifestRow, given: Path, allowed: Path) -> Candida
         "people": row.people,
         "metadata": row.metadata,
         "warnings": row.warnings,
+        "taken_at": row.taken_at,
+        "title": row.title,
     }
     if is_url(row.uri):
         return url_candidate(row.uri, **facts)

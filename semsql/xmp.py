@@ -1,5 +1,11 @@
 """XMP packets: simple properties, keywords and the people shown, without DTD tricks.
 
+Keywords are dc:subject plus every level of Lightroom's hierarchical keywords
+(lr:hierarchicalSubject "Places|Europe|Paris" gives Places, Europe and Paris): Lightroom's own
+export writes each level ("containing keywords") into dc:subject, so a file carries the same
+tags whether they came from an export or from its catalog's sidecar, and a tag filter on
+"Europe" finds the photos filed under Paris.
+
 Packets are untrusted XML. defusedxml refuses any DOCTYPE (and so every entity definition)
 after the packet is decoded, whatever its encoding: a byte search for "<!DOCTYPE" misses a
 UTF-16 packet, and expat would expand its entities.
@@ -43,6 +49,7 @@ _DC = "http://purl.org/dc/elements/1.1/"
 _IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 _MWG_REGIONS = "http://www.metadataworkinggroup.com/schemas/regions/"
 _MS_REGION = "http://ns.microsoft.com/photo/1.2/t/Region#"
+_LIGHTROOM = "http://ns.adobe.com/lightroom/1.0/"
 _KNOWN_PREFIXES = {
     _DC: "dc",
     _IPTC_EXT: "Iptc4xmpExt",
@@ -54,7 +61,7 @@ _KNOWN_PREFIXES = {
     "http://ns.adobe.com/tiff/1.0/": "tiff",
     "http://ns.adobe.com/exif/1.0/aux/": "aux",
     "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/": "Iptc4xmpCore",
-    "http://ns.adobe.com/lightroom/1.0/": "lr",
+    _LIGHTROOM: "lr",
 }
 # Camera Raw develop settings and edit history: large, and say nothing about the picture.
 _SKIPPED_XMP_NAMESPACES = frozenset(
@@ -120,13 +127,35 @@ def parse_xmp(packet: bytes) -> Xmp:
                 continue
             properties[f"{prefixes.get(uri) or uri}:{local}"] = value
 
-    keywords = _bag_texts(rdf, f"{{{_DC}}}subject")
+    keywords = [
+        *_bag_texts(rdf, f"{{{_DC}}}subject"),
+        *hierarchy_levels(_bag_texts(rdf, f"{{{_LIGHTROOM}}}hierarchicalSubject")),
+    ]
     persons = [
         *_bag_texts(rdf, f"{{{_IPTC_EXT}}}PersonInImage"),
         *_mwg_face_names(rdf),
         *_microsoft_region_names(rdf),
     ]
     return Xmp(properties, unique_stripped(keywords), unique_stripped(persons))
+
+
+def hierarchy_levels(paths: Iterable[str]) -> list[str]:
+    """Each level of Lightroom's "Parent|Child|Leaf" keyword paths, parents first."""
+    return [level for path in paths for level in path.split("|")]
+
+
+def merge_xmp(base: Xmp, *overrides: Xmp) -> Xmp:
+    """`base` with each override's properties laid over it (an override wins for the properties
+    it sets); keywords and persons are the union, in order."""
+    properties = dict(base.properties)
+    for xmp in overrides:
+        properties.update(xmp.properties)
+    everything = (base, *overrides)
+    return Xmp(
+        properties,
+        unique_stripped(keyword for xmp in everything for keyword in xmp.keywords),
+        unique_stripped(person for xmp in everything for person in xmp.persons),
+    )
 
 
 _ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")

@@ -50,15 +50,17 @@ COMMENT ON FUNCTION semsql.add_user_facts(bigint, text, text[], text[]) IS
 
 CREATE OR REPLACE FUNCTION semsql.ingest_item(
     p_job_id bigint, p_collection text, p_item jsonb,
-    OUT outcome text, OUT asset_id bigint, OUT detail text
+    OUT outcome text, OUT asset_id bigint, OUT detail text, OUT reason text
 )
 LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 -- One item of semsql.ingest_batch: a probed file {position, uri, root, sha256, mime, width,
--- height, bytes, taken_at, metadata, caption, tags, people} or a failure {position, uri,
--- error_code, error}. Raises unique_violation when another transaction stored the same uri or
--- content first (ingest_batch then runs the item again, and it sees that asset).
+-- height, bytes, taken_at, metadata, caption, tags, people}, a failure {position, uri,
+-- error_code, error} or a file not read {position, uri, skip_reason, detail}. A skipped item's
+-- reason is what the job counts it by: its skip_reason, 'duplicate' or 'unchanged'. Raises
+-- unique_violation when another transaction stored the same uri or content first
+-- (ingest_batch then runs the item again, and it sees that asset).
 DECLARE
     existing assets%ROWTYPE;
     twin assets%ROWTYPE;
@@ -80,6 +82,14 @@ BEGIN
         RETURN;
     END IF;
 
+    IF p_item ? 'skip_reason' THEN
+        outcome := 'skipped';
+        asset_id := existing.id;
+        reason := p_item->>'skip_reason';
+        detail := p_item->>'detail';
+        RETURN;
+    END IF;
+
     v_tags := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_item->'tags', '[]')));
     v_people := ARRAY(SELECT jsonb_array_elements_text(coalesce(p_item->'people', '[]')));
     IF existing.id IS NULL OR existing.sha256 <> p_item->>'sha256' THEN
@@ -91,6 +101,7 @@ BEGIN
         outcome := 'skipped';
         asset_id := coalesce(existing.id, twin.id);
         detail := format('same content as asset %s (%s)', twin.id, twin.uri);
+        reason := 'duplicate';
     ELSIF existing.id IS NULL THEN
         INSERT INTO assets (collection, uri, root, sha256, mime, width, height, bytes,
                             taken_at, metadata, job_id)
@@ -124,13 +135,28 @@ BEGIN
             UPDATE assets SET error = NULL, root = p_item->>'root' WHERE id = existing.id;
         END IF;
         outcome := CASE WHEN facts_changed THEN 'updated' ELSE 'skipped' END;
+        reason := CASE WHEN NOT facts_changed THEN 'unchanged' END;
         detail := CASE WHEN facts_changed THEN 'captions, tags, people or metadata changed'
                        ELSE 'unchanged' END;
     END IF;
 END
 $$;
 COMMENT ON FUNCTION semsql.ingest_item(bigint, text, jsonb) IS
-    'Stores one probed file (or records one failure) of an ingest batch: new, updated, skipped or failed, with the asset and a detail.';
+    'Stores one probed file (or records one failure or skip) of an ingest batch: new, updated, skipped or failed, with the asset, a detail and a skipped item''s reason.';
+
+
+CREATE OR REPLACE FUNCTION semsql.add_counts(p_counts jsonb, p_more jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(key, total), '{}')
+    FROM (SELECT key, sum(value::integer) AS total
+          FROM (SELECT * FROM jsonb_each_text(p_counts)
+                UNION ALL SELECT * FROM jsonb_each_text(p_more)) AS both_counts
+          GROUP BY key) AS summed;
+$$;
+COMMENT ON FUNCTION semsql.add_counts(jsonb, jsonb) IS
+    'Two {name: count} objects added name by name (jobs.skipped_reasons).';
 
 
 CREATE OR REPLACE FUNCTION semsql.ingest_batch(p_job_id bigint, p_collection text, p_items jsonb)
@@ -148,6 +174,8 @@ DECLARE
     v_outcome text;
     v_detail text;
     v_error_code text;
+    v_reason text;
+    reasons jsonb := '{}';
     attempt integer;
     n_new integer := 0;
     n_updated integer := 0;
@@ -159,7 +187,8 @@ BEGIN
         LOOP
             attempt := attempt + 1;
             BEGIN
-                SELECT r.outcome, r.asset_id, r.detail INTO v_outcome, v_asset_id, v_detail
+                SELECT r.outcome, r.asset_id, r.detail, r.reason
+                INTO v_outcome, v_asset_id, v_detail, v_reason
                 FROM ingest_item(p_job_id, p_collection, item) AS r;
                 SET CONSTRAINTS semsql.search_documents_stale_refresh IMMEDIATE;
                 SET CONSTRAINTS semsql.search_documents_stale_refresh DEFERRED;
@@ -190,7 +219,11 @@ BEGIN
         CASE v_outcome
             WHEN 'new' THEN n_new := n_new + 1;
             WHEN 'updated' THEN n_updated := n_updated + 1;
-            WHEN 'skipped' THEN n_skipped := n_skipped + 1;
+            WHEN 'skipped' THEN
+                n_skipped := n_skipped + 1;
+                v_reason := coalesce(v_reason, 'other');
+                reasons := jsonb_set(reasons, ARRAY[v_reason],
+                                     to_jsonb(coalesce((reasons->>v_reason)::integer, 0) + 1));
             ELSE n_failed := n_failed + 1;
         END CASE;
         item_position := (item->>'position')::integer;
@@ -202,7 +235,8 @@ BEGIN
     UPDATE jobs SET new_count     = new_count + n_new,
                     updated_count = updated_count + n_updated,
                     skipped_count = skipped_count + n_skipped,
-                    failed_count  = failed_count + n_failed
+                    failed_count  = failed_count + n_failed,
+                    skipped_reasons = add_counts(skipped_reasons, reasons)
     WHERE id = p_job_id;
 END
 $$;

@@ -423,8 +423,11 @@ def test_a_file_swapped_for_an_outside_link_after_listing_is_refused(
     make_jpeg(outside / "sub" / "b.jpg", seed=5)
     catalog = photos / "catalog.jsonl"
     catalog.write_text(json.dumps({"uri": "c.jpg", "caption": "c"}) + "\n")
+    walked = list(iter_candidates([str(photos)], recursive=True))
+    skipped = {c.path.name: c.skip_reason for c in walked if c.path and c.skip_reason}
+    assert skipped == {"catalog.jsonl": "unsupported format .jsonl"}
     candidates = [
-        *iter_candidates([str(photos)], recursive=True),
+        *(c for c in walked if c.skip_reason is None),
         *iter_manifest_candidates(catalog),
     ]
     assert [c.path.name for c in candidates] == ["a.jpg", "c.jpg", "b.jpg", "c.jpg"]

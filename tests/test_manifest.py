@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -363,3 +364,64 @@ def test_json_array_gets_a_hint(tmp_path: Path) -> None:
     assert errors(manifest) == [
         "export.json: this is a JSON array; write one JSON object per line (JSONL) instead"
     ]
+
+
+# --- taken_at and title ---------------------------------------------------------------------
+
+
+def test_taken_at_is_iso_8601_with_or_without_an_offset_and_title_is_text(tmp_path: Path) -> None:
+    manifest = write_jsonl(
+        tmp_path / "catalog.jsonl",
+        {"uri": "a.jpg", "taken_at": "2019-07-14T16:20:00+02:00", "title": " Bastille Day "},
+        {"uri": "b.jpg", "taken_at": "2019-07-14 16:20:05.5Z"},
+        {"uri": "c.jpg", "taken_at": "2019-07-14"},
+        {"uri": "d.jpg", "taken_at": None, "title": ""},
+    )
+    a, b, c, d = rows(manifest)
+
+    assert a.taken_at == datetime(2019, 7, 14, 14, 20, tzinfo=UTC)
+    assert a.taken_at.utcoffset() == timedelta(hours=2)
+    assert a.title == "Bastille Day"
+    assert b.taken_at == datetime(2019, 7, 14, 16, 20, 5, 500_000, tzinfo=UTC)
+    assert c.taken_at == datetime(2019, 7, 14, tzinfo=UTC)  # no offset: UTC, as for EXIF
+    assert (d.taken_at, d.title, d.metadata) == (None, None, {})
+
+
+NOT_ISO = "'taken_at' is not an ISO 8601 date: "
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"taken_at": "14/07/2019"}, NOT_ISO + "'14/07/2019'"),
+        ({"taken_at": "2019-02-30"}, NOT_ISO + "'2019-02-30'"),
+        ({"taken_at": 1563114000}, "'taken_at' must be an ISO 8601 date string, got a number"),
+        ({"title": ["a"]}, "'title' must be a string, got an array"),
+    ],
+)
+def test_a_bad_date_or_title_fails_its_row_alone(tmp_path: Path, record, message) -> None:
+    manifest = write_jsonl(tmp_path / "catalog.jsonl", {"uri": "a.jpg", **record}, {"uri": "b.jpg"})
+
+    found = read(manifest)
+
+    assert str(found[0]).startswith(f"catalog.jsonl line 1: {message}")
+    assert isinstance(found[1], ManifestRow)
+
+
+def test_csv_taken_at_and_title_columns(tmp_path: Path) -> None:
+    manifest = tmp_path / "catalog.csv"
+    manifest.write_text(
+        "uri,taken_at,title\n"
+        "a.jpg,2019-07-14T16:20:00-05:00,Fireworks\n"
+        "b.jpg,,\n"
+        "c.jpg,yesterday,x\n",
+        encoding="utf-8",
+    )
+    a, b, bad = read(manifest)
+
+    assert isinstance(a, ManifestRow) and isinstance(b, ManifestRow)
+    assert (a.taken_at, a.title) == (datetime(2019, 7, 14, 21, 20, tzinfo=UTC), "Fireworks")
+    assert (b.taken_at, b.title, b.metadata) == (None, None, {})
+    assert str(bad).startswith(
+        "catalog.csv line 4: 'taken_at' is not an ISO 8601 date: 'yesterday'"
+    )

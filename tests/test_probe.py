@@ -257,11 +257,12 @@ def test_video_is_unsupported(tmp_path: Path, make, kind: str) -> None:
     assert error.message == f"video files are not supported yet ({kind})"
 
 
-def test_heic_is_unsupported(tmp_path: Path) -> None:
+def test_a_heic_header_without_an_image_is_corrupt(tmp_path: Path) -> None:
+    # HEIC itself is read with the heif extra (tests/test_formats.py), or skipped without it.
     error = refused(make_video_header(tmp_path / "photo.heic", b"heic"))
     assert (error.code, error.message) == (
-        "unsupported",
-        "HEIC/HEIF images are not supported yet",
+        "corrupt",
+        "corrupt HEIC/HEIF: the header cannot be parsed",
     )
 
 
