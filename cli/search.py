@@ -163,7 +163,7 @@ def search(
     if as_json:
         echo_json([asdict(hit) for hit in hits])
     elif not hits:
-        click.echo("no results")
+        click.echo("no matches")
     else:
         click.echo(format_table(hits))
 

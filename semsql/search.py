@@ -53,6 +53,8 @@ PARAMETER_TYPES = {
     "query_space": "text",
     "text_embedding": "vector",
     "image_embedding": "vector",
+    "min_text_similarity": "real",
+    "min_image_similarity": "real",
 }
 
 
@@ -88,6 +90,8 @@ class SearchRequest:
     name_weight: float | None = None
     exclude_weight: float | None = None
     names: str | None = None
+    min_text_similarity: float | None = None
+    min_image_similarity: float | None = None
 
     def arguments(self) -> dict[str, Any]:
         """The SQL arguments this request sets, by parameter name."""

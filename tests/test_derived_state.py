@@ -133,6 +133,8 @@ def test_one_face_write_marks_once_and_rebuilds_once(conn) -> None:
         "rebuild_assets": 1,
         "derived_state": 1,
         "requeue_tasks": 1,  # the text changed: "Emotions: happy, sad."
+        "asset_name_words": 1,  # the words of its file name
+        "name_words": 1,
         "notify": 1,
         "assets_before_change": 1,  # the asset is pending again
     }
@@ -189,9 +191,9 @@ def test_a_batch_of_fact_writes_gives_what_a_rebuild_from_scratch_gives(conn) ->
     texts = dict(conn.execute("SELECT asset_id, document FROM semsql.asset_documents(%s)", [ids]))
     assert texts == {
         beach: "Ana at the beach. a dog on sand. Tags: sand, dog. Emotions: happy, calm. "
-        "People: Ana, Bo Lind.",
-        snow: "children in snow. Tags: sled. Emotions: sad.",
-        empty: "",
+        "People: Ana, Bo Lind. File: beach.",
+        snow: "children in snow. Tags: sled. Emotions: sad. File: snow.",
+        empty: "File: empty.",
     }
     assert {row[0]: row[-1] for row in stored} == {a: sha(t) for a, t in texts.items()}
     beach_row = stored[0]
@@ -206,7 +208,8 @@ def test_a_batch_of_fact_writes_gives_what_a_rebuild_from_scratch_gives(conn) ->
     assert conn.execute("SELECT count(*) FROM semsql.search_documents_stale").fetchone() == (0,)
 
     # Each kind of write alone, in a transaction of its own, reaches the stored state too
-    # (and changes the text, but for the uri and the link to a person shown by a face anyway).
+    # (and changes the text, but for the link to a person shown by a face anyway, and metadata
+    # other than the title and headline).
     writes = [
         ("UPDATE semsql.faces SET emotion = 'calm' WHERE emotion = 'sad'", [], True),
         ("UPDATE semsql.faces SET person_id = %s WHERE asset_id = %s", [ana, snow], True),
@@ -221,8 +224,15 @@ def test_a_batch_of_fact_writes_gives_what_a_rebuild_from_scratch_gives(conn) ->
         (
             "UPDATE semsql.assets SET uri = '/snowy.jpg', collection = 'x' WHERE id = %s",
             [snow],
-            False,
+            True,  # the file name is a word of the text
         ),
+        (
+            """UPDATE semsql.assets SET metadata = metadata || '{"title": "Sledging"}'
+               WHERE id = %s""",
+            [snow],
+            True,
+        ),
+        ("""UPDATE semsql.assets SET metadata = metadata || '{"rights": "CC-BY"}'""", [], False),
         ("DELETE FROM semsql.people WHERE id = %s", [bo], True),
         ("DELETE FROM semsql.faces WHERE emotion = 'happy'", [], True),
     ]
@@ -258,7 +268,7 @@ def test_the_document_text_is_the_one_the_worker_embeds(conn) -> None:
     ):
         conn.execute(statement, {"a": asset})
     conn.commit()
-    text = "Ana at the beach. a dog. Tags: Beach, dog. Emotions: happy, calm."
+    text = "Ana at the beach. a dog. Tags: Beach, dog. Emotions: happy, calm. File: text."
     assert document(conn, asset) == text
     stored = conn.execute(
         "SELECT text_sha256 FROM semsql.search_documents WHERE asset_id = %s", [asset]
@@ -368,7 +378,7 @@ def test_a_failed_text_task_is_retried_when_its_text_changes(conn) -> None:
 
 
 def test_an_empty_text_has_no_vector_and_stays_done(conn) -> None:
-    asset = new_asset(conn, "bare")
+    asset = new_asset(conn, "--")  # a file name without words
     conn.commit()
     embedded(conn, asset)  # an empty document: no vector
     conn.execute(
@@ -424,11 +434,11 @@ def test_the_worker_role_rebuilds_and_queues_at_commit(conn, login_as) -> None:
             "INSERT INTO semsql.captions (asset_id, source, text) VALUES (%s, 'blip', 'a kite')",
             [asset],
         )
-    assert document(conn, asset) == "a kite. Tags: kite."
+    assert document(conn, asset) == "a kite. Tags: kite. File: worker."
     assert conn.execute(
         "SELECT caption, labels, text_sha256 FROM semsql.search_documents WHERE asset_id = %s",
         [asset],
-    ).fetchone() == ("a kite", ["kite"], sha("a kite. Tags: kite."))
+    ).fetchone() == ("a kite", ["kite"], sha("a kite. Tags: kite. File: worker."))
     assert text_task(conn, asset) == ("pending", 0, False)
 
 
@@ -444,7 +454,7 @@ def test_init_fills_the_text_hash_of_existing_documents_and_queues_nothing(db_ur
         migrate.init(conn)
         assert conn.execute(
             "SELECT text_sha256 FROM semsql.search_documents WHERE asset_id = %s", [asset]
-        ).fetchone() == (sha("a kite."),)
+        ).fetchone() == (sha("a kite. File: old."),)
         assert text_task(conn, asset) == ("done", 1, False)
 
 
@@ -626,7 +636,7 @@ def test_a_text_task_cannot_be_claimed_while_a_write_that_changes_its_text_is_in
     assert inconsistencies(conn) == []
     (task,) = conn.execute("SELECT task_id FROM semsql.claim_tasks('w', 'text', 1)").fetchone()
     assert conn.execute("SELECT semsql.asset_document(%s)", [asset]).fetchone() == (
-        "a red bus. Tags: bus.",
+        "a red bus. Tags: bus. File: window.",
     )
     conn.commit()
     assert task is not None

@@ -42,8 +42,10 @@ from semsql.sources import iter_candidates
 def test_a_query_in_other_words_finds_the_intended_assets(corpus, query, intended) -> None:
     hits = corpus.search(query=query, text_embedding=corpus.vector(query), k=5)
     assert set(corpus.keys(hits)[: len(intended)]) == intended
-    assert all("text" in hit.matched_by for hit in hits)
-    assert [hit.rank for hit in hits] == [1, 2, 3, 4, 5]
+    assert all("text" in hit.matched_by for hit in hits[: len(intended)])
+    # Only what a signal matched: the rest of the catalog is too far from the query.
+    assert all(hit.matched_by for hit in hits) and len(hits) < 5
+    assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
     assert hits[0].score == pytest.approx(
         (hits[0].text_score + 0.5 * hits[0].keyword_score) / 1.5, abs=1e-5
     )
@@ -129,7 +131,10 @@ def test_names_in_the_query_become_a_person_filter(corpus) -> None:
     assert set(corpus.keys(hits)[:2]) == {"vogels_convertible", "vogels_pickup"}  # cars
 
     boosted = corpus.search(query=query, text_embedding=vector, k=10, names="boost")
-    assert len(boosted) == 10 and all("name" in h.matched_by for h in boosted[:4])
+    # Only what a signal matched: the four of Vogels (named), and others only if the text
+    # vector or a keyword matched them.
+    assert all("name" in h.matched_by for h in boosted[:4])
+    assert 4 <= len(boosted) <= 10 and all(h.matched_by for h in boosted)
     assert set(corpus.keys(boosted)[:2]) == {"vogels_convertible", "vogels_pickup"}
 
 
@@ -146,9 +151,10 @@ def test_match_people_is_fuzzy_and_says_which_words_matched(corpus) -> None:
 
 def test_similar_finds_neighbours_without_the_asset_itself(corpus) -> None:
     rows = corpus.conn.execute(
-        "SELECT asset_id FROM semsql.similar(%s, 2)", [corpus.ids["snowman"]]
+        "SELECT asset_id FROM semsql.similar(%s, 3)", [corpus.ids["snowman"]]
     ).fetchall()
-    assert corpus.keys(row[0] for row in rows) == ["sledging", "skiing"]
+    neighbours = corpus.keys(row[0] for row in rows)
+    assert neighbours[0] == "sledging" and "skiing" in neighbours and "snowman" not in neighbours
 
 
 def test_near_duplicates_are_grouped(corpus) -> None:

@@ -51,7 +51,8 @@ def every_filter_args(conn: psycopg.Connection, match: str) -> str:
         """SELECT ROW(ARRAY['red'], %(m)s, ARRAY['happy'], ARRAY[1::bigint], %(m)s, 'travel',
                       now(), now(), '{"a": 1}', ARRAY[2::bigint], '[1,0]', '[0,1]', 'x'::tsquery,
                       ARRAY['x'], '[1,1]', '[1,-1]', ARRAY['y'], ARRAY[3::bigint], 4,
-                      ARRAY[1, 1, 0.5, 0.5, 0.5]::real[], 40, 0.1, 0.5, 'newest', 20, 5, 41
+                      ARRAY[1, 1, 0.5, 0.5, 0.5]::real[], 40, 0.1, 0.5, 'newest', 20, 5, 41, 0.3,
+                      0.2, true
                   )::semsql.search_args::text""",
         {"m": match},
     ).fetchone()[0]

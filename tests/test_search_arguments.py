@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 REALS = ["image_weight", "text_weight", "keyword_weight", "name_weight", "exclude_weight",
-         "min_score", "relative_cut"]  # fmt: skip
+         "min_score", "relative_cut", "min_text_similarity", "min_image_similarity"]  # fmt: skip
 NOT_FINITE = ["NaN", "Infinity", "-Infinity"]
 
 
@@ -42,6 +42,9 @@ def test_search_refuses_numbers_that_are_not_finite(conn, name: str, value: str)
         ("image_weight => NULL", "image_weight must be a number, not NULL"),
         ("relative_cut => 1.5", "relative_cut must be between 0 and 1, not 1.5"),
         ("relative_cut => -0.1", "relative_cut must be between 0 and 1, not -0.1"),
+        ("min_text_similarity => 1.5", "min_text_similarity must be between -1 and 1, not 1.5"),
+        ("min_image_similarity => -2",
+         "min_image_similarity must be between -1 and 1, not -2"),
     ],
 )  # fmt: skip
 def test_search_refuses_numbers_out_of_range(conn, arguments: str, message: str) -> None:
