@@ -148,8 +148,10 @@ def worker(
 
     Each stage's model is a Hugging Face id or a local folder, set by SEMSQL_MODEL_<STAGE>
     (SEMSQL_MODEL_CAPTION, ..._TAGS, ..._FACES, ..._FACE_VECTORS, ..._EMOTION, ..._CLIP,
-    ..._TEXT), or `off`. A model that cannot load fails its stage's tasks with the reason;
-    the other stages go on.
+    ..._TEXT), or `off`. A stage whose model is off or cannot load is reported once as not
+    available (`semsql status` shows why and how to fix it) and its tasks wait, the assets
+    ready without it; the other stages go on. A worker that loads the model later fills
+    the waiting tasks in, with no --retry-failed.
 
     \b
     Examples:

@@ -30,7 +30,10 @@ class Registration:
     name: str
     device: str
     stages: list[str]
+    """The stages it runs, their models loaded: registering makes them available again (their
+    waiting tasks pending)."""
     problems: dict[str, str] = field(default_factory=dict)
+    """Stage -> why it cannot run it (its model is off or did not load)."""
     query_spaces: list[str] = field(default_factory=list)
 
 

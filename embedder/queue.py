@@ -147,6 +147,16 @@ class Queue:
         )
         return retried
 
+    def report_unavailable(self, stage: str, reason: str, fix: str | None) -> int:
+        """This worker cannot run `stage`: unless another live worker does, it is recorded as
+        unavailable and its pending tasks wait; returns how many started waiting."""
+        parked: int = fetch_value(
+            self.conn,
+            "SELECT semsql.report_unavailable_stage(%s, %s, %s, %s)",
+            [self.worker, stage, reason, fix],
+        )
+        return parked
+
     def has_work(self, stages: Sequence[str]) -> bool:
         has_work: bool = fetch_value(self.conn, "SELECT semsql.worker_has_work(%s)", [list(stages)])
         return has_work

@@ -1,7 +1,8 @@
 """A worker's start: its stages' models loaded, and their vector spaces registered.
 
-A model that cannot load, or whose vectors do not fit the vector space already stored, makes
-its stage `broken`: the worker fails that stage's tasks with the reason and runs the others.
+A model that is off, cannot load, or whose vectors do not fit the vector space already stored
+makes its stage unavailable on this worker: the worker reports it (with the reason and the fix)
+instead of running it, its tasks wait for a worker that loads the model, and the others run.
 """
 
 from __future__ import annotations
@@ -32,15 +33,41 @@ log = logging.getLogger(__name__)
 class SpaceMismatch(RuntimeError):
     """The vector space holds vectors of another model."""
 
+    def __init__(self, message: str, hint: str | None) -> None:
+        super().__init__(f"{message} ({hint})" if hint else message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Why a stage's model is not available here, and how to make it so."""
+
+    reason: str
+    fix: str | None
+
+    @classmethod
+    def off(cls, spec: Stage) -> Unavailable:
+        return cls(
+            f"its model is off ({spec.env_var}=off)",
+            f"set {spec.env_var} to a model id or a local folder and start `semsql worker`",
+        )
+
+    @classmethod
+    def of(cls, error: ModelLoadError | SpaceMismatch) -> Unavailable:
+        if isinstance(error, SpaceMismatch):
+            return cls(error.message, error.hint)
+        return cls(f"{error.model!r} could not be loaded: {error.reason}", error.fix)
+
 
 @dataclass
 class Loaded:
     device: str
     runners: dict[str, Runner] = field(default_factory=dict)
-    broken: dict[str, str] = field(default_factory=dict)
-    """Stage -> why its tasks fail."""
+    unavailable: dict[str, Unavailable] = field(default_factory=dict)
+    """Stage -> why this worker cannot run it (its model is off or did not load)."""
     problems: dict[str, str] = field(default_factory=dict)
-    """Stage -> why this worker does not run it (broken, or its model is off)."""
+    """Stage -> the same, in one line, for the worker's registration."""
 
 
 def load_runners(
@@ -61,6 +88,7 @@ def load_runners(
         if model_name is None:
             log.warning("%s: model is off; its tasks wait for a worker that runs it", stage)
             loaded.problems[stage] = f"model is off ({spec.env_var}=off)"
+            loaded.unavailable[stage] = Unavailable.off(spec)
             continue
         started = time.perf_counter()
         try:
@@ -68,8 +96,9 @@ def load_runners(
             runner = make_runner(spec, model, pool)
             register_space(conn, runner, reset=spec.vector_space in reset_spaces)
         except (ModelLoadError, SpaceMismatch) as error:
-            log.error("%s: %s", stage, error)
-            loaded.broken[stage] = loaded.problems[stage] = str(error)
+            log.error("%s: %s; its tasks wait for a worker that loads it", stage, error)
+            loaded.problems[stage] = str(error)
+            loaded.unavailable[stage] = Unavailable.of(error)
             continue
         loaded.runners[stage] = runner
         seconds = time.perf_counter() - started
@@ -104,8 +133,7 @@ def register_space(conn: psycopg.Connection, runner: Runner, *, reset: bool) -> 
             if outcome != "unchanged":
                 log.info("%s space: %s", space, outcome)
     except psycopg.errors.ObjectNotInPrerequisiteState as error:
-        hint = error.diag.message_hint
-        raise SpaceMismatch(f"{error.diag.message_primary} ({hint})") from None
+        raise SpaceMismatch(str(error.diag.message_primary), error.diag.message_hint) from None
 
 
 def query_encoders(runners: Mapping[str, Runner]) -> dict[str, QueryEncoder]:

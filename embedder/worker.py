@@ -6,9 +6,11 @@
 It drains the queue at start, after every NOTIFY and on every poll tick, one batch per stage
 in turn. While the model runs on a batch, the next batch is already claimed with its images
 decoding in background threads, and the batch before is being stored by another thread. A
-stage whose model cannot load fails its tasks with the loader's message and the other
-stages go on. Results and "done" commit together, so a worker killed at any instant loses
-nothing: its tasks are claimed again once its connection is gone or its lease expires.
+stage whose model is off or cannot load is reported unavailable (semsql.unavailable_stages,
+with the reason and the fix) and its tasks wait, unless another live worker runs it; the other
+stages go on. A worker that loads the model takes the waiting tasks back when it registers.
+Results and "done" commit together, so a worker killed at any instant loses nothing: its
+tasks are claimed again once its connection is gone or its lease expires.
 A large backlog of vectors is written with its space's HNSW index dropped, and the index is
 built again on a thread of its own once the backlog is written (vector_index.py).
 """
@@ -40,7 +42,7 @@ from .models import load_model_config
 from .pipeline import Batch, Runner, TransientError, describe
 from .query_embeddings import QueryAnswerer
 from .queue import TASKS_CHANNEL, Failure, Listener, Queue, QueueSettings, Task, Wakeup
-from .startup import load_runners, query_encoders
+from .startup import Unavailable, load_runners, query_encoders
 from .vector_index import VectorIndexes
 
 log = logging.getLogger(__name__)
@@ -88,8 +90,8 @@ class Worker:
             f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         )
         self.runners: dict[str, Runner] = {}
-        self.broken: dict[str, str] = {}  # stage -> why its tasks fail
-        self.problems: dict[str, str] = {}  # stage -> why this worker does not run it
+        self.unavailable: dict[str, Unavailable] = {}  # stage -> why this worker cannot run it
+        self.problems: dict[str, str] = {}  # the same in one line, for the registration
         self.served: list[str] = []
         self.device = ""
         self.ready = threading.Event()
@@ -150,8 +152,9 @@ class Worker:
             reset_spaces=self.options.reset_spaces,
         )
         self.device = loaded.device
-        self.runners, self.broken, self.problems = loaded.runners, loaded.broken, loaded.problems
-        self.served = [stage for stage in wanted if stage in self.runners or stage in self.broken]
+        self.runners, self.unavailable = loaded.runners, loaded.unavailable
+        self.problems = loaded.problems
+        self.served = [stage for stage in wanted if stage in self.runners]
         self.indexes.spaces = [
             space for space, spec in registry.SPACES.items() if spec.name in self.runners
         ]
@@ -246,6 +249,7 @@ class Worker:
 
     def drain(self) -> int:
         """Claim and run batches until no stage has a due task; returns how many tasks."""
+        self._report_unavailable()
         handled = 0
         current = self._claim_next()
         while current is not None:
@@ -267,6 +271,13 @@ class Worker:
         self._forget(self.writer.wait())
         return handled
 
+    def _report_unavailable(self) -> None:
+        """The stages this worker cannot run: their tasks wait, unless another worker runs them."""
+        for stage, why in self.unavailable.items():
+            parked = self._queue().report_unavailable(stage, why.reason, why.fix)
+            if parked:
+                log.info("%s: %d task(s) wait for a worker that loads its model", stage, parked)
+
     def _defer_indexes(self) -> None:
         """Now and then: drop the HNSW index of a space about to receive a large backlog."""
         if time.monotonic() - self._deferral_checked_at >= DEFER_CHECK_EVERY_S:
@@ -287,9 +298,6 @@ class Worker:
                 continue
             empty_in_a_row = 0
             self.held.update((task.id, task) for task in tasks)
-            if stage in self.broken:
-                self._fail_all(tasks, self.broken[stage], permanent=True)
-                continue
             runner = self.runners[stage]
             batch = runner.prepare(self._work_connection(), tasks)
             runner.stats.claim_s += time.perf_counter() - started

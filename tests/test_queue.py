@@ -459,10 +459,19 @@ def test_a_stage_whose_model_is_off_does_not_hold_back_the_stages_after_it(
         WorkerOptions(until_idle=True, poll_interval=0.1),
         models={"caption": None, "text": MINILM},
     ).run()
+    # Off counts as not available: its tasks wait, and the assets are ready without them.
     assert dict(db.execute("SELECT stage, status FROM semsql.tasks GROUP BY 1, 2")) == {
-        "caption": "pending",
+        "caption": "waiting",
         "text": "done",
     }
+    assert db.execute("SELECT DISTINCT status FROM semsql.assets").fetchall() == [("ready",)]
+    assert db.execute("SELECT stage, reason, fix FROM semsql.unavailable_stages").fetchall() == [
+        (
+            "caption",
+            "its model is off (SEMSQL_MODEL_CAPTION=off)",
+            "set SEMSQL_MODEL_CAPTION to a model id or a local folder and start `semsql worker`",
+        )
+    ]
     assert dict(db.execute("SELECT stage, workers FROM semsql.queue_status WHERE enabled")) == {
         "caption": 0,
         "text": 0,

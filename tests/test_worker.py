@@ -181,19 +181,28 @@ def test_a_poison_image_fails_its_tasks_with_the_error_and_the_rest_are_done(
     assert rows(db, "SELECT DISTINCT status FROM semsql.assets") == [("ready",)]
 
 
-def test_a_model_that_cannot_load_fails_only_its_stage(
+def test_a_model_that_cannot_load_makes_only_its_stage_wait(
     db, semsql_env, pictures, tiny_models
 ) -> None:
     db.execute("UPDATE semsql.stages SET enabled = name IN ('faces', 'face_vectors', 'emotion')")
     ingest([pictures["grace_hopper"]], semsql_env)
     missing = str(pictures["grace_hopper"].parent / "no-such-weights.pt")
     worker = run_until_idle(semsql_env, {**tiny_models, "face_vectors": missing})
-    assert "face_vectors" in worker.broken
-    outcome = dict(rows(db, "SELECT stage, (status, last_error) FROM semsql.tasks"))
-    assert outcome["faces"][0] == "done" and outcome["emotion"][0] == "done"
-    status, error = outcome["face_vectors"]
-    assert status == "failed"
-    assert missing in error and "SEMSQL_MODEL_FACE_VECTORS" in error
+    assert "face_vectors" in worker.unavailable and "face_vectors" not in worker.served
+    outcome = {
+        stage: (status, error)
+        for stage, status, error in rows(db, "SELECT stage, status, last_error FROM semsql.tasks")
+    }
+    assert outcome == {
+        "faces": ("done", None),
+        "emotion": ("done", None),
+        "face_vectors": ("waiting", None),  # not failed: it waits for a worker with the model
+    }
+    ((reason, fix),) = rows(
+        db, "SELECT reason, fix FROM semsql.unavailable_stages WHERE stage = 'face_vectors'"
+    )
+    assert missing in reason and "SEMSQL_MODEL_FACE_VECTORS" in fix
+    assert rows(db, "SELECT status FROM semsql.assets") == [("ready",)]
     assert rows(
         db,
         "SELECT count(*) > 0, bool_and(emotion IS NOT NULL), bool_and(embedding IS NULL) "
