@@ -1,4 +1,5 @@
-"""`semsql status`: the enrichment queue, the workers, and what failed."""
+"""`semsql status`: the enrichment queue, the stages whose model is not available, the workers,
+and what failed."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import click
 
 from semsql.cli.common import connect, echo_json, fetch_dicts, require_schema
 
-STAGES_QUERY = """SELECT stage, enabled, pending, retry_waiting, running, done, failed, workers,
-                         oldest_pending_at, last_finished_at
+STAGES_QUERY = """SELECT stage, enabled, pending, retry_waiting, running, done, failed, waiting,
+                         workers, oldest_pending_at, last_finished_at
                   FROM semsql.queue_status ORDER BY position"""
+UNAVAILABLE_QUERY = """SELECT stage, unavailable AS reason, unavailable_fix AS fix,
+                              waiting AS waiting_tasks, unavailable_since AS since
+                       FROM semsql.queue_status
+                       WHERE enabled AND unavailable IS NOT NULL ORDER BY position"""
 WORKERS_QUERY = """SELECT name, device, stages, query_spaces, problems, started_at, heartbeat_at
                    FROM semsql.worker_status WHERE alive ORDER BY started_at"""
 FAILED_QUERY = """SELECT task_id, asset_id, uri, stage, attempts, error, finished_at
@@ -35,7 +40,12 @@ INDEXES_QUERY = """SELECT space, model, dims, index, deferred_since
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(failed_limit: int, as_json: bool) -> None:
-    """Show the enrichment queue per stage, the running workers and the failed tasks.
+    """Show the enrichment queue per stage, the stages whose model is not available, the
+    running workers and the failed tasks.
+
+    A stage whose model no worker could load (or that is off) is listed once, with why and
+    how to fix it; its tasks wait (they are not failed) and its assets are ready without it.
+    The next worker that loads the model fills it in.
 
     \b
     Examples:
@@ -48,6 +58,7 @@ def status(failed_limit: int, as_json: bool) -> None:
         require_schema(conn)
         report = {
             "stages": fetch_dicts(conn, STAGES_QUERY),
+            "unavailable_stages": fetch_dicts(conn, UNAVAILABLE_QUERY),
             "assets": dict(conn.execute(ASSETS_QUERY).fetchall()),
             "vector_indexes": fetch_dicts(conn, INDEXES_QUERY),
             "workers": fetch_dicts(conn, WORKERS_QUERY),
@@ -61,16 +72,28 @@ def status(failed_limit: int, as_json: bool) -> None:
 
 
 def _print(report: dict[str, Any]) -> None:
-    click.echo(f"{'stage':<13}{'pending':>9}{'running':>9}{'done':>9}{'failed':>9}{'workers':>9}")
+    click.echo(
+        f"{'stage':<13}{'pending':>9}{'running':>9}{'done':>9}{'failed':>9}{'waiting':>9}"
+        f"{'workers':>9}"
+    )
     for row in report["stages"]:
         if not row["enabled"]:
             click.echo(f"{row['stage']:<13}{'(disabled)':>11}")
             continue
-        waiting = f" ({row['retry_waiting']} waiting to retry)" if row["retry_waiting"] else ""
+        retrying = f" ({row['retry_waiting']} waiting to retry)" if row["retry_waiting"] else ""
         click.echo(
             f"{row['stage']:<13}{row['pending']:>9}{row['running']:>9}{row['done']:>9}"
-            f"{row['failed']:>9}{row['workers']:>9}{waiting}"
+            f"{row['failed']:>9}{row['waiting']:>9}{row['workers']:>9}{retrying}"
         )
+    unavailable = report["unavailable_stages"]
+    if unavailable:
+        click.echo(
+            "\nnot available (their tasks wait, assets are ready without them; a worker that "
+            "loads the model fills them in):"
+        )
+    for row in unavailable:
+        fix = f" (fix: {row['fix']})" if row["fix"] else ""
+        click.echo(f"  {row['stage']}: model not available — {row['reason']}{fix}")
     assets = report["assets"]
     click.echo(
         "\nassets: "
@@ -89,6 +112,7 @@ def _print(report: dict[str, Any]) -> None:
             )
         click.echo(line)
 
+    reported = {row["stage"] for row in unavailable}
     if not report["workers"]:
         click.echo("\nno worker running: start one with `semsql worker`")
     else:
@@ -101,7 +125,8 @@ def _print(report: dict[str, Any]) -> None:
             f"(embed_text: {queries}; heartbeat {beat:.0f} s ago)"
         )
         for stage, problem in sorted(worker["problems"].items()):
-            click.echo(f"    {stage}: {problem}")
+            if stage not in reported:  # said once above
+                click.echo(f"    {stage}: {problem}")
 
     failed_total = sum(row["failed"] for row in report["stages"])
     if failed_total:
