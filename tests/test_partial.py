@@ -25,7 +25,7 @@ from semsql.embedder.worker import Worker, WorkerOptions
 from semsql.stages import model_env_var
 
 STAGES = ("caption", "faces", "clip", "text")
-PREVIOUS_RELEASE = Path(__file__).parent / "data" / "release_a30091e"
+PREVIOUS_RELEASE = Path(__file__).parent / "data" / "release_984db19"
 LOAD_ERROR = (
     "caption model '/gone' could not be loaded: folder /gone does not exist. Fix: set "
     "SEMSQL_MODEL_CAPTION to a local folder made with `save_pretrained` (model and processor), "

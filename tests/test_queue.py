@@ -254,8 +254,10 @@ def test_a_user_tag_queues_the_document_vector_again(db, tmp_path) -> None:
         "INSERT INTO semsql.tags (asset_id, label, source) VALUES (%s, 'kite', 'user')", [asset]
     )
     assert statuses(db) == {"pending": 1}
-    assert db.execute("SELECT semsql.asset_document(%s)", [asset]).fetchone()[0] == (
-        "photo number 0 of a red kite over a field. Tags: kite."
+    (document,) = db.execute("SELECT semsql.asset_document(%s)", [asset]).fetchone()
+    # The file's folder follows, a tmp_path name.
+    assert document.startswith(
+        "photo number 0 of a red kite over a field. Tags: kite. File: img 0000."
     )
 
 
