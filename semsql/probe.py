@@ -6,7 +6,9 @@ is still read and entropy-decoded, at a fraction of the cost.
 
 HEIC/HEIF opens with the heif extra (pillow-heif, registered on first use; libheif applies the
 file's rotation, so the pixels are upright and EXIF says orientation 1). Without the extra such
-a file is skipped (ProbeSkipped) with the reason and how to install it, never failed.
+a file is skipped (ProbeSkipped) with the reason and how to install it, never failed; so is a
+file of a format or variant that cannot be decoded here (a video, a TIFF variant Pillow cannot
+read): failures are files that are broken, unsafe or unreadable.
 Local files are probed with their XMP sidecars (semsql.sidecars).
 """
 
@@ -31,6 +33,7 @@ from semsql import heif
 from semsql.metadata import pillow_warnings_silenced, read_metadata
 from semsql.safe_open import LeavesRoot, open_beneath
 from semsql.sidecars import Sidecar, read_sidecars
+from semsql.sources import VIDEO
 
 DEFAULT_MAX_BYTES = 200 * 1024**2
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own hard limit (2 * Image.MAX_IMAGE_PIXELS)
@@ -150,7 +153,7 @@ def probe_bytes(
         raise ProbeError("empty", "file is 0 bytes")
     kind, name = sniff(data)
     if kind == "video":
-        raise ProbeError("unsupported", f"video files are not supported yet ({name})")
+        raise ProbeSkipped(VIDEO, f"video files are not supported yet ({name})")
     if kind == "heif" and not heif.heif_available():
         raise ProbeSkipped(heif.SKIP_REASON, heif.NEEDS_EXTRA)
 
@@ -191,10 +194,11 @@ def _open(data: bytes, kind: str | None, name: str, max_pixels: int) -> Image.Im
             reason = _why_unopenable(data, name)
             if reason and _UNSUPPORTED_VARIANT.search(reason):
                 message = f"this {name} variant is not supported ({reason})"
-                raise ProbeError("unsupported", message) from error
+                raise ProbeSkipped(f"unsupported {name} variant", message) from error
             raise ProbeError("corrupt", f"corrupt {name}: the header cannot be parsed") from error
         if kind == "unsupported":
-            raise ProbeError("unsupported", f"{name} images are not supported yet") from error
+            message = f"{name} images are not supported yet"
+            raise ProbeSkipped(f"unsupported format {name}", message) from error
         guess = f" (looks like {name})" if name else ""
         raise ProbeError("not_an_image", f"not an image{guess}") from error
     except Exception as error:
@@ -235,7 +239,8 @@ def _decode(im: Image.Image, image_format: str) -> None:
         if "truncated" in message.lower():
             raise ProbeError("truncated", f"truncated {image_format}: {message}") from error
         if "not available" in message:  # "decoder jpeg2k not available" and the like
-            raise ProbeError("unsupported", f"{image_format}: {message}") from error
+            reason = f"unsupported {image_format} variant"
+            raise ProbeSkipped(reason, f"{image_format}: {message}") from error
         raise ProbeError("corrupt", f"corrupt {image_format}: {message}") from error
     except Exception as error:
         detail = str(error) or type(error).__name__

@@ -33,6 +33,7 @@ from semsql.probe import (
     DEFAULT_MAX_PIXELS,
     Probe,
     ProbeError,
+    ProbeSkipped,
     probe_bytes,
     probe_file,
 )
@@ -44,6 +45,12 @@ MATPLOTLIB_SAMPLES = Path(matplotlib.get_data_path()) / "sample_data"
 def refused(path: Path, **limits: int) -> ProbeError:
     with pytest.raises(ProbeError) as caught:
         probe_file(path, **limits)
+    return caught.value
+
+
+def skipped(path: Path) -> ProbeSkipped:
+    with pytest.raises(ProbeSkipped) as caught:
+        probe_file(path)
     return caught.value
 
 
@@ -155,10 +162,10 @@ def test_scikit_image_samples_probe(path: Path) -> None:
     assert probe.width > 0 and probe.height > 0
 
 
-def test_scikit_image_tiff_pillow_cannot_represent_is_unsupported() -> None:
-    error = refused(SKIMAGE_DATA / "multipage_rgb.tif")
-    assert error.code == "unsupported"
-    assert "TIFF variant is not supported" in error.message
+def test_scikit_image_tiff_pillow_cannot_represent_is_skipped_as_unsupported() -> None:
+    skip = skipped(SKIMAGE_DATA / "multipage_rgb.tif")
+    assert skip.reason == "unsupported TIFF variant"
+    assert "TIFF variant is not supported" in skip.message
 
 
 @pytest.mark.parametrize(
@@ -171,7 +178,10 @@ def test_matplotlib_samples_are_images_or_refused_cleanly(path: Path) -> None:
         probe = probe_file(path)
     except ProbeError as error:
         assert path.suffix.lower() not in {".png", ".jpg"}
-        assert error.code in {"not_an_image", "unsupported"}
+        assert error.code == "not_an_image"
+    except ProbeSkipped as skip:
+        assert path.suffix.lower() not in {".png", ".jpg"}
+        assert skip.reason.startswith("unsupported")
     else:
         assert path.suffix.lower() in {".png", ".jpg"}
         assert isinstance(probe, Probe)
@@ -251,10 +261,10 @@ def test_binary_noise_is_not_an_image() -> None:
         (make_webm_header, "Matroska/WebM"),
     ],
 )
-def test_video_is_unsupported(tmp_path: Path, make, kind: str) -> None:
-    error = refused(make(tmp_path / "clip"))
-    assert error.code == "unsupported"
-    assert error.message == f"video files are not supported yet ({kind})"
+def test_video_is_skipped_as_unsupported(tmp_path: Path, make, kind: str) -> None:
+    skip = skipped(make(tmp_path / "clip"))
+    assert skip.reason == "video (not supported yet)"
+    assert skip.message == f"video files are not supported yet ({kind})"
 
 
 def test_a_heic_header_without_an_image_is_corrupt(tmp_path: Path) -> None:
