@@ -1,13 +1,14 @@
-"""Hostile XMP packets and sidecars: what a 2 MB packet may make ingest do."""
+"""Hostile XMP packets and sidecars (what a 2 MB packet may make ingest do), and HEIC."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from dam_corpus import make_heic
 from PIL import Image
 
-from semsql.probe import probe_file
+from semsql.probe import ProbeError, probe_bytes, probe_file
 from semsql.xmp import MAX_XMP_DEPTH, parse_xmp
 
 HEAD = (
@@ -45,3 +46,10 @@ def test_a_deeply_nested_sidecar_is_a_metadata_error_and_the_image_is_ingested(
     assert probe.keywords == ()
     errors = probe.metadata["metadata_errors"]
     assert any("photo.xmp" in error and "nested deeper" in error for error in errors), errors
+
+
+def test_a_truncated_heic_is_reported_as_truncated(tmp_path: Path) -> None:
+    data = make_heic(tmp_path / "IMG_0001.heic").read_bytes()
+    with pytest.raises(ProbeError) as raised:
+        probe_bytes(data[: len(data) // 2])
+    assert raised.value.code == "truncated", raised.value.message
