@@ -244,6 +244,8 @@ def _decode(im: Image.Image, image_format: str) -> None:
         raise ProbeError("corrupt", f"corrupt {image_format}: {message}") from error
     except Exception as error:
         detail = str(error) or type(error).__name__
+        if "end of file" in detail.lower():  # libheif's ValueError for a HEIC cut short
+            raise ProbeError("truncated", f"truncated {image_format}: {detail}") from error
         raise ProbeError("corrupt", f"corrupt {image_format}: {detail}") from error
 
 

@@ -68,6 +68,10 @@ _SKIPPED_XMP_NAMESPACES = frozenset(
     {"http://ns.adobe.com/camera-raw-settings/1.0/", "http://ns.adobe.com/xap/1.0/mm/"}
 )
 _MAX_XMP_LIST = 200
+MAX_XMP_DEPTH = 64
+"""Element nesting in a packet. Real XMP (face regions in a struct in a bag) is under 15 deep;
+keyword and region lookups walk the subtree below each matching element, so a 2 MB packet of
+tags nested in each other would cost them minutes (quadratic in the depth)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,8 @@ def parse_xmp(packet: bytes) -> Xmp:
     """The simple properties of an XMP packet, plus keywords and the people shown.
 
     Structures other than face regions are skipped. Raises ValueError for a packet over
-    MAX_XMP_BYTES, one that is not XML, and one with a DOCTYPE: XMP has no use for them, and
+    MAX_XMP_BYTES, one nested deeper than MAX_XMP_DEPTH, one that is not XML, and one with a
+    DOCTYPE: XMP has no use for them, and
     entities are the one thing expat would otherwise expand.
     """
     if len(packet) > MAX_XMP_BYTES:
@@ -102,13 +107,19 @@ def parse_xmp(packet: bytes) -> Xmp:
         return Xmp()
     prefixes = dict(_KNOWN_PREFIXES)
     root = None
-    events = iterparse(io.StringIO(text), events=("start-ns", "end"), forbid_dtd=True)
+    events = iterparse(io.StringIO(text), events=("start-ns", "start", "end"), forbid_dtd=True)
+    depth = 0
     try:
         for event, item in events:
             if event == "start-ns":
                 prefix, uri = item
                 prefixes.setdefault(uri, prefix)
+            elif event == "start":
+                depth += 1
+                if depth > MAX_XMP_DEPTH:
+                    raise ValueError(f"elements nested deeper than {MAX_XMP_DEPTH} levels")
             else:
+                depth -= 1
                 root = item
     except DefusedXmlException as error:
         kind = "DOCTYPE" if isinstance(error, DTDForbidden) else type(error).__name__

@@ -15,6 +15,22 @@
 -- asset of the ingest shares) and its title and headline are part of its document: keywords, and
 -- text that the text vector embeds.
 
+CREATE OR REPLACE FUNCTION semsql.percent_decode_char(p_escapes text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    RETURN convert_from(decode(replace(p_escapes, '%', ''), 'hex'), 'UTF8');
+EXCEPTION
+    -- Bytes that are not UTF-8 (a file:// URI of a name that is not) or NUL: a separator.
+    WHEN character_not_in_repertoire OR untranslatable_character THEN
+        RETURN ' ';
+END
+$$;
+COMMENT ON FUNCTION semsql.percent_decode_char(text) IS
+    'The character that these %XX escapes (one UTF-8 sequence) encode, or a space when they '
+    'are not one (a lone or stray byte, NUL).';
+
 CREATE OR REPLACE FUNCTION semsql.percent_decode(p_text text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, semsql, public, pg_temp
@@ -23,20 +39,21 @@ BEGIN
     IF strpos(p_text, '%') = 0 THEN
         RETURN p_text;
     END IF;
-    RETURN (SELECT string_agg(CASE WHEN r.m[1] IS NOT NULL
-                                   THEN convert_from(decode(replace(r.m[1], '%', ''), 'hex'), 'UTF8')
+    -- One character at a time (a UTF-8 lead byte with as many continuation bytes as it says,
+    -- else one byte), so that a byte that is not UTF-8 spoils only itself.
+    RETURN (SELECT string_agg(CASE WHEN r.m[1] IS NOT NULL THEN percent_decode_char(r.m[1])
                                    ELSE r.m[2] END, '' ORDER BY r.n)
-            FROM regexp_matches(p_text, '((?:%[0-9A-Fa-f]{2})+)|([^%]+|%)', 'g')
+            FROM regexp_matches(p_text,
+                                '(%[CDcd][0-9A-Fa-f]%[89ABab][0-9A-Fa-f]'
+                                '|%[Ee][0-9A-Fa-f](?:%[89ABab][0-9A-Fa-f]){2}'
+                                '|%[Ff][0-9A-Fa-f](?:%[89ABab][0-9A-Fa-f]){3}'
+                                '|%[0-9A-Fa-f]{2})|([^%]+|%)', 'g')
                  WITH ORDINALITY AS r(m, n));
-EXCEPTION
-    -- Bytes that are not UTF-8 (a file:// URI of a name that is not) or NUL: separators.
-    WHEN character_not_in_repertoire OR untranslatable_character THEN
-        RETURN regexp_replace(p_text, '(%[0-9A-Fa-f]{2})+', ' ', 'g');
 END
 $$;
 COMMENT ON FUNCTION semsql.percent_decode(text) IS
     'A URL path segment with its %XX escapes decoded as UTF-8 (escapes of bytes that are not '
-    'UTF-8 become spaces).';
+    'UTF-8, and NUL, become spaces, each alone).';
 
 CREATE OR REPLACE FUNCTION semsql.name_words(p_name text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE

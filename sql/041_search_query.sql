@@ -185,15 +185,19 @@ SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     setting text := nullif(current_setting('semsql.min_' || p_space || '_similarity', true), '');
+    floor real;
     model text;
 BEGIN
     IF setting IS NOT NULL THEN
         BEGIN
-            RETURN setting::real;
-        EXCEPTION WHEN invalid_text_representation THEN
+            floor := setting::real;
+        EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
             RAISE EXCEPTION 'semsql.min_%_similarity must be a number, not %', p_space, setting
                 USING ERRCODE = 'invalid_parameter_value';
         END;
+        -- As the min_<space>_similarity argument: NaN or 2 would match nothing, silently.
+        PERFORM check_real('semsql.min_' || p_space || '_similarity', floor, -1, 1);
+        RETURN floor;
     END IF;
     SELECT vs.model INTO model FROM vector_spaces vs WHERE vs.space = p_space;
     -- MiniLM (text space), measured by bench/match_floor.py: the asset a real query means is

@@ -23,6 +23,7 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -492,7 +493,7 @@ def write_settings(to: Path) -> Path:
     folder = to.expanduser().resolve()
     lines = [
         "# semsql models saved by `semsql models download`. Load with",
-        f"#   . {shlex.quote(str(folder / SETTINGS_FILE))}",
+        f"#   . {_one_line(shlex.quote(str(folder / SETTINGS_FILE)))}",
         "# or, where the folder was copied to another path,",
         f"#   SEMSQL_MODELS_DIR=/that/path . /that/path/{SETTINGS_FILE}",
         f'SEMSQL_MODELS_DIR="${{SEMSQL_MODELS_DIR:-{_double_quoted(str(folder))}}}"',
@@ -503,8 +504,23 @@ def write_settings(to: Path) -> Path:
             setting = registry.model_env_var(stage)
             lines.append(f'export {setting}="$SEMSQL_MODELS_DIR/{_double_quoted(name)}"')
     path = folder / SETTINGS_FILE
-    path.write_text("\n".join(lines) + "\n")
+    # A new file put in place of the old one: never written through a link that is there.
+    descriptor, partial = tempfile.mkstemp(dir=folder, prefix=f".{SETTINGS_FILE}.")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write("\n".join(lines) + "\n")
+        _usual_modes(Path(partial))
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
     return path
+
+
+def _one_line(text: str) -> str:
+    """`text` for a shell comment: a line break in it would end the comment and the rest of
+    the name would run as commands when the file is sourced."""
+    return text.replace("\n", "?").replace("\r", "?")
 
 
 def saved_name(stage: str) -> str:
