@@ -67,6 +67,8 @@ def load_runners(
             model = load_stage(stage, model_name, torch_device, **stage_options.get(stage, {}))
             runner = make_runner(spec, model, pool)
             register_space(conn, runner, reset=spec.vector_space in reset_spaces)
+            if stage == "face_vectors":
+                requeue_faces_of_other_models(conn, runner.model_name)
         except (ModelLoadError, SpaceMismatch) as error:
             log.error("%s: %s", stage, error)
             loaded.broken[stage] = loaded.problems[stage] = str(error)
@@ -106,6 +108,14 @@ def register_space(conn: psycopg.Connection, runner: Runner, *, reset: bool) -> 
     except psycopg.errors.ObjectNotInPrerequisiteState as error:
         hint = error.diag.message_hint
         raise SpaceMismatch(f"{error.diag.message_primary} ({hint})") from None
+
+
+def requeue_faces_of_other_models(conn: psycopg.Connection, model: str) -> None:
+    """Faces whose vectors another face-vector model made are embedded again with this one
+    (sql/045_people.sql: semsql.requeue_faces_of_other_models)."""
+    assets = fetch_value(conn, "SELECT semsql.requeue_faces_of_other_models(%s)", [model])
+    if assets:
+        log.info("face_vectors: %s assets have faces of another model; queued again", assets)
 
 
 def query_encoders(runners: Mapping[str, Runner]) -> dict[str, QueryEncoder]:
