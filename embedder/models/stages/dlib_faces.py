@@ -188,12 +188,12 @@ def _add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def encoder_tensor_shapes() -> list[tuple[int, ...]]:
     """The shape of each params tensor of dlib's face encoder, in the order its .dat holds
     them (input side first): con_ (count, 1, 1, 1), affine_ (2 x channels, 1, 1, 1), then
-    fc (256, 128)."""
+    fc (256, 128, 1, 1)."""
     shapes: list[tuple[int, ...]] = [(32 * 3 * 7 * 7 + 32, 1, 1, 1), (64, 1, 1, 1)]
     for channels_in, channels, _ in BLOCKS:
         for conv_in in (channels_in, channels):
             shapes += [(channels * conv_in * 9 + channels, 1, 1, 1), (2 * channels, 1, 1, 1)]
-    return [*shapes, (256, DESCRIPTOR_DIMS)]
+    return [*shapes, (256, DESCRIPTOR_DIMS, 1, 1)]
 
 
 def read_encoder_tensors(path: Path) -> list[np.ndarray]:
