@@ -5,11 +5,11 @@
 -- the same face-vector model) when their match confidence, 1 - cosine distance clamped to
 -- [0, 1], reaches the match threshold of that model (semsql.face_model_settings, else
 -- recognition_settings.match_threshold). Vectors of different models are never compared: every
--- lookup below filters on faces.embedding_model / person_faces.model. A face whose person_id is set with a
--- NULL match_confidence was assigned by a user (a named cluster, an enrolled face): recognition
--- leaves it alone. Enrolment and the recognition of newly written faces take turns on one
--- lock (semsql.take_mutex), so that a face written while someone is enrolled is matched by one
--- of them.
+-- lookup below filters on faces.embedding_model / person_faces.model. A face whose person_id
+-- is set with a NULL match_confidence was assigned by a user (a named cluster, an enrolled
+-- face): recognition leaves it alone. Enrolment and the recognition of newly written faces
+-- take turns on one lock (semsql.take_mutex), so that a face written while someone is enrolled
+-- is matched by one of them.
 
 -- Confidence, threshold, lock ----------------------------------------------------------------------
 
