@@ -55,8 +55,10 @@ def people() -> None:
     """Enrol people's faces, recognise them in every image, search by face.
 
     \b
-    A face is recognised as the enrolled person with the nearest reference face when the
-    match confidence (1 - cosine distance) reaches the threshold (`semsql people threshold`).
+    A face is recognised as the enrolled person with the nearest reference face (of the same
+    face-vector model) when the match confidence (1 - cosine distance) reaches that model's
+    threshold (`semsql people threshold`). After a switch of SEMSQL_MODEL_FACE_VECTORS the worker
+    embeds the faces again; `semsql people refresh` re-makes the references from their photos.
     Every person command has an SQL twin: semsql.enrol_person, enrol_faces, rename_person,
     merge_people, remove_person, people_summary, refresh_face_clusters, name_face_cluster,
     split_face_cluster, assets_with_face, set_face_match_threshold.
@@ -68,6 +70,7 @@ def people() -> None:
       semsql people clusters                     # unknown faces, grouped
       semsql people name-cluster 12 "Aunt May"
       semsql people find-face someone.jpg        # the images showing that person
+      semsql people refresh                      # references, after a face-model switch
     """
 
 
@@ -149,7 +152,7 @@ def list_people(as_json: bool) -> None:
     """List people: reference faces, recognised faces, assets (SQL: semsql.people_summary)."""
     with _session() as conn:
         rows = fetch_dicts(conn, "SELECT * FROM semsql.people_summary ORDER BY lower(name)")
-        threshold = fetch_value(conn, "SELECT semsql.face_match_threshold()")
+        threshold = _threshold(conn)
     if as_json:
         echo_json(rows)
         return
@@ -231,23 +234,66 @@ def remove(name: str, yes: bool) -> None:
     click.echo(f"{name} removed ({unlinked} faces unlinked)")
 
 
+def _threshold(conn: psycopg.Connection) -> float:
+    """The match threshold of the configured face-vector model."""
+    model = api.configured_face_model()
+    return float(fetch_value(conn, "SELECT semsql.face_match_threshold(%s::text)", [model]))
+
+
 @people.command("threshold")
 @click.argument("value", type=FiniteFloatRange(0, 1), required=False)
 def threshold(value: float | None) -> None:
-    """Show, or set, the match threshold; setting it matches every face again.
+    """Show, or set, the match threshold of the configured face-vector model
+    (SEMSQL_MODEL_FACE_VECTORS); setting it matches every face again.
+
+    \b
+    Each model has its own (semsql.face_model_settings): dlib 0.92, FaceNet (vggface2,
+    casia-webface, .pt files) 0.4.
 
     \b
     Examples:
-      semsql people threshold          # 0.4: up to cosine distance 0.6
-      semsql people threshold 0.5      # fewer, surer recognitions
+      semsql people threshold          # 0.92 for dlib: up to cosine distance 0.08
+      semsql people threshold 0.95     # fewer, surer recognitions
     """
     with _session() as conn:
         if value is None:
-            current = fetch_value(conn, "SELECT semsql.face_match_threshold()")
-            click.echo(f"{current:g}")
+            click.echo(f"{_threshold(conn):g}")
             return
-        changed = fetch_value(conn, "SELECT semsql.set_face_match_threshold(%s)", [value])
+        changed = fetch_value(
+            conn,
+            "SELECT semsql.set_face_match_threshold(%s, %s::text)",
+            [value, api.configured_face_model()],
+        )
     click.echo(f"match threshold {value:g}: {changed} faces changed person")
+
+
+@people.command("refresh")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def refresh(as_json: bool) -> None:
+    """Make the reference faces of another face-vector model again with the configured one.
+
+    \b
+    After SEMSQL_MODEL_FACE_VECTORS changes, the worker embeds every stored face again; a
+    reference taken from a stored face follows it by itself, one enrolled from a photo is made
+    again here from that photo. A reference whose photo is gone is listed: enrol that person
+    again.
+
+    \b
+    Example:
+      SEMSQL_MODEL_FACE_VECTORS=dlib semsql people refresh
+    """
+    with _session() as conn:
+        done = api.refresh_references(conn, api.face_reader())
+    if as_json:
+        echo_json(done.__dict__)
+        return
+    click.echo(
+        f"{done.refreshed} reference face(s) made again with {done.model}, "
+        f"{done.faces_matched} stored face(s) recognised; {done.waiting} follow their stored "
+        "face when the worker embeds it again"
+    )
+    for reference, why in done.left.items():
+        click.echo(f"  not made again: {reference}: {why}", err=True)
 
 
 @people.command("clusters")

@@ -95,6 +95,8 @@ def load_runners(
             model = load_stage(stage, model_name, torch_device, **stage_options.get(stage, {}))
             runner = make_runner(spec, model, pool)
             register_space(conn, runner, reset=spec.vector_space in reset_spaces)
+            if stage == "face_vectors":
+                requeue_faces_of_other_models(conn, runner.model_name)
         except (ModelLoadError, SpaceMismatch) as error:
             log.error("%s: %s; its tasks wait for a worker that loads it", stage, error)
             loaded.problems[stage] = str(error)
@@ -134,6 +136,14 @@ def register_space(conn: psycopg.Connection, runner: Runner, *, reset: bool) -> 
                 log.info("%s space: %s", space, outcome)
     except psycopg.errors.ObjectNotInPrerequisiteState as error:
         raise SpaceMismatch(str(error.diag.message_primary), error.diag.message_hint) from None
+
+
+def requeue_faces_of_other_models(conn: psycopg.Connection, model: str) -> None:
+    """Faces whose vectors another face-vector model made are embedded again with this one
+    (sql/045_people.sql: semsql.requeue_faces_of_other_models)."""
+    assets = fetch_value(conn, "SELECT semsql.requeue_faces_of_other_models(%s)", [model])
+    if assets:
+        log.info("face_vectors: %s assets have faces of another model; queued again", assets)
 
 
 def query_encoders(runners: Mapping[str, Runner]) -> dict[str, QueryEncoder]:

@@ -22,8 +22,9 @@ import numpy as np
 import psycopg
 from psycopg.rows import class_row
 
+from semsql.database import fetch_value
 from semsql.decode import Decoded, InputError, load_image
-from semsql.sources import IMAGE_EXTENSIONS, uri_for_path
+from semsql.sources import IMAGE_EXTENSIONS, path_for_uri, uri_for_path
 from semsql.stages import stage
 
 Box = tuple[float, float, float, float]
@@ -111,6 +112,20 @@ def _as_stored(box: Sequence[float], scale: float) -> Box:
     """A box as the worker stores it: in original pixels, to 0.01, in a real (float32) column."""
     x0, y0, x1, y1 = (float(np.float32(round(float(v) * scale, 2))) for v in box)
     return (x0, y0, x1, y1)
+
+
+def stored_model_name(model: str) -> str:
+    """A face_vectors setting as the name its vectors are stored under (`dlib` in any case)."""
+    return "dlib" if model.strip().lower() == "dlib" else model
+
+
+def configured_face_model() -> str | None:
+    """The worker's face-vector model (SEMSQL_MODEL_FACE_VECTORS, else the default) as stored
+    in faces.embedding_model, without loading it; None when face vectors are off."""
+    from semsql.embedder.models import load_model_config
+
+    model = load_model_config()["face_vectors"]
+    return None if model is None else stored_model_name(model)
 
 
 def face_reader(model: str | None = None, device: str | None = None) -> FaceReader:
@@ -292,3 +307,72 @@ def face_query_vector(image: Path, pick: str | None = None) -> tuple[np.ndarray,
     """The face vector of the face in an image and its model: for `semsql search --face`."""
     reader = face_reader()
     return reader.face(image, pick).vector, reader.model_name
+
+
+@dataclass(frozen=True)
+class RefreshedReferences:
+    model: str
+    refreshed: int
+    """Reference vectors of another model made again from their enrolment photo."""
+    faces_matched: int
+    waiting: int
+    """References taken from stored faces: they follow their face when it is re-embedded."""
+    left: dict[str, str] = field(default_factory=dict)
+    """person (reference id) -> why it could not be made again; enrol that person again."""
+
+
+def refresh_references(conn: psycopg.Connection, reader: FaceReader) -> RefreshedReferences:
+    """Makes the reference vectors of other face-vector models again with the reader's model,
+    from the photo each was enrolled from (the face nearest its recorded box), after a switch
+    of SEMSQL_MODEL_FACE_VECTORS. References taken from stored faces are left to follow them."""
+    rows = conn.execute(
+        """SELECT pf.id, p.name, pf.source_uri, pf.box, pf.face_id IS NOT NULL
+           FROM semsql.person_faces pf JOIN semsql.people p ON p.id = pf.person_id
+           WHERE pf.model <> %s ORDER BY pf.id""",
+        [reader.model_name],
+    ).fetchall()
+    made: list[tuple[int, np.ndarray]] = []
+    left: dict[str, str] = {}
+    waiting = 0
+    for reference_id, name, uri, box, from_face in rows:
+        if from_face:
+            waiting += 1
+            continue
+        label = f"{name} (reference {reference_id})"
+        path = path_for_uri(uri) if uri else None
+        if path is None or box is None:
+            left[label] = "enrolled from a vector without a local photo: enrol this person again"
+            continue
+        try:
+            faces = reader.faces(path)
+        except FaceInputError as error:
+            left[label] = str(error)
+            continue
+        nearest = max(faces, key=lambda face: _overlap(face.box, box), default=None)
+        if nearest is None or _overlap(nearest.box, box) < 0.5:
+            left[label] = f"{path}: no face where it was enrolled from"
+            continue
+        made.append((reference_id, nearest.vector))
+    matched = 0
+    if made:
+        matched = fetch_value(
+            conn,
+            """WITH changed AS (
+                   UPDATE semsql.person_faces pf SET embedding = r.embedding, model = %s
+                   FROM unnest(%s::bigint[], %b::vector[]) AS r(id, embedding)
+                   WHERE pf.id = r.id RETURNING pf.id)
+               SELECT semsql.match_references(array_agg(id)) FROM changed""",
+            [reader.model_name, [i for i, _ in made], [v for _, v in made]],
+        )
+    return RefreshedReferences(reader.model_name, len(made), matched or 0, waiting, left)
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

@@ -53,6 +53,9 @@ class Stage:
     packaged_model: str | None = None
     """A package holding an offline copy of the default model in its model/ folder, used
     instead of the hub id when it is installed."""
+    packaged_default: tuple[str, str] | None = None
+    """(package, model): the default model is this one instead when the package holding its
+    weights is installed (face_vectors: dlib, whose weights come in face_recognition_models)."""
 
     @property
     def env_var(self) -> str:
@@ -68,6 +71,8 @@ class Stage:
 
     def model(self) -> str:
         """The default model: the packaged offline copy when installed, else the hub id."""
+        if self.packaged_default is not None and _package_folder(self.packaged_default[0]):
+            return self.packaged_default[1]
         if self.packaged_model is not None:
             folder = _package_folder(self.packaged_model)
             if folder is not None and (folder / "model" / "config.json").is_file():
@@ -112,6 +117,8 @@ STAGES: tuple[Stage, ...] = (
         writer="write_face_vectors",
         depends_on=("faces",),
         max_side=1600,
+        # Real weights offline: the vggface2 weights are a download, dlib's are a package.
+        packaged_default=("face_recognition_models", "dlib"),
     ),
     Stage(
         "emotion",

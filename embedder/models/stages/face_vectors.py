@@ -1,4 +1,5 @@
-"""Face vectors: facenet-pytorch's InceptionResnetV1 on 160x160 crops of the stored face boxes."""
+"""Face vectors: facenet-pytorch's InceptionResnetV1 on 160x160 crops of the stored face boxes,
+or dlib's face encoder (model name `dlib`, see dlib_faces)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from facenet_pytorch import InceptionResnetV1, extract_face
 from PIL.Image import Image
 
 from .base import Box
+from .dlib_faces import MODEL_NAME as DLIB
+from .dlib_faces import DlibFaceVectorStage, load_dlib_face_vectors
 from .errors import ModelLoadError
 from .images import as_rgb, check_boxes, chunks, unit_rows
 
@@ -77,7 +80,10 @@ class FaceVectorStage:
 
 def load_face_vectors(
     model: str, device: torch.device, dtype: torch.dtype, **options: Any
-) -> FaceVectorStage:
+) -> FaceVectorStage | DlibFaceVectorStage:
+    """`dlib`, a released FaceNet name (vggface2, casia-webface), or a local .pt state_dict."""
+    if model.strip().lower() == DLIB:
+        return load_dlib_face_vectors(device, **options)
     weights = _weights_file(model)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -118,7 +124,7 @@ def _weights_file(model: str) -> Path:
             raise ModelLoadError(
                 "face_vectors",
                 model,
-                f"no such file {path} (give a state_dict .pt file, or one of "
+                f"no such file {path} (give a state_dict .pt file, {DLIB}, or one of "
                 f"{', '.join(RELEASED_WEIGHTS)})",
                 fix=_fix(),
             )
@@ -156,6 +162,6 @@ def _torch_home() -> Path:
 
 def _fix() -> str:
     return (
-        "set SEMSQL_MODEL_FACE_VECTORS to a local InceptionResnetV1 state_dict .pt file, "
-        "or SEMSQL_MODEL_FACE_VECTORS=off"
+        f"set SEMSQL_MODEL_FACE_VECTORS={DLIB} (offline, from semsql[models]), to a local "
+        "InceptionResnetV1 state_dict .pt file, or to off"
     )
