@@ -99,6 +99,7 @@ def test_enrolment_recognises_stored_faces_and_requeues_their_text(conn, db_url)
     other = new_asset(conn, "b.jpg")
     face = write_face(conn, asset, mix(3, 4, 0.7))
     write_face(conn, other, axis(9))
+    conn.commit()  # the new documents (their file names) queue their text at commit
     conn.execute("UPDATE semsql.tasks SET status = 'done', finished_at = now()")
     conn.commit()
     with psycopg.connect(db_url, autocommit=True) as listener:
