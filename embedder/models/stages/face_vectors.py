@@ -18,7 +18,7 @@ from .base import Box
 from .dlib_faces import MODEL_NAME as DLIB
 from .dlib_faces import DlibFaceVectorStage, load_dlib_face_vectors
 from .errors import ModelLoadError
-from .images import as_rgb, check_boxes, chunks, unit_rows
+from .images import as_rgb, check_boxes, chunks, per_image, unit_rows
 
 DIMS = 512
 CROP_SIZE = 160
@@ -58,13 +58,7 @@ class FaceVectorStage:
             for image, image_boxes in zip(images, boxes, strict=True)
             for box in image_boxes
         ]
-        vectors = self._embed(crops)
-        out: list[list[np.ndarray]] = []
-        start = 0
-        for image_boxes in boxes:
-            out.append(list(vectors[start : start + len(image_boxes)]))
-            start += len(image_boxes)
-        return out
+        return per_image(self._embed(crops), boxes)
 
     def _embed(self, crops: list[torch.Tensor]) -> np.ndarray:
         if not crops:

@@ -42,3 +42,13 @@ def unit_rows(vectors: torch.Tensor) -> np.ndarray:
 def check_boxes(images: Sequence[Image], boxes: Sequence[Sequence[Box]]) -> None:
     if len(images) != len(boxes):
         raise ValueError(f"{len(images)} images but {len(boxes)} lists of face boxes")
+
+
+def per_image(vectors: np.ndarray, boxes: Sequence[Sequence[Box]]) -> list[list[np.ndarray]]:
+    """The rows of `vectors`, one per face box in order, given back as one list per image."""
+    out: list[list[np.ndarray]] = []
+    start = 0
+    for image_boxes in boxes:
+        out.append(list(vectors[start : start + len(image_boxes)]))
+        start += len(image_boxes)
+    return out
