@@ -15,7 +15,8 @@ class ModelLoadError(RuntimeError):
         self.env_var = model_env_var(stage)
         self.fix = fix or (
             f"set {self.env_var} to a local folder made with `save_pretrained` "
-            f"(model and processor), or {self.env_var}=off"
+            f"(model and processor; `semsql models download` makes one where the hub is "
+            f"reachable), or {self.env_var}=off"
         )
         super().__init__(f"{stage} model {model!r} could not be loaded: {reason}. Fix: {self.fix}.")
 

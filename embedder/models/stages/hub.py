@@ -66,8 +66,8 @@ def load_pretrained(stage: str, model: str, load: Loader[T]) -> T:
             f"({unreachable})",
             fix=(
                 f"set {env_var} to a local folder made with `save_pretrained` (model and "
-                f"processor), or fill the cache where the hub is reachable "
-                f"(`hf download {model}`), or {env_var}=off"
+                f"processor; `semsql models download` makes one where the hub is reachable), "
+                f"or fill the cache there (`hf download {model}`), or {env_var}=off"
             ),
         )
     return _translating(stage, model, lambda: load(model, False))
