@@ -9,7 +9,7 @@ import click
 
 from semsql.cli.common import echo_json
 from semsql.cli.errors import UserError
-from semsql.embedder.models import inventory
+from semsql.embedder.models import inventory, offline_copy
 from semsql.stages import NAMES
 
 STAGE = click.Choice(NAMES)
@@ -157,8 +157,8 @@ def download(folder: Path, stages: tuple[str, ...], as_json: bool) -> None:
             click.echo(line, err=True)
 
     results = list(_saving(folder, stages or NAMES, progress, echo=not as_json))
-    lines = inventory.export_lines(results)
-    settings_file = inventory.write_settings(folder)
+    lines = offline_copy.export_lines(results)
+    settings_file = offline_copy.write_settings(folder)
     if as_json:
         echo_json(
             {
@@ -178,17 +178,17 @@ def download(folder: Path, stages: tuple[str, ...], as_json: bool) -> None:
 
 
 def _saving(
-    folder: Path, stages: tuple[str, ...], progress: inventory.Progress, echo: bool
-) -> list[inventory.Saved]:
+    folder: Path, stages: tuple[str, ...], progress: offline_copy.Progress, echo: bool
+) -> list[offline_copy.Saved]:
     results = []
-    for saved in inventory.download(folder, stages, progress=progress):
+    for saved in offline_copy.download(folder, stages, progress=progress):
         results.append(saved)
         if echo:
             click.echo(_saved_line(saved), err=True)
     return results
 
 
-def _saved_line(saved: inventory.Saved) -> str:
+def _saved_line(saved: offline_copy.Saved) -> str:
     head = f"{saved.stage:<13} {saved.status:<9}"
     if saved.status == "off":
         return head.rstrip()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from semsql.embedder.models import inventory
+from semsql.embedder.models import offline_copy
 
 
 def test_the_settings_file_replaces_a_link_and_never_writes_through_it(tmp_path: Path) -> None:
@@ -15,10 +15,10 @@ def test_the_settings_file_replaces_a_link_and_never_writes_through_it(tmp_path:
     victim.write_text("alias ll='ls -l'\n")
     folder = tmp_path / "models"
     folder.mkdir()
-    (folder / inventory.SETTINGS_FILE).symlink_to(victim)
+    (folder / offline_copy.SETTINGS_FILE).symlink_to(victim)
     (folder / "caption").mkdir()
 
-    written = inventory.write_settings(folder)
+    written = offline_copy.write_settings(folder)
 
     assert victim.read_text() == "alias ll='ls -l'\n"
     assert not written.is_symlink()
@@ -33,7 +33,7 @@ def test_a_folder_name_with_a_newline_runs_nothing_when_the_file_is_sourced(
     folder.mkdir()
     (folder / "caption").mkdir()
 
-    written = inventory.write_settings(folder)
+    written = offline_copy.write_settings(folder)
     done = subprocess.run(
         ["bash", "-c", '. "$1" && printf %s "$SEMSQL_MODEL_CAPTION"', "-", str(written)],
         capture_output=True,
