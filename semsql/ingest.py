@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,10 +27,12 @@ from semsql.probe import (
     probe_bytes,
     probe_file,
 )
+from semsql.signature import file_signature
 from semsql.sources import Candidate, uri_for_path
 
 USER_AGENT = "semsql-ingest"
 ABANDONED = "interrupted: its ingest stopped"
+UNCHANGED = "unchanged"
 """The error of a job whose `semsql ingest` died before it had read every file."""
 
 # The connection's backend, recorded on its job: once that backend is gone, so is the ingest.
@@ -141,7 +144,7 @@ def run_ingest(
     conn.commit()
     pool = ThreadPoolExecutor(options.threads)
     try:
-        probed = _probe_all(pool, candidates, options)
+        probed = _probe_all(pool, _skip_unchanged(conn, candidates, options), options)
         position = 0
         while batch := list(islice(probed, options.batch_size)):
             items = []
@@ -177,6 +180,53 @@ def run_ingest(
     conn.commit()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _skip_unchanged(
+    conn: psycopg.Connection, candidates: Iterable[Candidate], options: IngestOptions
+) -> Iterator[Candidate]:
+    """The candidates, each local file to read given its stat signature, and those whose asset
+    recorded the same signature marked skipped as unchanged: they are not opened. One query per
+    batch. A manifest row that states facts is read as before, since its facts may have changed
+    (and ingest_item stores no signature for it)."""
+    pending = iter(candidates)
+    while batch := list(islice(pending, options.batch_size)):
+        signed: list[Candidate] = []
+        for candidate in batch:
+            if _may_skip_unread(candidate) and candidate.path is not None:
+                signature = file_signature(candidate.path)
+                candidate = dataclasses.replace(candidate, signature=signature)
+            signed.append(candidate)
+        files = [
+            {"uri": c.uri, "root": uri_for_path(c.root) if c.root else None, "signature": s}
+            for c in signed
+            if (s := c.signature) is not None
+        ]
+        unchanged: set[str] = set()
+        if files:
+            unchanged = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT semsql.unchanged_files(%s, %s, %s, %s)",
+                    [options.collection, Jsonb(files), options.max_bytes, options.max_pixels],
+                )
+            }
+            conn.commit()
+        for candidate in signed:
+            if candidate.signature is not None and candidate.uri in unchanged:
+                yield dataclasses.replace(candidate, skip_reason=UNCHANGED)
+            else:
+                yield candidate
+
+
+def _may_skip_unread(candidate: Candidate) -> bool:
+    """A local file to read, with no facts of its own to store beside it."""
+    return (
+        candidate.path is not None
+        and candidate.error_code is None
+        and candidate.skip_reason is None
+        and not candidate.states_facts
+    )
 
 
 Outcome = Probe | ProbeError | ProbeSkipped | None
@@ -273,6 +323,7 @@ def _item(position: int, candidate: Candidate, result: Outcome) -> dict[str, Any
         "caption": facts.caption,
         "tags": list(facts.tags),
         "people": list(facts.people),
+        "signature": candidate.signature,
     }
 
 

@@ -80,6 +80,20 @@ class Candidate:
     skip_reason: str | None = None  # not read, for this reason (a sidecar, a video, ...)
     taken_at: datetime | None = None  # a manifest's, over the file's own
     title: str | None = None  # a manifest's, over the file's own
+    signature: dict[str, Any] | None = None  # semsql.signature's, taken before it is read
+
+    @property
+    def states_facts(self) -> bool:
+        """Whether it carries facts of its own (a manifest row's) to store with the file."""
+        return bool(
+            self.caption is not None
+            or self.tags
+            or self.people
+            or self.metadata
+            or self.warnings
+            or self.taken_at is not None
+            or self.title is not None
+        )
 
 
 def is_url(text: str) -> bool:
