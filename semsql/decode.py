@@ -18,6 +18,7 @@ import io
 import os
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageOps
 
 from semsql import heif
@@ -87,6 +88,9 @@ def load_image(
             upright = ImageOps.exif_transpose(image)
             if upright.size != image.size and upright.size == (image.height, image.width):
                 width, height = height, width
+            if upright.mode.startswith("I"):  # shrunk first: _eight_bit copies the pixels
+                upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+                upright = _eight_bit(upright)
             if upright.mode == "1":  # a byte a pixel, shrunk before it becomes three
                 upright = upright.convert("L")
             if upright.mode in SHRINK_BEFORE_CONVERT:
@@ -105,6 +109,17 @@ def load_image(
         raise InputError(f"cannot read {uri}: {error}", permanent=not transient) from error
     except Exception as error:  # Pillow raises ValueError, SyntaxError, DecompressionBombError
         raise InputError(f"cannot decode {uri}: {type(error).__name__}: {error}") from error
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit (I;16*) or 32-bit integer (I) grayscale image as 8-bit L: Pillow's own
+    convert clips every value above 255 to white. An I image whose values fit a byte is kept."""
+    pixels = np.asarray(image)
+    if image.mode == "I" and pixels.max(initial=0) <= 255:
+        return image.convert("L")
+    return Image.fromarray(
+        ((np.clip(pixels, 0, 65535).astype(np.uint32) + 128) // 257).astype(np.uint8), "L"
+    )
 
 
 def _is_heif(data: bytes) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
@@ -42,6 +43,10 @@ def unit_rows(vectors: torch.Tensor) -> np.ndarray:
 def check_boxes(images: Sequence[Image], boxes: Sequence[Sequence[Box]]) -> None:
     if len(images) != len(boxes):
         raise ValueError(f"{len(images)} images but {len(boxes)} lists of face boxes")
+    for image_boxes in boxes:
+        for box in image_boxes:
+            if not all(math.isfinite(float(v)) for v in box):
+                raise ValueError(f"face box {tuple(box)} is not finite: x0, y0, x1, y1 in pixels")
 
 
 def per_image(vectors: np.ndarray, boxes: Sequence[Sequence[Box]]) -> list[list[np.ndarray]]:
