@@ -53,9 +53,9 @@ class Stage:
     packaged_model: str | None = None
     """A package holding an offline copy of the default model in its model/ folder, used
     instead of the hub id when it is installed."""
-    packaged_default: tuple[str, str] | None = None
-    """(package, model): the default model is this one instead when the package holding its
-    weights is installed (face_vectors: dlib, whose weights come in face_recognition_models)."""
+    packaged_default: tuple[tuple[str, ...], str] | None = None
+    """(packages, model): the default model is this one instead when every package it needs
+    is installed (face_vectors: dlib, with its weights in face_recognition_models)."""
 
     @property
     def env_var(self) -> str:
@@ -71,8 +71,10 @@ class Stage:
 
     def model(self) -> str:
         """The default model: the packaged offline copy when installed, else the hub id."""
-        if self.packaged_default is not None and _package_folder(self.packaged_default[0]):
-            return self.packaged_default[1]
+        if self.packaged_default is not None:
+            packages, model = self.packaged_default
+            if all(_package_folder(package) is not None for package in packages):
+                return model
         if self.packaged_model is not None:
             folder = _package_folder(self.packaged_model)
             if folder is not None and (folder / "model" / "config.json").is_file():
@@ -118,7 +120,7 @@ STAGES: tuple[Stage, ...] = (
         depends_on=("faces",),
         max_side=1600,
         # Real weights offline: the vggface2 weights are a download, dlib's are a package.
-        packaged_default=("face_recognition_models", "dlib"),
+        packaged_default=(("dlib", "face_recognition_models"), "dlib"),
     ),
     Stage(
         "emotion",

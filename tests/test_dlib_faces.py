@@ -90,6 +90,19 @@ def test_the_default_face_model_is_dlib_where_its_weights_are_installed() -> Non
     assert dlib_faces.weights_folder() is not None
 
 
+@pytest.mark.parametrize("missing", ["dlib", "face_recognition_models"])
+def test_without_dlib_or_its_weights_the_default_stays_vggface2(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    from semsql import stages
+
+    found = stages._package_folder
+    monkeypatch.setattr(
+        stages, "_package_folder", lambda name: None if name == missing else found(name)
+    )
+    assert stages.stage("face_vectors").model() == "vggface2"
+
+
 def test_the_torch_encoder_gives_dlibs_own_descriptors(photos: Path) -> None:
     stage = load_stage("face_vectors", "dlib", "cpu")
     detector = load_stage("faces", "mtcnn", "cpu")
