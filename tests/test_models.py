@@ -269,6 +269,22 @@ def test_face_vectors(
         stage.run(photos, [[]])
 
 
+def test_a_face_model_has_one_stored_name_however_its_file_is_named(
+    tiny_face_vectors_model: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Faces stored under another model name are embedded again: a relative path, or a link,
+    # to the same file must not count as another model.
+    weights = Path(tiny_face_vectors_model)
+    link = tmp_path / "link.pt"
+    link.symlink_to(weights)
+    monkeypatch.chdir(weights.parent)
+    names = {
+        load_stage("face_vectors", given, CPU).model_name
+        for given in (str(weights), weights.name, f"./{weights.name}", str(link))
+    }
+    assert names == {str(weights.resolve())}
+
+
 def test_emotion(tiny_emotion_model: str, photo_face_boxes, photos: list[Image.Image]) -> None:
     stage = load_stage("emotion", tiny_emotion_model, CPU)
     boxes = [list(image_boxes) for image_boxes in photo_face_boxes]

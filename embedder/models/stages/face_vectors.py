@@ -106,7 +106,15 @@ def load_face_vectors(
         )
         raise ModelLoadError("face_vectors", model, reason, fix=_fix())
     net = net.eval().to(device, dtype)
-    return FaceVectorStage(model, net, device, dtype, **options)
+    return FaceVectorStage(_stored_name(model, weights), net, device, dtype, **options)
+
+
+def _stored_name(model: str, weights: Path) -> str:
+    """The model name its vectors are stored with, one per model however it is written
+    (`VGGFace2`, or a .pt file by another relative path): faces of another name are embedded
+    again when a worker starts."""
+    name = model.strip().lower()
+    return name if name in RELEASED_WEIGHTS else str(weights.resolve())
 
 
 def _weights_file(model: str) -> Path:
