@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 
 from semsql import heif
 from semsql.fetch import FetchError, TooLarge, fetch
+from semsql.probe import sniff
 from semsql.safe_open import LeavesRoot, open_beneath
 from semsql.sources import path_for_uri, uri_for_path
 
@@ -80,7 +81,7 @@ def load_image(
         data = _read(uri, root, size)
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
             raise InputError(f"{uri} {CHANGED} (its content is not what was ingested)")
-        if _is_heif(data) and not heif.heif_available():
+        if sniff(data)[0] == "heif" and not heif.heif_available():
             raise InputError(f"cannot decode {uri}: {heif.NEEDS_EXTRA}")
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
@@ -120,10 +121,6 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(
         ((np.clip(pixels, 0, 65535).astype(np.uint32) + 128) // 257).astype(np.uint8), "L"
     )
-
-
-def _is_heif(data: bytes) -> bool:
-    return data[4:8] == b"ftyp" and data[8:12] in heif.HEIF_BRANDS
 
 
 def _read(uri: str, root: str | None, size: int | None) -> bytes:

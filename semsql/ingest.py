@@ -32,8 +32,9 @@ from semsql.sources import Candidate, uri_for_path
 
 USER_AGENT = "semsql-ingest"
 ABANDONED = "interrupted: its ingest stopped"
-UNCHANGED = "unchanged"
 """The error of a job whose `semsql ingest` died before it had read every file."""
+UNCHANGED = "unchanged"
+"""The skip reason of a file whose asset already holds it."""
 
 # The connection's backend, recorded on its job: once that backend is gone, so is the ingest.
 _THIS_BACKEND = """backend_pid = pg_backend_pid(), backend_start = (

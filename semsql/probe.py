@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import stat
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from semsql import heif
 from semsql.metadata import pillow_warnings_silenced, read_metadata
-from semsql.safe_open import LeavesRoot, open_beneath
+from semsql.safe_open import LeavesRoot, NotRegularFile, OverLimit, read_beneath
 from semsql.sidecars import Sidecar, read_sidecars
 from semsql.sources import VIDEO
 
@@ -121,28 +119,15 @@ def probe_file(
 ) -> Probe:
     """Probe the file at `path`; with a `root`, only if it lies beneath it when opened."""
     try:
-        if root is not None:
-            fd = open_beneath(root, path)
-        else:
-            # O_NONBLOCK so that opening a FIFO cannot hang; it changes nothing for files.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            status = os.fstat(fd)
-            if not stat.S_ISREG(status.st_mode):
-                raise ProbeError("unreadable", f"{path} is not a regular file")
-            if status.st_size > max_bytes:
-                raise ProbeError("too_large", _too_large_message(status.st_size, max_bytes))
-            with open(fd, "rb", closefd=False) as file:
-                # read(n) allocates n bytes first: ask for what the file holds, and one more
-                data = file.read(min(status.st_size, max_bytes) + 1)
-        finally:
-            os.close(fd)
+        data = read_beneath(path, root, max_bytes)
     except LeavesRoot as error:
         raise ProbeError("outside_root", str(error)) from None
+    except NotRegularFile:
+        raise ProbeError("unreadable", f"{path} is not a regular file") from None
+    except OverLimit as error:  # its size, or what was read where it grew meanwhile
+        raise ProbeError("too_large", _too_large_message(error.size, max_bytes)) from None
     except OSError as error:
         raise ProbeError("unreadable", f"cannot read {path}: {error.strerror or error}") from error
-    if len(data) > max_bytes:  # the file grew after fstat
-        raise ProbeError("too_large", _too_large_message(len(data), max_bytes))
     return probe_bytes(data, max_pixels=max_pixels, sidecars=read_sidecars(path, root))
 
 

@@ -30,6 +30,43 @@ class LeavesRoot(Exception):
     """The path, or a link on it, leads outside the root."""
 
 
+class NotRegularFile(Exception):
+    """The path names a FIFO, a device, a folder...: nothing that is read as a file."""
+
+
+class OverLimit(Exception):
+    """The file holds more bytes than the reader takes."""
+
+    def __init__(self, size: int, *, grew: bool) -> None:
+        super().__init__(f"{size} bytes")
+        self.size = size
+        """Its size when opened, or, where it grew while being read, what was read."""
+        self.grew = grew
+
+
+def read_beneath(
+    path: str | os.PathLike[str], root: str | os.PathLike[str] | None, max_bytes: int
+) -> bytes:
+    """The bytes of the regular file at `path`, opened beneath `root` when one is given (never
+    blocking on a FIFO), at most `max_bytes` of them. Raises LeavesRoot, NotRegularFile,
+    OverLimit, or OSError as open() and read() would."""
+    fd = open_beneath(root, path) if root is not None else os.open(path, _FILE & ~os.O_NOFOLLOW)
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise NotRegularFile(os.fspath(path))
+        if status.st_size > max_bytes:
+            raise OverLimit(status.st_size, grew=False)
+        with open(fd, "rb", closefd=False) as file:
+            # read(n) allocates n bytes first: ask for what the file holds, and one more
+            data = file.read(min(status.st_size, max_bytes) + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise OverLimit(len(data), grew=True)
+    return data
+
+
 def open_beneath(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> int:
     """A descriptor of the regular file at `path`, opened read-only, which lies beneath
     `root`. Raises LeavesRoot, or OSError as open() would (not found, not a regular file,

@@ -11,11 +11,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from semsql.safe_open import LeavesRoot, open_beneath
+from semsql.safe_open import LeavesRoot, NotRegularFile, OverLimit, read_beneath
 from semsql.xmp import MAX_XMP_BYTES
 
 SIDECAR_SUFFIX = ".xmp"
@@ -64,33 +63,22 @@ def read_sidecars(path: Path, root: Path | None) -> list[Sidecar]:
 
 def _read(path: Path, root: Path | None) -> Sidecar:
     try:
-        fd = (
-            open_beneath(root, path)
-            if root is not None
-            else os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        )
+        return Sidecar(path.name, read_beneath(path, root, MAX_XMP_BYTES))
     except LeavesRoot as error:
         return Sidecar(path.name, error=f"sidecar {path.name}: not read: {error}")
+    except NotRegularFile:
+        return Sidecar(path.name, error=f"sidecar {path.name}: not a regular file")
+    except OverLimit as error:
+        if error.grew:
+            return Sidecar(
+                path.name, error=f"sidecar {path.name}: over the XMP size limit; not read"
+            )
+        return Sidecar(
+            path.name,
+            error=f"sidecar {path.name}: {error.size:,} bytes is over the "
+            f"{MAX_XMP_BYTES:,}-byte XMP limit; not read",
+        )
     except OSError as error:
         if error.errno == errno.ENOENT:  # gone since the lstat, or a link that leads nowhere
             return Sidecar(path.name, error=f"sidecar {path.name}: not read: no such file")
         return Sidecar(path.name, error=f"sidecar {path.name}: cannot read: {error.strerror}")
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return Sidecar(path.name, error=f"sidecar {path.name}: not a regular file")
-        if info.st_size > MAX_XMP_BYTES:
-            return Sidecar(
-                path.name,
-                error=f"sidecar {path.name}: {info.st_size:,} bytes is over the "
-                f"{MAX_XMP_BYTES:,}-byte XMP limit; not read",
-            )
-        with open(fd, "rb", closefd=False) as file:
-            data = file.read(MAX_XMP_BYTES + 1)
-    except OSError as error:
-        return Sidecar(path.name, error=f"sidecar {path.name}: cannot read: {error.strerror}")
-    finally:
-        os.close(fd)
-    if len(data) > MAX_XMP_BYTES:  # it grew after fstat
-        return Sidecar(path.name, error=f"sidecar {path.name}: over the XMP size limit; not read")
-    return Sidecar(path.name, data)
