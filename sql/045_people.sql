@@ -700,6 +700,18 @@ $$;
 COMMENT ON FUNCTION semsql.check_face_k(integer) IS
     'Raises invalid_parameter_value unless a face search''s k is between 1 and 10000.';
 
+CREATE OR REPLACE FUNCTION semsql.nearest_face_model(p_embedding vector) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    SELECT f.embedding_model FROM faces f
+    WHERE f.embedding IS NOT NULL
+    ORDER BY f.embedding <=> p_embedding LIMIT 1;
+$$;
+COMMENT ON FUNCTION semsql.nearest_face_model(vector) IS
+    'The face-vector model of the stored face nearest to this vector: what a face search given '
+    'no model compares with, since vectors of different models are not comparable.';
+
 CREATE OR REPLACE FUNCTION semsql.faces_like_vector(
     p_embedding vector, p_k integer DEFAULT 20, p_model text DEFAULT NULL
 ) RETURNS TABLE (face_id bigint, asset_id bigint, uri text, box real[], distance double precision,
@@ -711,10 +723,7 @@ AS $$
 BEGIN
     PERFORM check_face_k(p_k);
     PERFORM check_query_vector('p_embedding', p_embedding);
-    -- Vectors of different models are not comparable: without a model, that of the nearest face.
-    p_model := coalesce(p_model, (SELECT f.embedding_model FROM faces f
-                                  WHERE f.embedding IS NOT NULL
-                                  ORDER BY f.embedding <=> p_embedding LIMIT 1));
+    p_model := coalesce(p_model, nearest_face_model(p_embedding));
     RETURN QUERY
     SELECT n.id, n.asset_id, a.uri, n.box, n.distance, face_match_confidence(n.distance),
            n.person_id, p.name
@@ -780,10 +789,7 @@ BEGIN
     PERFORM check_face_k(p_k);
     PERFORM check_real('p_min_similarity', p_min_similarity::real, 0, 1);
     PERFORM check_query_vector('p_embedding', p_embedding);
-    -- Vectors of different models are not comparable: without a model, that of the nearest face.
-    p_model := coalesce(p_model, (SELECT f.embedding_model FROM faces f
-                                  WHERE f.embedding IS NOT NULL
-                                  ORDER BY f.embedding <=> p_embedding LIMIT 1));
+    p_model := coalesce(p_model, nearest_face_model(p_embedding));
     max_distance := 1 - coalesce(p_min_similarity, face_match_threshold(p_model));
     -- Faces nearest first; the first face of each asset is its best.
     FOR near IN
