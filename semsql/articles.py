@@ -108,6 +108,7 @@ def summarise(article: str, model: str, device: str = "cpu", max_new_tokens: int
         ) from None
     network.to(device).eval()
     inputs = tokenizer(article, truncation=True, max_length=512, return_tensors="pt").to(device)
+    inputs.pop("token_type_ids", None)  # BERT-style tokenizers give them; seq2seq models refuse
     with torch.inference_mode():
         output = network.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=1)
     summary: str = tokenizer.decode(output[0], skip_special_tokens=True).strip()

@@ -277,11 +277,14 @@ BEGIN
             RAISE NOTICE 'the query has no keywords and no vector signal: nothing can match it';
             RETURN;
         END IF;
+        -- An article's vector is a mean of several parts: half its space's floor matches it.
         IF text_vec IS NOT NULL THEN
-            args.text_floor := coalesce(min_text_similarity, match_similarity('text'));
+            args.text_floor := coalesce(min_text_similarity, match_similarity('text')
+                                        * CASE WHEN article IS NOT NULL THEN 0.5 ELSE 1 END);
         END IF;
         IF image_vec IS NOT NULL THEN
-            args.image_floor := coalesce(min_image_similarity, match_similarity('image'));
+            args.image_floor := coalesce(min_image_similarity, match_similarity('image')
+                                         * CASE WHEN article IS NOT NULL THEN 0.5 ELSE 1 END);
         END IF;
     END IF;
 

@@ -296,7 +296,7 @@ AS $$
                     '', CASE WHEN btrim(p_names[s.i + 1]) ~ '\s' THEN 'gi' ELSE 'g' END)
                 FROM strip s WHERE s.i < coalesce(cardinality(p_names), 0))
             SELECT st.result FROM strip st ORDER BY st.i DESC LIMIT 1) AS r), p_text),
-        '\s+([,.;:!?])', '\1', 'g'), '\s{2,}', ' ', 'g'));
+        '\s+([,.;:!?])', '\1', 'g'), '^[\s,.;:!?–—-]+|\s{2,}', ' ', 'g'));
 $$;
 COMMENT ON FUNCTION semsql.without_names(text, text[]) IS
     'A text with the given names (and their possessives) taken out.';
@@ -307,18 +307,19 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- The lexemes said most often (English stems, stop words dropped), a headline's thrice, and
-    -- each with the word that first said it; a lexeme said once outside the headline is no
-    -- keyphrase.
+    -- each with the word that first said it; one not in the headline must be said three times
+    -- (twice is what filler does: "said", "city").
     WITH counted AS (
-        SELECT t.lexeme, sum(cardinality(t.positions) * CASE t.weights[1] WHEN 'A' THEN 3 ELSE 1 END)::real
-                   AS score,
-               bool_or(t.weights[1] = 'A') AS in_headline
+        SELECT t.lexeme, sum(CASE w.weight WHEN 'A' THEN 3 ELSE 1 END)::real AS score,
+               bool_or(w.weight = 'A') AS in_headline
         FROM unnest(setweight(to_tsvector('pg_catalog.english', coalesce(p_headline, '')), 'A')
                     || to_tsvector('pg_catalog.english', coalesce(p_body, ''))) AS t
+        CROSS JOIN LATERAL unnest(t.weights) AS w(weight)
         WHERE length(t.lexeme) >= 3 AND t.lexeme !~ '\d'
         GROUP BY t.lexeme),
     picked AS (
-        SELECT c.* FROM counted c WHERE c.score >= 2 ORDER BY c.score DESC, c.lexeme LIMIT p_count),
+        SELECT c.* FROM counted c WHERE c.in_headline OR c.score >= 3
+        ORDER BY c.score DESC, c.lexeme LIMIT p_count),
     said AS (
         SELECT DISTINCT ON (l.lexeme) l.lexeme, lower(w.word) AS word
         FROM regexp_split_to_table(coalesce(p_headline, '') || ' ' || coalesce(p_body, ''),
@@ -402,7 +403,7 @@ DECLARE
     keyphrase_weight constant real := 0.4;
     picks constant integer := 3;
     lead_bonus constant real := 0.1;
-    diversity constant real := 0.5;
+    diversity constant real := 0.3;
     pieces record;
     sentence_count integer;
     headline_at integer;
@@ -422,7 +423,7 @@ DECLARE
     text_dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = 'text');
     image_dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = 'image');
     image_vectors vector[];
-    mean vector;
+    subject vector;
     average_centrality real;
     i integer;
 BEGIN
@@ -455,9 +456,12 @@ BEGIN
         END;
     END IF;
 
-    -- The headline first, then the sentences most central to the article (closest to the
-    -- mean of its sentence vectors; the lead's first two a little more), each less what it
-    -- repeats of those picked already. Without vectors: the lead.
+    -- The headline first, then the sentences most central to the article's subject: the mean
+    -- of its sentence vectors with the headline as heavy as all the others together (news
+    -- states its subject there; filler, however much of it, is only half). The lead's first
+    -- two count a little more; each pick is less what it repeats of the sentences picked
+    -- before it, and one less central than the average sentence is filler. Without vectors:
+    -- the lead.
     chosen := ARRAY[headline_at];
     reasons := ARRAY['headline'];
     IF nullif(btrim(summary), '') IS NOT NULL THEN
@@ -469,20 +473,23 @@ BEGIN
             reasons := reasons || 'lead (no sentence vectors)'::text;
         END LOOP;
     ELSE
-        SELECT avg(v) INTO mean FROM unnest(vectors[1:sentence_count]) AS v;
-        centrality := ARRAY(SELECT (1 - (v <=> mean))::real
+        subject := weighted_vector_sum(
+            vectors[1:sentence_count],
+            ARRAY(SELECT CASE WHEN g = headline_at THEN greatest(sentence_count - 1, 1)::real
+                              ELSE 1 END
+                  FROM generate_series(1, sentence_count) AS g));
+        centrality := ARRAY(SELECT (1 - (v <=> subject))::real
                             FROM unnest(vectors[1:sentence_count]) WITH ORDINALITY AS u(v, n)
                             ORDER BY u.n);
         average_centrality := (SELECT avg(c) FROM unnest(centrality) AS c);
         FOR pick IN 1 .. picks LOOP
             best := NULL;
             FOR i IN 1 .. sentence_count LOOP
-                -- A sentence less central than the average one is filler, however new.
                 CONTINUE WHEN i = ANY (chosen) OR centrality[i] < average_centrality;
                 candidate_score := centrality[i]
                     + CASE WHEN i - headline_at BETWEEN 1 AND 2 THEN lead_bonus ELSE 0 END
-                    - diversity * (SELECT max(1 - (vectors[i] <=> vectors[c]))
-                                   FROM unnest(chosen) AS c);
+                    - diversity * coalesce((SELECT max(1 - (vectors[i] <=> vectors[c]))
+                                            FROM unnest(chosen[2:]) AS c), 0);
                 IF best IS NULL OR candidate_score > best_score THEN
                     best := i;
                     best_score := candidate_score;
