@@ -14,7 +14,8 @@ timed cold (its sentences never embedded before) and warm (cached), and split: r
 article (names, sentences, keyphrases), the worker's round trip for its vectors, the search.
 Then the short queries: fused semsql.search(query => q) against the text vector alone.
 
-    python bench/articles.py [--articles 32] [--people 40] [--strangers 400] [--database URL] [--out bench/results/articles.json]
+    python bench/articles.py [--articles 32] [--people 40] [--strangers 400] [--database URL]
+                             [--out bench/results/articles.json]
 
 About two minutes on 2 cores (most of it the worker embedding the documents). Uses
 SEMSQL_DATABASE_URL's server when set (a throwaway database is made there), else a throwaway
@@ -38,10 +39,10 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from newsroom import Newsroom, compose  # noqa: E402
+from newsroom import Newsroom, compose
 
-from semsql import migrate  # noqa: E402
-from semsql.testing import scratch_database, scratch_server  # noqa: E402
+from semsql import migrate
+from semsql.testing import scratch_database, scratch_server
 
 DATABASE = "semsql_bench_articles"
 OFF_STAGES = ("caption", "tags", "faces", "face_vectors", "emotion", "clip")
@@ -58,8 +59,10 @@ def ingest(url: str, newsroom: Newsroom, folder: Path) -> float:
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "semsql.cli", "ingest", "--manifest", str(manifest)],
-        env=worker_env(url), check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=worker_env(url),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -122,15 +125,19 @@ def measure(conn: psycopg.Connection, newsroom: Newsroom) -> dict[str, object]:
     per_article = []
     cold, warm = [], []
     for article in newsroom.articles:
-        row: dict[str, object] = {"article": article.key, "people": article.people,
-                                  "setting": article.setting, "words": article.words}  # fmt: skip
+        row: dict[str, object] = {
+            "article": article.key,
+            "people": article.people,
+            "setting": article.setting,
+            "words": article.words,
+        }
         for name, method in methods.items():
-            found, millis = timed(lambda m=method: m(article.text))  # type: ignore[misc]
+            found, millis = timed(lambda m=method, t=article.text: m(t))  # type: ignore[misc]
             row[f"{name}_p5"] = precision(found, article.relevant, 5)
             row[f"{name}_p10"] = precision(found, article.relevant, 10)
             if name == "article":
                 cold.append(millis)
-                warm.append(timed(lambda: article_search(article.text))[1])
+                warm.append(timed(lambda t=article.text: article_search(t))[1])  # type: ignore[misc]
         per_article.append(row)
 
     # The split, with the cache emptied again: reading, the worker's round trip, the search.
@@ -159,9 +166,14 @@ def measure(conn: psycopg.Connection, newsroom: Newsroom) -> dict[str, object]:
                    query_embedding => semsql.embed_text(%s), query_space => 'text', k => %s)""",
             [query.text, K],
         )
-        short.append({"query": query.text, "setting": query.setting,
-                      "fused_p10": precision(fused, query.relevant, 10),
-                      "text_vector_p10": precision(vector_only, query.relevant, 10)})  # fmt: skip
+        short.append(
+            {
+                "query": query.text,
+                "setting": query.setting,
+                "fused_p10": precision(fused, query.relevant, 10),
+                "text_vector_p10": precision(vector_only, query.relevant, 10),
+            }
+        )
 
     def mean(rows: list[dict[str, object]], column: str) -> float:
         return round(statistics.fmean(float(r[column]) for r in rows), 3)  # type: ignore[arg-type]
@@ -176,8 +188,10 @@ def measure(conn: psycopg.Connection, newsroom: Newsroom) -> dict[str, object]:
         }
         | {f"split_{part}_p50": round(statistics.median(v), 1) for part, v in split.items()}
         | {f"split_{part}_p95": round(p95(v), 1) for part, v in split.items()},
-        "short_queries": {"fused_p10": mean(short, "fused_p10"),
-                          "text_vector_p10": mean(short, "text_vector_p10")},  # fmt: skip
+        "short_queries": {
+            "fused_p10": mean(short, "fused_p10"),
+            "text_vector_p10": mean(short, "text_vector_p10"),
+        },
         "articles": per_article,
         "queries": short,
     }
@@ -201,8 +215,10 @@ def print_report(results: dict[str, object], checks: dict[str, bool]) -> None:
     for method in ("article", "query", "seed"):
         print(f"{method:<10}{summary[f'{method}_p5']:>7.3f}{summary[f'{method}_p10']:>7.3f}")
     short: dict[str, float] = results["short_queries"]  # type: ignore[assignment]
-    print(f"short paraphrase queries: fused P@10 {short['fused_p10']:.3f}, "
-          f"text vector alone P@10 {short['text_vector_p10']:.3f}")  # fmt: skip
+    print(
+        f"short paraphrase queries: fused P@10 {short['fused_p10']:.3f}, "
+        f"text vector alone P@10 {short['text_vector_p10']:.3f}"
+    )
     timing: dict[str, float] = results["timing_ms"]  # type: ignore[assignment]
     print("article query ms: " + ", ".join(f"{k} {v}" for k, v in timing.items()))
     for check, passed in checks.items():
@@ -223,8 +239,10 @@ def run(url: str, newsroom: Newsroom, setup: dict[str, float]) -> dict[str, obje
         if not (running and running[0]):
             worker = subprocess.Popen(
                 [sys.executable, "-m", "semsql.cli", "worker", "--device", "cpu"],
-                env=worker_env(url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+                env=worker_env(url),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 while not conn.execute("SELECT count(*) FROM semsql.live_workers()").fetchone()[0]:  # type: ignore[index]
@@ -234,8 +252,10 @@ def run(url: str, newsroom: Newsroom, setup: dict[str, float]) -> dict[str, obje
                 setup["embed_documents_s"] = round(wait_for_documents(conn, worker), 1)
                 conn.execute("ANALYZE")
                 for i in range(10):  # torch is slow on the first shapes it sees
-                    conn.execute("SELECT semsql.embed_texts(%s)",
-                                 [[f"warm up {i}", f"warm up sentence {i} of two"]])  # fmt: skip
+                    conn.execute(
+                        "SELECT semsql.embed_texts(%s)",
+                        [[f"warm up {i}", f"warm up sentence {i} of two"]],
+                    )
                 return measure(conn, newsroom)
         finally:
             if worker is not None:
@@ -260,15 +280,18 @@ def main() -> None:
     if not 8 <= args.people <= 300 or args.articles < 8 or args.strangers < 0:
         parser.error("--people takes 8 to 300, --articles 8 or more, --strangers 0 or more")
 
-    newsroom = compose(args.seed, people=args.people, strangers=args.strangers,
-                       articles=args.articles)  # fmt: skip
+    newsroom = compose(
+        args.seed, people=args.people, strangers=args.strangers, articles=args.articles
+    )
     setup: dict[str, float] = {}
     if args.database:
         results = run(args.database, newsroom, setup)
     else:
-        with scratch_server(settings={"fsync": "off"}) as server_url:
-            with scratch_database(server_url, DATABASE) as url:
-                results = run(url, newsroom, setup)
+        with (
+            scratch_server(settings={"fsync": "off"}) as server_url,
+            scratch_database(server_url, DATABASE) as url,
+        ):
+            results = run(url, newsroom, setup)
     checks = targets(results)
     print_report(results, checks)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,97 +32,236 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("beach", ("on a sandy beach", "by the seaside with waves behind", "at the shore near the surf"),
-            ("{p} enjoys a summer day at the beach", "{p} soaks up the sun on the coast"),
-            ("{p} spent the afternoon on the sand as the waves rolled in.",
-             "Surfers and swimmers crowded the coastline around {p}.",
-             "The seaside was packed with families and sandcastles all day."),
-            ("sunbathing next to the ocean", "a holiday swim in salty water")),
-    Setting("wedding", ("at a wedding reception", "as bride and groom cut the cake", "among guests at a marriage ceremony"),
-            ("{p} ties the knot", "Wedding bells ring for {p}"),
-            ("{p} danced late into the night at the reception.",
-             "The ceremony was held in a small chapel, and guests threw petals as the couple left.",
-             "Friends said the vows were short but moving."),
-            ("a couple exchanging vows at the altar", "newlyweds celebrating their union")),
-    Setting("stadium", ("in a packed football stadium", "cheering from the stands of a soccer match", "beside the pitch during a league game"),
-            ("{p} cheers on the home team", "{p} watches the derby from the stands"),
-            ("{p} joined forty thousand supporters as the home side scored late in the match.",
-             "The stadium roared when the final whistle blew.",
-             "Fans in team scarves sang through both halves of the game."),
-            ("spectators watching a sports fixture in an arena", "supporters celebrating a goal")),
-    Setting("kitchen", ("cooking in a restaurant kitchen", "chopping vegetables at a stove", "preparing a meal with a chef's knife"),
-            ("{p} cooks up a storm", "In the kitchen with {p}"),
-            ("{p} chopped onions and stirred a simmering sauce for the evening service.",
-             "Pots bubbled on every burner as the cooks plated dishes.",
-             "The recipe, a family favourite, takes three hours to prepare."),
-            ("making dinner, frying food in a pan", "someone baking bread at home")),
-    Setting("mountain", ("hiking on a rocky mountain trail", "climbing a steep alpine path", "trekking near a summit"),
-            ("{p} takes on the mountains", "{p} reaches the summit"),
-            ("{p} hiked for six hours along a rocky ridge to reach the peak.",
-             "The trail climbs steeply through pine forest before the summit.",
-             "Hikers carried heavy backpacks up the mountain path."),
-            ("walking uphill among peaks and boulders", "an expedition to high altitude")),
-    Setting("concert", ("performing on a concert stage", "singing into a microphone at a gig", "playing guitar before a crowd of fans"),
-            ("{p} plays a sold-out show", "{p} rocks the festival"),
-            ("{p} sang and played guitar on stage in front of a huge crowd.",
-             "The band's concert ended with a long encore.",
-             "Fans waved their phones as the music filled the hall."),
-            ("live music show with a band", "an artist entertaining an audience")),
-    Setting("court", ("leaving a courtroom after a hearing", "standing before a judge in court", "speaking to lawyers outside the courthouse"),
-            ("{p} appears in court", "Verdict day for {p}"),
-            ("{p} stood before the judge as the hearing began in the courtroom.",
-             "Lawyers argued the case for most of the day in court.",
-             "Reporters waited on the courthouse steps for the verdict."),
-            ("a trial in the legal chamber", "an attorney defending a client")),
-    Setting("hospital", ("visiting patients in a hospital ward", "talking with nurses at a clinic", "touring a medical centre"),
-            ("{p} visits the children's hospital", "{p} thanks hospital staff"),
-            ("{p} walked through the hospital wards and thanked the nurses.",
-             "Doctors at the clinic showed the new medical equipment.",
-             "Patients in the ward received gifts and cards."),
-            ("doctors caring for the sick", "health workers treating the injured")),
-    Setting("school", ("teaching pupils in a classroom", "reading to children at a primary school", "writing on a blackboard for students"),
-            ("{p} goes back to school", "{p} inspires young pupils"),
-            ("{p} read a story to a class of eight-year-olds at the school.",
-             "Pupils in the classroom asked questions about books.",
-             "The teachers said the school visit was the highlight of term."),
-            ("a lesson for kids", "educating youngsters at their desks")),
-    Setting("snow", ("skiing down a snowy slope", "on a ski lift at a winter resort", "building a snowman after heavy snowfall"),
-            ("{p} hits the slopes", "{p} enjoys a winter break"),
-            ("{p} skied down the snowy slopes of the resort all morning.",
-             "Fresh snow fell overnight and the ski lifts opened early.",
-             "The winter resort was busy with skiers and snowboarders."),
-            ("gliding across frozen white powder", "a cold holiday in the alps with sledges")),
-    Setting("airport", ("boarding a plane at the airport", "waiting at a departure gate", "walking through a terminal with luggage"),
-            ("{p} jets off", "{p} lands after a long journey"),
-            ("{p} was seen at the airport boarding an early flight.",
-             "Passengers queued at the departure gate with their luggage.",
-             "The terminal was crowded as planes were delayed."),
-            ("catching a flight abroad", "travellers flying overseas")),
-    Setting("market", ("buying fruit at a farmers market", "browsing stalls of a street market", "tasting cheese from a market vendor"),
-            ("{p} shops local", "A morning at the market with {p}"),
-            ("{p} bought fruit and cheese from the stalls of the farmers market.",
-             "Vendors at the market sold fresh bread and vegetables.",
-             "The weekend market draws shoppers from across the region."),
-            ("shopping for fresh produce outdoors", "grocers selling apples and greens")),
-    Setting("laboratory", ("working in a science laboratory", "looking through a microscope", "mixing chemicals in test tubes"),
-            ("{p} tours the new research lab", "Science with {p}"),
-            ("{p} looked through a microscope in the new science laboratory.",
-             "Researchers in the lab showed their chemistry experiments.",
-             "The laboratory will study new vaccines."),
-            ("researchers running experiments", "scientists studying samples")),
-    Setting("press", ("speaking at a press conference", "answering reporters' questions at a podium", "addressing journalists in front of microphones"),
-            ("{p} faces the media", "{p} speaks to reporters"),
-            ("{p} answered questions from journalists at a crowded press conference.",
-             "Reporters lined up microphones in front of the podium.",
-             "The briefing lasted almost an hour."),
-            ("a briefing for the media", "a statement to the news cameras")),
-)  # fmt: skip
+    Setting(
+        "beach",
+        ("on a sandy beach", "by the seaside with waves behind", "at the shore near the surf"),
+        ("{p} enjoys a summer day at the beach", "{p} soaks up the sun on the coast"),
+        (
+            "{p} spent the afternoon on the sand as the waves rolled in.",
+            "Surfers and swimmers crowded the coastline around {p}.",
+            "The seaside was packed with families and sandcastles all day.",
+        ),
+        ("sunbathing next to the ocean", "a holiday swim in salty water"),
+    ),
+    Setting(
+        "wedding",
+        (
+            "at a wedding reception",
+            "as bride and groom cut the cake",
+            "among guests at a marriage ceremony",
+        ),
+        ("{p} ties the knot", "Wedding bells ring for {p}"),
+        (
+            "{p} danced late into the night at the reception.",
+            "The ceremony was held in a small chapel, and guests threw petals as the couple left.",
+            "Friends said the vows were short but moving.",
+        ),
+        ("a couple exchanging vows at the altar", "newlyweds celebrating their union"),
+    ),
+    Setting(
+        "stadium",
+        (
+            "in a packed football stadium",
+            "cheering from the stands of a soccer match",
+            "beside the pitch during a league game",
+        ),
+        ("{p} cheers on the home team", "{p} watches the derby from the stands"),
+        (
+            "{p} joined forty thousand supporters as the home side scored late in the match.",
+            "The stadium roared when the final whistle blew.",
+            "Fans in team scarves sang through both halves of the game.",
+        ),
+        ("spectators watching a sports fixture in an arena", "supporters celebrating a goal"),
+    ),
+    Setting(
+        "kitchen",
+        (
+            "cooking in a restaurant kitchen",
+            "chopping vegetables at a stove",
+            "preparing a meal with a chef's knife",
+        ),
+        ("{p} cooks up a storm", "In the kitchen with {p}"),
+        (
+            "{p} chopped onions and stirred a simmering sauce for the evening service.",
+            "Pots bubbled on every burner as the cooks plated dishes.",
+            "The recipe, a family favourite, takes three hours to prepare.",
+        ),
+        ("making dinner, frying food in a pan", "someone baking bread at home"),
+    ),
+    Setting(
+        "mountain",
+        (
+            "hiking on a rocky mountain trail",
+            "climbing a steep alpine path",
+            "trekking near a summit",
+        ),
+        ("{p} takes on the mountains", "{p} reaches the summit"),
+        (
+            "{p} hiked for six hours along a rocky ridge to reach the peak.",
+            "The trail climbs steeply through pine forest before the summit.",
+            "Hikers carried heavy backpacks up the mountain path.",
+        ),
+        ("walking uphill among peaks and boulders", "an expedition to high altitude"),
+    ),
+    Setting(
+        "concert",
+        (
+            "performing on a concert stage",
+            "singing into a microphone at a gig",
+            "playing guitar before a crowd of fans",
+        ),
+        ("{p} plays a sold-out show", "{p} rocks the festival"),
+        (
+            "{p} sang and played guitar on stage in front of a huge crowd.",
+            "The band's concert ended with a long encore.",
+            "Fans waved their phones as the music filled the hall.",
+        ),
+        ("live music show with a band", "an artist entertaining an audience"),
+    ),
+    Setting(
+        "court",
+        (
+            "leaving a courtroom after a hearing",
+            "standing before a judge in court",
+            "speaking to lawyers outside the courthouse",
+        ),
+        ("{p} appears in court", "Verdict day for {p}"),
+        (
+            "{p} stood before the judge as the hearing began in the courtroom.",
+            "Lawyers argued the case for most of the day in court.",
+            "Reporters waited on the courthouse steps for the verdict.",
+        ),
+        ("a trial in the legal chamber", "an attorney defending a client"),
+    ),
+    Setting(
+        "hospital",
+        (
+            "visiting patients in a hospital ward",
+            "talking with nurses at a clinic",
+            "touring a medical centre",
+        ),
+        ("{p} visits the children's hospital", "{p} thanks hospital staff"),
+        (
+            "{p} walked through the hospital wards and thanked the nurses.",
+            "Doctors at the clinic showed the new medical equipment.",
+            "Patients in the ward received gifts and cards.",
+        ),
+        ("doctors caring for the sick", "health workers treating the injured"),
+    ),
+    Setting(
+        "school",
+        (
+            "teaching pupils in a classroom",
+            "reading to children at a primary school",
+            "writing on a blackboard for students",
+        ),
+        ("{p} goes back to school", "{p} inspires young pupils"),
+        (
+            "{p} read a story to a class of eight-year-olds at the school.",
+            "Pupils in the classroom asked questions about books.",
+            "The teachers said the school visit was the highlight of term.",
+        ),
+        ("a lesson for kids", "educating youngsters at their desks"),
+    ),
+    Setting(
+        "snow",
+        (
+            "skiing down a snowy slope",
+            "on a ski lift at a winter resort",
+            "building a snowman after heavy snowfall",
+        ),
+        ("{p} hits the slopes", "{p} enjoys a winter break"),
+        (
+            "{p} skied down the snowy slopes of the resort all morning.",
+            "Fresh snow fell overnight and the ski lifts opened early.",
+            "The winter resort was busy with skiers and snowboarders.",
+        ),
+        ("gliding across frozen white powder", "a cold holiday in the alps with sledges"),
+    ),
+    Setting(
+        "airport",
+        (
+            "boarding a plane at the airport",
+            "waiting at a departure gate",
+            "walking through a terminal with luggage",
+        ),
+        ("{p} jets off", "{p} lands after a long journey"),
+        (
+            "{p} was seen at the airport boarding an early flight.",
+            "Passengers queued at the departure gate with their luggage.",
+            "The terminal was crowded as planes were delayed.",
+        ),
+        ("catching a flight abroad", "travellers flying overseas"),
+    ),
+    Setting(
+        "market",
+        (
+            "buying fruit at a farmers market",
+            "browsing stalls of a street market",
+            "tasting cheese from a market vendor",
+        ),
+        ("{p} shops local", "A morning at the market with {p}"),
+        (
+            "{p} bought fruit and cheese from the stalls of the farmers market.",
+            "Vendors at the market sold fresh bread and vegetables.",
+            "The weekend market draws shoppers from across the region.",
+        ),
+        ("shopping for fresh produce outdoors", "grocers selling apples and greens"),
+    ),
+    Setting(
+        "laboratory",
+        (
+            "working in a science laboratory",
+            "looking through a microscope",
+            "mixing chemicals in test tubes",
+        ),
+        ("{p} tours the new research lab", "Science with {p}"),
+        (
+            "{p} looked through a microscope in the new science laboratory.",
+            "Researchers in the lab showed their chemistry experiments.",
+            "The laboratory will study new vaccines.",
+        ),
+        ("researchers running experiments", "scientists studying samples"),
+    ),
+    Setting(
+        "press",
+        (
+            "speaking at a press conference",
+            "answering reporters' questions at a podium",
+            "addressing journalists in front of microphones",
+        ),
+        ("{p} faces the media", "{p} speaks to reporters"),
+        (
+            "{p} answered questions from journalists at a crowded press conference.",
+            "Reporters lined up microphones in front of the podium.",
+            "The briefing lasted almost an hour.",
+        ),
+        ("a briefing for the media", "a statement to the news cameras"),
+    ),
+)
 
-MOMENTS = ("smiling", "laughing with friends", "waving to the camera", "shaking hands",
-           "looking thoughtful", "talking on the phone", "posing for a photo",
-           "in a blue jacket", "holding a cup of coffee", "wearing sunglasses")  # fmt: skip
-STRANGERS = ("A man", "A woman", "Two friends", "A family", "An elderly couple",
-             "A group of teenagers", "A young girl", "A boy")  # fmt: skip
+MOMENTS = (
+    "smiling",
+    "laughing with friends",
+    "waving to the camera",
+    "shaking hands",
+    "looking thoughtful",
+    "talking on the phone",
+    "posing for a photo",
+    "in a blue jacket",
+    "holding a cup of coffee",
+    "wearing sunglasses",
+)
+STRANGERS = (
+    "A man",
+    "A woman",
+    "Two friends",
+    "A family",
+    "An elderly couple",
+    "A group of teenagers",
+    "A young girl",
+    "A boy",
+)
 FILLER = (
     "Shares in the city's largest bank fell two percent on Tuesday after weak results.",
     "The council approved a new budget for road repairs in the northern districts.",
@@ -148,16 +287,74 @@ FILLER = (
     "A report on housing costs will be published on Friday.",
     "The zoo welcomed a baby giraffe, its first in ten years.",
     "Parking fees in the centre will be reviewed by the council.",
-)  # fmt: skip
-OTHER_SETTING = ("Last year {p} was photographed {c}, but that was a different story.",
-                 "Earlier in the week the team had been {c} for another feature.")  # fmt: skip
+    "The hospital trust published its annual accounts on Thursday.",
+    "A bridge on the eastern motorway will close for repairs in March.",
+    "Mortgage rates edged higher as lenders reacted to the inflation figures.",
+    "Scientists warned that the drought could affect this year's harvest.",
+    "The government is expected to announce changes to pensions next week.",
+    "Two new bus routes will link the suburbs with the university campus.",
+    "A fire at a warehouse on the industrial estate was brought under control.",
+    "The airline reported record passenger numbers for the summer.",
+    "Ticket sales for the national lottery fell for the second year.",
+    "A local charity raised more than ten thousand pounds for the food bank.",
+    "The opposition called for an inquiry into the delayed rail project.",
+    "Broadband speeds in rural areas remain well below the national average.",
+    "The school board will vote on the new term dates in April.",
+    "Retail sales were flat in October, according to the statistics office.",
+)
+OTHER_SETTING = (
+    "Last year {p} was photographed {c}, but that was a different story.",
+    "Earlier in the week the team had been {c} for another feature.",
+)
 
-FIRST = ("Ana", "Anna", "Jo", "Joe", "Sofia", "Sophia", "Mark", "Marc", "Liam", "Omar", "Yuki",
-         "Priya", "Lars", "Chloe", "Diego", "Fatima", "Hugo", "Ines", "Kofi", "Mei")  # fmt: skip
-LAST = ("Lima", "Parker", "Park", "Rossi", "Chen", "Byrne", "Haddad", "Tanaka", "Sharma",
-        "Nilsson", "Dubois", "Garcia", "Khan", "Weber", "Costa", "Mensah", "Wong", "Novak")  # fmt: skip
-NEAR_IDENTICAL = (("Ana Lima", "Anna Lima"), ("Jo Parker", "Joe Park"),
-                  ("Sofia Rossi", "Sophia Rossi"), ("Mark Chen", "Marc Chen"))  # fmt: skip
+FIRST = (
+    "Ana",
+    "Anna",
+    "Jo",
+    "Joe",
+    "Sofia",
+    "Sophia",
+    "Mark",
+    "Marc",
+    "Liam",
+    "Omar",
+    "Yuki",
+    "Priya",
+    "Lars",
+    "Chloe",
+    "Diego",
+    "Fatima",
+    "Hugo",
+    "Ines",
+    "Kofi",
+    "Mei",
+)
+LAST = (
+    "Lima",
+    "Parker",
+    "Park",
+    "Rossi",
+    "Chen",
+    "Byrne",
+    "Haddad",
+    "Tanaka",
+    "Sharma",
+    "Nilsson",
+    "Dubois",
+    "Garcia",
+    "Khan",
+    "Weber",
+    "Costa",
+    "Mensah",
+    "Wong",
+    "Novak",
+)
+NEAR_IDENTICAL = (
+    ("Ana Lima", "Anna Lima"),
+    ("Jo Parker", "Joe Park"),
+    ("Sofia Rossi", "Sophia Rossi"),
+    ("Mark Chen", "Marc Chen"),
+)
 
 
 @dataclass
@@ -240,10 +437,12 @@ def compose_article(
         lead = f"It was a big day for {names}. " + lead
         lead += f" {mention(people[0], 'possessive')} friends came too."
     body = [lead, *rng.sample(about[1:], k=rng.choice((1, 2)))]
-    filler = rng.sample(FILLER, k=rng.randint(5, 9))
+    filler = rng.sample(FILLER, k=rng.randint(6, 17))
     if rng.random() < 0.6:
-        filler.insert(rng.randrange(len(filler) + 1),
-                      rng.choice(OTHER_SETTING).format(p=names, c=rng.choice(other.captions)))  # fmt: skip
+        filler.insert(
+            rng.randrange(len(filler) + 1),
+            rng.choice(OTHER_SETTING).format(p=names, c=rng.choice(other.captions)),
+        )
     sentences = [body[0]]
     rest = body[1:] + filler
     rng.shuffle(rest)
@@ -261,9 +460,14 @@ def compose_article(
 
 
 def compose(
-    seed: int = 7, people: int = 40, homes: int = 5, per_home: int = 8, strays: int = 4,
-    strangers: int = 400, articles: int = 32,
-) -> Newsroom:  # fmt: skip
+    seed: int = 7,
+    people: int = 40,
+    homes: int = 5,
+    per_home: int = 8,
+    strays: int = 4,
+    strangers: int = 400,
+    articles: int = 32,
+) -> Newsroom:
     """The catalog: each person photographed per_home times in each of `homes` settings of
     their own and `strays` times elsewhere; `strangers` photos of nobody known; the articles
     and queries. (per_home 8: an article's P@10 can reach 0.8 with one person named.)"""
@@ -292,7 +496,9 @@ def compose(
             cast = [pairs[number]]
         else:
             cast = [rng.choice(names)]
-            partners = [n for n in names if n != cast[0] and set(home_of[n]) & set(home_of[cast[0]])]
+            partners = [
+                n for n in names if n != cast[0] and set(home_of[n]) & set(home_of[cast[0]])
+            ]
             if rng.random() < 0.3 and partners:
                 cast.append(rng.choice(partners))
         shared = sorted(set.intersection(*(set(home_of[p]) for p in cast)))
@@ -300,8 +506,11 @@ def compose(
         other = rng.choice([s for s in SETTINGS if s.name != setting.name])
         stories.append(compose_article(f"a{number:02d}", cast, setting, rng, other))
     for story in stories:
-        story.relevant = {p.key for p in photos
-                          if p.setting == story.setting and set(p.people) & set(story.people)}  # fmt: skip
+        story.relevant = {
+            p.key
+            for p in photos
+            if p.setting == story.setting and set(p.people) & set(story.people)
+        }
     queries = [Query(text, s.name) for s in SETTINGS for text in s.queries]
     for query in queries:
         query.relevant = {p.key for p in photos if p.setting == query.setting}

@@ -186,7 +186,11 @@ def search(
     if html_path is not None:
         from semsql.cli.contact_sheet import write_contact_sheet
 
-        title = query or (f"article {article_source}" if article_source else None) or (f"like {image_path.name}" if image_path else f"like asset {like_asset}")
+        title = (
+            query
+            or (f"article {article_source}" if article_source else None)
+            or (f"like {image_path.name}" if image_path else f"like asset {like_asset}")
+        )
         write_contact_sheet(html_path, hits, title or "semsql search")
         click.echo(f"wrote {html_path}", err=True)
     if as_json:
