@@ -504,8 +504,10 @@ BEGIN
 
     IF image_dims IS NOT NULL AND 'image' = ANY (spaces) THEN
         BEGIN
-            image_vectors := embed_texts(ARRAY(SELECT texts[c] FROM unnest(chosen) AS c)
-                                         || keyphrase, 'image')::vector[];
+            image_vectors := embed_texts(
+                ARRAY(SELECT texts[c] FROM unnest(chosen) AS c)
+                    || CASE WHEN keyphrase IS NOT NULL THEN ARRAY[keyphrase] ELSE '{}' END,
+                'image')::vector[];
             IF vector_dims(image_vectors[1]) <> image_dims THEN
                 RAISE NOTICE 'search leaves out the image signal: the query vectors have % '
                              'dimensions, the stored vectors %', vector_dims(image_vectors[1]),

@@ -312,3 +312,31 @@ def test_the_orm_searches_by_article(corpus, corpus_url) -> None:
         uris = session.execute(select(hits.c.uri).order_by(hits.c.rank)).scalars().all()
     engine.dispose()
     assert {Path(uri).stem for uri in uris} == {"vogels_convertible", "vogels_pickup"}
+
+
+def test_the_analyst_searches_by_article(corpus) -> None:
+    cache_article_texts(corpus, VOGELS)  # as the worker would have, for this login
+    corpus.conn.execute("SET ROLE semsql_analyst")
+    hits = corpus.search(article=VOGELS, k=2)
+    assert set(corpus.keys(hits)) == {"vogels_convertible", "vogels_pickup"}
+
+
+def test_article_parts_are_embedded_in_the_image_space_too(db, query_worker, tiny_models):
+    dims = {
+        space: len(load_stage(stage, tiny_models[stage], "cpu").encode(["x"])[0])
+        for space, stage in (("text", "text"), ("image", "clip"))
+    }
+    for space, stage in (("text", "text"), ("image", "clip")):
+        db.execute(
+            "SELECT semsql.register_vector_space(%s, %s, %s)",
+            [space, tiny_models[stage], dims[space]],
+        )
+    article = "Go\n\nWe ran to the sea. It was cold."  # no keyphrase: no lexeme said enough
+    parts = db.execute(
+        """SELECT kind, part, vector_dims(text_vector), vector_dims(image_vector)
+           FROM semsql.article_parts(%s, NULL, ARRAY['text', 'image'])""",
+        [article],
+    ).fetchall()
+    assert [p[:2] for p in parts][0] == ("headline", "Go")
+    assert all(p[2:] == (dims["text"], dims["image"]) for p in parts)
+    assert "keyphrases" not in [p[0] for p in parts]
