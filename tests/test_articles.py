@@ -337,6 +337,6 @@ def test_article_parts_are_embedded_in_the_image_space_too(db, query_worker, tin
            FROM semsql.article_parts(%s, NULL, ARRAY['text', 'image'])""",
         [article],
     ).fetchall()
-    assert [p[:2] for p in parts][0] == ("headline", "Go")
+    assert parts[0][:2] == ("headline", "Go")
     assert all(p[2:] == (dims["text"], dims["image"]) for p in parts)
     assert "keyphrases" not in [p[0] for p in parts]
