@@ -19,9 +19,13 @@ $$;
 COMMENT ON FUNCTION semsql.similar(bigint, integer) IS
     'The k assets most like this one (its CLIP image vector and its document vector), itself left out: reverse image search.';
 
+-- Until `by` was added, duplicates had no `by` and max_distance defaulted to 0.05: a second
+-- overload would make every call without `by` ambiguous.
+DROP FUNCTION IF EXISTS semsql.duplicates(real, text, text, integer);
+
 CREATE OR REPLACE FUNCTION semsql.duplicates(
-    max_distance real DEFAULT 0.05, collection text DEFAULT NULL, space text DEFAULT 'image',
-    neighbours integer DEFAULT 10
+    max_distance real DEFAULT NULL, collection text DEFAULT NULL, space text DEFAULT 'image',
+    neighbours integer DEFAULT 10, by text DEFAULT 'semantic'
 ) RETURNS TABLE (group_id bigint, asset_id bigint, uri text, kind text, distance real)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
@@ -29,28 +33,123 @@ SET hnsw.ef_search = 40
 AS $$
 #variable_conflict use_column
 DECLARE
-    dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = duplicates.space);
+    dims integer;
+    hash_bits integer;
     ids bigint[];      -- the assets considered, by id: asset number i is ids[i]
     parent integer[];  -- a union-find forest over 1 .. n, each tree named by its least number
     link record;
+    links text;        -- the query of the links: (a, b) asset numbers within max_distance
+    members text;      -- the query of the result rows, from the forest
     x integer;
     y integer;
 BEGIN
-    -- Cosine distances lie between 0 and 2; NaN would link nothing and Infinity everything.
-    PERFORM check_real('max_distance', max_distance, 0, 2, true);
-    IF neighbours IS NULL OR neighbours NOT BETWEEN 1 AND 1000 THEN
+    IF duplicates.by IS NULL OR duplicates.by NOT IN ('semantic', 'content') THEN
+        RAISE EXCEPTION 'by takes semantic or content, not %', duplicates.by
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF neighbours IS NULL OR neighbours NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION 'neighbours must be between 1 and 1000, not %', neighbours
             USING ERRCODE = 'invalid_parameter_value';
-    ELSIF duplicates.space IS NULL OR duplicates.space NOT IN ('image', 'text') THEN
-        RAISE EXCEPTION 'space takes image or text, not %', duplicates.space
-            USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- An HNSW scan returns at most ef_search rows: as many as the neighbours asked for
-    -- (restored when the function returns, by its SET clause).
-    PERFORM set_config('hnsw.ef_search', greatest(40, neighbours)::text, true);
-    IF dims IS NULL THEN
-        RAISE EXCEPTION 'no vectors in the % space yet', duplicates.space
-            USING ERRCODE = 'object_not_in_prerequisite_state';
+    IF duplicates.by = 'content' THEN
+        hash_bits := content_hash_bits();
+        -- Hamming distances are whole bits from 0 to the hash's length.
+        max_distance := coalesce(max_distance, default_content_distance());
+        PERFORM check_real('max_distance', max_distance, 0, hash_bits, true);
+        -- Each asset's upright hash against every stored variant of the others: a rotated or
+        -- mirrored copy has one variant (its own transform undone) near the original's
+        -- upright hash. One asset can fill up to 8 of the rows a scan returns.
+        PERFORM set_config('hnsw.ef_search', least(1000, greatest(40, 8 * neighbours))::text, true);
+        SELECT coalesce(array_agg(h.asset_id ORDER BY h.asset_id), '{}') INTO ids
+        FROM content_hashes h JOIN assets a ON a.id = h.asset_id
+        WHERE h.variant = 0 AND (duplicates.collection IS NULL OR a.collection = duplicates.collection);
+        links := $sql$
+            SELECT l.a, nm.i AS b
+            FROM (SELECT m.i::integer AS a, n.asset_id
+                  FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+                  JOIN semsql.content_hashes mh ON mh.asset_id = m.asset_id AND mh.variant = 0
+                  CROSS JOIN LATERAL (
+                      SELECT h.asset_id, h.hash <~> mh.hash AS distance
+                      FROM semsql.content_hashes h
+                      WHERE h.asset_id <> m.asset_id
+                      ORDER BY h.hash <~> mh.hash
+                      LIMIT 8 * $2) AS n
+                  WHERE n.distance <= $1
+                  OFFSET 0) AS l
+            JOIN (SELECT m.asset_id, m.i::integer AS i
+                  FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+                  OFFSET 0) AS nm ON nm.asset_id = l.asset_id
+        $sql$;
+        -- Distance to the group's first asset: the nearest of its variants to that one upright.
+        members := $sql$
+            SELECT g.group_id, g.asset_id, a.uri,
+                   CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
+                   (SELECT min(h.hash <~> gh.hash)
+                    FROM semsql.content_hashes h
+                    WHERE h.asset_id = g.asset_id)::real
+            FROM forest g
+            JOIN semsql.assets a ON a.id = g.asset_id
+            JOIN semsql.assets ga ON ga.id = g.group_id
+            JOIN semsql.content_hashes gh ON gh.asset_id = g.group_id AND gh.variant = 0
+            WHERE g.size > 1
+            ORDER BY g.group_id, 5, g.asset_id
+        $sql$;
+    ELSE
+        -- Cosine distances lie between 0 and 2; NaN would link nothing and Infinity everything.
+        max_distance := coalesce(max_distance, 0.05);
+        PERFORM check_real('max_distance', max_distance, 0, 2, true);
+        IF duplicates.space IS NULL OR duplicates.space NOT IN ('image', 'text') THEN
+            RAISE EXCEPTION 'space takes image or text, not %', duplicates.space
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        dims := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = duplicates.space);
+        IF dims IS NULL THEN
+            RAISE EXCEPTION 'no vectors in the % space yet', duplicates.space
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'by => ''content'' needs no model';
+        END IF;
+        -- An HNSW scan returns at most ef_search rows: as many as the neighbours asked for
+        -- (restored when the function returns, by its SET clause).
+        PERFORM set_config('hnsw.ef_search', greatest(40, neighbours)::text, true);
+        EXECUTE format($sql$
+            SELECT coalesce(array_agg(e.asset_id ORDER BY e.asset_id), '{}')
+            FROM semsql.embeddings e JOIN semsql.assets a ON a.id = e.asset_id
+            WHERE e.space = %L AND ($1 IS NULL OR a.collection = $1)
+        $sql$, duplicates.space)
+        INTO ids USING duplicates.collection;
+        links := format($sql$
+            SELECT l.a, nm.i AS b
+            FROM (SELECT m.i::integer AS a, n.asset_id
+                  FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+                  JOIN semsql.embeddings me ON me.asset_id = m.asset_id AND me.space = %2$L
+                  CROSS JOIN LATERAL (
+                      SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> me.embedding::halfvec(%1$s)
+                                 AS distance
+                      FROM semsql.embeddings e
+                      WHERE e.space = %2$L AND e.asset_id <> m.asset_id
+                      ORDER BY e.embedding::halfvec(%1$s) <=> me.embedding::halfvec(%1$s)
+                      LIMIT $2) AS n
+                  WHERE n.distance <= $1
+                  OFFSET 0) AS l
+            -- Each link's far end to its number, through a hash of the assets built once (its
+            -- key a column of embeddings, whose statistics show it unique), the links streaming
+            -- past.
+            JOIN (SELECT ne.asset_id, m.i::integer AS i
+                  FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+                  JOIN semsql.embeddings ne ON ne.asset_id = m.asset_id AND ne.space = %2$L
+                  OFFSET 0) AS nm ON nm.asset_id = l.asset_id
+        $sql$, dims, duplicates.space);
+        members := format($sql$
+            SELECT g.group_id, g.asset_id, a.uri,
+                   CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
+                   (e.embedding::halfvec(%1$s) <=> ge.embedding::halfvec(%1$s))::real
+            FROM forest g
+            JOIN semsql.assets a ON a.id = g.asset_id
+            JOIN semsql.assets ga ON ga.id = g.group_id
+            JOIN semsql.embeddings e ON e.asset_id = g.asset_id AND e.space = %2$L
+            JOIN semsql.embeddings ge ON ge.asset_id = g.group_id AND ge.space = %2$L
+            WHERE g.size > 1
+            ORDER BY g.group_id, 5, g.asset_id
+        $sql$, dims, duplicates.space);
     END IF;
     -- Each asset links to its nearest neighbours within max_distance (HNSW); a group is a
     -- connected component of those links, named by its smallest asset id. The components come
@@ -59,35 +158,8 @@ BEGIN
     -- the assets (12 bytes each), whatever the size or shape of a component. (A transitive
     -- closure holds n^2 pairs for a component of n; label propagation takes as many rounds
     -- as a component's diameter, n / neighbours for a chain of gradual changes.)
-    EXECUTE format($sql$
-        SELECT coalesce(array_agg(e.asset_id ORDER BY e.asset_id), '{}')
-        FROM semsql.embeddings e JOIN semsql.assets a ON a.id = e.asset_id
-        WHERE e.space = %L AND ($1 IS NULL OR a.collection = $1)
-    $sql$, duplicates.space)
-    INTO ids USING duplicates.collection;
     parent := array(SELECT generate_series(1, cardinality(ids)));
-    FOR link IN EXECUTE format($sql$
-        SELECT l.a, nm.i AS b
-        FROM (SELECT m.i::integer AS a, n.asset_id
-              FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
-              JOIN semsql.embeddings me ON me.asset_id = m.asset_id AND me.space = %2$L
-              CROSS JOIN LATERAL (
-                  SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> me.embedding::halfvec(%1$s)
-                             AS distance
-                  FROM semsql.embeddings e
-                  WHERE e.space = %2$L AND e.asset_id <> m.asset_id
-                  ORDER BY e.embedding::halfvec(%1$s) <=> me.embedding::halfvec(%1$s)
-                  LIMIT $2) AS n
-              WHERE n.distance <= $1
-              OFFSET 0) AS l
-        -- Each link's far end to its number, through a hash of the assets built once (its key
-        -- a column of embeddings, whose statistics show it unique), the links streaming past.
-        JOIN (SELECT ne.asset_id, m.i::integer AS i
-              FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
-              JOIN semsql.embeddings ne ON ne.asset_id = m.asset_id AND ne.space = %2$L
-              OFFSET 0) AS nm ON nm.asset_id = l.asset_id
-    $sql$, dims, duplicates.space)
-    USING max_distance, neighbours, ids
+    FOR link IN EXECUTE links USING max_distance, neighbours, ids
     LOOP
         x := link.a;
         WHILE parent[x] <> x LOOP
@@ -109,30 +181,24 @@ BEGIN
     FOR i IN 1 .. cardinality(ids) LOOP
         parent[i] := parent[parent[i]];
     END LOOP;
-    RETURN QUERY EXECUTE format($sql$
+    RETURN QUERY EXECUTE
+        $sql$
         WITH forest AS (
             SELECT f.asset_id, ($1::bigint[])[f.root] AS group_id,
                    count(*) OVER (PARTITION BY f.root) AS size
             FROM unnest($1::bigint[], $2::integer[]) AS f (asset_id, root))
-        SELECT g.group_id, g.asset_id, a.uri,
-               CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
-               (e.embedding::halfvec(%1$s) <=> ge.embedding::halfvec(%1$s))::real
-        FROM forest g
-        JOIN semsql.assets a ON a.id = g.asset_id
-        JOIN semsql.assets ga ON ga.id = g.group_id
-        JOIN semsql.embeddings e ON e.asset_id = g.asset_id AND e.space = %2$L
-        JOIN semsql.embeddings ge ON ge.asset_id = g.group_id AND ge.space = %2$L
-        WHERE g.size > 1
-        ORDER BY g.group_id, 5, g.asset_id
-    $sql$, dims, duplicates.space)
+        $sql$ || members
     USING ids, parent;
 END
 $$;
-COMMENT ON FUNCTION semsql.duplicates(real, text, text, integer) IS
-    'Groups of near-duplicate assets: each asset linked to those of its neighbours (1 to 1000 nearest) '
-    'whose vectors (CLIP by default) are within max_distance (cosine, 0 to 2); a group is a '
-    'connected component of those links, named by its smallest asset id; distance is to the '
-    'group''s first asset, kind exact when the files are identical. Time grows with assets x '
+COMMENT ON FUNCTION semsql.duplicates(real, text, text, integer, text) IS
+    'Groups of duplicate assets: each asset linked to those of its neighbours (1 to 1000 nearest) '
+    'within max_distance; a group is a connected component of those links, named by its '
+    'smallest asset id; distance is to the group''s first asset, kind exact when the files are '
+    'identical. by => semantic (the default): vectors of space (CLIP image by default), cosine '
+    '0 to 2, default 0.05. by => content: the perceptual hashes of the content stage, no model '
+    'needed, Hamming bits, default semsql.default_content_distance(); every rotation and mirror '
+    'of an asset is compared, so turned and flipped copies group too. Time grows with assets x '
     'neighbours (one HNSW scan per asset), memory with the assets, not with the size of a group.';
 
 CREATE OR REPLACE FUNCTION semsql.exact_duplicates(collection text DEFAULT NULL)
