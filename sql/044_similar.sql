@@ -34,7 +34,6 @@ AS $$
 #variable_conflict use_column
 DECLARE
     dims integer;
-    hash_bits integer;
     ids bigint[];      -- the assets considered, by id: asset number i is ids[i]
     parent integer[];  -- a union-find forest over 1 .. n, each tree named by its least number
     link record;
@@ -51,45 +50,45 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF duplicates.by = 'content' THEN
-        hash_bits := content_hash_bits();
-        -- Hamming distances are whole bits from 0 to the hash's length.
+        -- Hamming distances are whole bits, from 0 to the hash's length.
         max_distance := coalesce(max_distance, default_content_distance());
-        PERFORM check_real('max_distance', max_distance, 0, hash_bits, true);
-        -- Each asset's upright hash against every stored variant of the others: a rotated or
-        -- mirrored copy has one variant (its own transform undone) near the original's
-        -- upright hash. One asset can fill up to 8 of the rows a scan returns.
-        PERFORM set_config('hnsw.ef_search', least(1000, greatest(40, 8 * neighbours))::text, true);
-        SELECT coalesce(array_agg(h.asset_id ORDER BY h.asset_id), '{}') INTO ids
-        FROM content_hashes h JOIN assets a ON a.id = h.asset_id
-        WHERE h.variant = 0 AND (duplicates.collection IS NULL OR a.collection = duplicates.collection);
+        PERFORM check_real('max_distance', max_distance, 0, content_hash_bits(), true);
+        SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}') INTO ids
+        FROM assets a
+        WHERE (duplicates.collection IS NULL OR a.collection = duplicates.collection)
+          AND EXISTS (SELECT 1 FROM content_hashes h WHERE h.asset_id = a.id AND h.view = 'full');
+        -- Each asset's whole view, turned every way, against every view of the others
+        -- (content_neighbours: one HNSW scan per turn). A rotated or mirrored copy matches its
+        -- original turned back; a copy cropped by 10 % per side matches the original's centre
+        -- view from its own side, which is enough for the components. neighbours + 1: the
+        -- asset finds itself first.
         links := $sql$
-            SELECT l.a, nm.i AS b
-            FROM (SELECT m.i::integer AS a, n.asset_id
-                  FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
-                  JOIN semsql.content_hashes mh ON mh.asset_id = m.asset_id AND mh.variant = 0
-                  CROSS JOIN LATERAL (
-                      SELECT h.asset_id, h.hash <~> mh.hash AS distance
-                      FROM semsql.content_hashes h
-                      WHERE h.asset_id <> m.asset_id
-                      ORDER BY h.hash <~> mh.hash
-                      LIMIT 8 * $2) AS n
-                  WHERE n.distance <= $1
-                  OFFSET 0) AS l
+            SELECT m.i::integer AS a, nm.i AS b
+            FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+            CROSS JOIN LATERAL semsql.content_neighbours(
+                ARRAY(SELECT h.hash FROM semsql.content_hashes h
+                      WHERE h.asset_id = m.asset_id AND h.view = 'full'),
+                $2 + 1, floor($1)::integer) AS n
             JOIN (SELECT m.asset_id, m.i::integer AS i
                   FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
-                  OFFSET 0) AS nm ON nm.asset_id = l.asset_id
+                  OFFSET 0) AS nm ON nm.asset_id = n.asset_id
+            WHERE n.asset_id <> m.asset_id
         $sql$;
-        -- Distance to the group's first asset: the nearest of its variants to that one upright.
+        -- Distance to the group's first asset: either's whole view, turned the best way, to
+        -- the nearest view of the other.
         members := $sql$
             SELECT g.group_id, g.asset_id, a.uri,
                    CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
-                   (SELECT min(h.hash <~> gh.hash)
-                    FROM semsql.content_hashes h
-                    WHERE h.asset_id = g.asset_id)::real
+                   (SELECT min(semsql.content_variant(x.hash, v.v) <~> y.hash)
+                    FROM semsql.content_hashes x
+                    JOIN semsql.content_hashes y
+                      ON (x.asset_id, y.asset_id) IN ((g.asset_id, g.group_id),
+                                                      (g.group_id, g.asset_id))
+                    CROSS JOIN generate_series(0, 7) AS v (v)
+                    WHERE x.view = 'full')::real
             FROM forest g
             JOIN semsql.assets a ON a.id = g.asset_id
             JOIN semsql.assets ga ON ga.id = g.group_id
-            JOIN semsql.content_hashes gh ON gh.asset_id = g.group_id AND gh.variant = 0
             WHERE g.size > 1
             ORDER BY g.group_id, 5, g.asset_id
         $sql$;
@@ -197,9 +196,11 @@ COMMENT ON FUNCTION semsql.duplicates(real, text, text, integer, text) IS
     'smallest asset id; distance is to the group''s first asset, kind exact when the files are '
     'identical. by => semantic (the default): vectors of space (CLIP image by default), cosine '
     '0 to 2, default 0.05. by => content: the perceptual hashes of the content stage, no model '
-    'needed, Hamming bits, default semsql.default_content_distance(); every rotation and mirror '
-    'of an asset is compared, so turned and flipped copies group too. Time grows with assets x '
-    'neighbours (one HNSW scan per asset), memory with the assets, not with the size of a group.';
+    'needed, Hamming bits (0 to 256), default semsql.default_content_distance(); each asset''s '
+    'hash turned every way is compared with every view of the others, so resized, re-encoded, '
+    'turned, mirrored and 10 % border-cropped copies group. Time grows with assets x '
+    'neighbours (one HNSW scan per asset, eight by content), memory with the assets, not with '
+    'the size of a group.';
 
 CREATE OR REPLACE FUNCTION semsql.exact_duplicates(collection text DEFAULT NULL)
 RETURNS TABLE (sha256 text, asset_id bigint, uri text, collection text, stored boolean)

@@ -31,7 +31,7 @@ CREATE OR REPLACE FUNCTION semsql.default_content_distance() RETURNS real
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
-    SELECT 10::real;
+    SELECT 40::real;
 $$;
 COMMENT ON FUNCTION semsql.default_content_distance() IS
     'The Hamming distance (bits of the content hash) within which duplicates(by => ''content'') '

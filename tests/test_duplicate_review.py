@@ -6,17 +6,23 @@ with --keep best --delete-others, or lists with --dry-run."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
+import skimage.data
 from click.testing import CliRunner, Result
+from PIL import Image, ImageOps
 from psycopg import sql
 
+from semsql import content_hash
 from semsql.cli.main import cli
 from semsql.duplicates import DuplicateQuery, delete_assets, review
+from semsql.embedder.worker import Worker, WorkerOptions
+from semsql.stages import NAMES
 
 # Tables whose asset_id is no reference: marks that live for one transaction.
 TRANSIENT = {"search_documents_stale"}
@@ -391,8 +397,6 @@ def test_without_vectors_semantic_says_so_and_points_at_content(db, semsql_env) 
 
 
 def test_the_page_shows_each_group_side_by_side_escaped(conn, semsql_env, tmp_path) -> None:
-    from PIL import Image
-
     photo = tmp_path / "<i>copy&.png"
     Image.new("RGB", (64, 48), "red").save(photo)
     conn.execute("UPDATE semsql.stages SET enabled = false")
@@ -408,3 +412,165 @@ def test_the_page_shows_each_group_side_by_side_escaped(conn, semsql_env, tmp_pa
     assert text.count('<figure class="keep">') == 1 and text.count('<figure class="other">') == 1
     assert text.count("data:image/jpeg;base64,") == 1  # the readable file; the other is missing
     assert 'class="missing"' in text
+
+
+# Content duplicates of the sample images, with no model --------------------------------------
+
+CONTENT_ONLY = {name: None for name in NAMES} | {"content": "phash256"}  # every model off
+
+
+def originals() -> dict[str, Image.Image]:
+    return {
+        "astronaut": Image.fromarray(skimage.data.astronaut()),
+        "chelsea": Image.fromarray(skimage.data.chelsea()),
+        "coffee": Image.fromarray(skimage.data.coffee()),
+        "rocket": Image.fromarray(skimage.data.rocket()),
+    }
+
+
+def others() -> dict[str, Image.Image]:
+    """Different pictures: none may join a group."""
+    return {
+        "camera": Image.fromarray(skimage.data.camera()),
+        "coins": Image.fromarray(skimage.data.coins()),
+        "motorcycle": Image.fromarray(skimage.data.stereo_motorcycle()[0]),
+        "hubble": Image.fromarray(skimage.data.hubble_deep_field()),
+        "moon": Image.fromarray(skimage.data.moon()),
+    }
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    data = io.BytesIO()
+    image.convert("RGB").save(data, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(data.getvalue()))
+
+
+def copies(image: Image.Image) -> dict[str, Image.Image]:
+    w, h = image.size
+    return {
+        "half": image.resize((w // 2, h // 2)),
+        "quarter": image.resize((w // 4, h // 4)),
+        "jpeg q30": jpeg(image, 30),
+        "cropped 10 %": image.crop((w // 10, h // 10, w - w // 10, h - h // 10)),
+        "quarter turn": image.rotate(-90, expand=True),
+        "half turn": image.rotate(180),
+        "mirrored": ImageOps.mirror(image),
+    }
+
+
+@pytest.fixture(scope="module")
+def sample_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each original as PNG with its copies as JPEG (quality 92, smaller files), and the other
+    pictures."""
+    folder = tmp_path_factory.mktemp("samples")
+    for name, image in originals().items():
+        image.save(folder / f"{name}.png")
+        for kind, copy in copies(image).items():
+            copy.convert("RGB").save(folder / f"{name} {kind}.jpg", quality=92)
+    for name, image in others().items():
+        image.save(folder / f"{name}.png")
+    return folder
+
+
+def ingest_and_hash(folder: Path, url: str) -> dict[str, int]:
+    """Ingest the folder, run the content stage alone; asset id by file name."""
+    result = invoke("ingest", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    Worker(url, WorkerOptions(until_idle=True, poll_interval=0.2), models=CONTENT_ONLY).run()
+    with psycopg.connect(url) as conn:
+        return {Path(uri).name: asset_id for uri, asset_id in conn.execute(
+            "SELECT uri, id FROM semsql.assets")}  # fmt: skip
+
+
+def expected_groups() -> list[set[str]]:
+    return [
+        {f"{name}.png"} | {f"{name} {kind}.jpg" for kind in copies(image)}
+        for name, image in originals().items()
+    ]
+
+
+def test_content_duplicates_group_each_original_with_its_copies_and_nothing_else(
+    db, semsql_env, sample_folder
+) -> None:
+    ids = ingest_and_hash(sample_folder, semsql_env)
+    assert db.execute("SELECT count(*) FROM semsql.embeddings").fetchone() == (0,)  # no model
+    names = {asset_id: name for name, asset_id in ids.items()}
+    rows = db.execute(
+        "SELECT group_id, asset_id, kind, distance FROM semsql.duplicates(by => 'content')"
+    ).fetchall()
+    found: dict[int, set[str]] = {}
+    for group_id, asset_id, _, _ in rows:
+        found.setdefault(group_id, set()).add(names[asset_id])
+    assert sorted(map(sorted, found.values())) == sorted(map(sorted, expected_groups()))
+    assert all(kind == "near" for group_id, asset_id, kind, _ in rows if group_id != asset_id)
+    limit = db.execute("SELECT semsql.default_content_distance()").fetchone()[0]
+    assert all(distance <= limit for *_, distance in rows)
+    # The copy to keep is each original: the most pixels, then the most bytes (PNG).
+    review = db.execute("SELECT asset_id FROM semsql.duplicate_review(by => 'content') WHERE keep")
+    assert {names[asset_id] for (asset_id,) in review} == {f"{name}.png" for name in originals()}
+    # The same grouping within a collection, none in another.
+    assert db.execute(
+        "SELECT count(*) FROM semsql.duplicates(by => 'content', collection => 'default')"
+    ).fetchone() == (len(rows),)
+    assert db.execute(
+        "SELECT count(*) FROM semsql.duplicates(by => 'content', collection => 'other')"
+    ).fetchone() == (0,)
+
+
+def nearest(original: dict[str, str], copy: dict[str, str]) -> int:
+    """As duplicates(by => 'content') links two assets: the whole view of one, turned the best
+    way, against the nearest view of the other (either way round)."""
+    return min(
+        content_hash.distance(content_hash.variant(one["full"], turn), view)
+        for one, other in ((original, copy), (copy, original))
+        for turn in range(content_hash.VARIANTS)
+        for view in other.values()
+    )
+
+
+def test_the_default_distance_lies_between_copies_and_other_pictures(conn) -> None:
+    """The measurement behind semsql.default_content_distance() (run with -s to see it)."""
+    default = conn.execute("SELECT semsql.default_content_distance()").fetchone()[0]
+    hashes = {name: content_hash.content_hashes(image) for name, image in originals().items()}
+    hashes |= {name: content_hash.content_hashes(image) for name, image in others().items()}
+    worst: dict[str, int] = {}
+    for name, image in originals().items():
+        for kind, copy in copies(image).items():
+            distance = nearest(hashes[name], content_hash.content_hashes(copy))
+            worst[kind] = max(worst.get(kind, 0), distance)
+    apart = min(nearest(hashes[a], hashes[b]) for a in hashes for b in hashes if a < b)
+    print(f"\ncopies, farthest from their original (bits of 256): {worst}")
+    print(f"different pictures, nearest pair: {apart} bits; default max_distance: {default}")
+    assert max(worst.values()) < default < apart
+    assert default - max(worst.values()) >= 15 and apart - default >= 40  # room both ways
+
+
+def test_deleting_the_other_copies_keeps_files_and_leaves_no_rows(
+    db, semsql_env, sample_folder
+) -> None:
+    ids = ingest_and_hash(sample_folder, semsql_env)
+    files = folder_digest(sample_folder)
+    every_id = sorted(ids.values())
+    counts = rows_of(db, every_id)
+
+    dry = invoke("duplicates", "--keep", "best", "--delete-others", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    copies_count = sum(len(group) - 1 for group in expected_groups())
+    assert dry.stdout.splitlines()[0] == (
+        f"would delete {copies_count} asset row(s) (asset rows only: no file on disk was touched):"
+    )
+    assert rows_of(db, every_id) == counts and folder_digest(sample_folder) == files
+
+    page = sample_folder.parent / "dupes.html"
+    done = invoke("duplicates", "--keep", "best", "--delete-others", "--html", str(page))
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith(f"deleted {copies_count} asset row(s) (asset rows only")
+    assert page.read_text().count("data:image/jpeg;base64,") == copies_count + len(originals())
+    assert folder_digest(sample_folder) == files  # not a byte of any file changed
+    kept = {f"{name}.png" for name in originals()} | {f"{name}.png" for name in others()}
+    assert {Path(uri).name for (uri,) in db.execute("SELECT uri FROM semsql.assets")} == kept
+    deleted = [asset_id for name, asset_id in ids.items() if name not in kept]
+    assert set(rows_of(db, deleted).values()) == {0}
+    assert rows_of(db, [ids[name] for name in kept]) == rows_of(db, [ids[name] for name in kept])
+    assert db.execute("SELECT count(*) FROM semsql.content_hashes").fetchone() == (2 * len(kept),)
+    assert invoke("duplicates").stdout == "no duplicates\n"
