@@ -57,35 +57,51 @@ BEGIN
         FROM assets a
         WHERE (duplicates.collection IS NULL OR a.collection = duplicates.collection)
           AND EXISTS (SELECT 1 FROM content_hashes h WHERE h.asset_id = a.id AND h.view = 'full');
-        -- Each asset's whole view, turned every way, against every view of the others
-        -- (content_neighbours: one HNSW scan per turn). A rotated or mirrored copy matches its
+        -- Each asset's whole view, turned every way, against every view of the others: one
+        -- HNSW scan per turn, as content_neighbours does, written out here so that each
+        -- hash is transposed once (variants 4 to 7 are 4 turned by 0 to 3, which are bit masks)
+        -- and the scans stream into the union-find. A rotated or mirrored copy matches its
         -- original turned back; a copy cropped by 10 % per side matches the original's centre
-        -- view from its own side, which is enough for the components. neighbours + 1: the
-        -- asset finds itself first.
+        -- view from its own side, which is enough for the components. Up to neighbours views
+        -- of other assets per scan (the asset's own two come first).
+        PERFORM set_config('hnsw.ef_search', greatest(40, neighbours + 2)::text, true);
         links := $sql$
-            SELECT m.i::integer AS a, nm.i AS b
-            FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
-            CROSS JOIN LATERAL semsql.content_neighbours(
-                ARRAY(SELECT h.hash FROM semsql.content_hashes h
-                      WHERE h.asset_id = m.asset_id AND h.view = 'full'),
-                $2 + 1, floor($1)::integer) AS n
+            SELECT t.i AS a, nm.i AS b
+            FROM (SELECT w.i, w.asset_id,
+                         semsql.content_variant(CASE WHEN v.v < 4 THEN w.hash ELSE w.transposed END,
+                                                v.v % 4) AS hash
+                  FROM (SELECT m.i::integer AS i, h.asset_id, h.hash,
+                               semsql.content_variant(h.hash, 4) AS transposed
+                        FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+                        JOIN semsql.content_hashes h ON h.asset_id = m.asset_id AND h.view = 'full'
+                        OFFSET 0) AS w
+                  CROSS JOIN generate_series(0, 7) AS v (v)
+                  OFFSET 0) AS t
+            CROSS JOIN LATERAL (
+                SELECT c.asset_id, c.hash <~> t.hash AS distance
+                FROM semsql.content_hashes c
+                ORDER BY c.hash <~> t.hash
+                LIMIT $2 + 2) AS n
             JOIN (SELECT m.asset_id, m.i::integer AS i
                   FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
                   OFFSET 0) AS nm ON nm.asset_id = n.asset_id
-            WHERE n.asset_id <> m.asset_id
+            WHERE n.distance <= $1 AND n.asset_id <> t.asset_id
         $sql$;
         -- Distance to the group's first asset: either's whole view, turned the best way, to
         -- the nearest view of the other.
         members := $sql$
             SELECT g.group_id, g.asset_id, a.uri,
                    CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
-                   (SELECT min(semsql.content_variant(x.hash, v.v) <~> y.hash)
-                    FROM semsql.content_hashes x
+                   (SELECT min(semsql.content_variant(CASE WHEN v.v < 4 THEN x.hash
+                                                           ELSE x.transposed END, v.v % 4)
+                               <~> y.hash)
+                    FROM (SELECT h.asset_id, h.hash, semsql.content_variant(h.hash, 4) AS transposed
+                          FROM semsql.content_hashes h
+                          WHERE h.asset_id IN (g.asset_id, g.group_id) AND h.view = 'full') AS x
                     JOIN semsql.content_hashes y
-                      ON (x.asset_id, y.asset_id) IN ((g.asset_id, g.group_id),
-                                                      (g.group_id, g.asset_id))
-                    CROSS JOIN generate_series(0, 7) AS v (v)
-                    WHERE x.view = 'full')::real
+                      ON y.asset_id = CASE WHEN x.asset_id = g.asset_id THEN g.group_id
+                                           ELSE g.asset_id END
+                    CROSS JOIN generate_series(0, 7) AS v (v))::real
             FROM forest g
             JOIN semsql.assets a ON a.id = g.asset_id
             JOIN semsql.assets ga ON ga.id = g.group_id
