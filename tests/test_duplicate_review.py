@@ -574,3 +574,58 @@ def test_deleting_the_other_copies_keeps_files_and_leaves_no_rows(
     assert rows_of(db, [ids[name] for name in kept]) == rows_of(db, [ids[name] for name in kept])
     assert db.execute("SELECT count(*) FROM semsql.content_hashes").fetchone() == (2 * len(kept),)
     assert invoke("duplicates").stdout == "no duplicates\n"
+
+
+def turned_views(hashes: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """The whole view turned the 8 ways, and both views, as rows of bits."""
+
+    def bits(text: str) -> np.ndarray:
+        return np.frombuffer(text.encode(), dtype=np.uint8) == ord("1")
+
+    turns = [bits(content_hash.variant(hashes["full"], n)) for n in range(content_hash.VARIANTS)]
+    return np.array(turns), np.array([bits(view) for view in hashes.values()])
+
+
+def nearest_pairs(hashes: list[dict[str, str]]) -> np.ndarray:
+    """nearest() between every two of these, vectorised: a matrix of bits."""
+    turns, views = zip(*map(turned_views, hashes), strict=True)
+    turned, stored = np.array(turns), np.array(views)  # (n, 8, 256), (n, 2, 256)
+    one_way = (turned[:, None, :, None, :] != stored[None, :, None, :, :]).sum(-1).min((2, 3))
+    return np.minimum(one_way, one_way.T)
+
+
+@pytest.mark.slow
+def test_the_default_distance_on_every_sample_image_and_the_lfw_faces(conn) -> None:
+    """The wider measurement behind the default (run with -s to see it): every scikit-image
+    sample, its copies, JPEG quality 10, and 200 aligned faces (lfw_subset), hard negatives."""
+    default = conn.execute("SELECT semsql.default_content_distance()").fetchone()[0]
+    folder = Path(skimage.data_dir)
+    samples = {
+        path.name: Image.open(path).convert("RGB")
+        for path in sorted(folder.iterdir())
+        if path.suffix in (".png", ".jpg") and not path.name.startswith("chessboard")
+    }
+    hashes = {name: content_hash.content_hashes(image) for name, image in samples.items()}
+    worst: dict[str, tuple[int, str]] = {}
+    for name, image in samples.items():
+        edits = copies(image) | {"jpeg q10": jpeg(image, 10)}
+        for kind, copy in edits.items():
+            distance = nearest(hashes[name], content_hash.content_hashes(copy))
+            worst[kind] = max(worst.get(kind, (0, "")), (distance, name))
+    names = list(hashes)
+    apart = nearest_pairs([hashes[name] for name in names])
+    np.fill_diagonal(apart, 256)
+    closest = np.unravel_index(apart.argmin(), apart.shape)
+    faces = np.load(folder / "lfw_subset.npy")
+    face_hashes = [
+        content_hash.content_hashes(Image.fromarray((face * 255).astype(np.uint8)).resize((96, 96)))
+        for face in faces
+    ]
+    face_apart = nearest_pairs(face_hashes)
+    np.fill_diagonal(face_apart, 256)
+    print(f"\n{len(samples)} samples; copies, farthest from their original: {worst}")
+    print(f"different samples, nearest pair: {apart.min()} bits {[names[i] for i in closest]}")
+    print(f"{len(faces)} lfw faces, nearest pair: {face_apart.min()} bits; default: {default}")
+    ordinary = {kind: value for kind, value in worst.items() if kind != "jpeg q10"}
+    assert max(value for value, _ in ordinary.values()) < default < apart.min()
+    assert face_apart.min() > default
