@@ -132,7 +132,7 @@ def format_groups(groups: list[DuplicateGroup], by: str) -> str:
     from semsql.cli.duplicate_sheet import copy_details
 
     unit = " bits" if by == "content" else ""
-    lines = []
+    lines = ["(distance: to the group's first asset; kind exact: the same file)"]
     for group in groups:
         lines.append(f"group {group.group_id}: {len(group.copies)} copies")
         for copy in group.copies:

@@ -344,7 +344,7 @@ def test_the_command_lists_groups_and_deletes_only_rows(
     conn.commit()
     listed = invoke("duplicates", "--by", "semantic", "--max-distance", "0.01")
     assert listed.exit_code == 0, listed.output
-    lines = listed.stdout.splitlines()
+    lines = listed.stdout.splitlines()[1:]
     assert lines[0] == f"group {ids['original']}: 3 copies"
     assert lines[1].split()[:3] == ["keep", str(ids["original"]), "first"]
     assert "900x600" in lines[1] and lines[3].strip().startswith("largest: 900x600 px")
