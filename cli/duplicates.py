@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from semsql.cli.common import FiniteFloatRange, connect, echo_json, require_schema
+from semsql.content_hash import BITS
 from semsql.duplicates import (
     BY,
     MAX_COSINE_DISTANCE,
@@ -21,8 +22,6 @@ from semsql.duplicates import (
 )
 
 FILES_UNTOUCHED = "asset rows only: no file on disk was touched"
-MAX_HASH_BITS = 4096
-"""The widest bound --max-distance takes; the server checks it against the hash's own length."""
 
 
 @click.command()
@@ -36,9 +35,9 @@ MAX_HASH_BITS = 4096
 )
 @click.option(
     "--max-distance",
-    type=FiniteFloatRange(0, MAX_HASH_BITS),
-    help="Link copies this close. content: Hamming bits, 0 to the hash's length (default "
-    "semsql.default_content_distance()); semantic: cosine distance, 0 to 2 (default 0.05).",
+    type=FiniteFloatRange(0, BITS),
+    help=f"Link copies this close. content: Hamming bits of the {BITS}-bit hash (default "
+    "semsql.default_content_distance(), 40); semantic: cosine distance, 0 to 2 (default 0.05).",
 )
 @click.option("--collection", help="Only assets of this collection.")
 @click.option(
@@ -88,7 +87,7 @@ def duplicates(
     \b
     Examples:
       semsql duplicates                           # exact and near-exact copies, by content
-      semsql duplicates --max-distance 4 --collection trips --html dupes.html
+      semsql duplicates --max-distance 20 --collection trips --html dupes.html
       semsql duplicates --by semantic --max-distance 0.02 --json
       semsql duplicates --keep best --delete-others --dry-run    # what would be deleted
       semsql duplicates --keep best --delete-others              # delete those asset rows

@@ -378,6 +378,7 @@ def test_the_command_lists_groups_and_deletes_only_rows(
         (["--by", "semantic", "--max-distance", "3"], "is not a cosine distance"),
         (["--max-distance", "nan"], "is not a number"),
         (["--max-distance", "-1"], "is not in the range"),
+        (["--max-distance", "257"], "is not in the range"),
         (["--neighbours", "0"], "is not in the range"),
         (["--by", "pixels"], "'pixels' is not one of"),
         (["--keep", "newest"], "'newest' is not 'best'"),
@@ -388,11 +389,17 @@ def test_bad_options_are_usage_errors(semsql_env, arguments: list[str], message:
     assert result.exit_code == 2 and message in result.stderr, result.output
 
 
-def test_without_vectors_semantic_says_so_and_points_at_content(db, semsql_env) -> None:
+def test_without_vectors_or_hashes_each_kind_says_what_is_missing(db, semsql_env) -> None:
     result = invoke("duplicates", "--by", "semantic")
     assert result.exit_code == 1
     assert result.stderr == (
         "error: no vectors in the image space yet (hint: by => 'content' needs no model)\n"
+    )
+    result = invoke("duplicates")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: no content hashes yet (hint: run `semsql worker`: the content stage needs no "
+        "model)\n"
     )
 
 
@@ -515,6 +522,8 @@ def test_content_duplicates_group_each_original_with_its_copies_and_nothing_else
     assert db.execute(
         "SELECT count(*) FROM semsql.duplicates(by => 'content', collection => 'other')"
     ).fetchone() == (0,)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="between 0 and 256, not 257"):
+        db.execute("SELECT * FROM semsql.duplicates(257, by => 'content')")
 
 
 def nearest(original: dict[str, str], copy: dict[str, str]) -> int:
