@@ -4,6 +4,7 @@ import click
 
 from semsql import __version__
 from semsql.cli.db import db
+from semsql.cli.duplicates import duplicates
 from semsql.cli.errors import user_errors
 from semsql.cli.ingest import ingest
 from semsql.cli.init import init
@@ -43,3 +44,4 @@ def cli() -> None:
 
 for command in (init, db, ingest, jobs, worker, status, search, people, models):
     cli.add_command(command)
+cli.add_command(duplicates)

@@ -194,6 +194,8 @@ def _saved_line(saved: offline_copy.Saved) -> str:
         return head.rstrip()
     if saved.status == "packaged":
         return f"{head} {saved.model}: ships in a package, nothing to save"
+    if saved.status == "builtin":
+        return f"{head} {saved.model}: semsql's own code, nothing to save"
     if saved.status == "failed":
         return f"{head} {saved.model}: {saved.reason}\n{INDENT}fix: {saved.fix}"
     detail = f"{_size(saved.size_bytes)}, {saved.seconds or 0:.1f} s"

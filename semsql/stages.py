@@ -38,7 +38,8 @@ class Stage:
     description: str
     reads: Reads
     default_model: str
-    """A Hugging Face id (or, for MTCNN and FaceNet, the name of weights shipped in a package)."""
+    """A Hugging Face id (or, for MTCNN and FaceNet, the name of weights shipped in a package;
+    for content, the name of semsql's own hash)."""
     loader: str
     """`module:function` under semsql.embedder.models.stages that loads the model."""
     writer: str
@@ -141,6 +142,15 @@ STAGES: tuple[Stage, ...] = (
         writer="write_image_vectors",
         max_side=448,
         vector_space="image",
+    ),
+    Stage(
+        "content",
+        "a perceptual hash of how the image looks (no model)",
+        Reads.IMAGE,
+        "phash256",
+        loader="content:load_content",
+        writer="write_content_hashes",
+        max_side=128,  # semsql.content_hash.DECODE_SIDE
     ),
     Stage(
         "text",

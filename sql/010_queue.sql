@@ -62,6 +62,9 @@ CREATE OR REPLACE FUNCTION semsql.write_stages(p_stages jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    added text[];
+    queued bigint[];
 BEGIN
     -- Nothing to change (every init but the first of a release): no row is touched, so an init
     -- does not wait for the transactions that queue tasks (their foreign keys lock these rows).
@@ -74,6 +77,8 @@ BEGIN
         FROM semsql.stages s WHERE NOT s.retired) THEN
         RETURN;
     END IF;
+    added := ARRAY(SELECT r.name FROM jsonb_populate_recordset(NULL::semsql.stages, p_stages) AS r
+                   WHERE NOT EXISTS (SELECT 1 FROM semsql.stages s WHERE s.name = r.name));
     -- Positions and vector spaces are unique: move every row out of the way before giving the
     -- new ones (a release may give a space to a stage of another name).
     UPDATE semsql.stages SET position = -position, vector_space = NULL WHERE position > 0;
@@ -94,10 +99,24 @@ BEGIN
     FROM (SELECT name, rank() OVER (ORDER BY position DESC) AS rank
           FROM semsql.stages WHERE position < 0) AS r
     WHERE s.name = r.name;
+    -- A stage new to this database (a release added it) is queued for every stored asset, as
+    -- ingest queues it for a new one.
+    WITH inserted AS (
+        INSERT INTO semsql.tasks (asset_id, stage)
+        SELECT a.id, s.name
+        FROM semsql.assets a JOIN semsql.stages s ON s.name = ANY (added) AND s.enabled
+        ON CONFLICT (asset_id, stage) DO NOTHING
+        RETURNING asset_id)
+    SELECT array_agg(DISTINCT i.asset_id) INTO queued FROM inserted i;
+    IF queued IS NOT NULL THEN
+        PERFORM semsql.refresh_asset_status(queued);
+        PERFORM semsql.notify('semsql_tasks');
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION semsql.write_stages(jsonb) IS
     'Called by every `semsql init`: makes semsql.stages say what semsql/stages.py declares '
     '(an array of {name, position, depends_on, description, reads, vector_space}); whether a '
     'declared stage is enabled stays as it was (one that an earlier init retired is enabled '
-    'again), and an undeclared one is disabled and marked retired.';
+    'again), and an undeclared one is disabled and marked retired. A stage new to the database '
+    'is queued for every stored asset.';

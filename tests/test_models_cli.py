@@ -204,6 +204,7 @@ def test_list_in_words(tiny_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
         ["face_vectors", "here"],
         ["emotion", "here"],
         ["clip", "here"],
+        ["content", "here"],
         ["text", "here"],
     ]
 
@@ -348,6 +349,7 @@ def test_download_saves_every_model_for_an_offline_machine(
     moved = {setting: path.replace(str(target), "/else/where") for setting, path in exports.items()}
     assert sourced(settings_file, SEMSQL_MODELS_DIR="/else/where") == moved
     assert "faces         packaged  mtcnn: ships in a package, nothing to save" in result.stderr
+    assert "content       builtin   phash256: semsql's own code, nothing to save" in result.stderr
     assert sorted(path.name for path in target.iterdir()) == sorted(
         ["caption", "tags", "emotion", "clip", "text", "face_vectors.pt", "semsql-models.env"]
     )

@@ -7,6 +7,7 @@ import pytest
 from catalog import catalog
 
 from semsql import migrate
+from semsql.stages import STAGES
 
 
 def test_migrations_build_the_intended_tables(conn: psycopg.Connection) -> None:
@@ -117,17 +118,17 @@ def test_deleting_an_asset_removes_everything_that_hangs_from_it(conn) -> None:
         "INSERT INTO semsql.asset_people (asset_id, person_id, source) VALUES (%(a)s, %(p)s, 'u')",
         """INSERT INTO semsql.embeddings (asset_id, space, model, embedding)
            VALUES (%(a)s, 'text', 'm', '[1,2,3]')""",
+        """INSERT INTO semsql.content_hashes (asset_id, view, hash, model)
+           VALUES (%(a)s, 'full', repeat('01', 128)::bit(256), 'phash256')""",
     ]
     for statement in statements:
         conn.execute(statement, {"a": asset_id, "p": person_id})
-    assert (
-        conn.execute(
-            "SELECT count(*) FROM semsql.tasks WHERE asset_id = %s", [asset_id]
-        ).fetchone()[0]
-        == 7
-    )
+    assert conn.execute(
+        "SELECT count(*) FROM semsql.tasks WHERE asset_id = %s", [asset_id]
+    ).fetchone()[0] == len(STAGES)
     conn.execute("DELETE FROM semsql.assets WHERE id = %s", [asset_id])
-    for table in ("captions", "tags", "faces", "asset_people", "embeddings", "tasks"):
+    tables = ("captions", "tags", "faces", "asset_people", "embeddings", "content_hashes", "tasks")
+    for table in tables:
         left = conn.execute(f"SELECT count(*) FROM semsql.{table}").fetchone()[0]
         assert left == 0, table
     assert conn.execute("SELECT count(*) FROM semsql.people").fetchone()[0] == 1

@@ -26,6 +26,7 @@ from semsql.decode import InputError, load_image
 from semsql.embedder.models import load_stage
 from semsql.embedder.worker import Worker, WorkerOptions
 from semsql.embedder.writers import upsert_embeddings
+from semsql.stages import NAMES
 
 # Random detector weights score every class about alike: keep every box.
 STAGE_OPTIONS = {"tags": {"threshold": 0.0, "max_tags": 5}}
@@ -75,7 +76,7 @@ def test_every_stage_fills_its_rows_with_provenance(db, semsql_env, pictures, ti
     assert rows(db, "SELECT DISTINCT status FROM semsql.tasks") == [("done",)]
     assert dict(
         rows(db, "SELECT stage, count(*) FROM semsql.tasks GROUP BY stage")
-    ) == dict.fromkeys(("caption", "tags", "faces", "face_vectors", "emotion", "clip", "text"), 3)
+    ) == dict.fromkeys(NAMES, 3)
     assert rows(
         db, "SELECT count(*) FROM semsql.tasks WHERE model IS NULL OR finished_at IS NULL"
     ) == [(0,)]

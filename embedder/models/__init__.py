@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from .stages.caption import CaptionStage
     from .stages.clip import ClipStage
+    from .stages.content import ContentHasher
     from .stages.emotion import EmotionStage
     from .stages.face_vectors import FaceVectorStage
     from .stages.faces import FaceDetector
@@ -141,6 +142,14 @@ def load_stage(
     dtype: torch.dtype | None = ...,
     **options: Any,
 ) -> ClipStage: ...
+@overload
+def load_stage(
+    stage: Literal["content"],
+    model: str,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> ContentHasher: ...
 @overload
 def load_stage(
     stage: Literal["text"],

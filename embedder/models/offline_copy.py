@@ -5,7 +5,8 @@
     write_settings(Path("/models"))      # /models/semsql-models.env, the settings that load them
 
 Transformers models are saved with save_pretrained (model and processor or tokenizer) as
-`DIR/<stage>`, FaceNet weights copied as `DIR/face_vectors.pt`; packaged ones need nothing.
+`DIR/<stage>`, FaceNet weights copied as `DIR/face_vectors.pt`; packaged and built-in ones
+(the content hash) need nothing.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Saved:
 
     stage: str
     model: str | None
-    status: Literal["saved", "packaged", "off", "failed"]
+    status: Literal["saved", "packaged", "builtin", "off", "failed"]
     path: str | None = None
     """Where it was saved."""
     setting_value: str | None = None
@@ -84,6 +85,9 @@ def download(
         model = config[name]
         if model is None:
             yield Saved(name, None, "off")
+            continue
+        if locate(name, model).kind == "builtin":
+            yield Saved(name, model, "builtin")
             continue
         started = time.monotonic()
         try:

@@ -1,6 +1,132 @@
 -- The embedder daemon's side of the database: claiming, finishing, failing and retrying tasks;
--- live workers; vector spaces and their HNSW indexes; status views; and
--- semsql.embed_text, which turns text into a vector inside SQL by asking a running worker.
+-- stages whose model is not available; live workers; vector spaces and their HNSW indexes;
+-- status views; and semsql.embed_text, which turns text into a vector inside SQL by asking a
+-- running worker.
+
+-- Stages whose model is not available ----------------------------------------------------------
+--
+-- A worker that cannot run a stage (its model did not load, or is off there) reports it, and
+-- while no live worker runs the stage its tasks wait: an asset is ready without them and a job
+-- completes. The first worker that runs the stage takes them back when it registers. Both take
+-- the stage's mutex first, so that of a report and a registration, the later one sees the
+-- earlier: a report after the registration sees its worker alive and parks nothing; a
+-- registration after the report takes back what the report parked.
+
+CREATE OR REPLACE FUNCTION semsql.report_unavailable_stage(
+    p_worker text, p_stage text, p_reason text, p_fix text
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+DECLARE
+    parked bigint[];
+    touched bigint[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM stages s WHERE s.name = p_stage) THEN
+        RAISE EXCEPTION 'unknown stage %', coalesce(p_stage, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Most calls (one per poll) have nothing to do: no lock, no write.
+    IF EXISTS (SELECT 1 FROM live_workers() w WHERE p_stage = ANY (w.stages)) THEN
+        RETURN 0;  -- another worker runs it: the stage is available, its tasks are that one's
+    END IF;
+    IF EXISTS (SELECT 1 FROM unavailable_stages u
+               WHERE u.stage = p_stage AND u.reason = p_reason
+                 AND u.fix IS NOT DISTINCT FROM p_fix)
+       AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.stage = p_stage AND t.status = 'pending')
+       AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.stage = p_stage AND t.status = 'running'
+                                              AND t.lease_expires_at <= now()) THEN
+        RETURN 0;
+    END IF;
+    PERFORM take_mutex('stage_availability:' || p_stage);
+    PERFORM pg_stat_clear_snapshot();  -- a fresh look, now that registrations take turns
+    IF EXISTS (SELECT 1 FROM live_workers() w WHERE p_stage = ANY (w.stages)) THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO unavailable_stages AS u (stage, reason, fix, reported_by)
+    VALUES (p_stage, p_reason, p_fix, p_worker)
+    ON CONFLICT (stage) DO UPDATE
+        SET reason = EXCLUDED.reason, fix = EXCLUDED.fix, reported_by = EXCLUDED.reported_by,
+            reported_at = now()
+        WHERE (u.reason, u.fix) IS DISTINCT FROM (EXCLUDED.reason, EXCLUDED.fix);
+    -- Pending tasks, running ones whose worker's lease ran out (no live worker runs the
+    -- stage), and those an older release failed because the model did not load (the first
+    -- report of a stage finds them). SKIP LOCKED: one locked now is parked by the next report.
+    SELECT coalesce(array_agg(t.id), '{}') INTO parked FROM (
+        SELECT t.id FROM tasks t
+        WHERE t.stage = p_stage
+          AND (t.status = 'pending'
+               OR (t.status = 'running' AND t.lease_expires_at <= now())
+               OR (t.status = 'failed' AND model_load_error(t.stage, t.last_error)))
+        FOR UPDATE SKIP LOCKED) AS t;
+    WITH waiting AS (
+        UPDATE tasks t
+        SET status = 'waiting', attempts = 0, next_attempt_at = now(), last_error = NULL,
+            rerun = false, started_at = NULL, finished_at = NULL,
+            leased_by = NULL, leased_backend = NULL, lease_expires_at = NULL
+        WHERE t.id = ANY (parked)
+        RETURNING t.asset_id)
+    SELECT array_agg(DISTINCT asset_id) INTO touched FROM waiting;
+    PERFORM settle_assets(touched);  -- ready without them; jobs complete
+    RETURN coalesce(cardinality(parked), 0);
+END
+$$;
+COMMENT ON FUNCTION semsql.report_unavailable_stage(text, text, text, text) IS
+    'Called by a worker that cannot run a stage: unless a live worker runs it, records it in '
+    'semsql.unavailable_stages with the reason and the fix, and makes its pending tasks wait '
+    '(assets and jobs no longer wait for them); returns how many tasks it parked.';
+
+CREATE OR REPLACE FUNCTION semsql.model_load_error(p_stage text, p_error text) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The message of embedder.models.ModelLoadError, with which releases before 0013 failed
+    -- every task of a stage whose model did not load.
+    SELECT p_error LIKE replace(p_stage, '_', '\_') || ' model % could not be loaded: %';
+$$;
+COMMENT ON FUNCTION semsql.model_load_error(text, text) IS
+    'Whether a task''s error says that its stage''s model could not be loaded (not a problem of '
+    'the task''s own input).';
+
+CREATE OR REPLACE FUNCTION semsql.resume_stages(p_stages text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+DECLARE
+    v_stage text;
+    touched bigint[];
+    n integer;
+BEGIN
+    IF coalesce(cardinality(p_stages), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    FOR v_stage IN SELECT DISTINCT u.stage FROM unnest(p_stages) AS u(stage) ORDER BY 1 LOOP
+        PERFORM take_mutex('stage_availability:' || v_stage);
+    END LOOP;
+    DELETE FROM unavailable_stages u WHERE u.stage = ANY (p_stages);
+    -- Waiting tasks, and those an older release failed because the model did not load.
+    WITH resumed AS (
+        UPDATE tasks t
+        SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL,
+            last_error = NULL
+        WHERE t.stage = ANY (p_stages)
+          AND (t.status = 'waiting'
+               OR (t.status = 'failed' AND model_load_error(t.stage, t.last_error)))
+        RETURNING t.asset_id)
+    SELECT array_agg(DISTINCT asset_id), count(*) INTO touched, n FROM resumed;
+    IF n = 0 THEN
+        RETURN 0;
+    END IF;
+    -- Enrichment goes on: the assets are pending until these are done.
+    UPDATE assets SET status = 'pending' WHERE id = ANY (touched) AND status <> 'pending';
+    PERFORM notify('semsql_tasks');
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION semsql.resume_stages(text[]) IS
+    'Called when a worker that runs these stages registers: they are available again, their '
+    'waiting tasks (and those failed because the model could not be loaded) are pending again '
+    'and their assets pending; returns how many tasks.';
 
 -- Workers ------------------------------------------------------------------------------------
 
@@ -32,9 +158,13 @@ AS $$
             device = EXCLUDED.device, stages = EXCLUDED.stages,
             query_spaces = EXCLUDED.query_spaces, problems = EXCLUDED.problems,
             heartbeat_at = now();
+    -- After the row above: a worker reporting one of these stages unavailable from now on
+    -- sees this one and leaves their tasks alone.
+    SELECT resume_stages(p_stages);
 $$;
 COMMENT ON FUNCTION semsql.register_worker(text, text, integer, text, text[], text[], jsonb) IS
-    'Records a running worker on the calling connection (which must stay open while it runs) and forgets dead ones.';
+    'Records a running worker on the calling connection (which must stay open while it runs) and '
+    'forgets dead ones; p_stages are those it runs (its model loaded), which are available again.';
 
 CREATE OR REPLACE FUNCTION semsql.worker_heartbeat(p_name text, p_lease interval) RETURNS boolean
 LANGUAGE plpgsql
@@ -69,7 +199,8 @@ AS $$
     UPDATE assets a SET status = s.status
     FROM (SELECT t.asset_id,
                  CASE WHEN bool_or(t.status = 'failed') THEN 'failed'
-                      WHEN bool_and(t.status = 'done') THEN 'ready'
+                      -- waiting: its stage's model is not available; it does not count
+                      WHEN bool_and(t.status IN ('done', 'waiting')) THEN 'ready'
                       ELSE 'pending' END AS status
           FROM tasks t JOIN stages st ON st.name = t.stage AND st.enabled
           WHERE t.asset_id = ANY (p_asset_ids)
@@ -77,7 +208,8 @@ AS $$
     WHERE a.id = s.asset_id AND a.status IS DISTINCT FROM s.status;
 $$;
 COMMENT ON FUNCTION semsql.refresh_asset_status(bigint[]) IS
-    'Sets assets ready when all their enabled stages are done, failed when one failed, else pending.';
+    'Sets assets failed when a task of an enabled stage failed, ready when all the others are '
+    'done or waiting (for a model that is not available), else pending.';
 
 CREATE OR REPLACE FUNCTION semsql.settle_assets(p_asset_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
@@ -469,15 +601,22 @@ SELECT s.name AS stage,
        max(t.finished_at) AS last_finished_at,
        (SELECT count(*) FROM semsql.live_workers() w WHERE s.name = ANY (w.stages)) AS workers,
        coalesce(sum(t.lost_leases) FILTER (WHERE t.status IN ('pending', 'running')), 0)
-           AS lost_leases
+           AS lost_leases,
+       count(t.id) FILTER (WHERE t.status = 'waiting') AS waiting,
+       u.reason AS unavailable,
+       u.fix AS unavailable_fix,
+       u.reported_at AS unavailable_since
 FROM semsql.stages s
 LEFT JOIN semsql.tasks t ON t.stage = s.name
-GROUP BY s.name, s.position, s.enabled
+LEFT JOIN semsql.unavailable_stages u ON u.stage = s.name
+GROUP BY s.name, s.position, s.enabled, u.reason, u.fix, u.reported_at
 ORDER BY s.position;
 COMMENT ON VIEW semsql.queue_status IS
     'Per stage: tasks pending (retry_waiting of them in backoff), running, done and failed, the '
     'live workers running it, and how often its unfinished tasks were taken back from workers '
-    'that died holding them (lost_leases; a file that crashes its worker keeps raising it).';
+    'that died holding them (lost_leases; a file that crashes its worker keeps raising it); '
+    'and, for a stage whose model is not available, why (unavailable), how to fix it, and how '
+    'many tasks wait for it.';
 
 CREATE OR REPLACE VIEW semsql.failed_tasks AS
 SELECT t.id AS task_id, t.asset_id, a.uri, a.collection, t.stage, t.attempts,

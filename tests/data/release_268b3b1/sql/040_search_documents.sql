@@ -9,6 +9,97 @@
 -- again only when the new text's hash differs from its vector's input hash.
 -- `SET CONSTRAINTS semsql.search_documents_stale_refresh IMMEDIATE` rebuilds the marked ones now.
 
+-- Names as words ------------------------------------------------------------------------------------
+--
+-- An asset's file name, its folder's name (when that is not the folder ingested, which every
+-- asset of the ingest shares) and its title and headline are part of its document: keywords, and
+-- text that the text vector embeds.
+
+CREATE OR REPLACE FUNCTION semsql.percent_decode_char(p_escapes text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    RETURN convert_from(decode(replace(p_escapes, '%', ''), 'hex'), 'UTF8');
+EXCEPTION
+    -- Bytes that are not UTF-8 (a file:// URI of a name that is not) or NUL: a separator.
+    WHEN character_not_in_repertoire OR untranslatable_character THEN
+        RETURN ' ';
+END
+$$;
+COMMENT ON FUNCTION semsql.percent_decode_char(text) IS
+    'The character that these %XX escapes (one UTF-8 sequence) encode, or a space when they '
+    'are not one (a lone or stray byte, NUL).';
+
+CREATE OR REPLACE FUNCTION semsql.percent_decode(p_text text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    IF strpos(p_text, '%') = 0 THEN
+        RETURN p_text;
+    END IF;
+    -- One character at a time (a UTF-8 lead byte with as many continuation bytes as it says,
+    -- else one byte), so that a byte that is not UTF-8 spoils only itself.
+    RETURN (SELECT string_agg(CASE WHEN r.m[1] IS NOT NULL THEN percent_decode_char(r.m[1])
+                                   ELSE r.m[2] END, '' ORDER BY r.n)
+            FROM regexp_matches(p_text,
+                                '(%[CDcd][0-9A-Fa-f]%[89ABab][0-9A-Fa-f]'
+                                '|%[Ee][0-9A-Fa-f](?:%[89ABab][0-9A-Fa-f]){2}'
+                                '|%[Ff][0-9A-Fa-f](?:%[89ABab][0-9A-Fa-f]){3}'
+                                '|%[0-9A-Fa-f]{2})|([^%]+|%)', 'g')
+                 WITH ORDINALITY AS r(m, n));
+END
+$$;
+COMMENT ON FUNCTION semsql.percent_decode(text) IS
+    'A URL path segment with its %XX escapes decoded as UTF-8 (escapes of bytes that are not '
+    'UTF-8, and NUL, become spaces, each alone).';
+
+CREATE OR REPLACE FUNCTION semsql.name_words(p_name text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    -- Split at camelCase ("GraceHopper", "HTMLPage") and before digits ("photo2019"), never
+    -- after them ("3D", "1st"); ASCII punctuation and white space separate words.
+    SELECT nullif(btrim(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+               p_name,
+               '([a-z])([A-Z])', '\1 \2', 'g'),
+               '([A-Z]+)([A-Z][a-z])', '\1 \2', 'g'),
+               '([^0-9\s])([0-9])', '\1 \2', 'g'),
+               '[\s_.,;:!?()\[\]{}<>''"`+=&~^$@#%*/\\|-]+', ' ', 'g')), '');
+$$;
+COMMENT ON FUNCTION semsql.name_words(text) IS
+    'The words of a file or folder name: grace_hopper -> grace hopper, GraceHopper2019 -> Grace '
+    'Hopper 2019; NULL when it has none.';
+
+CREATE OR REPLACE FUNCTION semsql.asset_name_words(
+    p_uri text, p_root text, OUT file_name text, OUT folder text
+)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    -- A URL's (or file:// URI's) last path segment, without its query and fragment; of a path,
+    -- its file name and its folder's name. Either without its extension.
+    SELECT name_words(regexp_replace(
+               CASE WHEN s.is_url THEN percent_decode(s.segments[cardinality(s.segments)])
+                    ELSE s.segments[cardinality(s.segments)] END,
+               '(.)\.[^.]*$', '\1')),
+           CASE WHEN NOT s.is_url AND cardinality(s.segments) > 1
+                     AND s.parent IS DISTINCT FROM rtrim(p_root, '/')
+                THEN name_words(s.segments[cardinality(s.segments) - 1]) END
+    FROM (SELECT u.is_url,
+                 array_remove(string_to_array(u.path, '/'), '') AS segments,
+                 nullif(regexp_replace(u.path, '/+[^/]*/*$', ''), '') AS parent
+          FROM (SELECT p_uri ~ '^[A-Za-z][A-Za-z0-9+.-]*:' AS is_url,
+                       CASE WHEN p_uri ~ '^[A-Za-z][A-Za-z0-9+.-]*:'
+                            THEN regexp_replace(regexp_replace(p_uri, '[?#].*$', ''),
+                                                '^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?', '')
+                            ELSE p_uri END AS path) AS u) AS s;
+$$;
+COMMENT ON FUNCTION semsql.asset_name_words(text, text) IS
+    'The words of an asset''s file name (a URL''s last path segment) and of its folder''s name '
+    '(a path''s only, and not when that folder is the asset''s root, the folder ingested).';
+
 -- Everything derived, from scratch ----------------------------------------------------------------
 --
 -- derived_state and rebuild_assets use generic plans: ingest rebuilds one asset at a time, and
@@ -25,13 +116,27 @@ SET plan_cache_mode = force_generic_plan
 AS $$
     SELECT a.id, a.collection, a.uri, a.taken_at, t.tags, f.emotions, p.people,
            setweight(to_tsvector('pg_catalog.english',
-                                 concat_ws(' ', c.captions, array_to_string(p.people_names, ' '))),
+                                 concat_ws(' ', n.title, n.headline, c.captions,
+                                           array_to_string(p.people_names, ' '))),
                      'A')
            || setweight(to_tsvector('pg_catalog.english', array_to_string(t.tags, ' ')), 'B')
-           || setweight(to_tsvector('pg_catalog.english', array_to_string(f.emotions, ' ')), 'C'),
+           || setweight(to_tsvector('pg_catalog.english', array_to_string(f.emotions, ' ')), 'C')
+           || setweight(to_tsvector('pg_catalog.english', concat_ws(' ', n.file_name, n.folder)),
+                        'D'),
            c.caption, t.labels, p.people_names, x.document_text,
            encode(sha256(convert_to(x.document_text, 'UTF8')), 'hex')
     FROM assets a
+    CROSS JOIN LATERAL (
+        -- The title and headline (metadata strings, from the file's EXIF/IPTC/XMP or a
+        -- manifest), the headline only when it says more than the title; the name's words.
+        SELECT m.title, nullif(m.headline, m.title) AS headline, w.file_name, w.folder
+        FROM (SELECT CASE WHEN jsonb_typeof(a.metadata -> 'title') = 'string'
+                          THEN nullif(btrim(a.metadata ->> 'title'), '') END AS title,
+                     CASE WHEN jsonb_typeof(a.metadata -> 'headline') = 'string'
+                          THEN nullif(btrim(a.metadata ->> 'headline'), '') END AS headline
+             ) AS m
+        CROSS JOIN LATERAL asset_name_words(a.uri, a.root) AS w
+    ) AS n
     CROSS JOIN LATERAL (
         -- The user's caption first, then the models' (by source); shown: the user's, else the
         -- newest model caption.
@@ -66,17 +171,22 @@ AS $$
                         SELECT fc.person_id FROM faces fc WHERE fc.asset_id = a.id)
     ) AS p
     CROSS JOIN LATERAL (
-        SELECT concat_ws(' ', c.sentences,
+        SELECT concat_ws(' ', rtrim(n.title, '.') || '.', rtrim(n.headline, '.') || '.',
+                         c.sentences,
                          'Tags: ' || nullif(array_to_string(t.labels, ', '), '') || '.',
                          'Emotions: ' || f.listed || '.',
-                         'People: ' || nullif(array_to_string(p.people_names, ', '), '') || '.')
+                         'People: ' || nullif(array_to_string(p.people_names, ', '), '') || '.',
+                         'File: ' || n.file_name || '.',
+                         'Folder: ' || n.folder || '.')
                    AS document_text
     ) AS x
     WHERE a.id = ANY (p_asset_ids);
 $$;
 COMMENT ON FUNCTION semsql.derived_state(bigint[]) IS
     'Everything derived from these assets'' facts, built from scratch: their search document '
-    'columns, their document text (what the text vector embeds) and its hex SHA-256.';
+    'columns, their document text (what the text vector embeds) and its hex SHA-256. The facts '
+    'are the captions, tags, faces, people, and of the asset itself its collection, uri, root, '
+    'date taken and metadata title and headline (the uri''s file and folder names are words).';
 
 -- The asset document: what the text vector is made of -------------------------------------------
 
@@ -88,7 +198,8 @@ AS $$
     SELECT d.asset_id, d.document_text FROM derived_state(p_asset_ids) d;
 $$;
 COMMENT ON FUNCTION semsql.asset_documents(bigint[]) IS
-    'The text that the text vector embeds, per asset: captions, tags, facial emotions and people shown.';
+    'The text that the text vector embeds, per asset: title and headline, captions, tags, facial '
+    'emotions, people shown, file and folder name.';
 
 CREATE OR REPLACE FUNCTION semsql.asset_document(p_asset_id bigint) RETURNS text
 LANGUAGE sql STABLE
@@ -97,7 +208,8 @@ AS $$
     SELECT document FROM asset_documents(ARRAY[p_asset_id]);
 $$;
 COMMENT ON FUNCTION semsql.asset_document(bigint) IS
-    'The text that the asset''s text vector embeds: captions, tags, facial emotions and people shown.';
+    'The text that the asset''s text vector embeds: title and headline, captions, tags, facial '
+    'emotions, people shown, file and folder name.';
 
 -- The rebuild ---------------------------------------------------------------------------------------
 
@@ -285,7 +397,7 @@ BEGIN
                                         UNION
                                         SELECT fc.asset_id FROM faces fc
                                         WHERE fc.person_id = NEW.id));
-    ELSIF TG_LEVEL = 'ROW' THEN  -- an asset's collection, uri or date taken
+    ELSIF TG_LEVEL = 'ROW' THEN  -- an asset's collection, uri, root, date taken, title or headline
         PERFORM mark_assets_stale(ARRAY[NEW.id]);
     ELSIF TG_TABLE_NAME = 'assets' THEN  -- new assets
         PERFORM mark_assets_stale(ARRAY(SELECT n.id FROM new_rows n));
@@ -312,7 +424,8 @@ END
 $$;
 COMMENT ON FUNCTION semsql.mark_stale() IS
     'Trigger: marks stale (semsql.mark_assets_stale) the assets whose captions, tags, faces '
-    '(emotion, person), people links, people''s names, collection, uri or date taken a write '
+    '(emotion, person), people links, people''s names, collection, uri, root, date taken or '
+    'metadata title or headline a write '
     'changed, and new assets; the rebuild at commit does the rest.';
 
 DO $$
@@ -339,9 +452,12 @@ CREATE OR REPLACE TRIGGER assets_stale_insert
     AFTER INSERT ON semsql.assets REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION semsql.mark_stale();
 CREATE OR REPLACE TRIGGER assets_stale_update
-    AFTER UPDATE OF collection, uri, taken_at ON semsql.assets
+    AFTER UPDATE OF collection, uri, root, taken_at, metadata ON semsql.assets
     FOR EACH ROW WHEN (OLD.collection IS DISTINCT FROM NEW.collection OR OLD.uri IS DISTINCT FROM NEW.uri
-                       OR OLD.taken_at IS DISTINCT FROM NEW.taken_at)
+                       OR OLD.root IS DISTINCT FROM NEW.root
+                       OR OLD.taken_at IS DISTINCT FROM NEW.taken_at
+                       OR OLD.metadata -> 'title' IS DISTINCT FROM NEW.metadata -> 'title'
+                       OR OLD.metadata -> 'headline' IS DISTINCT FROM NEW.metadata -> 'headline')
     EXECUTE FUNCTION semsql.mark_stale();
 CREATE OR REPLACE TRIGGER people_stale_rename
     AFTER UPDATE OF name ON semsql.people

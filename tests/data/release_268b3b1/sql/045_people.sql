@@ -3,11 +3,13 @@
 --
 -- A face is recognised as the person of its nearest reference vector (semsql.person_faces, of
 -- the same face-vector model) when their match confidence, 1 - cosine distance clamped to
--- [0, 1], reaches recognition_settings.match_threshold. A face whose person_id is set with a
--- NULL match_confidence was assigned by a user (a named cluster, an enrolled face): recognition
--- leaves it alone. Enrolment and the recognition of newly written faces take turns on one
--- lock (semsql.take_mutex), so that a face written while someone is enrolled is matched by one
--- of them.
+-- [0, 1], reaches the match threshold of that model (semsql.face_model_settings, else
+-- recognition_settings.match_threshold). Vectors of different models are never compared: every
+-- lookup below filters on faces.embedding_model / person_faces.model. A face whose person_id
+-- is set with a NULL match_confidence was assigned by a user (a named cluster, an enrolled
+-- face): recognition leaves it alone. Enrolment and the recognition of newly written faces
+-- take turns on one lock (semsql.take_mutex), so that a face written while someone is enrolled
+-- is matched by one of them.
 
 -- Confidence, threshold, lock ----------------------------------------------------------------------
 
@@ -28,7 +30,30 @@ AS $$
     SELECT match_threshold FROM recognition_settings;
 $$;
 COMMENT ON FUNCTION semsql.face_match_threshold() IS
-    'The least match confidence at which a face is recognised as its nearest enrolled person.';
+    'The least match confidence at which a face is recognised as its nearest enrolled person, '
+    'for models without their own (semsql.face_model_settings).';
+
+CREATE OR REPLACE FUNCTION semsql.face_match_threshold(p_model text) RETURNS real
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    SELECT coalesce((SELECT s.match_threshold FROM face_model_settings s WHERE s.model = p_model),
+                    (SELECT g.match_threshold FROM recognition_settings g));
+$$;
+COMMENT ON FUNCTION semsql.face_match_threshold(text) IS
+    'The match threshold of the faces of this face-vector model: its own '
+    '(semsql.face_model_settings), else recognition_settings.match_threshold.';
+
+CREATE OR REPLACE FUNCTION semsql.face_cluster_threshold(p_model text) RETURNS real
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    SELECT coalesce((SELECT s.cluster_threshold FROM face_model_settings s WHERE s.model = p_model),
+                    (SELECT g.cluster_threshold FROM recognition_settings g));
+$$;
+COMMENT ON FUNCTION semsql.face_cluster_threshold(text) IS
+    'The least similarity at which two unrecognised faces of this model are linked into a '
+    'cluster: the model''s own (semsql.face_model_settings), else recognition_settings''.';
 
 CREATE OR REPLACE FUNCTION semsql.lock_recognition(p_exclusive boolean) RETURNS void
 LANGUAGE plpgsql
@@ -156,7 +181,7 @@ BEGIN
         PERFORM lock_recognition(false);
         SELECT n.person_id, face_match_confidence(n.distance) AS confidence INTO best
         FROM nearest_person(NEW.embedding, NEW.embedding_model) AS n;
-        IF best.confidence >= face_match_threshold() THEN
+        IF best.confidence >= face_match_threshold(NEW.embedding_model) THEN
             NEW.person_id := best.person_id;
             NEW.match_confidence := best.confidence;
         END IF;
@@ -173,6 +198,60 @@ COMMENT ON FUNCTION semsql.recognise_face() IS
 CREATE OR REPLACE TRIGGER faces_recognise
     BEFORE INSERT OR UPDATE OF embedding, embedding_model, person_id ON semsql.faces
     FOR EACH ROW EXECUTE FUNCTION semsql.recognise_face();
+
+-- Switching the face-vector model ------------------------------------------------------------------
+--
+-- A worker that starts with another face_vectors model than the stored faces were made with
+-- queues their face_vectors tasks again (semsql.requeue_faces_of_other_models, called from
+-- embedder/startup.py). Until a face is re-embedded it keeps its old vector, and is compared
+-- only with references of its old model. References taken from a stored face (face_id) follow
+-- that face's new vector (the trigger below); references from enrolment photos cannot be
+-- re-made in SQL: `semsql people refresh` embeds their photos again with the new model.
+
+CREATE OR REPLACE FUNCTION semsql.requeue_faces_of_other_models(p_model text) RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    SELECT requeue_tasks(ARRAY(SELECT DISTINCT f.asset_id FROM faces f
+                               WHERE f.embedding IS NOT NULL
+                                 AND f.embedding_model IS DISTINCT FROM p_model),
+                         ARRAY['face_vectors']);
+$$;
+COMMENT ON FUNCTION semsql.requeue_faces_of_other_models(text) IS
+    'Queues face_vectors again for every asset with a face vector of another model than p_model '
+    '(the model a worker starts with); returns how many assets.';
+
+CREATE OR REPLACE FUNCTION semsql.follow_face_reference() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+DECLARE
+    refreshed bigint[];
+BEGIN
+    WITH changed AS (
+        UPDATE person_faces pf SET embedding = NEW.embedding, model = NEW.embedding_model
+        WHERE pf.face_id = NEW.id
+          AND (pf.model IS DISTINCT FROM NEW.embedding_model OR pf.embedding <> NEW.embedding)
+        RETURNING pf.id)
+    SELECT array_agg(id) INTO refreshed FROM changed;
+    IF refreshed IS NOT NULL THEN
+        -- Faces re-embedded before this one were compared without this reference.
+        PERFORM match_references(refreshed);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION semsql.follow_face_reference() IS
+    'Trigger: a reference vector taken from a stored face (person_faces.face_id) takes that '
+    'face''s new vector and model when it is embedded again, and recognises the faces it wins.';
+
+CREATE OR REPLACE TRIGGER faces_follow_reference
+    AFTER UPDATE OF embedding, embedding_model ON semsql.faces
+    FOR EACH ROW
+    WHEN (NEW.embedding IS NOT NULL AND NEW.embedding_model IS NOT NULL
+          AND (OLD.embedding_model IS DISTINCT FROM NEW.embedding_model
+               OR OLD.embedding IS DISTINCT FROM NEW.embedding))
+    EXECUTE FUNCTION semsql.follow_face_reference();
 
 CREATE OR REPLACE FUNCTION semsql.faces_near(
     p_embedding vector, p_model text, p_max_distance double precision
@@ -240,33 +319,35 @@ SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
 AS $$
 DECLARE
-    threshold real := face_match_threshold();
     ids bigint[];
     persons bigint[];
     confidences real[];
 BEGIN
     PERFORM lock_recognition(true);
     IF p_face_ids IS NULL THEN
-        -- Every face: each reference walks the faces HNSW index out to the threshold (a few
-        -- ms each); a face that no reference reaches matches nobody.
+        -- Every face: each reference walks the faces HNSW index out to its model's threshold
+        -- (a few ms each); a face that no reference reaches matches nobody.
         SELECT array_agg(f.id), array_agg(c.person_id), array_agg(c.confidence)
         INTO ids, persons, confidences
         FROM faces f
         LEFT JOIN (
             SELECT DISTINCT ON (n.face_id)
                    n.face_id, pf.person_id, face_match_confidence(n.distance) AS confidence
-            FROM person_faces pf
-            CROSS JOIN LATERAL faces_near(pf.embedding, pf.model, 1 - threshold) AS n
+            FROM (SELECT r.*, face_match_threshold(r.model) AS threshold
+                  FROM person_faces r) AS pf
+            CROSS JOIN LATERAL faces_near(pf.embedding, pf.model, 1 - pf.threshold) AS n
+            WHERE face_match_confidence(n.distance) >= pf.threshold
             ORDER BY n.face_id, n.distance) AS c
-            ON c.face_id = f.id AND c.confidence >= threshold
+            ON c.face_id = f.id
         WHERE f.embedding IS NOT NULL AND (f.person_id IS NULL OR f.match_confidence IS NOT NULL);
     ELSE
         -- A few faces: each looks up its nearest reference in the HNSW index of person_faces.
         SELECT array_agg(f.id),
-               array_agg(CASE WHEN n.confidence >= threshold THEN n.person_id END),
-               array_agg(CASE WHEN n.confidence >= threshold THEN n.confidence END)
+               array_agg(CASE WHEN n.confidence >= t.threshold THEN n.person_id END),
+               array_agg(CASE WHEN n.confidence >= t.threshold THEN n.confidence END)
         INTO ids, persons, confidences
         FROM faces f
+        CROSS JOIN LATERAL (SELECT face_match_threshold(f.embedding_model) AS threshold) AS t
         LEFT JOIN LATERAL (
             SELECT pf.person_id, face_match_confidence(pf.embedding <=> f.embedding) AS confidence
             FROM person_faces pf
@@ -288,25 +369,24 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
-    threshold real := face_match_threshold();
     ids bigint[];
     persons bigint[];
     confidences real[];
 BEGIN
     PERFORM lock_recognition(true);
-    -- New references can only win faces: those within the threshold of one of them that match
-    -- nobody yet, or a farther reference.
+    -- New references can only win faces: those within their model's threshold of one of them
+    -- that match nobody yet, or a farther reference.
     SELECT array_agg(c.face_id), array_agg(c.person_id), array_agg(c.confidence)
     INTO ids, persons, confidences
     FROM (SELECT DISTINCT ON (n.face_id)
                  n.face_id, pf.person_id, face_match_confidence(n.distance) AS confidence
-          FROM person_faces pf
-          CROSS JOIN LATERAL faces_near(pf.embedding, pf.model, 1 - threshold) AS n
-          WHERE pf.id IN (SELECT unnest(p_reference_ids))
+          FROM (SELECT r.*, face_match_threshold(r.model) AS threshold
+                FROM person_faces r WHERE r.id IN (SELECT unnest(p_reference_ids))) AS pf
+          CROSS JOIN LATERAL faces_near(pf.embedding, pf.model, 1 - pf.threshold) AS n
+          WHERE face_match_confidence(n.distance) >= pf.threshold
           ORDER BY n.face_id, n.distance) AS c
     JOIN faces f ON f.id = c.face_id
-    WHERE c.confidence >= threshold
-      AND (f.person_id IS NULL OR c.confidence > f.match_confidence);
+    WHERE f.person_id IS NULL OR c.confidence > f.match_confidence;
     RETURN coalesce(store_face_matches(ids, persons, confidences), 0);
 END
 $$;
@@ -333,7 +413,37 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.set_face_match_threshold(double precision) IS
-    'Sets the least match confidence for recognition and matches every face again; returns how many changed person.';
+    'Sets the least match confidence for recognition of the models without a threshold of their '
+    'own (semsql.face_model_settings) and matches every face again; returns how many changed person.';
+
+CREATE OR REPLACE FUNCTION semsql.set_face_match_threshold(
+    p_threshold double precision, p_model text
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+BEGIN
+    IF p_model IS NULL THEN
+        RETURN set_face_match_threshold(p_threshold);
+    END IF;
+    IF p_threshold IS NULL OR p_threshold NOT BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION 'the match threshold is a confidence between 0 and 1, not %', p_threshold
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM lock_recognition(true);
+    IF face_match_threshold(p_model) = p_threshold::real THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO face_model_settings AS s (model, match_threshold, cluster_threshold)
+    VALUES (p_model, p_threshold, face_cluster_threshold(p_model))
+    ON CONFLICT (model) DO UPDATE SET match_threshold = EXCLUDED.match_threshold,
+                                      updated_at = now();
+    RETURN match_faces();
+END
+$$;
+COMMENT ON FUNCTION semsql.set_face_match_threshold(double precision, text) IS
+    'Sets the match threshold of one face-vector model (semsql.face_model_settings; NULL: of '
+    'the models without their own) and matches every face again; returns how many changed person.';
 
 -- Enrolment -----------------------------------------------------------------------------------------
 
@@ -590,6 +700,18 @@ $$;
 COMMENT ON FUNCTION semsql.check_face_k(integer) IS
     'Raises invalid_parameter_value unless a face search''s k is between 1 and 10000.';
 
+CREATE OR REPLACE FUNCTION semsql.nearest_face_model(p_embedding vector) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    SELECT f.embedding_model FROM faces f
+    WHERE f.embedding IS NOT NULL
+    ORDER BY f.embedding <=> p_embedding LIMIT 1;
+$$;
+COMMENT ON FUNCTION semsql.nearest_face_model(vector) IS
+    'The face-vector model of the stored face nearest to this vector: what a face search given '
+    'no model compares with, since vectors of different models are not comparable.';
+
 CREATE OR REPLACE FUNCTION semsql.faces_like_vector(
     p_embedding vector, p_k integer DEFAULT 20, p_model text DEFAULT NULL
 ) RETURNS TABLE (face_id bigint, asset_id bigint, uri text, box real[], distance double precision,
@@ -601,12 +723,13 @@ AS $$
 BEGIN
     PERFORM check_face_k(p_k);
     PERFORM check_query_vector('p_embedding', p_embedding);
+    p_model := coalesce(p_model, nearest_face_model(p_embedding));
     RETURN QUERY
     SELECT n.id, n.asset_id, a.uri, n.box, n.distance, face_match_confidence(n.distance),
            n.person_id, p.name
     FROM (SELECT f.id, f.asset_id, f.box, f.person_id, f.embedding <=> p_embedding AS distance
           FROM faces f
-          WHERE p_model IS NULL OR f.embedding_model = p_model
+          WHERE f.embedding_model = p_model
           ORDER BY f.embedding <=> p_embedding
           LIMIT p_k) AS n
     JOIN assets a ON a.id = n.asset_id
@@ -615,7 +738,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.faces_like_vector(vector, integer, text) IS
-    'The k stored faces nearest to a face vector (of model p_model, or any), nearest first, '
+    'The k stored faces nearest to a face vector of model p_model (default: that of the nearest '
+    'stored face), nearest first, '
     'through the faces HNSW index; similarity = match confidence.';
 
 CREATE OR REPLACE FUNCTION semsql.faces_like(p_face_id bigint, p_k integer DEFAULT 20)
@@ -657,7 +781,7 @@ SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
-    max_distance double precision := 1 - coalesce(p_min_similarity, face_match_threshold());
+    max_distance double precision;
     near record;
     best_faces bigint[] := '{}';
     seen_assets bigint[] := '{}';
@@ -665,6 +789,8 @@ BEGIN
     PERFORM check_face_k(p_k);
     PERFORM check_real('p_min_similarity', p_min_similarity::real, 0, 1);
     PERFORM check_query_vector('p_embedding', p_embedding);
+    p_model := coalesce(p_model, nearest_face_model(p_embedding));
+    max_distance := 1 - coalesce(p_min_similarity, face_match_threshold(p_model));
     -- Faces nearest first; the first face of each asset is its best.
     FOR near IN
         SELECT f.id, f.asset_id, f.embedding_model, f.embedding <=> p_embedding AS d
@@ -673,7 +799,7 @@ BEGIN
         LIMIT 1000000
     LOOP
         EXIT WHEN near.d > max_distance OR cardinality(best_faces) >= p_k;
-        CONTINUE WHEN (p_model IS NOT NULL AND near.embedding_model IS DISTINCT FROM p_model)
+        CONTINUE WHEN near.embedding_model IS DISTINCT FROM p_model
                       OR near.asset_id = ANY (seen_assets);
         best_faces := best_faces || near.id;
         seen_assets := seen_assets || near.asset_id;
@@ -689,8 +815,9 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.assets_with_face(vector, integer, text, double precision) IS
-    'Up to k assets showing a face like this vector (similarity at least p_min_similarity, '
-    'default the match threshold), best face first, one row per asset with its best face.';
+    'Up to k assets showing a face like this vector, of model p_model (default: that of the '
+    'nearest stored face), with similarity at least p_min_similarity (default the model''s match '
+    'threshold), best face first, one row per asset with its best face.';
 
 -- Clusters of unrecognised faces ---------------------------------------------------------------------
 
@@ -702,10 +829,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
-    max_distance double precision := 1 - p_min_similarity;
     changed integer;
 BEGIN
-    PERFORM check_real('p_min_similarity', p_min_similarity::real, 0, 1, true);
+    PERFORM check_real('p_min_similarity', p_min_similarity::real, 0, 1);
     IF p_min_size IS NULL OR p_min_size < 1 THEN
         RAISE EXCEPTION 'p_min_size must be 1 or more, not %', coalesce(p_min_size::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
@@ -726,6 +852,9 @@ BEGIN
         INSERT INTO semsql_cluster_edges
         SELECT f.id, m.id
         FROM faces f
+        CROSS JOIN LATERAL (SELECT 1 - coalesce(p_min_similarity,
+                                                face_cluster_threshold(f.embedding_model))
+                                AS max_distance) AS t
         CROSS JOIN LATERAL (
             SELECT g.id, g.person_id, g.embedding_model, g.embedding <=> f.embedding AS d
             FROM faces g
@@ -733,7 +862,7 @@ BEGIN
             LIMIT p_neighbours + 1) AS m
         WHERE f.embedding IS NOT NULL AND f.person_id IS NULL
           AND m.id <> f.id AND m.person_id IS NULL AND m.embedding_model = f.embedding_model
-          AND m.d <= max_distance;
+          AND m.d <= t.max_distance;
     ELSE
         INSERT INTO semsql_cluster_nodes
         SELECT f.id, f.id FROM faces f WHERE f.id = ANY (p_face_ids) AND f.embedding IS NOT NULL;
@@ -744,7 +873,9 @@ BEGIN
         JOIN semsql_cluster_nodes y ON y.face_id > x.face_id
         JOIN faces f ON f.id = x.face_id
         JOIN faces g ON g.id = y.face_id
-        WHERE g.embedding_model = f.embedding_model AND f.embedding <=> g.embedding <= max_distance;
+        WHERE g.embedding_model = f.embedding_model
+          AND f.embedding <=> g.embedding
+              <= 1 - coalesce(p_min_similarity, face_cluster_threshold(f.embedding_model));
     END IF;
     INSERT INTO semsql_cluster_edges SELECT b, a FROM semsql_cluster_edges;
     ANALYZE semsql_cluster_nodes;
@@ -766,7 +897,8 @@ BEGIN
         SELECT label FROM semsql_cluster_nodes GROUP BY label HAVING count(*) >= p_min_size),
     made AS (
         INSERT INTO face_clusters (seed_face_id, min_similarity)
-        SELECT label, p_min_similarity FROM big_enough ORDER BY label
+        SELECT b.label, coalesce(p_min_similarity, face_cluster_threshold(f.embedding_model))
+        FROM big_enough b JOIN faces f ON f.id = b.label ORDER BY b.label
         RETURNING id, seed_face_id),
     joined AS (
         INSERT INTO face_cluster_members (face_id, cluster_id)
@@ -776,9 +908,10 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.cluster_faces(bigint[], double precision, integer, integer) IS
-    'Makes clusters of faces (these, or every unrecognised face when NULL) linked by similarity '
-    '>= p_min_similarity (each face to its p_neighbours nearest), as connected components of at '
-    'least p_min_size faces. Returns the new cluster ids.';
+    'Makes clusters of faces (these, or every unrecognised face when NULL) of one model linked '
+    'by similarity >= p_min_similarity (NULL: each model''s cluster threshold; each face to its '
+    'p_neighbours nearest), as connected components of at least p_min_size faces. Returns the '
+    'new cluster ids.';
 
 CREATE OR REPLACE FUNCTION semsql.refresh_face_clusters(
     p_min_similarity double precision DEFAULT NULL, p_min_size integer DEFAULT NULL
@@ -794,14 +927,14 @@ BEGIN
     PERFORM take_mutex('face_clusters');
     DELETE FROM face_clusters;
     SELECT count(*) INTO made
-    FROM cluster_faces(NULL, coalesce(p_min_similarity, settings.cluster_threshold),
-                       coalesce(p_min_size, settings.min_cluster_size));
+    FROM cluster_faces(NULL, p_min_similarity, coalesce(p_min_size, settings.min_cluster_size));
     RETURN made;
 END
 $$;
 COMMENT ON FUNCTION semsql.refresh_face_clusters(double precision, integer) IS
-    'Replaces every cluster of unrecognised faces (splits by hand are lost); the similarity and '
-    'least size default to recognition_settings. Returns how many clusters there are.';
+    'Replaces every cluster of unrecognised faces (splits by hand are lost); the similarity '
+    'defaults to each model''s cluster threshold (semsql.face_cluster_threshold), the least size '
+    'to recognition_settings. Returns how many clusters there are.';
 
 CREATE OR REPLACE VIEW semsql.face_cluster_summary AS
 SELECT c.id AS cluster_id,

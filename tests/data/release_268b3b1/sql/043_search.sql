@@ -42,7 +42,9 @@ CREATE OR REPLACE FUNCTION semsql.search(
     names text DEFAULT 'filter',
     query_space text DEFAULT NULL,
     text_embedding vector DEFAULT NULL,
-    image_embedding vector DEFAULT NULL
+    image_embedding vector DEFAULT NULL,
+    min_text_similarity real DEFAULT NULL,
+    min_image_similarity real DEFAULT NULL
 ) RETURNS SETOF semsql.search_result
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, semsql, public, pg_temp
@@ -120,6 +122,8 @@ BEGIN
     PERFORM check_real('exclude_weight', exclude_weight, 0, NULL, true);
     PERFORM check_real('min_score', min_score);
     PERFORM check_real('relative_cut', relative_cut, 0, 1);
+    PERFORM check_real('min_text_similarity', min_text_similarity, -1, 1);
+    PERFORM check_real('min_image_similarity', min_image_similarity, -1, 1);
     PERFORM check_query_vector('query_embedding', query_embedding);
     PERFORM check_query_vector('text_embedding', text_embedding);
     PERFORM check_query_vector('image_embedding', image_embedding);
@@ -235,6 +239,23 @@ BEGIN
         CASE WHEN boost_ids IS NOT NULL THEN name_weight ELSE 0 END,
         CASE WHEN exclude_text_vec IS NOT NULL OR exclude_image_vec IS NOT NULL
                   OR cardinality(exclude_lexemes) > 0 THEN exclude_weight ELSE 0 END];
+
+    -- What a match is: a search by query text (or with a least similarity given) returns only
+    -- the assets that a signal matched; a vector matches at the least similarity of its space.
+    args.matched_only := semantic_query IS NOT NULL
+                         OR min_text_similarity IS NOT NULL OR min_image_similarity IS NOT NULL;
+    IF args.matched_only THEN
+        IF text_vec IS NULL AND image_vec IS NULL AND keywords IS NULL AND boost_ids IS NULL THEN
+            RAISE NOTICE 'the query has no keywords and no vector signal: nothing can match it';
+            RETURN;
+        END IF;
+        IF text_vec IS NOT NULL THEN
+            args.text_floor := coalesce(min_text_similarity, match_similarity('text'));
+        END IF;
+        IF image_vec IS NOT NULL THEN
+            args.image_floor := coalesce(min_image_similarity, match_similarity('image'));
+        END IF;
+    END IF;
 
     single_signal := num_nonnulls(text_vec, image_vec) = 1
                      AND weights[3] + weights[4] + weights[5] = 0
@@ -383,9 +404,10 @@ BEGIN
             EXECUTE exact_nearest_sql(embedding_space, vector_filter)
                 INTO found_ids, found_similarities
                 USING args;
-            IF cardinality(found_ids) < k + "offset" THEN
+            IF cardinality(found_ids) < k + "offset" AND NOT args.matched_only THEN
                 -- Filtered assets without a vector in this space match too: after the others
-                -- (from the pool counted above, if any, else read now).
+                -- (from the pool counted above, if any, else read now); not a query text,
+                -- which no signal of theirs matches.
                 IF pool IS NULL THEN
                     EXECUTE format('SELECT array(SELECT d.asset_id %s)', source_sql)
                         INTO pool
@@ -407,7 +429,10 @@ BEGIN
                                          image_hits, image_similarities);
 END
 $$;
-COMMENT ON FUNCTION semsql.search(text, vector, bigint, text[], text, text[], text[], text, text, timestamptz, timestamptz, jsonb, text, integer, integer, real, real, text, boolean, real, real, real, real, real, text, text, vector, vector) IS
+COMMENT ON FUNCTION semsql.search(text, vector, bigint, text[], text, text[], text[], text, text, timestamptz, timestamptz, jsonb, text, integer, integer, real, real, text, boolean, real, real, real, real, real, text, text, vector, vector, real, real) IS
     'Searches the assets by a query text (CLIP and document-text vectors, keywords, names of people), '
     'a query vector or a like_asset, under exact filters (tags, emotions, people, collection, dates, '
-    'metadata containment); returns k rows from offset with fused and per-signal scores.';
+    'metadata containment); returns k rows from offset with fused and per-signal scores. A query '
+    'text returns only the assets a signal matched (matched_by): a keyword, a person named, or a '
+    'vector at least min_text_similarity / min_image_similarity similar (NULL: '
+    'semsql.match_similarity of the space); without a query, the filtered assets.';

@@ -144,31 +144,41 @@ BEGIN
                          + p_args.weights[4], 0)
                 - coalesce(s.exclude_score, 0) * p_args.weights[5])::real AS score
         FROM signals s),
+    floors AS (
+        -- A vector signal matched an asset at the least similarity of its space (p_args), or,
+        -- with none, when the asset is among the signal's p_args.candidates best.
+        SELECT coalesce(p_args.text_floor,
+                        (SELECT min(x.score) FROM (SELECT t.score FROM text_scores t
+                                                   ORDER BY t.score DESC
+                                                   LIMIT p_args.candidates) AS x)) AS text_floor,
+               coalesce(p_args.image_floor,
+                        (SELECT min(x.score) FROM (SELECT i.score FROM image_scores i
+                                                   ORDER BY i.score DESC
+                                                   LIMIT p_args.candidates) AS x)) AS image_floor),
+    matched AS (
+        SELECT s.*,
+               array_remove(ARRAY[
+                   CASE WHEN s.image_score >= f.image_floor THEN 'image' END,
+                   CASE WHEN s.text_score >= f.text_floor THEN 'text' END,
+                   CASE WHEN s.keyword_score > 0 THEN 'keyword' END,
+                   CASE WHEN s.shows_named THEN 'name' END], NULL) AS matched_by
+        FROM scored s CROSS JOIN floors f),
     top AS (
         -- The k + offset best (a cut keeps a prefix of them), or by date with a cut: all that
-        -- pass it. The best row is always among them.
+        -- pass it; of a search by query text, only those a signal matched. The best row is
+        -- always among them.
         SELECT b.*, row_number() OVER (ORDER BY b.score DESC NULLS LAST, b.asset_id)::integer AS rank
-        FROM (SELECT * FROM scored ORDER BY score DESC NULLS LAST, asset_id
+        FROM (SELECT * FROM matched m
+              WHERE NOT coalesce(p_args.matched_only, false) OR cardinality(m.matched_by) > 0
+              ORDER BY m.score DESC NULLS LAST, m.asset_id
               LIMIT CASE WHEN p_args.order_by = 'relevance'
                                OR (p_args.min_score IS NULL AND p_args.relative_cut IS NULL)
                           THEN p_args.k + p_args."offset" END) AS b),
-    floors AS (
-        -- A vector signal found an asset when it is among the signal's p_args.candidates best.
-        SELECT (SELECT min(x.score) FROM (SELECT t.score FROM text_scores t
-                                          ORDER BY t.score DESC LIMIT p_args.candidates) AS x)
-                   AS text_floor,
-               (SELECT min(x.score) FROM (SELECT i.score FROM image_scores i
-                                          ORDER BY i.score DESC LIMIT p_args.candidates) AS x)
-                   AS image_floor,
-               (SELECT max(t.score) FROM top t) AS best)
+    best AS (SELECT max(t.score) AS best FROM top t)
     SELECT c.asset_id, d.uri, c.score, d.caption, d.labels, d.emotions, d.people_names,
-           array_remove(ARRAY[
-               CASE WHEN c.image_score >= f.image_floor THEN 'image' END,
-               CASE WHEN c.text_score >= f.text_floor THEN 'text' END,
-               CASE WHEN c.keyword_score > 0 THEN 'keyword' END,
-               CASE WHEN c.shows_named THEN 'name' END], NULL),
-           c.image_score, c.text_score, c.keyword_score, c.exclude_score, d.taken_at, c.rank
-    FROM top c CROSS JOIN floors f JOIN search_documents d ON d.asset_id = c.asset_id
+           c.matched_by, c.image_score, c.text_score, c.keyword_score, c.exclude_score, d.taken_at,
+           c.rank
+    FROM top c CROSS JOIN best f JOIN search_documents d ON d.asset_id = c.asset_id
     WHERE (p_args.min_score IS NULL OR c.score >= p_args.min_score)
       AND (p_args.relative_cut IS NULL OR f.best IS NULL OR f.best <= 0
            OR c.score >= p_args.relative_cut * f.best)
@@ -180,7 +190,8 @@ END
 $$;
 COMMENT ON FUNCTION semsql.rank_pool(semsql.search_args, bigint[], bigint[], double precision[], bigint[], double precision[]) IS
     'Scores a pool of assets exactly on every signal of a search (p_args), fuses, cuts, orders and '
-    'pages them, given the hits and similarities that HNSW returned: the last step of semsql.search.';
+    'pages them (with p_args.matched_only, only those a signal matched), given the hits and '
+    'similarities that HNSW returned: the last step of semsql.search.';
 
 CREATE OR REPLACE FUNCTION semsql.rank_hits(
     p_args semsql.search_args, p_hits bigint[], p_similarities double precision[], p_space text
@@ -203,7 +214,12 @@ BEGIN
          WITH ORDINALITY AS h(asset_id, similarity, n)
     JOIN search_documents d ON d.asset_id = h.asset_id
     -- The cuts compare the scores as shown (real), so that a score passed back as min_score keeps its row.
-    WHERE (p_args.min_score IS NULL OR h.similarity::real >= p_args.min_score)
+    -- Of a search by query text, only the hits at least as similar as a match (p_args).
+    WHERE (NOT coalesce(p_args.matched_only, false)
+           OR h.similarity::real >= coalesce(CASE p_space WHEN 'text' THEN p_args.text_floor
+                                                          ELSE p_args.image_floor END,
+                                             '-Infinity'))
+      AND (p_args.min_score IS NULL OR h.similarity::real >= p_args.min_score)
       AND (p_args.relative_cut IS NULL OR p_similarities[1] <= 0
            OR h.similarity::real >= p_args.relative_cut * p_similarities[1]::real)
     ORDER BY CASE WHEN p_args.order_by = 'newest' THEN d.taken_at END DESC NULLS LAST,
@@ -214,7 +230,8 @@ END
 $$;
 COMMENT ON FUNCTION semsql.rank_hits(semsql.search_args, bigint[], double precision[], text) IS
     'The last step of semsql.search when one vector signal (p_space) is the only one: cuts, orders '
-    'and pages its ranked hits by the cuts, order and page of p_args.';
+    'and pages its ranked hits by the cuts, order and page of p_args (with p_args.matched_only, '
+    'only those at least p_args.text_floor or image_floor similar).';
 
 CREATE OR REPLACE FUNCTION semsql.exact_nearest_sql(p_space text, p_conditions text)
 RETURNS text

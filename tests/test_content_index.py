@@ -1,0 +1,204 @@
+"""The content index: perceptual hashes that need no model, their rotated and mirrored
+variants (the same bits in Python and in SQL), and the worker's content stage."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import psycopg
+import pytest
+import skimage.data
+from click.testing import CliRunner
+from PIL import Image, ImageOps
+
+from semsql import content_hash
+from semsql.cli.main import cli
+from semsql.embedder.models import ModelLoadError, load_stage
+from semsql.embedder.models.inventory import locate
+from semsql.embedder.worker import Worker, WorkerOptions
+from semsql.stages import NAMES
+
+NEAR = 64
+"""Bits (of 256) within which every copy below lies of its original, on these samples."""
+
+TURNS = {
+    "mirrored": (ImageOps.mirror, 1),
+    "flipped": (ImageOps.flip, 2),
+    "half turn": (lambda image: image.rotate(180), 3),
+    "transposed": (lambda image: image.transpose(Image.Transpose.TRANSPOSE), 4),
+    "quarter turn clockwise": (lambda image: image.rotate(-90, expand=True), 5),
+    "quarter turn anticlockwise": (lambda image: image.rotate(90, expand=True), 6),
+    "transversed": (lambda image: image.transpose(Image.Transpose.TRANSVERSE), 7),
+}
+
+
+def samples() -> dict[str, Image.Image]:
+    return {
+        "astronaut": Image.fromarray(skimage.data.astronaut()),
+        "chelsea": Image.fromarray(skimage.data.chelsea()),
+        "coffee": Image.fromarray(skimage.data.coffee()),
+        "rocket": Image.fromarray(skimage.data.rocket()),
+    }
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    data = io.BytesIO()
+    image.save(data, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(data.getvalue()))
+
+
+def copies(image: Image.Image) -> dict[str, Image.Image]:
+    w, h = image.size
+    return {
+        "half size": image.resize((w // 2, h // 2)),
+        "quarter size": image.resize((w // 4, h // 4)),
+        "jpeg q30": jpeg(image, 30),
+        "cropped 10 %": image.crop((w // 10, h // 10, w - w // 10, h - h // 10)),
+        "quarter turn": image.rotate(-90, expand=True),
+        "half turn": image.rotate(180),
+        "mirrored": ImageOps.mirror(image),
+    }
+
+
+def nearest(original: dict[str, str], copy: dict[str, str]) -> int:
+    """What semsql.content_neighbours computes: the least distance of any view of the copy,
+    turned any way, to any view of the original."""
+    return min(
+        content_hash.distance(content_hash.variant(bits, number), stored)
+        for bits in copy.values()
+        for number in range(content_hash.VARIANTS)
+        for stored in original.values()
+    )
+
+
+@pytest.mark.parametrize("turn", TURNS)
+def test_a_turned_image_hashes_to_the_turned_hash(turn: str) -> None:
+    transform, number = TURNS[turn]
+    image = samples()["astronaut"]
+    hashed = content_hash.content_hashes(transform(image))
+    for view, bits in content_hash.content_hashes(image).items():
+        assert content_hash.variant(bits, number) == hashed[view], view
+
+
+def test_copies_are_near_and_other_pictures_are_far() -> None:
+    hashes = {name: content_hash.content_hashes(image) for name, image in samples().items()}
+    for name, image in samples().items():
+        for kind, copy in copies(image).items():
+            assert nearest(hashes[name], content_hash.content_hashes(copy)) <= NEAR, (name, kind)
+    for a in hashes:
+        for b in hashes:
+            if a < b:
+                assert nearest(hashes[a], hashes[b]) > 1.4 * NEAR, (a, b)
+
+
+def test_the_hash_keeps_bit_zero_clear_and_says_64_bits() -> None:
+    for image in samples().values():
+        for bits in content_hash.content_hashes(image).values():
+            assert len(bits) == content_hash.BITS and set(bits) <= {"0", "1"}
+            assert bits[0] == "0"
+
+
+def test_sql_turns_hashes_as_python_does(conn: psycopg.Connection) -> None:
+    generator = random.Random(7)
+    for _ in range(20):
+        bits = "0" + "".join(generator.choice("01") for _ in range(255))
+        turned = conn.execute(
+            "SELECT array_agg(semsql.content_variant(%s::bit(256), v)::text ORDER BY v) "
+            "FROM generate_series(0, 7) AS v",
+            [bits],
+        ).fetchone()[0]
+        assert turned == [content_hash.variant(bits, number) for number in range(8)]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="variant must be 0 to 7"):
+        conn.execute("SELECT semsql.content_variant(repeat('0', 256)::bit(256), 8)")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("k => 0", "k must be between 1 and 1000"),
+        ("k => NULL", "k must be between 1 and 1000"),
+        ("p_max_distance => 257", "max_distance must be between 0 and 256"),
+    ],
+)
+def test_content_neighbours_refuses_bad_arguments(
+    conn: psycopg.Connection, arguments: str, message: str
+) -> None:
+    arguments = arguments.replace("k =>", "p_k =>")
+    zeros = "ARRAY[repeat('0', 256)::bit(256)]"
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        conn.execute(f"SELECT * FROM semsql.content_neighbours({zeros}, {arguments})")
+
+
+def test_the_hash_is_builtin_and_any_other_name_is_refused() -> None:
+    assert locate("content", "phash256").kind == "builtin"
+    assert locate("content", "phash256").present
+    assert load_stage("content", "phash256", "cpu").run([samples()["rocket"]])[0].keys() == {
+        "full",
+        "centre",
+    }
+    with pytest.raises(ModelLoadError, match="the only content hash is phash256"):
+        load_stage("content", "openai/clip-vit-base-patch32", "cpu")
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> dict[str, Path]:
+    """The samples and each one's copies, as files."""
+    paths: dict[str, Path] = {}
+    for name, image in samples().items():
+        paths[name] = tmp_path / f"{name}.png"
+        image.save(paths[name])
+        for kind, copy in copies(image).items():
+            path = tmp_path / f"{name} {kind}.jpg"
+            copy.convert("RGB").save(path, quality=92)
+            paths[f"{name} {kind}"] = path
+    return paths
+
+
+def test_the_worker_hashes_every_image_with_no_model_and_finds_the_copies(
+    semsql_env: str, db: psycopg.Connection, library: dict[str, Path]
+) -> None:
+    result = CliRunner().invoke(cli, ["ingest", *map(str, library.values()), "--json"])
+    assert result.exit_code == 0, result.output
+    models = {name: None for name in NAMES} | {"content": "phash256"}  # every model off
+    Worker(semsql_env, WorkerOptions(until_idle=True, poll_interval=0.2), models=models).run()
+
+    assert db.execute(
+        "SELECT count(DISTINCT asset_id), count(*), min(model), max(model) "
+        "FROM semsql.content_hashes"
+    ).fetchone() == (len(library), 2 * len(library), "phash256", "phash256")
+    ids = {
+        Path(uri).stem.removesuffix(".png"): asset_id
+        for uri, asset_id in db.execute("SELECT uri, id FROM semsql.assets")
+    }
+    for name in samples():
+        found = db.execute(
+            """SELECT n.asset_id, n.distance
+               FROM semsql.content_neighbours(
+                   ARRAY(SELECT hash FROM semsql.content_hashes WHERE asset_id = %s), 20) AS n""",
+            [ids[name]],
+        ).fetchall()
+        own = {ids[name]} | {ids[f"{name} {kind}"] for kind in copies(samples()[name])}
+        # itself and its copies come first, each within NEAR bits, before any other picture
+        assert {asset_id for asset_id, _ in found[: len(own)]} == own, name
+        assert all(distance <= NEAR for _, distance in found[: len(own)])
+        assert all(distance > NEAR for _, distance in found[len(own) :])
+
+
+def test_a_stage_new_to_a_database_is_queued_for_its_stored_assets(
+    semsql_env: str, db: psycopg.Connection, library: dict[str, Path]
+) -> None:
+    """As an upgrade to the release that added the content stage does."""
+    result = CliRunner().invoke(cli, ["ingest", str(library["rocket"]), "--json"])
+    assert result.exit_code == 0, result.output
+    db.execute("UPDATE semsql.tasks SET status = 'done'")
+    db.execute("SELECT semsql.refresh_asset_status(array(SELECT id FROM semsql.assets))")
+    db.execute("DELETE FROM semsql.tasks WHERE stage = 'content'")
+    db.execute("DELETE FROM semsql.stages WHERE name = 'content'")
+    db.commit()
+    assert CliRunner().invoke(cli, ["init"]).exit_code == 0
+    assert db.execute(
+        "SELECT t.status, a.status FROM semsql.tasks t JOIN semsql.assets a ON a.id = t.asset_id "
+        "WHERE t.stage = 'content'"
+    ).fetchall() == [("pending", "pending")]
