@@ -39,6 +39,26 @@ MAX_OFFSET = 1_000_000_000
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Find images like this file (its CLIP vector is made here).",
 )
+@click.option(
+    "--article",
+    "article_source",
+    metavar="FILE",
+    help="Find images for an article (a file, or - for stdin): its known people, central "
+    "sentences and keyphrases become the query.",
+)
+@click.option(
+    "--summary-model",
+    envvar="SEMSQL_ARTICLE_SUMMARY_MODEL",
+    metavar="MODEL",
+    help="With --article: a summarisation model (Hugging Face id or folder, loaded offline) "
+    "whose summary replaces the extracted sentences.",
+)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Print what the search makes of QUERY or --article (names, parts and weights, "
+    "keywords, exclusions) instead of searching.",
+)
 @click.option("--like", "like_asset", type=ROW_ID, metavar="ID", help="Find assets like this one.")
 @click.option(
     "--face",
@@ -93,7 +113,8 @@ MAX_OFFSET = 1_000_000_000
 )
 @click.pass_context
 def search(
-    ctx: click.Context, query: str | None, image_path: Path | None, like_asset: int | None,
+    ctx: click.Context, query: str | None, image_path: Path | None, article_source: str | None,
+    summary_model: str | None, explain: bool, like_asset: int | None,
     face_path: Path | None, pick: str | None, tags: tuple[str, ...],
     all_tags: bool, emotions: tuple[str, ...], people: tuple[str, ...], all_people: bool,
     collection: str | None, after: datetime | None, before: datetime | None,
@@ -114,6 +135,8 @@ def search(
       semsql search --like 42 --json | jq '.[].uri'
       semsql search --face visitor.jpg             # images showing that person
       semsql search --person "Joe Park" --emotion happy --order newest
+      semsql search --article story.txt -n 10      # images for an article
+      pbpaste | semsql search --article - --explain
     """
     if face_path is not None:
         from semsql.cli.people import find_face
@@ -124,8 +147,14 @@ def search(
             raise click.UsageError("--face searches by the face alone: drop QUERY and filters")
         ctx.invoke(find_face, image=face_path, k=limit, pick=pick, as_json=as_json)
         return
+    article, article_summary = _article(query, article_source, summary_model, device)
+    if explain:
+        _print_explanation(query, article, article_summary, exclude, names, people, as_json)
+        return
     request = SearchRequest(
         query=query,
+        article=article,
+        article_summary=article_summary,
         like_asset=like_asset,
         tags=tags,
         tags_match="all" if all_tags else None,
@@ -157,7 +186,11 @@ def search(
     if html_path is not None:
         from semsql.cli.contact_sheet import write_contact_sheet
 
-        title = query or (f"like {image_path.name}" if image_path else f"like asset {like_asset}")
+        title = (
+            query
+            or (f"article {article_source}" if article_source else None)
+            or (f"like {image_path.name}" if image_path else f"like asset {like_asset}")
+        )
         write_contact_sheet(html_path, hits, title or "semsql search")
         click.echo(f"wrote {html_path}", err=True)
     if as_json:
@@ -166,6 +199,54 @@ def search(
         click.echo("no matches")
     else:
         click.echo(format_table(hits))
+
+
+def _article(
+    query: str | None, source: str | None, summary_model: str | None, device: str
+) -> tuple[str | None, str | None]:
+    """The article's text, and its summary when a summarisation model is configured."""
+    if source is None:
+        return None, None
+    if query:
+        raise click.UsageError("give QUERY or --article, not both")
+    from semsql.articles import ArticleError, read_article, summarise
+
+    try:
+        article = read_article(source)
+        if not summary_model:
+            return article, None
+        _check_device(device)
+        click.echo(f"summarising the article with {summary_model}", err=True)
+        return article, summarise(article, summary_model, device)
+    except ArticleError as error:
+        raise UserError(str(error)) from None
+
+
+def _print_explanation(
+    query: str | None, article: str | None, article_summary: str | None, exclude: str | None,
+    names: str, people: tuple[str, ...], as_json: bool,
+) -> None:  # fmt: skip
+    from semsql.articles import explain as explain_query
+
+    if not query and not article:
+        raise click.UsageError("--explain needs QUERY or --article")
+    with connect() as conn:
+        require_schema(conn)
+        rows, notices = explain_query(
+            conn, query=query, article=article, article_summary=article_summary,
+            exclude=exclude, names=names, people=list(people),
+        )  # fmt: skip
+    for notice in notices:
+        click.echo(f"note: {notice}", err=True)
+    if as_json:
+        echo_json([asdict(row) for row in rows])
+        return
+    click.echo(f"{'kind':<8} {'weight':>6}  item / detail")
+    for row in rows:
+        weight = "" if row.weight is None else f"{row.weight:.2f}"
+        click.echo(f"{row.kind:<8} {weight:>6}  {row.item or ''}")
+        if row.detail:
+            click.echo(f"{'':<8} {'':>6}    {row.detail}")
 
 
 def _json_object(text: str | None) -> dict[str, Any] | None:

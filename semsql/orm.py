@@ -220,7 +220,9 @@ def search(query: str | None = None, *, name: str = "search", **arguments: Any) 
     """semsql.search(...) as a subquery with typed columns (asset_id, uri, score, caption, tags,
     emotions, people, matched_by, image_score, text_score, keyword_score, exclude_score,
     taken_at, rank). Keyword arguments are those of semsql.search (k, tags, people,
-    query_embedding, like_asset, offset, ...); None leaves one at its default."""
+    query_embedding, like_asset, offset, article, article_summary ...); None leaves one at its
+    default. `search(article=text)` finds images for an article (its known people, central
+    sentences and keyphrases; see semsql.explain_query)."""
     given: dict[str, Any] = {"query": query, **arguments}
     given = {
         key: list(value) if isinstance(value, tuple) else value

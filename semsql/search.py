@@ -55,6 +55,8 @@ PARAMETER_TYPES = {
     "image_embedding": "vector",
     "min_text_similarity": "real",
     "min_image_similarity": "real",
+    "article": "text",
+    "article_summary": "text",
 }
 
 
@@ -92,6 +94,8 @@ class SearchRequest:
     names: str | None = None
     min_text_similarity: float | None = None
     min_image_similarity: float | None = None
+    article: str | None = None
+    article_summary: str | None = None
 
     def arguments(self) -> dict[str, Any]:
         """The SQL arguments this request sets, by parameter name."""

@@ -58,7 +58,12 @@ def test_security_definer_functions_and_all_they_reach_pin_pg_catalog_then_pg_te
         calls.setdefault(name, set()).update(CALLED.findall(source))
         if definer:
             definers.add(name)
-    assert definers == {"embed_text", "request_query_embedding", "await_query_embedding"}
+    assert definers == {
+        "embed_text",
+        "embed_texts",
+        "request_query_embedding",
+        "await_query_embedding",
+    }
     not_ending_in_pg_temp = {
         n for n, p in paths.items() if any(not x.endswith(", pg_temp") for x in p)
     }
