@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import click
+import psycopg
 
 from semsql.cli.common import INTEGER_MAX, connect, echo_json, require_schema
-from semsql.cli.errors import UserError
+from semsql.cli.errors import UserError, database_message
 from semsql.cli.eval_report import as_json, html_page, per_query_table, summary_table
 from semsql.eval_queries import (
     MAX_K,
@@ -108,7 +109,16 @@ def eval_command(
             queries, label="evaluating", file=sys.stderr, hidden=not sys.stderr.isatty()
         ) as bar:
             for item in bar:
-                reports.append(searcher.run(item))
+                try:
+                    reports.append(searcher.run(item))
+                except psycopg.errors.InsufficientPrivilege as error:
+                    if item.hidden_caption_of is None:
+                        raise
+                    raise UserError(
+                        f"{database_message(error)} (hint: --captions hides each caption in a "
+                        "transaction that it rolls back, which needs a role that may write "
+                        "semsql's tables, such as semsql_worker)"
+                    ) from None
     signals = searcher.signals
     summary = summarise(reports, signals)
     shown_k = k if all(r.query.k == k for r in reports) else None

@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from fix_corpus import TEXT_MODEL
 from fix_db import TEMPLATE
 from PIL import Image
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from semsql import database
 from semsql.cli.main import cli
@@ -315,3 +317,26 @@ def test_usage_errors(library, tmp_path) -> None:
     ]:
         code, _, err = run_eval(*args)
         assert code == 2 and message in err, (args, err)
+
+
+def test_an_analyst_evaluates_qrels_but_not_captions(library_url, tmp_path, monkeypatch) -> None:
+    name = f"analyst_{tmp_path.name}"[:60]
+    with psycopg.connect(library_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw' IN ROLE semsql_analyst").format(
+                sql.Identifier(name)
+            )
+        )
+    try:
+        monkeypatch.setenv(
+            "SEMSQL_DATABASE_URL", make_conninfo(library_url, user=name, password="pw")
+        )
+        qrels = write_qrels(tmp_path / "q.jsonl", {"query": "cat", "relevant": ["cat.png"]})
+        code, out, err = run_eval(str(qrels), "--json")
+        assert code == 0, err
+        assert json.loads(out)["summary"]["keyword"]["P@1"] == 1
+        code, _, err = run_eval("--captions")
+        assert code == 1 and "needs a role that may write" in err
+    finally:
+        with psycopg.connect(library_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(name)))
