@@ -9,6 +9,8 @@ setting and a moment, each said in one of several wordings. Query groups:
               uses (no shared word): relevant = every asset of that subject and setting. The
               same words do occur in captions of the other assets (the subject elsewhere, the
               setting with another subject), where keywords find the wrong assets;
+  same words  the same in the words of some of the intended captions ("young dog in the sandy
+              beach"): keywords find those first;
   rare word   a word that only a few captions have ("zeppelin"): relevant = those assets;
   rare+filler the same word in a sentence of words no caption has ("a picture with a
               zeppelin in it");
@@ -100,6 +102,10 @@ def compose(assets: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str
     for subject, setting in sorted(query_pairs):
         query = f"{SUBJECTS[subject][0]} in the {SETTINGS[setting][0]}"
         qrels.append({"group": "paraphrase", "query": query,
+                      "relevant": members[(subject, setting)]})  # fmt: skip
+    for subject, setting in sorted(query_pairs):
+        query = f"{SUBJECTS[subject][1]} in the {SETTINGS[setting][1]}"
+        qrels.append({"group": "same words", "query": query,
                       "relevant": members[(subject, setting)]})  # fmt: skip
     picks = rng.sample(range(assets), len(RARE_WORDS) * 4 + FILE_NAMES + len(PEOPLE) * 5)
     for w, word in enumerate(RARE_WORDS):
