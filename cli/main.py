@@ -6,6 +6,7 @@ from semsql import __version__
 from semsql.cli.db import db
 from semsql.cli.duplicates import duplicates
 from semsql.cli.errors import user_errors
+from semsql.cli.eval import eval_command
 from semsql.cli.ingest import ingest
 from semsql.cli.init import init
 from semsql.cli.jobs import jobs
@@ -42,6 +43,6 @@ def cli() -> None:
     """
 
 
-for command in (init, db, ingest, jobs, worker, status, search, people, models):
+for command in (init, db, ingest, jobs, worker, status, search, people, models, eval_command):
     cli.add_command(command)
 cli.add_command(duplicates)
