@@ -95,7 +95,6 @@ def read_qrels(conn: psycopg.Connection, path: Path, default_k: int = 10) -> lis
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise QrelsError(f"cannot read {path}: {error}") from None
-    has_article = search_takes_article(conn)
     queries = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -105,15 +104,14 @@ def read_qrels(conn: psycopg.Connection, path: Path, default_k: int = 10) -> lis
             row = json.loads(line)
         except (json.JSONDecodeError, RecursionError, ValueError) as error:
             raise QrelsError(f"{where}: not JSON ({error})") from None
-        queries.append(_qrel(conn, row, where, number, path.parent, default_k, has_article))
+        queries.append(_qrel(conn, row, where, number, path.parent, default_k))
     if not queries:
         raise QrelsError(f"{path.name} has no queries (one JSON object per line)")
     return queries
 
 
 def _qrel(
-    conn: psycopg.Connection, row: Any, where: str, number: int, folder: Path, default_k: int,
-    has_article: bool,
+    conn: psycopg.Connection, row: Any, where: str, number: int, folder: Path, default_k: int
 ) -> EvalQuery:  # fmt: skip
     if not isinstance(row, dict):
         raise QrelsError(f"{where}: give a JSON object, not {type(row).__name__}")
@@ -128,11 +126,6 @@ def _qrel(
             raise QrelsError(f"{where}: {name} must be a non-empty string")
     if query is None and article is None:
         raise QrelsError(f'{where}: give a "query" (or an "article")')
-    if article is not None and not has_article:
-        raise QrelsError(
-            f"{where}: this database's semsql.search takes no article "
-            "(hint: upgrade semsql and run `semsql init`, or give the text as query)"
-        )
     k = row.get("k", default_k)
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise QrelsError(f"{where}: k must be a whole number from 1 to {MAX_K}, not {k!r}")
@@ -195,17 +188,6 @@ def resolve_asset(conn: psycopg.Connection, item: Any, folder: Path, where: str)
     if not rows:
         raise QrelsError(f"{where}: no asset has uri {item!r}")
     return int(rows[0][0])
-
-
-def search_takes_article(conn: psycopg.Connection) -> bool:
-    """Whether this database's semsql.search has an article parameter."""
-    row = conn.execute(
-        """SELECT EXISTS (SELECT FROM pg_catalog.pg_proc p
-                          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-                          WHERE n.nspname = 'semsql' AND p.proname = 'search'
-                            AND 'article' = ANY (p.proargnames))"""
-    ).fetchone()
-    return bool(row and row[0])
 
 
 # Captions as queries --------------------------------------------------------------------------

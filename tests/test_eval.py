@@ -20,7 +20,7 @@ from psycopg.conninfo import make_conninfo
 from semsql import database
 from semsql.cli.main import cli
 from semsql.embedder.worker import Worker, WorkerOptions
-from semsql.eval_queries import parse_weights, search_takes_article
+from semsql.eval_queries import parse_weights
 from semsql.evaluation import (
     mean_metrics,
     ndcg_at,
@@ -297,12 +297,18 @@ def test_a_bad_qrels_line_is_named(library, tmp_path, line: str, message: str) -
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
 
 
-def test_an_article_needs_a_search_that_takes_one(library, tmp_path) -> None:
-    qrels = write_qrels(tmp_path / "q.jsonl", {"article": "Cats.", "relevant": ["cat.png"]})
-    if search_takes_article(library):
-        pytest.skip("this semsql.search takes articles")
-    code, _, err = run_eval(str(qrels))
-    assert code == 1 and "semsql.search takes no article" in err
+def test_an_article_is_evaluated_as_search_takes_it(library, tmp_path) -> None:
+    article = (
+        "Zeppelin returns to the skies\n"
+        "A silver zeppelin was seen floating over the skyline on Sunday. "
+        "Officials said the council would meet again next week to discuss the budget."
+    )
+    qrels = write_qrels(tmp_path / "q.jsonl", {"article": article, "relevant": ["zeppelin.png"]})
+    code, out, err = run_eval(str(qrels), "--json")
+    assert code == 0, err
+    (query,) = json.loads(out)["per_query"]
+    for signal in ("keyword", "fused"):
+        assert query["signals"][signal]["ranking"][0] == ids(library)["zeppelin.png"], signal
 
 
 def test_usage_errors(library, tmp_path) -> None:
