@@ -177,7 +177,7 @@ def main() -> None:
             config = load_model_config()
         rows: list[dict[str, Any]] = []
         for stage in args.stages.split(","):
-            model = config[stage]
+            model = config.get(stage)  # a stage off by default has no tiny model
             if model is None:
                 rows.append({"stage": stage, "model": None, "error": "off"})
                 continue

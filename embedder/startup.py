@@ -108,6 +108,19 @@ def load_runners(
     return loaded
 
 
+def enable_stages_turned_on(
+    conn: psycopg.Connection, stages: Iterable[str], models: Mapping[str, str | None]
+) -> None:
+    """A stage off by default whose setting names a model is enabled here: semsql.stages
+    starts it disabled, and its task is queued for every asset already stored
+    (sql/010_queue.sql: semsql.enable_stage). Whether the model loads is found out after."""
+    for stage in stages:
+        if registry.stage(stage).off_by_default and models.get(stage) is not None:
+            queued = fetch_value(conn, "SELECT semsql.enable_stage(%s)", [stage])
+            if queued:
+                log.info("%s: turned on by its setting; queued %d stored assets", stage, queued)
+
+
 def make_runner(spec: Stage, model: Any, pool: ThreadPoolExecutor) -> Runner:
     """The runner of a stage, by what it reads, with the writer semsql.stages names for it."""
     write = getattr(writers, spec.writer)
