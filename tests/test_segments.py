@@ -168,6 +168,7 @@ def test_its_setting_turns_it_on_for_stored_assets_and_fills_segments_and_tags(
     pictures: list[Path],
     only_segments: None,
     tiny_segments_model: str,
+    tmp_path: Path,
 ) -> None:
     ingest(pictures)  # before the stage is on: the worker queues them when it turns it on
     assert load_model_config({"SEMSQL_MODEL_SEGMENTS": tiny_segments_model})["segments"] == (
@@ -217,6 +218,12 @@ def test_its_setting_turns_it_on_for_stored_assets_and_fills_segments_and_tags(
         hits, _ = run_search(db, SearchRequest(tags=(label,)))
         assert ids[0] not in {hit.asset_id for hit in hits}
 
+    # The contact sheet of a tag search draws them.
+    sheet = tmp_path / "sheet.html"
+    result = CliRunner().invoke(cli, ["search", "--tag", first, "--html", str(sheet)])
+    assert result.exit_code == 0, result.output
+    assert f"{first} {stored[ids[0]][0].share:.0%}" in sheet.read_text()
+
     # Running again replaces the rows; the tags stage keeps them.
     rows = "SELECT asset_id, label, share, mask_rle FROM semsql.segments ORDER BY 1, 2"
     before = db.execute(rows).fetchall()
@@ -263,6 +270,18 @@ def test_new_assets_get_the_stage_once_it_is_on_and_the_default_cut_applies(
     run_worker(semsql_env, {"segments": tiny_segments_model})
     shares = [row[0] for row in db.execute("SELECT share FROM semsql.segments")]
     assert shares and min(shares) >= 0.01  # DEFAULT_MIN_SHARE
+
+    # Once on, a worker without the setting leaves its tasks waiting and says why.
+    ingest(pictures[1:])
+    run_worker(semsql_env, {"segments": None})
+    assert db.execute(
+        "SELECT reason FROM semsql.unavailable_stages WHERE stage = 'segments'"
+    ).fetchone() == (
+        "its model is off (off by default: SEMSQL_MODEL_SEGMENTS is not set here, or is off)",
+    )
+    assert db.execute("SELECT count(*) FROM semsql.assets WHERE status = 'ready'").fetchone() == (
+        2,
+    )
 
 
 @pytest.mark.parametrize("kind", ["missing", "wrong architecture"])
