@@ -35,7 +35,7 @@ from matplotlib import cbook
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fix_models import build_tiny_models
+from fix_models import build_segments_model, build_tiny_models
 
 from semsql.embedder.models import STAGES, ModelLoadError, load_model_config, load_stage
 from semsql.embedder.models.device import resolve_device
@@ -173,6 +173,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         if args.models == "tiny":
             config: dict[str, str | None] = dict(build_tiny_models(Path(folder)))
+            config["segments"] = str(build_segments_model(Path(folder) / "segments"))
         else:
             config = load_model_config()
         rows: list[dict[str, Any]] = []

@@ -1,7 +1,9 @@
 """`semsql search --html FILE`: a contact sheet, one page with a thumbnail per hit.
 
 Thumbnails of local files are embedded (JPEG, base64), so that the page can be mailed or
-moved; http(s) assets are linked. Every text on the page is escaped.
+moved; http(s) assets are linked. An asset with segments (the segments stage) has its largest
+regions laid over its thumbnail, semi-transparent, with a legend of their labels and shares.
+Every text on the page is escaped.
 """
 
 from __future__ import annotations
@@ -9,15 +11,26 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from PIL import Image, ImageOps
 
 from semsql.search import SearchHit
+from semsql.segments import Segment
 
 THUMBNAIL_PIXELS = 320
+MAX_DRAWN_SEGMENTS = 6
+SEGMENT_ALPHA = 110  # of 255: the picture stays readable under the colours
+SEGMENT_COLOURS = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+)
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -29,6 +42,7 @@ figure {{ margin: 0; border: 1px solid #ddd; border-radius: 6px; padding: .5em; 
 img, .missing {{ width: 100%; height: 200px; object-fit: contain; background: #f4f4f4; }}
 .missing {{ display: flex; align-items: center; justify-content: center; color: #888; }}
 figcaption {{ margin-top: .4em; line-height: 1.35; word-break: break-word; }}
+.seg i {{ display: inline-block; width: .8em; height: .8em; margin: 0 .2em 0 .4em; }}
 .score {{ font-weight: 600; }} .by {{ color: #06c; }} .uri {{ color: #888; font-size: .85em; }}
 </style></head>
 <body><h1>{title}</h1><p>{summary}</p>
@@ -39,7 +53,7 @@ figcaption {{ margin-top: .4em; line-height: 1.35; word-break: break-word; }}
 
 FIGURE = """<figure>{picture}<figcaption>
 <span class="score">#{rank} &middot; {score}</span> <span class="by">{matched_by}</span><br>
-{caption}{details}<br><span class="uri">{uri}</span></figcaption></figure>"""
+{caption}{details}{legend}<br><span class="uri">{uri}</span></figcaption></figure>"""
 
 
 def local_path(uri: str) -> Path | None:
@@ -52,27 +66,47 @@ def local_path(uri: str) -> Path | None:
     return Path(uri)
 
 
-def thumbnail_data_uri(path: Path) -> str | None:
+def thumbnail_data_uri(path: Path, segments: Sequence[Segment] = ()) -> str | None:
     try:
         with Image.open(path) as opened:
             image = ImageOps.exif_transpose(opened)
             image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+            image = with_segments(image.convert("RGB"), segments)
             buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, "JPEG", quality=80)
+            image.save(buffer, "JPEG", quality=80)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def picture(uri: str) -> str:
+def with_segments(image: Image.Image, segments: Sequence[Segment]) -> Image.Image:
+    """The image with the largest segments' masks laid over it, one colour each."""
+    for segment, colour in zip(segments[:MAX_DRAWN_SEGMENTS], SEGMENT_COLOURS, strict=False):
+        inside = segment.mask.decode()
+        mask = Image.fromarray(inside.astype("uint8") * SEGMENT_ALPHA, mode="L")
+        mask = mask.resize(image.size, Image.Resampling.NEAREST)
+        image.paste(colour, (0, 0, *image.size), mask)
+    return image
+
+
+def legend(segments: Sequence[Segment]) -> str:
+    """The drawn segments' colours, labels and shares."""
+    entries = [
+        f'<i style="background: rgb{colour}"></i>{html.escape(segment.label)} {segment.share:.0%}'
+        for segment, colour in zip(segments[:MAX_DRAWN_SEGMENTS], SEGMENT_COLOURS, strict=False)
+    ]
+    return f'<br><small class="seg">{"".join(entries)}</small>' if entries else ""
+
+
+def picture(uri: str, segments: Sequence[Segment] = ()) -> str:
     path = local_path(uri)
-    source = uri if path is None else thumbnail_data_uri(path)
+    source = uri if path is None else thumbnail_data_uri(path, segments)
     if source is None:
         return '<div class="missing">not readable</div>'
     return f'<img src="{html.escape(source)}" alt="">'
 
 
-def figure(hit: SearchHit) -> str:
+def figure(hit: SearchHit, segments: Sequence[Segment] = ()) -> str:
     details = ", ".join(
         part
         for part in (
@@ -84,21 +118,29 @@ def figure(hit: SearchHit) -> str:
         if part
     )
     return FIGURE.format(
-        picture=picture(hit.uri),
+        picture=picture(hit.uri, segments),
         rank=hit.rank,
         score="" if hit.score is None else f"{hit.score:.3f}",
         matched_by=html.escape(" ".join(hit.matched_by)),
         caption=html.escape(hit.caption or ""),
         details=f"<br><small>{html.escape(details)}</small>" if details else "",
+        legend=legend(segments),
         uri=html.escape(hit.uri),
     )
 
 
-def write_contact_sheet(path: Path, hits: Sequence[SearchHit], title: str) -> None:
+def write_contact_sheet(
+    path: Path,
+    hits: Sequence[SearchHit],
+    title: str,
+    segments: Mapping[int, Sequence[Segment]] | None = None,
+) -> None:
+    """segments: asset id -> its segments, largest first (semsql.segments.stored_segments)."""
+    segments = segments or {}
     summary = f"{len(hits)} result(s); score and the signals that found each."
     page = PAGE.format(
         title=html.escape(title),
         summary=html.escape(summary),
-        figures="\n".join(figure(hit) for hit in hits),
+        figures="\n".join(figure(hit, segments.get(hit.asset_id, ())) for hit in hits),
     )
     path.write_text(page, encoding="utf-8")

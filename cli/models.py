@@ -61,7 +61,9 @@ def list_models(as_json: bool) -> None:
 
 def _location_lines(location: inventory.Location) -> str:
     if location.model is None:
-        return f"{location.stage:<13} {'off':<9} ({location.setting}=off)"
+        setting = location.setting
+        why = f"{setting}=off" if location.configured else f"off by default; {setting}=on"
+        return f"{location.stage:<13} {'off':<9} ({why})"
     state = "here" if location.present else "missing"
     chosen = location.setting if location.configured else "default"
     size = f"  {_size(location.size_bytes)}" if location.size_bytes is not None else ""

@@ -25,6 +25,7 @@ from semsql.search import (
     registered_spaces,
     run_search,
 )
+from semsql.segments import stored_segments
 
 DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"])
 MAX_OFFSET = 1_000_000_000
@@ -181,6 +182,7 @@ def search(
         elif query and embed != "worker":
             request = _with_local_text_vectors(conn, request, embed, device)
         hits, notices = run_search(conn, request)
+        segments = stored_segments(conn, [hit.asset_id for hit in hits]) if html_path else {}
     for notice in notices:
         click.echo(f"note: {notice}", err=True)
     if html_path is not None:
@@ -191,7 +193,7 @@ def search(
             or (f"article {article_source}" if article_source else None)
             or (f"like {image_path.name}" if image_path else f"like asset {like_asset}")
         )
-        write_contact_sheet(html_path, hits, title or "semsql search")
+        write_contact_sheet(html_path, hits, title or "semsql search", segments)
         click.echo(f"wrote {html_path}", err=True)
     if as_json:
         echo_json([asdict(hit) for hit in hits])

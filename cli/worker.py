@@ -148,7 +148,9 @@ def worker(
 
     Each stage's model is a Hugging Face id or a local folder, set by SEMSQL_MODEL_<STAGE>
     (SEMSQL_MODEL_CAPTION, ..._TAGS, ..._FACES, ..._FACE_VECTORS, ..._EMOTION, ..._CLIP,
-    ..._TEXT), or `off`. A stage whose model is off or cannot load is reported once as not
+    ..._TEXT, ..._SEGMENTS), `on` (its default) or `off`. The segments stage is off unless
+    its setting is given; a worker started with it turns it on for every asset. A stage
+    whose model is off or cannot load is reported once as not
     available (`semsql status` shows why and how to fix it) and its tasks wait, the assets
     ready without it; the other stages go on. A worker that loads the model later fills
     the waiting tasks in, with no --retry-failed.
@@ -159,6 +161,7 @@ def worker(
       semsql worker --until-idle                 # catch up, then exit (cron, CI)
       semsql worker --tasks faces,emotion --device cuda:1 --batch-size 64
       SEMSQL_MODEL_CAPTION=off semsql worker     # no captions on this machine
+      SEMSQL_MODEL_SEGMENTS=on semsql worker     # segmentation labels (SegFormer), off by default
       SEMSQL_MODEL_TEXT=./models/minilm semsql worker --reset-space text
       semsql worker --retry-failed --once        # try the failed tasks again
       semsql worker --bulk-index-at 0            # keep the HNSW indexes up at all times

@@ -49,7 +49,7 @@ class Unavailable:
     @classmethod
     def off(cls, spec: Stage) -> Unavailable:
         return cls(
-            f"its model is off ({spec.env_var}=off)",
+            f"its model is off ({off_setting(spec)})",
             f"set {spec.env_var} to a model id or a local folder and start `semsql worker`",
         )
 
@@ -58,6 +58,14 @@ class Unavailable:
         if isinstance(error, SpaceMismatch):
             return cls(error.message, error.hint)
         return cls(f"{error.model!r} could not be loaded: {error.reason}", error.fix)
+
+
+def off_setting(spec: Stage) -> str:
+    """What turned a stage's model off here: its setting, or, for a stage off by default,
+    the lack of one (the models mapping cannot tell the two apart)."""
+    if spec.off_by_default:
+        return f"off by default: {spec.env_var} is not set here, or is off"
+    return f"{spec.env_var}=off"
 
 
 @dataclass
@@ -87,7 +95,7 @@ def load_runners(
         model_name = models.get(stage)
         if model_name is None:
             log.warning("%s: model is off; its tasks wait for a worker that runs it", stage)
-            loaded.problems[stage] = f"model is off ({spec.env_var}=off)"
+            loaded.problems[stage] = f"model is off ({off_setting(spec)})"
             loaded.unavailable[stage] = Unavailable.off(spec)
             continue
         started = time.perf_counter()
@@ -106,6 +114,19 @@ def load_runners(
         seconds = time.perf_counter() - started
         log.info("%s: %s loaded on %s in %.1f s", stage, model_name, torch_device, seconds)
     return loaded
+
+
+def enable_stages_turned_on(
+    conn: psycopg.Connection, stages: Iterable[str], models: Mapping[str, str | None]
+) -> None:
+    """A stage off by default whose setting names a model is enabled here: semsql.stages
+    starts it disabled, and its task is queued for every asset already stored
+    (sql/010_queue.sql: semsql.enable_stage). Whether the model loads is found out after."""
+    for stage in stages:
+        if registry.stage(stage).off_by_default and models.get(stage) is not None:
+            queued = fetch_value(conn, "SELECT semsql.enable_stage(%s)", [stage])
+            if queued:
+                log.info("%s: turned on by its setting; queued %d stored assets", stage, queued)
 
 
 def make_runner(spec: Stage, model: Any, pool: ThreadPoolExecutor) -> Runner:

@@ -42,7 +42,7 @@ from .models import load_model_config
 from .pipeline import Batch, Runner, TransientError, describe
 from .query_embeddings import QueryAnswerer
 from .queue import TASKS_CHANNEL, Failure, Listener, Queue, QueueSettings, Task, Wakeup
-from .startup import Unavailable, load_runners, query_encoders
+from .startup import Unavailable, enable_stages_turned_on, load_runners, query_encoders
 from .vector_index import VectorIndexes
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ class Worker:
     def _start(self) -> None:
         self._open_work_connection()
         assert self.conn is not None
+        enable_stages_turned_on(self.conn, self.options.stages, self.models)
         enabled = [
             row[0]
             for row in self.conn.execute(

@@ -22,6 +22,8 @@ from .queue import Task
 Done = Sequence[tuple[Task, Any]]
 
 HALF_MAX = 65504.0  # the largest finite halfvec value
+SEGMENTATION_SOURCE = "segmentation"
+"""The source of the segments stage's tags (its model is in semsql.segments.model)."""
 
 UPSERT_EMBEDDINGS = """
     INSERT INTO semsql.embeddings AS e (asset_id, space, model, embedding, input_sha256)
@@ -63,9 +65,10 @@ def write_captions(conn: psycopg.Connection, model: str, done: Done) -> None:
 
 
 def write_tags(conn: psycopg.Connection, model: str, done: Done) -> None:
-    """done: (task, ([Tag], scale))"""
+    """done: (task, ([Tag], scale)); the segments stage's tags stay (write_segments)."""
     conn.execute(
-        "DELETE FROM semsql.tags WHERE asset_id = ANY (%s) AND source <> 'user'",
+        f"""DELETE FROM semsql.tags
+            WHERE asset_id = ANY (%s) AND source NOT IN ('user', '{SEGMENTATION_SOURCE}')""",
         [_asset_ids(done)],
     )
     with conn.cursor().copy(
@@ -83,6 +86,33 @@ def write_tags(conn: psycopg.Connection, model: str, done: Done) -> None:
                             model,
                         )
                     )
+
+
+def write_segments(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, ([Segment], scale)); replaces the assets' segments and their tags (source
+    'segmentation', confidence: the segment's mean probability, box: around its region)."""
+    asset_ids = _asset_ids(done)
+    conn.execute("DELETE FROM semsql.segments WHERE asset_id = ANY (%s)", [asset_ids])
+    conn.execute(
+        "DELETE FROM semsql.tags WHERE asset_id = ANY (%s) AND source = %s",
+        [asset_ids, SEGMENTATION_SOURCE],
+    )
+    with conn.cursor().copy(
+        """COPY semsql.segments (asset_id, label, share, score, mask_width, mask_height,
+                                 mask_rle, model) FROM STDIN"""
+    ) as copy:
+        for task, (segments, _) in done:
+            for s in segments:
+                mask = s.mask
+                row = (task.asset_id, s.label, s.share, _unit(s.score), mask.width, mask.height)
+                copy.write_row((*row, list(mask.runs), model))
+    with conn.cursor().copy(
+        "COPY semsql.tags (asset_id, label, confidence, box, source) FROM STDIN"
+    ) as copy:
+        for task, (segments, scale) in done:
+            for s in segments:
+                box = None if s.box is None else _scaled(s.box, scale)
+                copy.write_row((task.asset_id, s.label, _unit(s.score), box, SEGMENTATION_SOURCE))
 
 
 def write_faces(conn: psycopg.Connection, model: str, done: Done) -> None:

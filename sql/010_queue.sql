@@ -82,8 +82,10 @@ BEGIN
     -- Positions and vector spaces are unique: move every row out of the way before giving the
     -- new ones (a release may give a space to a stage of another name).
     UPDATE semsql.stages SET position = -position, vector_space = NULL WHERE position > 0;
-    INSERT INTO semsql.stages AS s (name, position, depends_on, description, reads, vector_space)
-    SELECT r.name, r.position, r.depends_on, r.description, r.reads, r.vector_space
+    INSERT INTO semsql.stages AS s (name, position, depends_on, description, reads, vector_space,
+                                    enabled)
+    SELECT r.name, r.position, r.depends_on, r.description, r.reads, r.vector_space,
+           coalesce(r.enabled, true)  -- a stage declared off by default starts disabled
     FROM jsonb_populate_recordset(NULL::semsql.stages, p_stages) AS r
     ON CONFLICT (name) DO UPDATE
         SET position = excluded.position, depends_on = excluded.depends_on,
@@ -118,5 +120,45 @@ COMMENT ON FUNCTION semsql.write_stages(jsonb) IS
     'Called by every `semsql init`: makes semsql.stages say what semsql/stages.py declares '
     '(an array of {name, position, depends_on, description, reads, vector_space}); whether a '
     'declared stage is enabled stays as it was (one that an earlier init retired is enabled '
-    'again), and an undeclared one is disabled and marked retired. A stage new to the database '
-    'is queued for every stored asset.';
+    'again; a new one is enabled unless its "enabled" says false), and an undeclared one is '
+    'disabled and marked retired. A stage new to the database, if enabled, is queued for every '
+    'stored asset.';
+
+CREATE OR REPLACE FUNCTION semsql.enable_stage(p_stage text) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+DECLARE
+    queued bigint[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM stages s WHERE s.name = p_stage AND NOT s.retired) THEN
+        RAISE EXCEPTION 'unknown stage %', coalesce(p_stage, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT s.enabled FROM stages s WHERE s.name = p_stage) THEN
+        RETURN 0;  -- every worker start of a stage turned on by its setting: nothing to do
+    END IF;
+    -- Ingests in flight finish first, so that every asset gets the task: one committed after
+    -- this read the stage enabled, one committed before is seen below.
+    LOCK TABLE assets IN SHARE MODE;
+    UPDATE stages SET enabled = true WHERE name = p_stage AND NOT enabled;
+    IF NOT FOUND THEN
+        RETURN 0;  -- another worker enabled it meanwhile
+    END IF;
+    WITH inserted AS (
+        INSERT INTO tasks (asset_id, stage)
+        SELECT a.id, p_stage FROM assets a
+        ON CONFLICT (asset_id, stage) DO NOTHING
+        RETURNING asset_id)
+    SELECT coalesce(array_agg(i.asset_id), '{}') INTO queued FROM inserted i;
+    IF cardinality(queued) > 0 THEN
+        PERFORM refresh_asset_status(queued);
+        PERFORM notify('semsql_tasks');
+    END IF;
+    RETURN cardinality(queued);
+END
+$$;
+COMMENT ON FUNCTION semsql.enable_stage(text) IS
+    'Enables a disabled stage (one declared off by default, turned on by a worker started with '
+    'its model setting) and queues its task for every stored asset that has none; returns how '
+    'many it queued (0 when the stage was enabled already).';

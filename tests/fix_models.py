@@ -19,6 +19,7 @@ from semsql.stages import STAGES
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 DETECTOR_LABELS = ("N/A", "person", "cat", "dog", "car", "chair")
+SEGMENT_LABELS = ("wall", "sky", "tree", "grass", "person")
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
 
@@ -148,6 +149,35 @@ def build_clip_model(folder: Path) -> Path:
     return folder
 
 
+def build_segments_model(folder: Path) -> Path:
+    """SegformerForSemanticSegmentation (two tiny encoder blocks) + SegformerImageProcessor."""
+    from transformers import (
+        SegformerConfig,
+        SegformerForSemanticSegmentation,
+        SegformerImageProcessor,
+    )
+
+    config = SegformerConfig(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        num_attention_heads=[1, 2],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=16,
+        id2label=dict(enumerate(SEGMENT_LABELS)),
+        label2id={label: i for i, label in enumerate(SEGMENT_LABELS)},
+    )
+    torch.manual_seed(0)
+    SegformerForSemanticSegmentation(config).save_pretrained(folder)
+    SegformerImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}).save_pretrained(
+        folder
+    )
+    return folder
+
+
 def build_face_vectors_model(path: Path) -> Path:
     """A random InceptionResnetV1 state_dict (the real architecture: 512-d output, ~90 MB)."""
     from facenet_pytorch import InceptionResnetV1
@@ -163,16 +193,19 @@ BUILDERS: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "emotion": ("emotion", build_emotion_model),
     "clip": ("clip", build_clip_model),
     "face_vectors": ("face_vectors.pt", build_face_vectors_model),
+    "segments": ("segments", build_segments_model),
 }
 
 
 def build_tiny_models(root: Path) -> dict[str, str]:
-    """stage -> model to load, for every stage of semsql.stages: a tiny model built under
-    `root`, or, for a stage without a builder, its default (the real MTCNN and MiniLM weights
-    that ship in packages)."""
+    """stage -> model to load, for every stage of semsql.stages but those off by default: a
+    tiny model built under `root`, or, for a stage without a builder, its default (the real
+    MTCNN and MiniLM weights that ship in packages)."""
     transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars
     models = {}
     for stage in STAGES:
+        if stage.off_by_default:
+            continue  # off, as without its setting (tiny_segments_model builds one)
         if stage.name in BUILDERS:
             name, build = BUILDERS[stage.name]
             models[stage.name] = str(build(root / name))
@@ -210,3 +243,10 @@ def tiny_clip_model(tiny_models: dict[str, str]) -> str:
 @pytest.fixture(scope="session")
 def tiny_face_vectors_model(tiny_models: dict[str, str]) -> str:
     return tiny_models["face_vectors"]
+
+
+@pytest.fixture(scope="session")
+def tiny_segments_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny SegFormer; the segments stage is off by default, so tiny_models has none."""
+    transformers.utils.logging.disable_progress_bar()
+    return str(build_segments_model(tmp_path_factory.mktemp("tiny-segments") / "segments"))

@@ -110,7 +110,7 @@ def test_default_dtype() -> None:
 
 
 def test_model_config_defaults_overrides_and_off() -> None:
-    assert load_model_config({}) == DEFAULT_MODELS
+    assert load_model_config({}) == {**DEFAULT_MODELS, "segments": None}  # off by default
     assert set(DEFAULT_MODELS) == set(STAGES)
     config = load_model_config(
         {

@@ -206,7 +206,9 @@ def test_list_in_words(tiny_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
         ["clip", "here"],
         ["content", "here"],
         ["text", "here"],
+        ["segments", "off"],
     ]
+    assert "segments      off       (off by default; SEMSQL_MODEL_SEGMENTS=on)" in lines
 
 
 def test_list_with_the_hub_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,8 +266,11 @@ def test_list_finds_facenet_and_dlib_weights(
 # --- check ------------------------------------------------------------------------------------
 
 
-def test_check_loads_every_model(tiny_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_loads_every_model(
+    tiny_env: dict[str, str], tiny_segments_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SEMSQL_MODEL_TAGS", "off")
+    monkeypatch.setenv("SEMSQL_MODEL_SEGMENTS", tiny_segments_model)  # off by default
     result = invoke("check", "--json")
     assert result.exit_code == 0, result.output
     rows = by_stage(json.loads(result.output))
@@ -376,7 +381,10 @@ def test_download_saves_every_model_for_an_offline_machine(
     check = invoke("check", "--json")
     assert check.exit_code == 0, check.output
     rows = by_stage(json.loads(check.stdout))
-    assert {stage: row["status"] for stage, row in rows.items()} == dict.fromkeys(NAMES, "ok")
+    assert {stage: row["status"] for stage, row in rows.items()} == {
+        **dict.fromkeys(NAMES, "ok"),
+        "segments": "off",  # off by default: nothing to save
+    }
     assert rows["clip"]["model"] == str(target / "clip")
 
 

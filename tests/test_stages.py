@@ -55,7 +55,9 @@ def test_init_restores_the_declaration_and_keeps_what_the_admin_disabled(db_url:
         enabled = dict(conn.execute("SELECT name, enabled FROM semsql.stages").fetchall())
         assert enabled.pop("caption") is False
         assert enabled.pop("retired") is False  # kept (its tasks may exist), gets no new tasks
-        assert all(enabled.values())
+        assert enabled == {
+            s.name: not s.off_by_default for s in registry.STAGES if s.name != "caption"
+        }
         position, space = conn.execute(
             "SELECT position, vector_space FROM semsql.stages WHERE name = 'retired'"
         ).fetchone()
@@ -64,7 +66,9 @@ def test_init_restores_the_declaration_and_keeps_what_the_admin_disabled(db_url:
 
 def test_every_stage_has_a_model_setting_with_its_default() -> None:
     config = load_model_config({})
-    assert config == {s.name: s.model() for s in registry.STAGES}
+    assert config == {s.name: None if s.off_by_default else s.model() for s in registry.STAGES}
+    on = load_model_config({s.env_var: "on" for s in registry.STAGES})
+    assert on == {s.name: s.model() for s in registry.STAGES}
     off = load_model_config({s.env_var: "off" for s in registry.STAGES})
     assert set(off) == set(registry.NAMES) and not any(off.values())
 

@@ -5,9 +5,10 @@
     captions = stage.run(images)
 
 Each stage's model is a Hugging Face id or a local folder (a .pt file for face_vectors), set by
-SEMSQL_MODEL_<STAGE>; the value `off` (or `none`) turns the stage off. The stages, their
-defaults and loaders are declared in semsql.stages. This package is a library: the worker
-daemon (semsql.embedder) and the CLI use it; it uses neither.
+SEMSQL_MODEL_<STAGE>; the value `off` (or `none`) turns the stage off, and `on` names its
+default. A stage declared off by default (segments) is off unless its setting is given. The
+stages, their defaults and loaders are declared in semsql.stages. This package is a library:
+the worker daemon (semsql.embedder) and the CLI use it; it uses neither.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .stages.emotion import EmotionStage
     from .stages.face_vectors import FaceVectorStage
     from .stages.faces import FaceDetector
+    from .stages.segments import SegmentStage
     from .stages.tags import TagStage
     from .stages.text import TextEncoderStage
 
@@ -62,6 +64,7 @@ __all__ = [
 
 STAGES = registry.NAMES
 OFF_VALUES = frozenset({"off", "none"})
+ON_VALUE = "on"
 
 
 # transformers switches weight initialisation off while it loads by patching torch and
@@ -80,12 +83,15 @@ DEFAULT_MODELS = default_models()
 def load_model_config(env: Mapping[str, str] = os.environ) -> dict[str, str | None]:
     """Each stage's model from SEMSQL_MODEL_<STAGE>, else the default; None when turned off.
 
-    An empty value counts as unset.
+    An empty value counts as unset: the default, or None for a stage off by default.
     """
     config: dict[str, str | None] = {}
-    for stage in STAGES:
+    for spec in registry.STAGES:
+        stage = spec.name
         value = env.get(model_env_var(stage), "").strip()
         if not value:
+            config[stage] = None if spec.off_by_default else DEFAULT_MODELS[stage]
+        elif value.lower() == ON_VALUE:
             config[stage] = DEFAULT_MODELS[stage]
         elif value.lower() in OFF_VALUES:
             config[stage] = None
@@ -158,6 +164,14 @@ def load_stage(
     dtype: torch.dtype | None = ...,
     **options: Any,
 ) -> TextEncoderStage: ...
+@overload
+def load_stage(
+    stage: Literal["segments"],
+    model: str,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> SegmentStage: ...
 @overload
 def load_stage(
     stage: str,
