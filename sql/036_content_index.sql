@@ -9,15 +9,26 @@ SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     turned bit(256) := p_hash;
+    block integer;
+    swap bit(256);
+    upper_right bit(256);
 BEGIN
     IF p_variant NOT BETWEEN 0 AND 7 THEN
         RAISE EXCEPTION 'variant must be 0 to 7, not %', p_variant
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF p_variant & 4 <> 0 THEN  -- transposed: bit 16u + v becomes bit 16v + u
-        turned := (SELECT string_agg(substr(p_hash::text, 16 * (i % 16) + i / 16 + 1, 1), ''
-                                     ORDER BY i)
-                   FROM generate_series(0, 255) AS i)::bit(256);
+    IF p_variant & 4 <> 0 THEN
+        -- Transposed (bit 16u + v becomes bit 16v + u) by four delta swaps of bit strings, not
+        -- 256 substrings: each swaps the upper-right and lower-left blocks of side 8, then 4,
+        -- 2 and 1 inside them. A bit at row r, column c of such a pair moves by 15 x side.
+        FOREACH block IN ARRAY ARRAY[8, 4, 2, 1] LOOP
+            -- the upper-right bits: column bit `block` set, row bit `block` clear
+            upper_right := repeat(repeat(repeat(repeat('0', block) || repeat('1', block),
+                                                8 / block), block)
+                                  || repeat('0', 16 * block), 8 / block)::bit(256);
+            swap := (turned # (turned << (15 * block))) & upper_right;
+            turned := turned # swap # (swap >> (15 * block));
+        END LOOP;
     END IF;
     IF p_variant & 1 <> 0 THEN  -- mirrored left-right: odd horizontal frequencies change sign
         turned := turned # repeat('01', 128)::bit(256);

@@ -458,3 +458,26 @@ def test_the_cli_says_what_a_file_it_cannot_hash_is(
     result = CliRunner().invoke(cli, ["search", "--like", "1", "--by", "content", "-n", "5000"])
     assert result.exit_code == 1
     assert "k must be between 1 and 1000 with by => content" in result.stderr
+
+
+def test_sqlalchemy_reads_which_index_found_each_row(looks_url: str) -> None:
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from semsql import orm
+
+    with connect(looks_url) as conn:
+        ids = asset_ids(conn)
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(looks_url))
+    with Session(engine) as session:
+        hits = orm.similar(ids["rocket"], k=5, by="content", max_distance=64)
+        rows = session.execute(
+            select(hits.c.asset_id, hits.c.matched_by, hits.c.content_distance).order_by(
+                hits.c.rank
+            )
+        ).all()
+    engine.dispose()
+    assert len(rows) == 5 and {row.matched_by for row in rows} == {"content"}
+    assert all(row.content_distance <= NEAR for row in rows)
+    own = {ids[f"rocket {kind}"] for kind in copies(samples()["rocket"])}
+    assert {row.asset_id for row in rows} <= own
