@@ -172,7 +172,7 @@ def work(url: str, batch_size: int) -> None:
 
 
 def stage_section(url: str, folder: Path, count: int, batch_size: int) -> list[dict]:
-    paths = write_stage_corpus(folder / "megapixel", count)
+    paths = write_stage_corpus(folder / f"megapixel_{count}", count)
     uris = [str(p) for p in paths]
     decoded = [load_image(uri, content_hash.DECODE_SIDE).image for uri in uris[:200]]
     decode_s = timed(lambda: [load_image(uri, content_hash.DECODE_SIDE) for uri in uris])
@@ -181,7 +181,7 @@ def stage_section(url: str, folder: Path, count: int, batch_size: int) -> list[d
     only_content_stage(url)
     newest = max(p.stat().st_ctime_ns for p in paths)  # ingest signs only settled files
     time.sleep(max(0, newest + 2_000_000_000 - time.time_ns()) / 1e9)
-    ingest_s = timed(lambda: ingest(url, folder / "megapixel"))
+    ingest_s = timed(lambda: ingest(url, folder / f"megapixel_{count}"))
     worker_s = timed(lambda: work(url, batch_size))
     with psycopg.connect(url) as conn:
         (hashed,) = conn.execute(
@@ -277,10 +277,11 @@ def has_duplicates_by(conn: psycopg.Connection) -> bool:
 def duplicates_section(
     url: str, folder: Path, originals: int, max_distance: int, neighbours: int, batch_size: int
 ) -> list[dict]:
-    truth_by_name = write_duplicate_corpus(folder / "duplicates", originals)
+    corpus = folder / f"duplicates_{originals}"
+    truth_by_name = write_duplicate_corpus(corpus, originals)
     only_content_stage(url)
     time.sleep(2)
-    ingested = ingest(url, folder / "duplicates")
+    ingested = ingest(url, corpus)
     work(url, batch_size)
     rows = []
     with psycopg.connect(url, autocommit=True) as conn:
