@@ -3,6 +3,7 @@
 Thumbnails of local files are embedded (JPEG, base64), so that the page can be mailed or
 moved; http(s) assets are linked. An asset with segments (the segments stage) has its largest
 regions laid over its thumbnail, semi-transparent, with a legend of their labels and shares.
+Look-alikes (`--by`) are framed in the colour of the index that found them, with a legend.
 Every text on the page is escaped.
 """
 
@@ -17,7 +18,7 @@ from urllib.parse import unquote, urlparse
 
 from PIL import Image, ImageOps
 
-from semsql.search import SearchHit
+from semsql.search import SearchHit, SimilarHit
 from semsql.segments import Segment
 
 THUMBNAIL_PIXELS = 320
@@ -44,14 +45,17 @@ img, .missing {{ width: 100%; height: 200px; object-fit: contain; background: #f
 figcaption {{ margin-top: .4em; line-height: 1.35; word-break: break-word; }}
 .seg i {{ display: inline-block; width: .8em; height: .8em; margin: 0 .2em 0 .4em; }}
 .score {{ font-weight: 600; }} .by {{ color: #06c; }} .uri {{ color: #888; font-size: .85em; }}
+.found-semantic {{ border: 3px solid #1f6fd1; }} .found-content {{ border: 3px solid #d9822b; }}
+.found-both {{ border: 3px solid #2a9d4b; }}
+.legend span {{ display: inline-block; padding: .1em .6em; margin-right: .5em; }}
 </style></head>
-<body><h1>{title}</h1><p>{summary}</p>
+<body><h1>{title}</h1><p>{summary}</p>{legend}
 <div class="sheet">
 {figures}
 </div></body></html>
 """
 
-FIGURE = """<figure>{picture}<figcaption>
+FIGURE = """<figure{found}>{picture}<figcaption>
 <span class="score">#{rank} &middot; {score}</span> <span class="by">{matched_by}</span><br>
 {caption}{details}{legend}<br><span class="uri">{uri}</span></figcaption></figure>"""
 
@@ -106,7 +110,31 @@ def picture(uri: str, segments: Sequence[Segment] = ()) -> str:
     return f'<img src="{html.escape(source)}" alt="">'
 
 
-def figure(hit: SearchHit, segments: Sequence[Segment] = ()) -> str:
+FOUND_BY = {
+    "both": "found by both indexes",
+    "semantic": "found by meaning (semantic index)",
+    "content": "found by look (content index)",
+}
+LEGEND = '<p class="legend">{}</p>'.format(
+    "".join(
+        f'<span class="found-{name}">{html.escape(text)}</span>' for name, text in FOUND_BY.items()
+    )
+)
+
+
+def found_by(hit: SearchHit | SimilarHit) -> tuple[str, str]:
+    """The figure's class attribute and its 'found by' words: a look-alike's index (with its
+    content distance), or a search hit's signals."""
+    if isinstance(hit, SearchHit):
+        return "", " ".join(hit.matched_by)
+    words = hit.matched_by
+    if hit.content_distance is not None:
+        words += f" · {hit.content_distance} bits"
+    index = hit.matched_by if hit.matched_by in FOUND_BY else "unknown"
+    return f' class="found-{index}"', words
+
+
+def figure(hit: SearchHit | SimilarHit, segments: Sequence[Segment] = ()) -> str:
     details = ", ".join(
         part
         for part in (
@@ -117,11 +145,13 @@ def figure(hit: SearchHit, segments: Sequence[Segment] = ()) -> str:
         )
         if part
     )
+    found, words = found_by(hit)
     return FIGURE.format(
+        found=found,
         picture=picture(hit.uri, segments),
         rank=hit.rank,
         score="" if hit.score is None else f"{hit.score:.3f}",
-        matched_by=html.escape(" ".join(hit.matched_by)),
+        matched_by=html.escape(words),
         caption=html.escape(hit.caption or ""),
         details=f"<br><small>{html.escape(details)}</small>" if details else "",
         legend=legend(segments),
@@ -131,16 +161,19 @@ def figure(hit: SearchHit, segments: Sequence[Segment] = ()) -> str:
 
 def write_contact_sheet(
     path: Path,
-    hits: Sequence[SearchHit],
+    hits: Sequence[SearchHit] | Sequence[SimilarHit],
     title: str,
     segments: Mapping[int, Sequence[Segment]] | None = None,
 ) -> None:
     """segments: asset id -> its segments, largest first (semsql.segments.stored_segments)."""
     segments = segments or {}
-    summary = f"{len(hits)} result(s); score and the signals that found each."
+    look_alikes = any(isinstance(hit, SimilarHit) for hit in hits)
+    found = "the index that found each" if look_alikes else "the signals that found each"
+    summary = f"{len(hits)} result(s); score and {found}."
     page = PAGE.format(
         title=html.escape(title),
         summary=html.escape(summary),
+        legend=LEGEND if look_alikes else "",
         figures="\n".join(figure(hit, segments.get(hit.asset_id, ())) for hit in hits),
     )
     path.write_text(page, encoding="utf-8")

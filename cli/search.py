@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
@@ -17,13 +18,19 @@ from semsql import limits
 from semsql.cli.common import ROW_ID, FiniteFloatRange, connect, echo_json, require_schema
 from semsql.cli.errors import UserError
 from semsql.search import (
+    SIMILAR_BY,
+    SIMILAR_PRIORITIES,
     SearchHit,
     SearchRequest,
+    SimilarHit,
+    SimilarRequest,
     embed_image_file,
     embed_texts_locally,
+    image_file_hashes,
     live_query_spaces,
     registered_spaces,
     run_search,
+    run_similar,
 )
 from semsql.segments import stored_segments
 
@@ -61,6 +68,22 @@ MAX_OFFSET = 1_000_000_000
     "keywords, exclusions) instead of searching.",
 )
 @click.option("--like", "like_asset", type=ROW_ID, metavar="ID", help="Find assets like this one.")
+@click.option(
+    "--by",
+    type=click.Choice(SIMILAR_BY),
+    help="With --image or --like: which index finds look-alikes: meaning (CLIP), content "
+    "(perceptual hashes, rotations and mirrors included; no model) or both, fused.",
+)
+@click.option(
+    "--priority",
+    type=click.Choice(SIMILAR_PRIORITIES),
+    help="With --by both: hits of both indexes first (both_first, the default), or those of one.",
+)
+@click.option(
+    "--split",
+    type=FiniteFloatRange(0, 1),
+    help="With --by both: the share of the slots for semantic hits (0 to 1, default 0.5).",
+)
 @click.option(
     "--face",
     "face_path",
@@ -115,8 +138,9 @@ MAX_OFFSET = 1_000_000_000
 @click.pass_context
 def search(
     ctx: click.Context, query: str | None, image_path: Path | None, article_source: str | None,
-    summary_model: str | None, explain: bool, like_asset: int | None,
-    face_path: Path | None, pick: str | None, tags: tuple[str, ...],
+    summary_model: str | None, explain: bool, like_asset: int | None, by: str | None,
+    priority: str | None, split: float | None, face_path: Path | None, pick: str | None,
+    tags: tuple[str, ...],
     all_tags: bool, emotions: tuple[str, ...], people: tuple[str, ...], all_people: bool,
     collection: str | None, after: datetime | None, before: datetime | None,
     metadata: str | None, exclude: str | None, limit: int, offset: int,
@@ -134,6 +158,8 @@ def search(
       semsql search "a cat" --exclude indoors --html cats.html
       semsql search --image ~/Pictures/cat.jpg
       semsql search --like 42 --json | jq '.[].uri'
+      semsql search --image scan.jpg --by content  # copies, resized, rotated: no model
+      semsql search --like 42 --by both --priority semantic_first --split 0.7
       semsql search --face visitor.jpg             # images showing that person
       semsql search --person "Joe Park" --emotion happy --order newest
       semsql search --article story.txt -n 10      # images for an article
@@ -147,6 +173,12 @@ def search(
         if any(other for other in others):
             raise click.UsageError("--face searches by the face alone: drop QUERY and filters")
         ctx.invoke(find_face, image=face_path, k=limit, pick=pick, as_json=as_json)
+        return
+    if by is not None or priority is not None or split is not None:
+        filters = (query, article_source, *tags, *emotions, *people, collection, after, before,
+                   metadata, exclude, offset, min_score, relative_cut, exact)  # fmt: skip
+        _similar(by, priority, split, image_path, like_asset, filters, limit, device, as_json,
+                 html_path)  # fmt: skip
         return
     article, article_summary = _article(query, article_source, summary_model, device)
     if explain:
@@ -251,6 +283,57 @@ def _print_explanation(
             click.echo(f"{'':<8} {'':>6}    {row.detail}")
 
 
+def _similar(
+    by: str | None, priority: str | None, split: float | None, image_path: Path | None,
+    like_asset: int | None, filters: Sequence[object], limit: int, device: str, as_json: bool,
+    html_path: Path | None,
+) -> None:  # fmt: skip
+    """--by: semsql.similar (--like) or semsql.similar_to (--image, hashed and embedded here)."""
+    from semsql.decode import InputError
+    from semsql.embedder.models import ModelLoadError
+
+    if by is None:
+        raise click.UsageError("--priority and --split fuse two indexes: add --by both")
+    if (priority is not None or split is not None) and by != "both":
+        raise click.UsageError("--priority and --split need --by both")
+    if (image_path is None) == (like_asset is None):
+        raise click.UsageError("--by needs --image FILE or --like ID (one of them)")
+    if any(filters):
+        raise click.UsageError("--by finds look-alikes alone: drop QUERY and filters")
+    request = SimilarRequest(like_asset=like_asset, k=limit, by=by, priority=priority, split=split)
+    if image_path is not None:
+        hashes = vector = None
+        try:
+            if by != "semantic":
+                hashes = image_file_hashes(image_path)
+            if by != "content":
+                vector = embed_image_file(image_path, device)
+        except InputError as error:
+            raise UserError(f"cannot read {image_path}: {error}") from None
+        except ModelLoadError as error:
+            if by == "semantic":
+                raise UserError(f"cannot embed {image_path}: {error}") from None
+            click.echo(f"note: no CLIP vector of {image_path.name} here: {error}", err=True)
+        request = replace(request, like_asset=None, content_hashes=hashes, image_embedding=vector)
+    with connect() as conn:
+        require_schema(conn)
+        hits, notices = run_similar(conn, request)
+    for notice in notices:
+        click.echo(f"note: {notice}", err=True)
+    if html_path is not None:
+        from semsql.cli.contact_sheet import write_contact_sheet
+
+        source = image_path.name if image_path else f"asset {like_asset}"
+        write_contact_sheet(html_path, hits, f"like {source}, by {by}")
+        click.echo(f"wrote {html_path}", err=True)
+    if as_json:
+        echo_json([asdict(hit) for hit in hits])
+    elif not hits:
+        click.echo("no matches")
+    else:
+        click.echo(format_similar_table(hits))
+
+
 def _json_object(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
@@ -333,6 +416,20 @@ def format_table(hits: list[SearchHit]) -> str:
         score = "" if hit.score is None else f"{hit.score:.3f}"
         text = hit.caption or ", ".join(hit.tags) or ""
         head = f"{hit.rank:>3} {score:>6} {hit.asset_id:>7}  {','.join(hit.matched_by):<20} "
+        room = max(20, width - len(head))
+        lines.append(head + _clip(text, room))
+        lines.append(" " * len(head) + _clip(hit.uri, room))
+    return "\n".join(lines)
+
+
+def format_similar_table(hits: list[SimilarHit]) -> str:
+    width = shutil.get_terminal_size((120, 24)).columns
+    lines = [f"{'#':>3} {'score':>6} {'id':>7}  {'found by':<9} {'bits':>4}  caption / uri"]
+    for hit in hits:
+        score = "" if hit.score is None else f"{hit.score:.3f}"
+        bits = "" if hit.content_distance is None else str(hit.content_distance)
+        text = hit.caption or ", ".join(hit.tags) or ""
+        head = f"{hit.rank:>3} {score:>6} {hit.asset_id:>7}  {hit.matched_by:<9} {bits:>4}  "
         room = max(20, width - len(head))
         lines.append(head + _clip(text, room))
         lines.append(" " * len(head) + _clip(hit.uri, room))

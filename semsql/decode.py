@@ -85,7 +85,11 @@ def load_image(
             raise InputError(f"cannot decode {uri}: {heif.NEEDS_EXTRA}")
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
-            image.draft("RGB", (max_side, max_side))
+            # The box the image shrinks to, not a square: JPEG decodes at the least scale
+            # whose result covers the box, so a square one doubled the pixels decoded of a
+            # landscape or portrait photo (1152 x 864 at 128: 1/4 scale, not 1/8).
+            fit = max_side / max(width, height, 1)
+            image.draft("RGB", (max(1, round(width * fit)), max(1, round(height * fit))))
             upright = ImageOps.exif_transpose(image)
             if upright.size != image.size and upright.size == (image.height, image.width):
                 width, height = height, width

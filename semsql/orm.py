@@ -245,3 +245,55 @@ def search(query: str | None = None, *, name: str = "search", **arguments: Any) 
         )
     )
     return statement.columns(**RESULT_COLUMNS).subquery(name)
+
+
+# semsql.similar as a selectable -----------------------------------------------------------------
+
+SIMILAR_COLUMNS: dict[str, Any] = {
+    "asset_id": BigInteger,
+    "uri": Text,
+    "score": REAL,
+    "caption": Text,
+    "tags": ARRAY(Text),
+    "emotions": ARRAY(Text),
+    "people": ARRAY(Text),
+    "matched_by": Text,
+    "content_distance": Integer,
+    "semantic_rank": Integer,
+    "content_rank": Integer,
+    "image_score": REAL,
+    "text_score": REAL,
+    "taken_at": DateTime(timezone=True),
+    "rank": Integer,
+}
+
+
+def similar(
+    asset_id: int,
+    *,
+    k: int | None = None,
+    by: str | None = None,
+    priority: str | None = None,
+    split: float | None = None,
+    max_distance: int | None = None,
+    name: str = "similar",
+) -> Subquery:
+    """semsql.similar(...) as a subquery with typed columns (semsql.similar_result): matched_by
+    says which index found each asset ('semantic', 'content' or 'both'), content_distance its
+    Hamming distance in bits where the content index found it."""
+    given: dict[str, tuple[Any, Any]] = {
+        "asset_id": (asset_id, BigInteger()),
+        "k": (k, Integer()),
+        "by": (by, Text()),
+        "priority": (priority, Text()),
+        "split": (split, Float()),
+        "max_distance": (max_distance, Integer()),
+    }
+    casts = {"asset_id": "bigint", "k": "integer", "by": "text", "priority": "text",
+             "split": "real", "max_distance": "integer"}  # fmt: skip
+    present = {key: value for key, value in given.items() if value[0] is not None}
+    call = ", ".join(f'"{key}" => CAST(:{key} AS {casts[key]})' for key in present)
+    statement = text(f"SELECT * FROM semsql.similar({call})").bindparams(
+        *(bindparam(key, value, type_=kind) for key, (value, kind) in present.items())
+    )
+    return statement.columns(**SIMILAR_COLUMNS).subquery(name)

@@ -242,3 +242,112 @@ def embed_image_file(path: Path, device: str = "cpu") -> np.ndarray:
             return vector
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(f"cannot read {path} as an image: {error}") from None
+
+
+# More like this: semsql.similar and semsql.similar_to -----------------------------------------
+
+SIMILAR_BY = ("semantic", "content", "both")
+SIMILAR_PRIORITIES = ("both_first", "semantic_first", "content_first")
+
+
+@dataclass(frozen=True)
+class SimilarHit:
+    """A row of semsql.similar / similar_to (semsql.similar_result): matched_by names the
+    index that found the asset ('semantic', 'content' or 'both')."""
+
+    asset_id: int
+    uri: str
+    score: float | None
+    caption: str | None
+    tags: list[str]
+    emotions: list[str]
+    people: list[str]
+    matched_by: str
+    content_distance: int | None
+    semantic_rank: int | None
+    content_rank: int | None
+    image_score: float | None
+    text_score: float | None
+    taken_at: datetime | None
+    rank: int
+
+
+@dataclass(frozen=True)
+class SimilarRequest:
+    """Look-alikes of a stored asset (like_asset) or of an image that need not be stored (its
+    content_hashes and/or CLIP image_embedding); None leaves an argument at its default."""
+
+    like_asset: int | None = None
+    content_hashes: Sequence[str] | None = None
+    image_embedding: Sequence[float] | np.ndarray | None = None
+    k: int | None = None
+    by: str | None = None
+    priority: str | None = None
+    split: float | None = None
+    max_distance: int | None = None
+
+
+def similar_statement(request: SimilarRequest) -> tuple[sql.Composed, dict[str, Any]]:
+    """The call of semsql.similar (like_asset) or semsql.similar_to, and its parameters."""
+    common: dict[str, tuple[Any, str]] = {
+        "k": (request.k, "integer"),
+        "by": (request.by, "text"),
+        "priority": (request.priority, "text"),
+        "split": (request.split, "real"),
+        "max_distance": (request.max_distance, "integer"),
+    }
+    if request.like_asset is not None:
+        if request.content_hashes is not None or request.image_embedding is not None:
+            raise ValueError("like_asset or an image's hashes and vector, not both")
+        function = "similar"
+        named = {"asset_id": (request.like_asset, "bigint"), **common}
+    else:
+        function = "similar_to"
+        vector = None
+        if request.image_embedding is not None:  # as text, like SearchRequest's vectors
+            given_vector = request.image_embedding
+            as_numpy = getattr(given_vector, "to_numpy", None)
+            values = as_numpy() if as_numpy else given_vector
+            vector = Vector(np.asarray(values, np.float32)).to_text()
+        hashes = None if request.content_hashes is None else list(request.content_hashes)
+        named = {
+            "content_hashes": (hashes, "bit(256)[]"),
+            "image_embedding": (vector, "vector"),
+            **common,
+        }
+    given = {name: value for name, (value, _) in named.items() if value is not None}
+    arguments = [
+        sql.SQL("{} => {}::{}").format(
+            sql.Identifier(name), sql.Placeholder(name), sql.SQL(named[name][1])
+        )
+        for name in given
+    ]
+    statement = sql.SQL("SELECT * FROM semsql.{}({})").format(
+        sql.Identifier(function), sql.SQL(", ").join(arguments)
+    )
+    return statement, given
+
+
+def run_similar(
+    conn: psycopg.Connection, request: SimilarRequest
+) -> tuple[list[SimilarHit], list[str]]:
+    """The look-alikes of a request, and the server's notices (a fallback to one index)."""
+    statement, arguments = similar_statement(request)
+    notices = Notices()
+    conn.add_notice_handler(notices)
+    try:
+        cursor = conn.cursor(row_factory=class_row(SimilarHit))
+        hits = cursor.execute(statement, arguments).fetchall()
+    finally:
+        conn.remove_notice_handler(notices)
+    return hits, notices.messages
+
+
+def image_file_hashes(path: Path) -> list[str]:
+    """The content hashes of an image file, each view's, decoded as the content stage decodes
+    stored images (no model). Raises InputError when the file cannot be read as an image."""
+    from semsql.content_hash import DECODE_SIDE, content_hashes
+    from semsql.decode import load_image
+
+    decoded = load_image(str(path.resolve()), DECODE_SIDE)
+    return list(content_hashes(decoded.image).values())

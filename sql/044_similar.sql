@@ -1,23 +1,6 @@
 -- Assets like an asset: similar, near duplicates and exact duplicates.
 
--- More like this ---------------------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION semsql.similar(asset_id bigint, k integer DEFAULT 20)
-RETURNS SETOF semsql.search_result
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, semsql, public, pg_temp
-AS $$
-BEGIN
-    -- semsql.search without like_asset would list the newest assets instead.
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'asset_id must be the id of an asset, not NULL'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RETURN QUERY SELECT * FROM search(like_asset => $1, k => $2);
-END
-$$;
-COMMENT ON FUNCTION semsql.similar(bigint, integer) IS
-    'The k assets most like this one (its CLIP image vector and its document vector), itself left out: reverse image search.';
+-- More like this: semsql.similar is in 047_similar_by.sql.
 
 -- Until `by` was added, duplicates had no `by` and max_distance defaulted to 0.05: a second
 -- overload would make every call without `by` ambiguous.
