@@ -56,7 +56,11 @@ BEGIN
         SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}') INTO ids
         FROM assets a
         WHERE (duplicates.collection IS NULL OR a.collection = duplicates.collection)
-          AND EXISTS (SELECT 1 FROM content_hashes h WHERE h.asset_id = a.id AND h.view = 'full');
+          AND EXISTS (SELECT 1 FROM content_hashes h
+                      WHERE h.asset_id = a.id AND h.view = 'full'
+                        -- A blank hash (all 0: a flat image, of any colour) says nothing
+                        -- about the picture; a white page is no copy of a black one.
+                        AND position(B'1' IN h.hash) > 0);
         -- Each asset's whole view, turned every way, against every view of the others: one
         -- HNSW scan per turn, as content_neighbours does, written out here so that each
         -- hash is transposed once (variants 4 to 7 are 4 turned by 0 to 3, which are bit masks)
@@ -80,6 +84,7 @@ BEGIN
             CROSS JOIN LATERAL (
                 SELECT c.asset_id, c.hash <~> t.hash AS distance
                 FROM semsql.content_hashes c
+                WHERE position(B'1' IN c.hash) > 0  -- nor the blank centre of a framed one
                 ORDER BY c.hash <~> t.hash
                 LIMIT $2 + 2) AS n
             JOIN (SELECT m.asset_id, m.i::integer AS i

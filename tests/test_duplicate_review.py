@@ -638,3 +638,22 @@ def test_the_default_distance_on_every_sample_image_and_the_lfw_faces(conn) -> N
     ordinary = {kind: value for kind, value in worst.items() if kind != "jpeg q10"}
     assert max(value for value, _ in ordinary.values()) < default < apart.min()
     assert face_apart.min() > default
+
+
+def test_flat_images_of_different_colours_are_no_duplicates(db, semsql_env, tmp_path) -> None:
+    """A flat image has no structure for the hash to describe: every colour used to hash to the
+    same signs of rounding error (black alone to all 0), so a white page, a grey card and a red
+    one were one group at distance 0, and --delete-others deleted all but one."""
+    flat = {
+        "white.png": ((255, 255, 255), (300, 200)),
+        "grey.png": ((128, 128, 128), (64, 64)),
+        "red.png": ((255, 0, 0), (1, 5000)),
+        "black.png": ((0, 0, 0), (1, 1)),
+    }
+    for name, (colour, size) in flat.items():
+        hashed = content_hash.content_hashes(Image.new("RGB", size, colour))
+        assert hashed == {"full": content_hash.BLANK, "centre": content_hash.BLANK}, name
+        Image.new("RGB", size, colour).save(tmp_path / name)
+    ids = ingest_and_hash(tmp_path, semsql_env)
+    assert db.execute("SELECT count(*) FROM semsql.content_hashes").fetchone() == (2 * len(ids),)
+    assert db.execute("SELECT * FROM semsql.duplicates(by => 'content')").fetchall() == []
