@@ -68,7 +68,7 @@ BEGIN
         -- original turned back; a copy cropped by 10 % per side matches the original's centre
         -- view from its own side, which is enough for the components. Up to neighbours views
         -- of other assets per scan (the asset's own two come first).
-        PERFORM set_config('hnsw.ef_search', greatest(40, neighbours + 2)::text, true);
+        PERFORM set_config('hnsw.ef_search', least(greatest(40, neighbours + 2), 1000)::text, true);
         links := $sql$
             SELECT t.i AS a, nm.i AS b
             FROM (SELECT w.i, w.asset_id,

@@ -657,3 +657,21 @@ def test_flat_images_of_different_colours_are_no_duplicates(db, semsql_env, tmp_
     ids = ingest_and_hash(tmp_path, semsql_env)
     assert db.execute("SELECT count(*) FROM semsql.content_hashes").fetchone() == (2 * len(ids),)
     assert db.execute("SELECT * FROM semsql.duplicates(by => 'content')").fetchall() == []
+
+
+def test_content_duplicates_take_the_largest_neighbours_allowed(conn) -> None:
+    """neighbours 999 and 1000 asked HNSW for 1001 and 1002 rows, past its 1000."""
+    conn.execute("UPDATE semsql.stages SET enabled = false")
+    first = add_asset(conn, "/a.jpg", [1.0, 0.0, 0.0])
+    second = add_asset(conn, "/b.jpg", [0.0, 1.0, 0.0])
+    conn.execute(
+        "INSERT INTO semsql.content_hashes (asset_id, view, hash, model) "
+        "SELECT a.id, v.view, repeat('01', 128)::bit(256), 'phash256' "
+        "FROM semsql.assets a CROSS JOIN (VALUES ('full'), ('centre')) AS v (view)"
+    )
+    for neighbours in (999, 1000):
+        found = conn.execute(
+            "SELECT group_id, asset_id FROM semsql.duplicates(by => 'content', neighbours => %s)",
+            [neighbours],
+        ).fetchall()
+        assert found == [(first, first), (first, second)]
