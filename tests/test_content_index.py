@@ -204,6 +204,13 @@ def test_a_stage_new_to_a_database_is_queued_for_its_stored_assets(
         "SELECT t.status, a.status FROM semsql.tasks t JOIN semsql.assets a ON a.id = t.asset_id "
         "WHERE t.stage = 'content'"
     ).fetchall() == [("pending", "pending")]
+    db.commit()
+    models = {name: None for name in NAMES} | {"content": "phash256"}
+    Worker(semsql_env, WorkerOptions(until_idle=True, poll_interval=0.2), models=models).run()
+    assert db.execute(
+        "SELECT t.status, a.status, (SELECT count(*) FROM semsql.content_hashes) "
+        "FROM semsql.tasks t JOIN semsql.assets a ON a.id = t.asset_id WHERE t.stage = 'content'"
+    ).fetchall() == [("done", "ready", 2)]
 
 
 def test_a_changed_file_loses_its_old_hashes_at_re_ingest(
