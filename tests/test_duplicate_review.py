@@ -675,3 +675,16 @@ def test_content_duplicates_take_the_largest_neighbours_allowed(conn) -> None:
             [neighbours],
         ).fetchall()
         assert found == [(first, first), (first, second)]
+
+
+def test_a_page_that_cannot_be_written_deletes_nothing(db, semsql_env, tmp_path) -> None:
+    """The rows were deleted first, then the page failed: exit 1 with an error and no word that
+    anything had been deleted."""
+    add_asset(db, "/a.jpg", [1.0, 0.0, 0.0])
+    add_asset(db, "/b.jpg", [1.0, 0.001, 0.0])
+    register(db)
+    page = tmp_path / "missing folder" / "dupes.html"
+    result = invoke("duplicates", "--by", "semantic", "--delete-others", "--html", str(page))
+    assert result.exit_code == 1, result.output
+    assert "error: " in result.output
+    assert db.execute("SELECT count(*) FROM semsql.assets").fetchone() == (2,)
