@@ -102,16 +102,17 @@ def duplicates(
     query = DuplicateQuery(by, max_distance, collection, space, neighbours)
     with connect() as conn:
         require_schema(conn)
-        # One transaction: what is deleted is what was reviewed.
+        # One transaction: what is deleted is what was reviewed. The page first: a page that
+        # cannot be written deletes nothing.
         with conn.transaction():
             groups = review(conn, query)
+            if html_path is not None:
+                from semsql.cli.duplicate_sheet import write_duplicate_sheet
+
+                write_duplicate_sheet(html_path, groups, by, f"semsql duplicates --by {by}")
+                click.echo(f"wrote {html_path}", err=True)
             others = [copy.asset_id for group in groups for copy in group.others]
             deleted = delete_assets(conn, others) if delete_others and not dry_run else []
-    if html_path is not None:
-        from semsql.cli.duplicate_sheet import write_duplicate_sheet
-
-        write_duplicate_sheet(html_path, groups, by, f"semsql duplicates --by {by}")
-        click.echo(f"wrote {html_path}", err=True)
     if delete_others:
         report_deletion(groups, deleted, dry_run, as_json)
     elif as_json:

@@ -36,6 +36,12 @@ VIEWS = ("full", "centre")
 VARIANTS = 8
 DECODE_SIDE = 128
 """The side images are decoded to for hashing (JPEG decodes straight at 1/8 scale)."""
+NOISE = 1e-6
+"""Coefficients smaller than this are rounding error (a step of one grey level gives about
+1e-2), counted as 0: a flat image, of any colour, hashes to BLANK instead of to the signs of
+that error, which are the same for every flat colour but black."""
+BLANK = "0" * BITS
+"""The hash of an image with no structure: it says nothing, so duplicates never link on it."""
 
 
 @cache
@@ -52,7 +58,7 @@ def _low_dct_rows() -> np.ndarray:
 def hash_grey(grey: np.ndarray) -> str:
     """The hash of a GREY_SIDE x GREY_SIDE grey image, as a string of BITS '0' and '1'."""
     rows = _low_dct_rows()
-    bits = (rows @ grey.astype(np.float64) @ rows.T) > 0
+    bits = (rows @ grey.astype(np.float64) @ rows.T) > NOISE
     bits[0, 0] = False
     return _bit_string(bits)
 

@@ -94,7 +94,10 @@ def load_image(
             if upright.size != image.size and upright.size == (image.height, image.width):
                 width, height = height, width
             if upright.mode.startswith("I"):  # shrunk first: _eight_bit copies the pixels
-                upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+                # reducing_gap None: Pillow's reduce, its first step otherwise, refuses I;16.
+                upright.thumbnail(
+                    (max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=None
+                )
                 upright = _eight_bit(upright)
             if upright.mode == "1":  # a byte a pixel, shrunk before it becomes three
                 upright = upright.convert("L")

@@ -31,6 +31,7 @@ BEGIN
         DELETE FROM tags WHERE asset_id = NEW.id AND source <> 'user';
         DELETE FROM faces WHERE asset_id = NEW.id;
         DELETE FROM embeddings WHERE asset_id = NEW.id;
+        DELETE FROM content_hashes WHERE asset_id = NEW.id;
     END IF;
     INSERT INTO tasks (asset_id, stage)
     SELECT NEW.id, name FROM stages WHERE enabled

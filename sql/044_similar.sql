@@ -39,7 +39,11 @@ BEGIN
         SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}') INTO ids
         FROM assets a
         WHERE (duplicates.collection IS NULL OR a.collection = duplicates.collection)
-          AND EXISTS (SELECT 1 FROM content_hashes h WHERE h.asset_id = a.id AND h.view = 'full');
+          AND EXISTS (SELECT 1 FROM content_hashes h
+                      WHERE h.asset_id = a.id AND h.view = 'full'
+                        -- A blank hash (all 0: a flat image, of any colour) says nothing
+                        -- about the picture; a white page is no copy of a black one.
+                        AND position(B'1' IN h.hash) > 0);
         -- Each asset's whole view, turned every way, against every view of the others: one
         -- HNSW scan per turn, as content_neighbours does, written out here so that each
         -- hash is transposed once (variants 4 to 7 are 4 turned by 0 to 3, which are bit masks)
@@ -47,7 +51,7 @@ BEGIN
         -- original turned back; a copy cropped by 10 % per side matches the original's centre
         -- view from its own side, which is enough for the components. Up to neighbours views
         -- of other assets per scan (the asset's own two come first).
-        PERFORM set_config('hnsw.ef_search', greatest(40, neighbours + 2)::text, true);
+        PERFORM set_config('hnsw.ef_search', least(greatest(40, neighbours + 2), 1000)::text, true);
         links := $sql$
             SELECT t.i AS a, nm.i AS b
             FROM (SELECT w.i, w.asset_id,
@@ -63,6 +67,7 @@ BEGIN
             CROSS JOIN LATERAL (
                 SELECT c.asset_id, c.hash <~> t.hash AS distance
                 FROM semsql.content_hashes c
+                WHERE position(B'1' IN c.hash) > 0  -- nor the blank centre of a framed one
                 ORDER BY c.hash <~> t.hash
                 LIMIT $2 + 2) AS n
             JOIN (SELECT m.asset_id, m.i::integer AS i

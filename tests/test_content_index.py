@@ -7,6 +7,7 @@ import io
 import random
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 import skimage.data
@@ -15,6 +16,7 @@ from PIL import Image, ImageOps
 
 from semsql import content_hash
 from semsql.cli.main import cli
+from semsql.decode import load_image
 from semsql.embedder.models import ModelLoadError, load_stage
 from semsql.embedder.models.inventory import locate
 from semsql.embedder.worker import Worker, WorkerOptions
@@ -202,3 +204,67 @@ def test_a_stage_new_to_a_database_is_queued_for_its_stored_assets(
         "SELECT t.status, a.status FROM semsql.tasks t JOIN semsql.assets a ON a.id = t.asset_id "
         "WHERE t.stage = 'content'"
     ).fetchall() == [("pending", "pending")]
+    db.commit()
+    models = {name: None for name in NAMES} | {"content": "phash256"}
+    Worker(semsql_env, WorkerOptions(until_idle=True, poll_interval=0.2), models=models).run()
+    assert db.execute(
+        "SELECT t.status, a.status, (SELECT count(*) FROM semsql.content_hashes) "
+        "FROM semsql.tasks t JOIN semsql.assets a ON a.id = t.asset_id WHERE t.stage = 'content'"
+    ).fetchall() == [("done", "ready", 2)]
+
+
+def test_a_changed_file_loses_its_old_hashes_at_re_ingest(
+    semsql_env: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Until the worker hashes the new pixels (or for ever, with the content stage off), the
+    old hashes would link the asset as a copy of the picture it no longer is."""
+    path = tmp_path / "picture.png"
+    samples()["rocket"].save(path)
+    assert CliRunner().invoke(cli, ["ingest", str(path)]).exit_code == 0
+    models = {name: None for name in NAMES} | {"content": "phash256"}
+    Worker(semsql_env, WorkerOptions(until_idle=True, poll_interval=0.2), models=models).run()
+    assert db.execute("SELECT count(*) FROM semsql.content_hashes").fetchone() == (2,)
+    db.commit()
+    samples()["coffee"].save(path)
+    assert CliRunner().invoke(cli, ["ingest", str(path)]).exit_code == 0
+    assert db.execute("SELECT count(*) FROM semsql.content_hashes").fetchone() == (0,)
+    Worker(semsql_env, WorkerOptions(until_idle=True, poll_interval=0.2), models=models).run()
+    stored = dict(db.execute("SELECT view, hash::text FROM semsql.content_hashes").fetchall())
+    assert nearest(content_hash.content_hashes(samples()["coffee"]), stored) <= NEAR
+
+
+def odd_encodings(image: Image.Image) -> dict[str, bytes]:
+    """The picture as files the content stage must see as the same picture."""
+    files: dict[str, bytes] = {}
+
+    def save(name: str, picture: Image.Image, fmt: str, **options: object) -> None:
+        out = io.BytesIO()
+        picture.save(out, fmt, **options)
+        files[name] = out.getvalue()
+
+    grey = image.convert("L")
+    save("16-bit", Image.fromarray(np.asarray(grey).astype(np.uint16) * 257), "PNG")
+    save("cmyk", image.convert("CMYK"), "JPEG", quality=92)
+    transparent = image.convert("RGBA")
+    transparent.putalpha(128)
+    save("transparent", transparent, "PNG")
+    save("gif", image.convert("P"), "GIF", save_all=True, append_images=[grey.convert("P")])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise: the pixels lie a quarter anticlockwise
+    save("exif-rotated", image.rotate(90, expand=True), "JPEG", quality=92, exif=exif)
+    return files
+
+
+def test_odd_encodings_of_a_picture_hash_as_that_picture(tmp_path: Path) -> None:
+    original = samples()["astronaut"]
+    path = tmp_path / "original.png"
+    original.save(path)
+    upright = content_hash.content_hashes(load_image(path.as_uri(), content_hash.DECODE_SIDE).image)
+    other = content_hash.content_hashes(samples()["coffee"])
+    for name, data in odd_encodings(original).items():
+        (tmp_path / name).write_bytes(data)
+        decoded = load_image((tmp_path / name).as_uri(), content_hash.DECODE_SIDE).image
+        hashed = content_hash.content_hashes(decoded)
+        # unturned: the EXIF orientation is applied before hashing
+        assert content_hash.distance(hashed["full"], upright["full"]) <= NEAR, name
+        assert content_hash.distance(hashed["full"], other["full"]) > NEAR, name

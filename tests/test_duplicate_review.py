@@ -638,3 +638,53 @@ def test_the_default_distance_on_every_sample_image_and_the_lfw_faces(conn) -> N
     ordinary = {kind: value for kind, value in worst.items() if kind != "jpeg q10"}
     assert max(value for value, _ in ordinary.values()) < default < apart.min()
     assert face_apart.min() > default
+
+
+def test_flat_images_of_different_colours_are_no_duplicates(db, semsql_env, tmp_path) -> None:
+    """A flat image has no structure for the hash to describe: every colour used to hash to the
+    same signs of rounding error (black alone to all 0), so a white page, a grey card and a red
+    one were one group at distance 0, and --delete-others deleted all but one."""
+    flat = {
+        "white.png": ((255, 255, 255), (300, 200)),
+        "grey.png": ((128, 128, 128), (64, 64)),
+        "red.png": ((255, 0, 0), (1, 5000)),
+        "black.png": ((0, 0, 0), (1, 1)),
+    }
+    for name, (colour, size) in flat.items():
+        hashed = content_hash.content_hashes(Image.new("RGB", size, colour))
+        assert hashed == {"full": content_hash.BLANK, "centre": content_hash.BLANK}, name
+        Image.new("RGB", size, colour).save(tmp_path / name)
+    ids = ingest_and_hash(tmp_path, semsql_env)
+    assert db.execute("SELECT count(*) FROM semsql.content_hashes").fetchone() == (2 * len(ids),)
+    assert db.execute("SELECT * FROM semsql.duplicates(by => 'content')").fetchall() == []
+
+
+def test_content_duplicates_take_the_largest_neighbours_allowed(conn) -> None:
+    """neighbours 999 and 1000 asked HNSW for 1001 and 1002 rows, past its 1000."""
+    conn.execute("UPDATE semsql.stages SET enabled = false")
+    first = add_asset(conn, "/a.jpg", [1.0, 0.0, 0.0])
+    second = add_asset(conn, "/b.jpg", [0.0, 1.0, 0.0])
+    conn.execute(
+        "INSERT INTO semsql.content_hashes (asset_id, view, hash, model) "
+        "SELECT a.id, v.view, repeat('01', 128)::bit(256), 'phash256' "
+        "FROM semsql.assets a CROSS JOIN (VALUES ('full'), ('centre')) AS v (view)"
+    )
+    for neighbours in (999, 1000):
+        found = conn.execute(
+            "SELECT group_id, asset_id FROM semsql.duplicates(by => 'content', neighbours => %s)",
+            [neighbours],
+        ).fetchall()
+        assert found == [(first, first), (first, second)]
+
+
+def test_a_page_that_cannot_be_written_deletes_nothing(db, semsql_env, tmp_path) -> None:
+    """The rows were deleted first, then the page failed: exit 1 with an error and no word that
+    anything had been deleted."""
+    add_asset(db, "/a.jpg", [1.0, 0.0, 0.0])
+    add_asset(db, "/b.jpg", [1.0, 0.001, 0.0])
+    register(db)
+    page = tmp_path / "missing folder" / "dupes.html"
+    result = invoke("duplicates", "--by", "semantic", "--delete-others", "--html", str(page))
+    assert result.exit_code == 1, result.output
+    assert "error: " in result.output
+    assert db.execute("SELECT count(*) FROM semsql.assets").fetchone() == (2,)

@@ -78,3 +78,14 @@ def test_thresholds_out_of_range_are_refused_for_every_model(conn, value: str) -
             )
         conn.rollback()
     assert conn.execute("SELECT count(*) FROM semsql.face_model_settings").fetchone()[0] == 1
+
+
+def test_a_large_16_bit_image_shrinks_as_it_decodes(tmp_path: Path) -> None:
+    """Shrunk by 2 or more, Pillow reduces first, which it cannot do in mode I;16."""
+    gray = np.asarray(Image.fromarray(skimage.data.astronaut()).convert("L"))  # 512 px
+    path = tmp_path / "sixteen.png"
+    Image.fromarray(gray.astype(np.uint16) * 257).save(path)
+    decoded = load_image(uri_for_path(path), 128).image
+    expected = np.asarray(Image.fromarray(gray).resize((128, 128), Image.Resampling.BILINEAR))
+    assert decoded.size == (128, 128)
+    assert np.abs(np.asarray(decoded)[..., 0].astype(int) - expected.astype(int)).mean() < 3
