@@ -36,20 +36,10 @@ DEFAULT_WEIGHTS = {"image": 1.0, "text": 1.0, "keyword": 0.5, "name": 0.5}
 
 MAX_K = 1000
 
-# qrels fields -> semsql.search parameters (filters, as `semsql search` has them)
-FILTER_FIELDS = {
-    "tags": "text[]",
-    "tags_match": "text",
-    "emotions": "text[]",
-    "people": "text[]",
-    "people_match": "text",
-    "collection": "text",
-    "taken_after": "timestamptz",
-    "taken_before": "timestamptz",
-    "metadata": "jsonb",
-    "exclude": "text",
-    "names": "text",
-}
+FILTERS = ("tags", "tags_match", "emotions", "people", "people_match", "collection",
+           "taken_after", "taken_before", "metadata", "exclude", "names")  # fmt: skip
+FILTER_FIELDS = {name: PARAMETER_TYPES[name] for name in FILTERS}
+"""qrels fields -> their semsql.search parameter's type (the filters `semsql search` has)."""
 QREL_FIELDS = {"query", "relevant", "article", "k", *FILTER_FIELDS}
 
 
@@ -371,10 +361,9 @@ class Searcher:
 
 
 def _statement(arguments: Mapping[str, Any]) -> sql.Composed:
-    types = {**PARAMETER_TYPES, "article": "text"}
     named = [
         sql.SQL("{} => {}::{}").format(
-            sql.Identifier(name), sql.Placeholder(name), sql.SQL(types[name])
+            sql.Identifier(name), sql.Placeholder(name), sql.SQL(PARAMETER_TYPES[name])
         )
         for name in arguments
     ]

@@ -144,18 +144,22 @@ def test_the_hash_is_builtin_and_any_other_name_is_refused() -> None:
         load_stage("content", "openai/clip-vit-base-patch32", "cpu")
 
 
-@pytest.fixture
-def library(tmp_path: Path) -> dict[str, Path]:
-    """The samples and each one's copies, as files."""
+def write_library(folder: Path) -> dict[str, Path]:
+    """The samples (four different pictures) and each one's copies (see `copies`), as files."""
     paths: dict[str, Path] = {}
     for name, image in samples().items():
-        paths[name] = tmp_path / f"{name}.png"
+        paths[name] = folder / f"{name}.png"
         image.save(paths[name])
         for kind, copy in copies(image).items():
-            path = tmp_path / f"{name} {kind}.jpg"
+            path = folder / f"{name} {kind}.jpg"
             copy.convert("RGB").save(path, quality=92)
             paths[f"{name} {kind}"] = path
     return paths
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> dict[str, Path]:
+    return write_library(tmp_path)
 
 
 def test_the_worker_hashes_every_image_with_no_model_and_finds_the_copies(

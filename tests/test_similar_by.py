@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
-from test_content_index import NEAR, copies, samples
+from test_content_index import NEAR, copies, samples, write_library
 
 from semsql import database
 from semsql.cli.main import cli
@@ -23,20 +23,6 @@ from semsql.stages import NAMES
 from semsql.testing import scratch_database
 
 TEMPLATE = "semsql_test_template"
-
-
-def write_library(folder: Path) -> dict[str, Path]:
-    """The samples (four different pictures) and each one's copies: resized to 50 % and 25 %,
-    re-encoded at JPEG quality 30, cropped by 10 % per side, turned 90° and 180°, mirrored."""
-    paths: dict[str, Path] = {}
-    for name, image in samples().items():
-        paths[name] = folder / f"{name}.png"
-        image.save(paths[name])
-        for kind, copy in copies(image).items():
-            path = folder / f"{name} {kind}.jpg"
-            copy.convert("RGB").save(path, quality=92)
-            paths[f"{name} {kind}"] = path
-    return paths
 
 
 def build(url: str, folder: Path, models: dict[str, str | None]) -> None:
