@@ -65,7 +65,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     added text[];
-    queued bigint[];
 BEGIN
     -- Nothing to change (every init but the first of a release): no row is touched, so an init
     -- does not wait for the transactions that queue tasks (their foreign keys lock these rows).
@@ -104,17 +103,8 @@ BEGIN
     WHERE s.name = r.name;
     -- A stage new to this database (a release added it) is queued for every stored asset, as
     -- ingest queues it for a new one.
-    WITH inserted AS (
-        INSERT INTO semsql.tasks (asset_id, stage)
-        SELECT a.id, s.name
-        FROM semsql.assets a JOIN semsql.stages s ON s.name = ANY (added) AND s.enabled
-        ON CONFLICT (asset_id, stage) DO NOTHING
-        RETURNING asset_id)
-    SELECT array_agg(DISTINCT i.asset_id) INTO queued FROM inserted i;
-    IF queued IS NOT NULL THEN
-        PERFORM semsql.refresh_asset_status(queued);
-        PERFORM semsql.notify('semsql_tasks');
-    END IF;
+    PERFORM semsql.queue_for_stored_assets(
+        ARRAY(SELECT s.name FROM semsql.stages s WHERE s.name = ANY (added) AND s.enabled));
 END
 $$;
 COMMENT ON FUNCTION semsql.write_stages(jsonb) IS
@@ -125,12 +115,35 @@ COMMENT ON FUNCTION semsql.write_stages(jsonb) IS
     'disabled and marked retired. A stage new to the database, if enabled, is queued for every '
     'stored asset.';
 
-CREATE OR REPLACE FUNCTION semsql.enable_stage(p_stage text) RETURNS integer
+CREATE OR REPLACE FUNCTION semsql.queue_for_stored_assets(p_stages text[]) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
 DECLARE
     queued bigint[];
+BEGIN
+    WITH inserted AS (
+        INSERT INTO tasks (asset_id, stage)
+        SELECT a.id, s.stage FROM assets a CROSS JOIN unnest(p_stages) AS s (stage)
+        ON CONFLICT (asset_id, stage) DO NOTHING
+        RETURNING asset_id)
+    SELECT coalesce(array_agg(DISTINCT i.asset_id), '{}') INTO queued FROM inserted i;
+    IF cardinality(queued) > 0 THEN
+        PERFORM refresh_asset_status(queued);
+        PERFORM notify('semsql_tasks');
+    END IF;
+    RETURN cardinality(queued);
+END
+$$;
+COMMENT ON FUNCTION semsql.queue_for_stored_assets(text[]) IS
+    'Queues a task of each of p_stages for every stored asset that has none (a stage new to the '
+    'database, or one just enabled), sets those assets pending and wakes the workers; returns '
+    'how many assets it queued.';
+
+CREATE OR REPLACE FUNCTION semsql.enable_stage(p_stage text) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM stages s WHERE s.name = p_stage AND NOT s.retired) THEN
         RAISE EXCEPTION 'unknown stage %', coalesce(p_stage, 'NULL')
@@ -146,17 +159,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;  -- another worker enabled it meanwhile
     END IF;
-    WITH inserted AS (
-        INSERT INTO tasks (asset_id, stage)
-        SELECT a.id, p_stage FROM assets a
-        ON CONFLICT (asset_id, stage) DO NOTHING
-        RETURNING asset_id)
-    SELECT coalesce(array_agg(i.asset_id), '{}') INTO queued FROM inserted i;
-    IF cardinality(queued) > 0 THEN
-        PERFORM refresh_asset_status(queued);
-        PERFORM notify('semsql_tasks');
-    END IF;
-    RETURN cardinality(queued);
+    RETURN queue_for_stored_assets(ARRAY[p_stage]);
 END
 $$;
 COMMENT ON FUNCTION semsql.enable_stage(text) IS
