@@ -185,15 +185,12 @@ BEGIN
               ORDER BY c.distance, c.asset_id
               LIMIT k) AS n;
     END IF;
-    IF NOT use_content THEN
-        RETURN QUERY SELECT * FROM fuse_similar(semantic_hits, '{}', '{}', k, 'semantic_first', 1);
-    ELSIF NOT use_semantic THEN
-        RETURN QUERY SELECT * FROM fuse_similar('{}', content_ids, content_distances, k,
-                                                'content_first', 0);
-    ELSE
-        RETURN QUERY SELECT * FROM fuse_similar(semantic_hits, content_ids, content_distances, k,
-                                                priority, split);
-    END IF;
+    -- One index alone: its list in its own order (all k slots are its own).
+    RETURN QUERY SELECT * FROM fuse_similar(
+        semantic_hits, content_ids, content_distances, k,
+        CASE WHEN NOT use_content THEN 'semantic_first'
+             WHEN NOT use_semantic THEN 'content_first' ELSE priority END,
+        CASE WHEN NOT use_content THEN 1 WHEN NOT use_semantic THEN 0 ELSE split END);
 END
 $$;
 COMMENT ON FUNCTION semsql.similar_to(bit[], vector, integer, text, text, real, integer, bigint) IS
@@ -213,10 +210,13 @@ AS $$
 DECLARE
     seed bigint := $1;
     index_by text := $3;  -- "similar" is a keyword: similar.by cannot name the parameter
+    use_semantic boolean := $3 IS DISTINCT FROM 'content';
+    use_content boolean := $3 IS DISTINCT FROM 'semantic';
     hashes bit(256)[];
     has_image_vector boolean;
-    content_ids bigint[];
-    content_distances integer[];
+    semantic_hits search_result[] := '{}';
+    content_ids bigint[] := '{}';
+    content_distances integer[] := '{}';
 BEGIN
     -- semsql.search without like_asset would list the newest assets instead.
     IF seed IS NULL THEN
@@ -224,50 +224,51 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM check_similar_arguments(k, index_by, priority, split, max_distance);
-    IF index_by = 'semantic' THEN
-        -- As before there was a content index: semsql.search's rows, in its order and errors.
-        RETURN QUERY SELECT * FROM fuse_similar(
-            ARRAY(SELECT s FROM search(like_asset => seed, k => k) AS s ORDER BY s.rank), '{}', '{}', k,
-            'semantic_first', 1);
-        RETURN;
+    -- by => semantic: as before there was a content index, semsql.search's rows, in its order
+    -- and with its errors.
+    IF use_content THEN
+        IF NOT EXISTS (SELECT 1 FROM assets a WHERE a.id = seed) THEN
+            RAISE EXCEPTION 'no asset has id %', seed USING ERRCODE = 'no_data_found';
+        END IF;
+        hashes := ARRAY(SELECT h.hash FROM content_hashes h WHERE h.asset_id = seed
+                        ORDER BY h.view);
+        has_image_vector := EXISTS (SELECT 1 FROM embeddings e
+                                    WHERE e.asset_id = seed AND e.space = 'image');
+        IF cardinality(hashes) = 0 AND (index_by = 'content' OR NOT has_image_vector) THEN
+            RAISE EXCEPTION 'asset % has no content hash yet', seed
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = '`semsql worker` hashes it (the content stage needs no model); '
+                             'semsql.tasks shows its progress';
+        ELSIF index_by = 'both' AND NOT has_image_vector THEN
+            RAISE NOTICE 'asset % has no CLIP image vector (%): similar by content alone', seed,
+                CASE WHEN EXISTS (SELECT 1 FROM embeddings e WHERE e.space = 'image')
+                     THEN 'not embedded yet'
+                     ELSE 'the image space is empty: CLIP is off or absent' END
+                USING HINT = 'pass by => ''content'' to ask for the content index alone';
+            use_semantic := false;
+        ELSIF index_by = 'both' AND cardinality(hashes) = 0 THEN
+            RAISE NOTICE 'asset % has no content hash yet: similar by meaning alone', seed
+                USING HINT = '`semsql worker` hashes it (the content stage needs no model)';
+            use_content := false;
+        END IF;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM assets a WHERE a.id = seed) THEN
-        RAISE EXCEPTION 'no asset has id %', seed USING ERRCODE = 'no_data_found';
+    IF use_semantic THEN
+        semantic_hits := ARRAY(SELECT s FROM search(like_asset => seed, k => k) AS s
+                               ORDER BY s.rank);
     END IF;
-    hashes := ARRAY(SELECT h.hash FROM content_hashes h WHERE h.asset_id = seed ORDER BY h.view);
-    has_image_vector := EXISTS (SELECT 1 FROM embeddings e
-                                WHERE e.asset_id = seed AND e.space = 'image');
-    IF cardinality(hashes) = 0 AND (index_by = 'content' OR NOT has_image_vector) THEN
-        RAISE EXCEPTION 'asset % has no content hash yet', seed
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = '`semsql worker` hashes it (the content stage needs no model); '
-                         'semsql.tasks shows its progress';
-    ELSIF index_by = 'both' AND NOT has_image_vector THEN
-        RAISE NOTICE 'asset % has no CLIP image vector (%): similar by content alone', seed,
-            CASE WHEN EXISTS (SELECT 1 FROM embeddings e WHERE e.space = 'image')
-                 THEN 'not embedded yet' ELSE 'the image space is empty: CLIP is off or absent' END
-            USING HINT = 'pass by => ''content'' to ask for the content index alone';
-        RETURN QUERY SELECT * FROM similar_to(content_hashes => hashes, k => k, by => 'content',
-                                              max_distance => max_distance, leave_out => seed);
-    ELSIF index_by = 'both' AND cardinality(hashes) = 0 THEN
-        RAISE NOTICE 'asset % has no content hash yet: similar by meaning alone', seed
-            USING HINT = '`semsql worker` hashes it (the content stage needs no model)';
-        RETURN QUERY SELECT * FROM fuse_similar(
-            ARRAY(SELECT s FROM search(like_asset => seed, k => k) AS s ORDER BY s.rank), '{}', '{}', k,
-            'semantic_first', 1);
-    ELSIF index_by = 'content' THEN
-        RETURN QUERY SELECT * FROM similar_to(content_hashes => hashes, k => k, by => 'content',
-                                              max_distance => max_distance, leave_out => seed);
-    ELSE
+    IF use_content THEN
         SELECT coalesce(array_agg(n.asset_id ORDER BY n.rank), '{}'),
                coalesce(array_agg(n.content_distance ORDER BY n.rank), '{}')
         INTO content_ids, content_distances
         FROM similar_to(content_hashes => hashes, k => k, by => 'content',
                         max_distance => max_distance, leave_out => seed) AS n;
-        RETURN QUERY SELECT * FROM fuse_similar(
-            ARRAY(SELECT s FROM search(like_asset => seed, k => k) AS s ORDER BY s.rank),
-            content_ids, content_distances, k, priority, split);
     END IF;
+    -- One index alone: its list in its own order (all k slots are its own).
+    RETURN QUERY SELECT * FROM fuse_similar(
+        semantic_hits, content_ids, content_distances, k,
+        CASE WHEN NOT use_content THEN 'semantic_first'
+             WHEN NOT use_semantic THEN 'content_first' ELSE priority END,
+        CASE WHEN NOT use_content THEN 1 WHEN NOT use_semantic THEN 0 ELSE split END);
 END
 $$;
 COMMENT ON FUNCTION semsql.similar(bigint, integer, text, text, real, integer) IS
