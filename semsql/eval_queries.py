@@ -26,7 +26,14 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from .evaluation import query_metrics
-from .search import PARAMETER_TYPES, live_query_spaces, load_encoder, registered_spaces
+from .search import (
+    PARAMETER_TYPES,
+    live_query_spaces,
+    load_encoder,
+    registered_spaces,
+    search_statement,
+    vector_text,
+)
 
 SIGNALS = ("image", "text", "keyword", "fused")
 """What each query is searched by: one signal alone (the other weights 0), then all fused."""
@@ -218,7 +225,7 @@ def caption_hidden(conn: psycopg.Connection, asset_id: int, encoder: Any) -> Ite
             conn.execute(
                 "UPDATE semsql.embeddings SET embedding = %s::text::halfvec "
                 "WHERE asset_id = %s AND space = 'text'",
-                [_vector_text(vector), asset_id],
+                [vector_text(vector), asset_id],
             )
         else:  # nothing is left to embed
             conn.execute(
@@ -228,10 +235,6 @@ def caption_hidden(conn: psycopg.Connection, asset_id: int, encoder: Any) -> Ite
         yield
     finally:
         conn.rollback()
-
-
-def _vector_text(vector: np.ndarray) -> str:
-    return "[" + ",".join(repr(float(v)) for v in vector) + "]"
 
 
 # Running the searches -------------------------------------------------------------------------
@@ -355,20 +358,14 @@ class Searcher:
         arguments |= {"keyword_weight": weights["keyword"], "name_weight": weights["name"]}
         for space, vector in vectors.items():
             if weights[space] > 0:  # a vector given takes part even at weight 0
-                arguments[f"{space}_embedding"] = _vector_text(vector)
+                arguments[f"{space}_embedding"] = vector_text(vector)
         rows = self.conn.execute(_statement(arguments), arguments).fetchall()
         return [int(row[0]) for row in rows]
 
 
 def _statement(arguments: Mapping[str, Any]) -> sql.Composed:
-    named = [
-        sql.SQL("{} => {}::{}").format(
-            sql.Identifier(name), sql.Placeholder(name), sql.SQL(PARAMETER_TYPES[name])
-        )
-        for name in arguments
-    ]
-    return sql.SQL("SELECT asset_id FROM semsql.search({}) ORDER BY rank").format(
-        sql.SQL(", ").join(named)
+    return sql.SQL("SELECT s.asset_id FROM ({}) AS s ORDER BY s.rank").format(
+        search_statement(arguments)
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
@@ -22,6 +22,8 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from .stages import space_stage
+
+R = TypeVar("R")
 
 # SQL parameter -> its type, for the explicit casts of the call (a NULL needs no guessing).
 PARAMETER_TYPES = {
@@ -105,16 +107,20 @@ class SearchRequest:
             if value is None or (isinstance(value, tuple | list) and not value):
                 continue
             if PARAMETER_TYPES[item.name] == "vector":
-                # Sent as text, so that any connection can pass it (with or without pgvector's
-                # types registered); pgvector's Vector as read back or any sequence of numbers.
-                as_numpy = getattr(value, "to_numpy", None)
-                value = Vector(np.asarray(as_numpy() if as_numpy else value, np.float32)).to_text()
+                value = vector_text(value)
             elif PARAMETER_TYPES[item.name] == "text[]":
                 value = list(value)
             elif PARAMETER_TYPES[item.name] == "jsonb":
                 value = Jsonb(dict(value))
             given[item.name] = value
         return given
+
+
+def vector_text(value: Any) -> str:
+    """A query vector as pgvector's text, so that any connection can pass it (with or without
+    pgvector's types registered): pgvector's Vector as read back or any sequence of numbers."""
+    as_numpy = getattr(value, "to_numpy", None)
+    return Vector(np.asarray(as_numpy() if as_numpy else value, np.float32)).to_text()
 
 
 @dataclass(frozen=True)
@@ -167,14 +173,20 @@ def run_search(
 ) -> tuple[list[SearchHit], list[str]]:
     """The hits of a request, and the server's notices about it."""
     arguments = request.arguments()
+    return _rows_and_notices(conn, search_statement(arguments), arguments, SearchHit)
+
+
+def _rows_and_notices(
+    conn: psycopg.Connection, statement: sql.Composed, arguments: Mapping[str, Any], row: type[R]
+) -> tuple[list[R], list[str]]:
+    """The rows of a statement, each a `row`, and what the server said while it ran."""
     notices = Notices()
     conn.add_notice_handler(notices)
     try:
-        cursor = conn.cursor(row_factory=class_row(SearchHit))
-        hits = cursor.execute(search_statement(arguments), arguments).fetchall()
+        rows = conn.cursor(row_factory=class_row(row)).execute(statement, arguments).fetchall()
     finally:
         conn.remove_notice_handler(notices)
-    return hits, notices.messages
+    return rows, notices.messages
 
 
 # Query vectors made here ----------------------------------------------------------------------
@@ -303,12 +315,7 @@ def similar_statement(request: SimilarRequest) -> tuple[sql.Composed, dict[str, 
         named = {"asset_id": (request.like_asset, "bigint"), **common}
     else:
         function = "similar_to"
-        vector = None
-        if request.image_embedding is not None:  # as text, like SearchRequest's vectors
-            given_vector = request.image_embedding
-            as_numpy = getattr(given_vector, "to_numpy", None)
-            values = as_numpy() if as_numpy else given_vector
-            vector = Vector(np.asarray(values, np.float32)).to_text()
+        vector = None if request.image_embedding is None else vector_text(request.image_embedding)
         hashes = None if request.content_hashes is None else list(request.content_hashes)
         named = {
             "content_hashes": (hashes, "bit(256)[]"),
@@ -333,14 +340,7 @@ def run_similar(
 ) -> tuple[list[SimilarHit], list[str]]:
     """The look-alikes of a request, and the server's notices (a fallback to one index)."""
     statement, arguments = similar_statement(request)
-    notices = Notices()
-    conn.add_notice_handler(notices)
-    try:
-        cursor = conn.cursor(row_factory=class_row(SimilarHit))
-        hits = cursor.execute(statement, arguments).fetchall()
-    finally:
-        conn.remove_notice_handler(notices)
-    return hits, notices.messages
+    return _rows_and_notices(conn, statement, arguments, SimilarHit)
 
 
 def image_file_hashes(path: Path) -> list[str]:
