@@ -25,7 +25,7 @@ from semsql.embedder.worker import Worker, WorkerOptions
 from semsql.stages import model_env_var
 
 STAGES = ("caption", "faces", "clip", "text")
-PREVIOUS_RELEASE = Path(__file__).parent / "data" / "release_268b3b1"
+PREVIOUS_RELEASE = Path(__file__).parent / "data" / "release_1fcfe85"
 LOAD_ERROR = (
     "caption model '/gone' could not be loaded: folder /gone does not exist. Fix: set "
     "SEMSQL_MODEL_CAPTION to a local folder made with `save_pretrained` (model and processor), "

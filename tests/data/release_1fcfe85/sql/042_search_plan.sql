@@ -71,8 +71,9 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     -- Each signal's score: cosine similarity to the query vector (text, image), the share of
-    -- the query's lexemes found in the document (keyword), shows a person named in the query
-    -- (name boost). The fused score is their weighted mean (p_args.weights: text, image, keyword,
+    -- the query's selectivity found in the document (keyword: each lexeme weighted by its
+    -- inverse document frequency; it counts in fusion from 80 %, see signals), shows a person
+    -- named in the query (name boost). The fused score is their weighted mean (p_args.weights: text, image, keyword,
     -- name, exclude), less the exclude weight times the greatest similarity to the exclude text.
     -- Similarities that HNSW returned (p_*_hits) are not computed again; the other vectors are
     -- read in one index scan per space (MATERIALIZED, so that only the scores go further);
@@ -108,12 +109,51 @@ BEGIN
           AND (e.space = 'text' AND p_args.exclude_text_vector IS NOT NULL
                OR e.space = 'image' AND p_args.exclude_image_vector IS NOT NULL)
         GROUP BY e.asset_id),
+    library AS MATERIALIZED (
+        -- How many documents there are: the planner's count, else (a library never analysed,
+        -- or small) a count of up to 10,000 of them.
+        SELECT greatest((SELECT c.reltuples FROM pg_class c
+                         WHERE c.oid = 'semsql.search_documents'::regclass),
+                        (SELECT count(*) FROM (SELECT FROM search_documents LIMIT 10000) AS x))
+                   ::double precision AS documents
+        WHERE p_args.keywords IS NOT NULL),
+    lexeme_weights AS MATERIALIZED (
+        -- How selective each query lexeme is: ln((N + 1) / df) / ln(N + 1), from 1 (in one
+        -- document of N) to nearly 0 (in every one). df: a common lexeme's frequency in the
+        -- column statistics (ANALYZE keeps the most common lexemes of the documents), else a
+        -- count through the GIN index, capped at 10,000.
+        SELECT w.lexeme, w.query,
+               CASE WHEN coalesce(f.frequency, c.found) > 0
+                    THEN ln((l.documents + 1)
+                            / least(greatest(coalesce(f.frequency * l.documents, c.found), 1),
+                                    l.documents + 1))
+                         / ln(l.documents + 1)
+                    ELSE 0 END AS weight  -- a lexeme no document has tells none apart
+        FROM library l
+        CROSS JOIN LATERAL (
+            SELECT u.lexeme, ('''' || replace(replace(u.lexeme, '\', '\\'), '''', '''''')
+                              || '''')::tsquery AS query
+            FROM unnest(p_args.lexemes) AS u(lexeme)) AS w
+        LEFT JOIN LATERAL (
+            SELECT e.frequency FROM pg_stats s
+            CROSS JOIN LATERAL unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs)
+                AS e(lexeme, frequency)
+            WHERE s.schemaname = 'semsql' AND s.tablename = 'search_documents'
+              AND s.attname = 'document' AND e.lexeme = w.lexeme
+            LIMIT 1) AS f ON true
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS found
+            FROM (SELECT FROM search_documents d
+                  WHERE f.frequency IS NULL AND d.document @@ w.query LIMIT 10000) AS x) AS c),
     document_scores AS MATERIALIZED (
+        -- keyword_coverage: the share of the query's selectivity (lexeme_weights) that the
+        -- document has.
         SELECT d.asset_id,
+               d.document @@ p_args.keywords AS keyword_matched,
                CASE WHEN d.document @@ p_args.keywords
-                    THEN (length(d.document) - length(ts_delete(d.document, p_args.lexemes)))::real
-                         / cardinality(p_args.lexemes)
-                    ELSE 0 END AS keyword_score,
+                    THEN (SELECT coalesce(sum(w.weight) FILTER (WHERE d.document @@ w.query), 0)
+                                 / nullif(sum(w.weight), 0)
+                          FROM lexeme_weights w) END AS keyword_coverage,
                coalesce(d.people && p_args.boost_ids, false) AS shows_named,
                CASE WHEN cardinality(p_args.exclude_lexemes) > 0
                     THEN (length(d.document)
@@ -124,9 +164,19 @@ BEGIN
                OR cardinality(p_args.exclude_lexemes) > 0)
           AND d.asset_id = ANY (p_pool)),
     signals AS (
+        -- A keyword match adds to the fused score only where its lexemes carry most (80 %) of
+        -- the query's selectivity: a name, a rare word, a file name, the query's own words. A
+        -- document with only some of them (a kitten elsewhere, for "kitten in the rain") is
+        -- left where the vectors put it: they already see the words it shares, and a
+        -- paraphrase of the whole query, which shares none, is likelier what was meant
+        -- (bench/fusion.py). It still matches (matched_by), and keywords alone rank by
+        -- coverage.
         SELECT pool.asset_id, t.score::real AS text_score, i.score::real AS image_score,
-               CASE WHEN p_args.keywords IS NOT NULL THEN coalesce(ds.keyword_score, 0) END::real
+               CASE WHEN p_args.keywords IS NOT NULL THEN
+                   CASE WHEN ds.keyword_coverage >= 0.8 OR p_args.weights[1] + p_args.weights[2] = 0
+                        THEN coalesce(ds.keyword_coverage, 0) ELSE 0 END END::real
                    AS keyword_score,
+               coalesce(ds.keyword_matched, false) AS keyword_matched,
                coalesce(ds.shows_named, false) AS shows_named,
                greatest(x.score, ds.exclude_score)::real AS exclude_score
         FROM pool
@@ -160,7 +210,7 @@ BEGIN
                array_remove(ARRAY[
                    CASE WHEN s.image_score >= f.image_floor THEN 'image' END,
                    CASE WHEN s.text_score >= f.text_floor THEN 'text' END,
-                   CASE WHEN s.keyword_score > 0 THEN 'keyword' END,
+                   CASE WHEN s.keyword_matched THEN 'keyword' END,
                    CASE WHEN s.shows_named THEN 'name' END], NULL) AS matched_by
         FROM scored s CROSS JOIN floors f),
     top AS (

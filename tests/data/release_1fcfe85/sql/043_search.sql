@@ -44,7 +44,9 @@ CREATE OR REPLACE FUNCTION semsql.search(
     text_embedding vector DEFAULT NULL,
     image_embedding vector DEFAULT NULL,
     min_text_similarity real DEFAULT NULL,
-    min_image_similarity real DEFAULT NULL
+    min_image_similarity real DEFAULT NULL,
+    article text DEFAULT NULL,
+    article_summary text DEFAULT NULL
 ) RETURNS SETOF semsql.search_result
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, semsql, public, pg_temp
@@ -95,7 +97,11 @@ BEGIN
     -- Over-long texts first, before anything reads them (semsql.max_query_text_length()).
     PERFORM check_query_text('text', query);
     PERFORM check_query_text('text', exclude);
-    IF k IS NULL OR k NOT BETWEEN 1 AND 10000 THEN
+    PERFORM check_article(article);
+    PERFORM check_article(article_summary);
+    IF semantic_query IS NOT NULL AND nullif(btrim(article), '') IS NOT NULL THEN
+        RAISE EXCEPTION 'pass query or article, not both' USING ERRCODE = 'invalid_parameter_value';
+    ELSIF k IS NULL OR k NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'k must be between 1 and 10000, not %', k USING ERRCODE = 'invalid_parameter_value';
     ELSIF "offset" IS NULL OR "offset" NOT BETWEEN 0 AND 1000000000 THEN
         -- The bound keeps 2 * (k + offset) within integer.
@@ -187,8 +193,30 @@ BEGIN
             text_dims, image_dims USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- An article: its names, parts and keyphrases (sql/046_articles.sql) ------------------------
+    IF nullif(btrim(article), '') IS NOT NULL THEN
+        SELECT * INTO recognised FROM article_query(article, article_summary, names,
+                                                    cardinality(people) > 0,
+                                                    text_vec IS NULL AND text_weight > 0,
+                                                    image_vec IS NULL AND image_weight > 0);
+        IF recognised.person_ids IS NOT NULL THEN
+            RAISE NOTICE 'people named in the article (%): %',
+                CASE WHEN recognised.filters THEN 'filter' ELSE 'boost' END, recognised.found_names;
+            IF recognised.filters THEN
+                person_ids := recognised.person_ids;
+                people_match := 'any';
+            ELSE
+                boost_ids := recognised.person_ids;
+            END IF;
+        END IF;
+        text_vec := coalesce(text_vec, recognised.text_vector);
+        image_vec := coalesce(image_vec, recognised.image_vector);
+        lexemes := recognised.lexemes;
+        keywords := (SELECT string_agg('''' || replace(replace(l, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
+                     FROM unnest(lexemes) AS l);
+        semantic_query := 'article';  -- a search by text: only what a signal matched
     -- Query text: names, keywords, and the vectors of what is left ------------------------------
-    IF semantic_query IS NOT NULL THEN
+    ELSIF semantic_query IS NOT NULL THEN
         IF names <> 'off' THEN
             SELECT array_agg(m.person_id) AS ids, string_agg(m.name, ', ') AS found_names,
                    array_agg(m.first_word) AS firsts, array_agg(m.last_word) AS lasts
@@ -249,11 +277,14 @@ BEGIN
             RAISE NOTICE 'the query has no keywords and no vector signal: nothing can match it';
             RETURN;
         END IF;
+        -- An article's vector is a mean of several parts: half its space's floor matches it.
         IF text_vec IS NOT NULL THEN
-            args.text_floor := coalesce(min_text_similarity, match_similarity('text'));
+            args.text_floor := coalesce(min_text_similarity, match_similarity('text')
+                                        * CASE WHEN article IS NOT NULL THEN 0.5 ELSE 1 END);
         END IF;
         IF image_vec IS NOT NULL THEN
-            args.image_floor := coalesce(min_image_similarity, match_similarity('image'));
+            args.image_floor := coalesce(min_image_similarity, match_similarity('image')
+                                         * CASE WHEN article IS NOT NULL THEN 0.5 ELSE 1 END);
         END IF;
     END IF;
 
@@ -429,10 +460,13 @@ BEGIN
                                          image_hits, image_similarities);
 END
 $$;
-COMMENT ON FUNCTION semsql.search(text, vector, bigint, text[], text, text[], text[], text, text, timestamptz, timestamptz, jsonb, text, integer, integer, real, real, text, boolean, real, real, real, real, real, text, text, vector, vector, real, real) IS
+COMMENT ON FUNCTION semsql.search(text, vector, bigint, text[], text, text[], text[], text, text, timestamptz, timestamptz, jsonb, text, integer, integer, real, real, text, boolean, real, real, real, real, real, text, text, vector, vector, real, real, text, text) IS
     'Searches the assets by a query text (CLIP and document-text vectors, keywords, names of people), '
     'a query vector or a like_asset, under exact filters (tags, emotions, people, collection, dates, '
     'metadata containment); returns k rows from offset with fused and per-signal scores. A query '
     'text returns only the assets a signal matched (matched_by): a keyword, a person named, or a '
     'vector at least min_text_similarity / min_image_similarity similar (NULL: '
-    'semsql.match_similarity of the space); without a query, the filtered assets.';
+    'semsql.match_similarity of the space); without a query, the filtered assets. An article '
+    '(instead of query) is read by semsql.article_query: its known people filter (any of them) '
+    'or boost, its headline, central sentences (or article_summary) and keyphrases are embedded '
+    'as weighted parts, its keyphrases are the keywords; semsql.explain_query shows them.';
