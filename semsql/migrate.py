@@ -91,7 +91,7 @@ def init(
         idempotent = definition_files(definitions)
         for sql_file in idempotent:
             _execute_file(conn, sql_file)
-        if definitions is None:  # another release's definitions carry their own stage rows
+        if definitions is None:  # another release's stage rows are its caller's to write
             stages.write_rows(conn)
     return InitReport(applied, len(numbered) - len(applied), len(idempotent))
 
