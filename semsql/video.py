@@ -215,9 +215,32 @@ def probe_video(source: Source, *, max_duration: float | None = None) -> VideoIn
         )
 
 
+# 8-bit formats whose first plane is the luma (brightness) at full size.
+_LUMA_FIRST = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12"}
+)
+_THUMB_ROWS, _THUMB_COLUMNS = 18, 32
+
+
 def _thumbnail(frame: VideoFrame) -> np.ndarray:
-    grey = frame.reformat(width=32, height=18, format="gray").to_ndarray()
-    return grey.astype(np.float32) / 255.0
+    """18x32 brightness in 0..1: block means of every 4th luma sample (a rescale of the whole
+    frame would cost as much as decoding it), or a rescale for other pixel formats."""
+    if frame.format.name not in _LUMA_FIRST or frame.height < 4 * _THUMB_ROWS:
+        grey = frame.reformat(width=_THUMB_COLUMNS, height=_THUMB_ROWS, format="gray")
+        return grey.to_ndarray().astype(np.float32) / 255.0
+    plane = frame.planes[0]
+    luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[
+        : frame.height, : frame.width
+    ]
+    sparse = luma[::4, ::4]
+    rows, columns = sparse.shape[0] // _THUMB_ROWS, sparse.shape[1] // _THUMB_COLUMNS
+    blocks = sparse[: rows * _THUMB_ROWS, : columns * _THUMB_COLUMNS].reshape(
+        _THUMB_ROWS, rows, _THUMB_COLUMNS, columns
+    )
+    means = blocks.mean(axis=(1, 3), dtype=np.float32)
+    if frame.format.name.startswith("yuvj"):  # full range: 0..255
+        return means / 255.0
+    return np.clip((means - 16.0) / 219.0, 0.0, 1.0)  # limited range: black 16, white 235
 
 
 def _change(thumb: np.ndarray, other: np.ndarray) -> float:
