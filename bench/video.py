@@ -7,6 +7,7 @@ write) is encoded here from the sample pictures: 5 s shots, so scene cuts are re
 - sample: semsql.video.sample_frames, the whole step ingest will run (decode every frame in
   FFmpeg's threads, a 32x18 grey thumbnail of each for cuts and repeats, RGB for kept frames);
 - decode only: the same decode with nothing done to the frames, single-threaded and threaded;
+- sample 1/10 s: samples far apart seek to the keyframe before each (a long video's cap);
 - keyframes only: FFmpeg skips every non-key frame (what seeking to keyframes costs at best).
 
 Then every image stage (tiny random-weight models of the real architectures, real MTCNN, as in
@@ -40,7 +41,7 @@ from fix_models import build_tiny_models
 
 from semsql.embedder.models.device import resolve_device
 from semsql.testing_video import Part, write_video
-from semsql.video import probe_video, sample_frames
+from semsql.video import Sampling, probe_video, sample_frames
 
 PICTURES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
 IMAGE_STAGES = ("clip", "caption", "tags", "faces", "face_vectors", "emotion", "content")
@@ -100,6 +101,13 @@ def main() -> None:
         started = time.perf_counter()
         sampled = sample_frames(video)
         row(f"sample ({len(sampled)} kept)", int(info.duration * 30), time.perf_counter() - started)
+        started = time.perf_counter()
+        sparse = sample_frames(video, Sampling(every=10))
+        row(
+            f"sample 1/10 s, seeking ({len(sparse)})",
+            int(info.duration * 30),
+            time.perf_counter() - started,
+        )
         row("decode only, 1 thread", *decode_rate(video, threads=False))
         row("decode only, threaded", *decode_rate(video, threads=True))
         row("keyframes only", *decode_rate(video, threads=True, keyframes_only=True))

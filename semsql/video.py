@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 NEEDS_EXTRA = "videos need the video extra: pip install 'semsql[video]'"
 
 Source = Path | bytes
+MAX_FRAME_PIXELS = 8192 * 4320  # 8K: past it a frame is a decompression bomb, not footage
 
 
 class VideoError(Exception):
@@ -40,7 +41,15 @@ class VideoError(Exception):
     people."""
 
     CODES = frozenset(
-        {"empty", "not_a_video", "no_video_stream", "truncated", "undecodable", "too_long"}
+        {
+            "empty",
+            "not_a_video",
+            "no_video_stream",
+            "truncated",
+            "undecodable",
+            "too_long",
+            "too_many_pixels",
+        }
     )
 
     def __init__(self, code: str, message: str) -> None:
@@ -83,6 +92,9 @@ class Sampling:
     black: float = 0.06  # mean brightness below this is a black frame
     flat: float = 0.015  # brightness spread below this is a flat (single-colour) frame
     max_side: int = 1280  # kept frames are scaled down to this long side
+    # Samples further apart than this seek to the keyframe before each one instead of decoding
+    # every frame (no scene cuts then): encoders put a keyframe every 2-10 s.
+    seek_above: float = 8.0
 
 
 def _av() -> Any:
@@ -189,10 +201,17 @@ def _check_end(container: InputContainer, stream: VideoStream, duration: float) 
     )
 
 
-def probe_video(source: Source, *, max_duration: float | None = None) -> VideoInfo:
+def probe_video(
+    source: Source, *, max_duration: float | None = None, max_pixels: int = MAX_FRAME_PIXELS
+) -> VideoInfo:
     """What the video is, from its container and two decoded frames; VideoError says why not."""
     with _open(source) as container:
         stream = _video_stream(container)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > max_pixels:
+            raise VideoError(
+                "too_many_pixels", f"frames of {width}x{height} are over {max_pixels} pixels"
+            )
         duration = _duration(container, stream)
         if max_duration is not None and duration > max_duration:
             raise VideoError(
@@ -207,8 +226,8 @@ def probe_video(source: Source, *, max_duration: float | None = None) -> VideoIn
             duration=duration,
             frame_rate=float(rate) if isinstance(rate, Fraction) and rate > 0 else None,
             codec=stream.codec_context.codec.name,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            width=width,
+            height=height,
             rotation=_rotation(stream, first),
             created_at=_created_at(container),
             container=container.format.name,
@@ -229,7 +248,7 @@ def _thumbnail(frame: VideoFrame) -> np.ndarray:
         grey = frame.reformat(width=_THUMB_COLUMNS, height=_THUMB_ROWS, format="gray")
         return grey.to_ndarray().astype(np.float32) / 255.0
     plane = frame.planes[0]
-    luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[
+    luma = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[
         : frame.height, : frame.width
     ]
     sparse = luma[::4, ::4]
@@ -237,10 +256,11 @@ def _thumbnail(frame: VideoFrame) -> np.ndarray:
     blocks = sparse[: rows * _THUMB_ROWS, : columns * _THUMB_COLUMNS].reshape(
         _THUMB_ROWS, rows, _THUMB_COLUMNS, columns
     )
-    means = blocks.mean(axis=(1, 3), dtype=np.float32)
+    means: np.ndarray = blocks.mean(axis=(1, 3), dtype=np.float32)
     if frame.format.name.startswith("yuvj"):  # full range: 0..255
         return means / 255.0
-    return np.clip((means - 16.0) / 219.0, 0.0, 1.0)  # limited range: black 16, white 235
+    limited: np.ndarray = np.clip((means - 16.0) / 219.0, 0.0, 1.0)  # black 16, white 235
+    return limited
 
 
 def _change(thumb: np.ndarray, other: np.ndarray) -> float:
@@ -270,35 +290,68 @@ def _decoded(container: InputContainer, stream: VideoStream) -> Iterator[tuple[f
 
 def sample_frames(source: Source, sampling: Sampling = Sampling()) -> list[SampledFrame]:
     """The frames worth giving to the image stages, in time order (see the module's docstring)."""
-    kept: list[SampledFrame] = []
     with _open(source) as container:
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
-        rotation: int | None = None
-        previous: np.ndarray | None = None
-        last_kept: np.ndarray | None = None
         every = max(sampling.every, _duration(container, stream) / sampling.max_frames)
-        next_due = 0.0
+        candidates: Iterator[tuple[float, VideoFrame, bool]]
+        if every < sampling.seek_above:
+            candidates = ((at, frame, False) for at, frame in _decoded(container, stream))
+        else:
+            candidates = _near_each_due_time(container, stream, every)
+        return _select(candidates, sampling, every, stream)
+
+
+def _near_each_due_time(
+    container: InputContainer, stream: VideoStream, every: float
+) -> Iterator[tuple[float, VideoFrame, bool]]:
+    """For samples far apart: seek to the keyframe before each due time and decode from there,
+    up to a second past it (room to step over a black frame). The bool marks a new stretch."""
+    if stream.time_base is None:
+        return
+    due, end = 0.0, _duration(container, stream)
+    while due < end:
+        container.seek(int(due / stream.time_base), stream=stream, backward=True)
+        first = True
         for at, frame in _decoded(container, stream):
-            if rotation is None:
-                rotation = _rotation(stream, frame)
-            thumb = _thumbnail(frame)
-            cut = (
-                previous is not None and float(np.abs(thumb - previous).mean()) > sampling.scene_cut
-            )
-            previous = thumb
-            if at + 1e-6 < next_due and not cut:
+            if at + 1e-6 < due:
                 continue
-            if thumb.mean() < sampling.black or thumb.std() < sampling.flat:
-                continue  # not kept, so the next frame is still due
-            if last_kept is not None and _change(thumb, last_kept) < sampling.repeat:
-                next_due = at + every
-                continue
-            kept.append(
-                SampledFrame(round(at * 1000), _upright(frame, rotation, sampling.max_side), cut)
-            )
-            last_kept = thumb
-            next_due = at + every
-            if len(kept) >= sampling.max_frames:
+            if at > due + 1.0:
                 break
+            yield at, frame, first
+            first = False
+        due += every
+
+
+def _select(
+    candidates: Iterator[tuple[float, VideoFrame, bool]],
+    sampling: Sampling,
+    every: float,
+    stream: VideoStream,
+) -> list[SampledFrame]:
+    kept: list[SampledFrame] = []
+    rotation: int | None = None
+    previous: np.ndarray | None = None  # the frame before, for cuts
+    last_kept: np.ndarray | None = None  # for repeats
+    next_due = 0.0
+    for at, frame, new_stretch in candidates:
+        if rotation is None:
+            rotation = _rotation(stream, frame)
+        thumb = _thumbnail(frame)
+        if new_stretch:
+            previous, next_due = None, min(next_due, at)
+        cut = previous is not None and _change(thumb, previous) > sampling.scene_cut
+        previous = thumb
+        if at + 1e-6 < next_due and not cut:
+            continue
+        if thumb.mean() < sampling.black or thumb.std() < sampling.flat:
+            continue  # not kept, so the next frame is still due
+        if last_kept is not None and _change(thumb, last_kept) < sampling.repeat:
+            next_due = at + every
+            continue
+        image = _upright(frame, rotation, sampling.max_side)
+        kept.append(SampledFrame(round(at * 1000), image, cut))
+        last_kept, next_due = thumb, at + every
+        if len(kept) >= sampling.max_frames:
+            break
     return kept

@@ -75,6 +75,19 @@ def test_a_long_video_is_sampled_evenly_up_to_the_cap(videos: dict[str, Path]) -
     assert [f.at_ms for f in frames] == [0, 2000, 4000]  # 8 s / 4 = one every 2 s; black at 6
 
 
+@pytest.mark.parametrize("kind", ["h264", "vp9", "streaming"])
+def test_samples_far_apart_seek_to_each_and_skip_black(videos: dict[str, Path], kind: str) -> None:
+    frames = sample_frames(videos[kind], Sampling(every=3, seek_above=2))
+    assert [(f.at_ms, f.scene_cut) for f in frames] == [(0, False), (3000, False)]  # 6 s: black
+    assert looks_like(frames[0].image, ASTRONAUT) and looks_like(frames[1].image, CHELSEA)
+
+
+def test_seeking_in_a_variable_rate_video(videos: dict[str, Path]) -> None:
+    frames = sample_frames(videos["variable"], Sampling(every=2, seek_above=1))
+    # Due at 0 (black until 2.08 s: nothing within the second after), 2, 4, 6 and 8 s.
+    assert [f.at_ms for f in frames] == [2080, 4000, 6080, 8000]
+
+
 def test_kept_frames_are_scaled_down(videos: dict[str, Path]) -> None:
     frames = sample_frames(videos["h264"], Sampling(max_side=160))
     assert {f.image.size for f in frames} == {(160, 120)}
@@ -84,6 +97,12 @@ def test_a_video_over_the_duration_limit(videos: dict[str, Path]) -> None:
     with pytest.raises(VideoError, match="over --max-duration 5 s") as caught:
         probe_video(videos["h264"], max_duration=5)
     assert caught.value.code == "too_long"
+
+
+def test_frames_over_the_pixel_limit(videos: dict[str, Path]) -> None:
+    with pytest.raises(VideoError, match="320x240 are over 10000 pixels") as caught:
+        probe_video(videos["h264"], max_pixels=10_000)
+    assert caught.value.code == "too_many_pixels"
 
 
 def test_bad_videos_each_have_their_own_error(videos: dict[str, Path], tmp_path: Path) -> None:
