@@ -88,3 +88,25 @@ def coloured_png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 48))
     data = io.BytesIO()
     Image.new("RGB", size, colour).save(data, "PNG")
     return data.getvalue()
+
+
+@contextmanager
+def live_server(settings: ServeSettings) -> Iterator[str]:
+    """The app on a real uvicorn server on a free loopback port: its base URL."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=60, every=0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -131,13 +131,19 @@ function setUpApiForms() {
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify(body),
         });
-        result.textContent = "done: " + JSON.stringify(answer);
+        result.textContent = describe(answer);
         form.classList.add("done");
       } catch (error) {
         result.textContent = error.message;
       }
     });
   }
+}
+
+function describe(answer) {
+  if (answer.faces_matched !== undefined) return `${answer.faces_matched} faces are now ${answer.name}`;
+  if (answer.deleted !== undefined) return `${answer.deleted.length} asset rows deleted (files stay on disk)`;
+  return "done";
 }
 
 // Upload: one job, followed until it completes or fails.
