@@ -117,3 +117,22 @@ def test_on_loopback_a_browser_needs_the_csrf_token_and_a_script_does_not(
         )
         # curl and scripts send no Origin, no Sec-Fetch-* and no cookie.
         assert client.post("/api/duplicates/delete", json=body).status_code == 200
+
+
+def test_in_the_base_install_the_command_says_which_extra(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from test_base_install import BLOCKER, blocked_modules
+
+    blocked = blocked_modules()
+    assert {"fastapi", "uvicorn", "jinja2", "psycopg_pool"} <= blocked
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER.format(blocked=sorted(blocked)))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "SEMSQL_HOME": str(tmp_path / "home")}
+    script = Path(sys.executable).with_name("semsql")
+    done = subprocess.run(
+        [str(script), "serve"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    assert "pip install 'semsql[serve]'" in done.stderr
+    assert "Traceback" not in done.stderr
