@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
+from semsql import config, database
 from semsql.cli.common import connect, require_schema
 from semsql.cli.errors import UserError
 from semsql.serve import SERVE_EXTRA
@@ -29,7 +31,18 @@ SERVE_LIBRARIES = {"fastapi", "starlette", "uvicorn", "jinja2", "multipart", "ps
     type=click.Path(file_okay=False, path_type=Path),
     help="Where uploaded files are stored [default: SEMSQL_HOME/media].",
 )
-def serve(host: str, port: int, token: str | None, media_dir: Path | None) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes (each with its own database connections).",
+)
+@click.option("--access-log", is_flag=True, help="Log every request on stderr.")
+def serve(
+    host: str, port: int, token: str | None, media_dir: Path | None, workers: int,
+    access_log: bool,
+) -> None:  # fmt: skip
     """Serve the web pages (search, assets, people, duplicates, jobs) and the HTTP API
     (documented at /docs). Searches run as semsql_analyst, uploads and edits as
     semsql_editor; uploads are ingested as `semsql ingest` ingests files.
@@ -47,7 +60,7 @@ def serve(host: str, port: int, token: str | None, media_dir: Path | None) -> No
     try:
         import uvicorn
 
-        from semsql.serve.app import create_app
+        import semsql.serve.app  # noqa: F401  # what each worker process loads
     except ModuleNotFoundError as error:
         if error.name not in SERVE_LIBRARIES:
             raise
@@ -59,5 +72,18 @@ def serve(host: str, port: int, token: str | None, media_dir: Path | None) -> No
     with connect() as conn:
         require_schema(conn)
     settings = default_settings(media_dir, token)
+    # The worker processes read their settings as the app factory does: from the environment.
+    os.environ[MEDIA_ENV] = str(settings.media_dir)
+    if token:
+        os.environ[TOKEN_ENV] = token
+    os.environ.setdefault(config.DATABASE_URL_ENV, database.database_url())
     click.echo(f"serving http://{host}:{port}/ (media in {settings.media_dir})", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(
+        "semsql.serve.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=access_log,
+    )

@@ -7,9 +7,9 @@ import json
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParameter
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from semsql.duplicates import BY as DUPLICATES_BY
@@ -101,19 +101,24 @@ def get_asset(ctx: Ctx, asset_id: RowId) -> Response:
 
 
 @router.get("/assets/{asset_id}/thumbnail", summary="A cached thumbnail, upright")
-def thumbnail(ctx: Ctx, asset_id: RowId, size: int | None = None) -> Response:
+def thumbnail(ctx: Ctx, request: Request, asset_id: RowId, size: int | None = None) -> Response:
     side = thumbnail_size(size)
     with ctx.database.reader() as conn:
         image = facts.stored_image(conn, asset_id)
-    return FileResponse(ctx.thumbnails.get(image, side), media_type="image/jpeg", headers=CACHED)
+    tag = f'"{image.sha256}-{side}"'  # the content's: an edited file is a new thumbnail
+    headers = {**CACHED, "etag": tag}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    data = ctx.thumbnails.get(image, side).read_bytes()  # a few kB: one read, no streaming
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @router.get("/faces/{face_id}/crop", summary="A crop around a face")
 def face_image(ctx: Ctx, face_id: RowId) -> Response:
     with ctx.database.reader() as conn:
         image, box = facts.face(conn, face_id)
-    path = face_crop(ctx.thumbnails, image, face_id, box)
-    return FileResponse(path, media_type="image/jpeg", headers=CACHED)
+    data = face_crop(ctx.thumbnails, image, face_id, box).read_bytes()
+    return Response(data, media_type="image/jpeg", headers=CACHED)
 
 
 @router.get("/people", summary="Enrolled people and clusters of unknown faces")

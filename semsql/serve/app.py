@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from semsql.serve.context import Context
 from semsql.serve.db import Database
 from semsql.serve.errors import install_handlers
 from semsql.serve.guard import Guard
-from semsql.serve.settings import ServeSettings
+from semsql.serve.settings import MEDIA_ENV, TOKEN_ENV, ServeSettings, default_settings
 from semsql.serve.thumbnails import ThumbnailCache
 from semsql.serve.uploads import Uploads
 
@@ -55,3 +56,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(Guard, settings=settings, upload_paths=UPLOAD_PATHS)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app as `semsql serve` configures it (uvicorn's factory, in each worker process):
+    SEMSQL_SERVE_TOKEN, SEMSQL_MEDIA_DIR and the database settings of every command."""
+    media = os.environ.get(MEDIA_ENV)
+    return create_app(default_settings(Path(media) if media else None, os.environ.get(TOKEN_ENV)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from semsql import config
 from semsql.probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
+SECRET_FILE = "serve-secret"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 TOKEN_ENV = "SEMSQL_SERVE_TOKEN"
 MEDIA_ENV = "SEMSQL_MEDIA_DIR"
@@ -44,6 +46,7 @@ def default_settings(
 ) -> ServeSettings:
     """Settings with semsql's home for the media folder and the thumbnail cache."""
     home = config.home()
+    home.mkdir(parents=True, exist_ok=True)
     media = (media_dir or home / "media").expanduser()
     media.mkdir(parents=True, exist_ok=True)
     thumbnails = home / "thumbnails"
@@ -53,7 +56,24 @@ def default_settings(
         thumbnail_dir=thumbnails.resolve(),
         database_url=database_url,
         token=token or None,
+        csrf_secret=stored_secret(home / SECRET_FILE),
     )
+
+
+def stored_secret(path: Path) -> bytes:
+    """The key of the CSRF tokens, made once: every worker process, and a restarted server,
+    accept the tokens of the pages they served."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker made it meanwhile
+        return path.read_bytes()
+    with os.fdopen(handle, "wb") as out:
+        out.write(secrets.token_bytes(32))
+    return path.read_bytes()
 
 
 def check_bind(host: str, token: str | None) -> None:
