@@ -263,3 +263,34 @@ def test_errors_never_show_a_traceback(
         answer = client.get("/api/search", params={"tag": "x"})
     assert answer.status_code == 500
     assert "secret" not in answer.text and "Traceback" not in answer.text
+
+
+def test_every_page_renders_and_a_bad_page_url_is_an_html_error(client) -> None:
+    html = {"Accept": "text/html"}
+    for path in ("/", "/?query=snow&tag=x&order=newest", "/people", "/duplicates", "/jobs"):
+        answer = client.get(path, headers=html)
+        assert answer.status_code == 200, (path, answer.text)
+        assert answer.headers["content-type"].startswith("text/html")
+        assert 'name="csrf-token"' in answer.text
+    bad = client.get("/?k=0", headers=html)
+    assert bad.status_code == 400 and bad.headers["content-type"].startswith("text/html")
+    assert "k:" in bad.text
+    missing = client.get("/assets/999", headers=html)
+    assert missing.status_code == 404 and "no asset has id 999" in missing.text
+
+
+def test_failed_tasks_are_retried_through_the_api(db_url: str, client) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE semsql.stages SET enabled = true WHERE name = 'content'")
+    job = client.post(
+        "/api/assets", files=[("files", ("a.png", coloured_png((1, 2, 3)), "image/png"))]
+    )
+    assert job.status_code == 202
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        wait_for(lambda: conn.execute("SELECT count(*) FROM semsql.tasks").fetchone()[0])
+        conn.execute("UPDATE semsql.tasks SET status = 'failed', last_error = 'disk on fire'")
+    page = client.get("/jobs", headers={"Accept": "text/html"})
+    assert "disk on fire" in page.text
+    assert client.post("/api/tasks/retry", json={}).json() == {"queued": 1}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT status FROM semsql.tasks").fetchall() == [("pending",)]

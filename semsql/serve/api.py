@@ -145,6 +145,32 @@ def name_cluster(ctx: Ctx, cluster_id: RowId, body: ClusterName) -> Response:
     )
 
 
+class SplitCluster(BaseModel):
+    min_similarity: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+
+
+@router.post("/clusters/{cluster_id}/split", summary="Split a cluster that holds two people")
+def split_cluster(ctx: Ctx, cluster_id: RowId, body: SplitCluster) -> Response:
+    with ctx.database.writer() as conn:
+        made = conn.execute(
+            "SELECT semsql.split_face_cluster(%s, %s)", [cluster_id, body.min_similarity]
+        ).fetchall()
+        conn.commit()
+    return json_response({"cluster_id": cluster_id, "clusters": [row[0] for row in made]})
+
+
+class Stages(BaseModel):
+    stages: list[str] | None = Field(default=None, max_length=50)
+
+
+@router.post("/tasks/retry", summary="Queue the failed tasks again (of these stages, or all)")
+def retry_tasks(ctx: Ctx, body: Stages) -> Response:
+    with ctx.database.writer() as conn:
+        queued = conn.execute("SELECT semsql.retry_failed_tasks(%s)", [body.stages]).fetchone()
+        conn.commit()
+    return json_response({"queued": queued[0] if queued else 0})
+
+
 @router.get("/duplicates", summary="Groups of duplicates, the copy to keep first")
 def duplicates(
     ctx: Ctx,

@@ -50,7 +50,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.context = ctx
-    install_handlers(app)
+    install_handlers(app, pages.error_page)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -54,10 +55,22 @@ def database_error(error: psycopg.Error) -> ApiError | None:
     return ApiError(status, message, error.diag.message_hint)
 
 
-def install_handlers(app: FastAPI) -> None:
+def install_handlers(app: FastAPI, page: Callable[[Request, ApiError], Response]) -> None:
+    """JSON errors for the API; for a page (a browser asking for HTML), `page` renders one."""
+
+    def answer(request: Request, error: ApiError, headers: Any = None) -> Response:
+        wants_page = not request.url.path.startswith("/api/") and "text/html" in (
+            request.headers.get("accept", "")
+        )
+        if wants_page:
+            return page(request, error)
+        return JSONResponse(
+            error_body(error.status, error.message, error.hint), error.status, headers=headers
+        )
+
     async def api_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ApiError)
-        return JSONResponse(error_body(error.status, error.message, error.hint), error.status)
+        return answer(request, error)
 
     async def invalid_request(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
@@ -66,21 +79,19 @@ def install_handlers(app: FastAPI) -> None:
             f"{problem['msg']}"
             for problem in error.errors()
         ]
-        return JSONResponse(error_body(400, "; ".join(problems)), 400)
+        return answer(request, ApiError(400, "; ".join(problems)))
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         headers = getattr(error, "headers", None)
-        return JSONResponse(
-            error_body(error.status_code, str(error.detail)), error.status_code, headers=headers
-        )
+        return answer(request, ApiError(error.status_code, str(error.detail)), headers)
 
     async def database(request: Request, error: Exception) -> Response:
         assert isinstance(error, psycopg.Error)
         known = database_error(error)
         if known is None:
             return await unexpected(request, error)
-        return JSONResponse(error_body(known.status, known.message, known.hint), known.status)
+        return answer(request, known)
 
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("%s %s failed", request.method, request.url.path, exc_info=error)

@@ -104,9 +104,13 @@ def job(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
 
 
 def failed_tasks(conn: psycopg.Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """Failed tasks grouped by stage and error: how many, and a few of their assets."""
     return rows(
         conn,
-        "SELECT * FROM semsql.failed_tasks ORDER BY finished_at DESC NULLS LAST LIMIT %s",
+        """SELECT stage, error, count(*) AS tasks,
+                  (array_agg(asset_id ORDER BY finished_at DESC NULLS LAST))[1:10] AS asset_ids
+           FROM semsql.failed_tasks GROUP BY stage, error
+           ORDER BY count(*) DESC, stage LIMIT %s""",
         [limit],
     )
 

@@ -38,6 +38,10 @@ def page(request: Request, name: str, status: int = 200, **values: Any) -> Respo
     )
 
 
+def error_page(request: Request, error: ApiError) -> Response:
+    return page(request, "error.html", error.status, error=error)
+
+
 @router.get("/")
 def search_page(
     request: Request, ctx: Ctx, query: Annotated[SearchRequest, Depends(search_parameters)]
@@ -90,7 +94,7 @@ def asset_page(request: Request, ctx: Ctx, asset_id: RowId) -> Response:
         try:
             asset = services.asset_with_similar(conn, asset_id)
         except ApiError as error:
-            return page(request, "error.html", error.status, error=error)
+            return error_page(request, error)
     return page(request, "asset.html", asset=asset)
 
 

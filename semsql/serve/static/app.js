@@ -142,6 +142,8 @@ function setUpApiForms() {
 
 function describe(answer) {
   if (answer.faces_matched !== undefined) return `${answer.faces_matched} faces are now ${answer.name}`;
+  if (answer.clusters !== undefined) return `split into clusters ${answer.clusters.join(", ")}`;
+  if (answer.queued !== undefined) return `${answer.queued} tasks queued again`;
   if (answer.deleted !== undefined) return `${answer.deleted.length} asset rows deleted (files stay on disk)`;
   return "done";
 }
