@@ -80,6 +80,11 @@ if semsql worker --once 2> "$work/worker.err"; then fail "the worker ran without
 grep -q "pip install 'semsql\[models\]'" "$work/worker.err" || { cat "$work/worker.err"; fail "no hint"; }
 cat "$work/worker.err"
 
+step "semsql serve says what it needs"
+if semsql serve 2> "$work/serve.err"; then fail "semsql serve ran without its extra"; fi
+grep -q "pip install 'semsql\[serve\]'" "$work/serve.err" || { cat "$work/serve.err"; fail "no hint"; }
+cat "$work/serve.err"
+
 step "semsql db stop"
 semsql db stop
 echo "base install: ok (${SECONDS}s)"

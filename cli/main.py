@@ -13,6 +13,7 @@ from semsql.cli.jobs import jobs
 from semsql.cli.models import models
 from semsql.cli.people import people
 from semsql.cli.search import search
+from semsql.cli.serve import serve
 from semsql.cli.status import status
 from semsql.cli.worker import worker
 
@@ -46,3 +47,4 @@ def cli() -> None:
 for command in (init, db, ingest, jobs, worker, status, search, people, models, eval_command):
     cli.add_command(command)
 cli.add_command(duplicates)
+cli.add_command(serve)

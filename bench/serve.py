@@ -1,0 +1,283 @@
+"""`semsql serve` against the same work done without it, side by side in one run:
+
+  search      GET /api/search vs the same semsql.search call from psycopg (run_search), with
+              8 concurrent clients on loopback, bounded runs, interleaved rounds: p50/p95 and
+              the p95 the HTTP layer adds (target <= 5 ms)
+  thumbnail   GET /api/assets/{id}/thumbnail served from the cache, one client: p95 (<= 2 ms)
+  page        GET / with a query: the search page's server render, first and p95 (<= 300 ms)
+  upload      POST /api/assets of 100 JPEGs until the job has read them, vs run_ingest (what
+              `semsql ingest` runs) on the same files: files/s (>= 0.8x)
+
+    python bench/serve.py [--files 100] [--requests 200] [--out bench/results/serve.json]
+
+The server is a real `semsql serve` process (uvicorn); the models are off (no worker). Uses
+SEMSQL_DATABASE_URL when set (a throwaway database is made there), else a throwaway embedded
+server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client as http_client
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from corpus import noise_image
+from scratch import bench_database
+
+from semsql import database
+from semsql.ingest import IngestOptions, create_job, run_ingest
+from semsql.search import SearchRequest, run_search
+from semsql.sources import iter_candidates
+
+CLIENTS = 8
+SEARCH = {"query": "img bench", "tag": "bench", "k": 20}
+
+
+def make_corpus(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    base = noise_image((1024, 768), seed=1)
+    paths = []
+    for i in range(count):
+        path = folder / f"img_{i:05d}.jpg"
+        if not path.exists():
+            image = base.copy()
+            image.putpixel((i % 1024, i // 1024 % 768), (i % 256, 255 - i % 256, 9))
+            image.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def concurrent_latencies(call: Callable[[int], Callable[[], object]], requests: int) -> list[float]:
+    """Milliseconds of each call, CLIENTS threads at once, `requests` calls each; call(i)
+    makes client i's own callable (its connection or HTTP client)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(CLIENTS)
+
+    def client(number: int) -> None:
+        run = call(number)
+        run()  # warm: a connection made, a plan cached
+        mine = []
+        start.wait()
+        for _ in range(requests):
+            began = time.perf_counter()
+            run()
+            mine.append((time.perf_counter() - began) * 1000)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies
+
+
+def summary(latencies: list[float]) -> dict[str, float]:
+    return {
+        "calls": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p95_ms": round(percentile(latencies, 0.95), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=200, help="Per client and round.")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="semsql serve --workers")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/serve.json"))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="semsql-bench-serve-"))
+    files = make_corpus(work / "photos", args.files)
+    time.sleep(2.5)  # files changed just now get no stat signature: as a user's, settled
+
+    with bench_database("semsql_bench_serve") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE semsql.stages SET enabled = false")
+        port = free_port()
+        env = {**os.environ, "SEMSQL_DATABASE_URL": url, "SEMSQL_HOME": str(work / "home")}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "semsql", "serve", "--port", str(port),
+             "--media-dir", str(work / "media"), "--workers", str(args.workers)],
+            env=env, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            results = run_all(args, url, base, files)
+        finally:
+            server.terminate()
+            server.wait(30)
+    report(args, results)
+
+
+def wait_for_server(base: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("semsql serve did not start")
+
+
+def run_all(args: argparse.Namespace, url: str, base: str, files: list[Path]) -> dict:
+    wait_for_server(base)
+    results: dict = {}
+
+    # upload vs ingest, on the same files, in separate collections (so neither is a duplicate)
+    with database.connect(url) as conn:
+        began = time.perf_counter()
+        job_id = create_job(conn, "cli", {"bench": True})
+        candidates = list(iter_candidates([str(files[0].parent)]))
+        done = run_ingest(conn, job_id, candidates, IngestOptions(collection="cli"))
+        ingest_seconds = time.perf_counter() - began
+    assert done.new == len(files), done.as_dict()
+    with httpx.Client(base_url=base, timeout=600) as client:
+        began = time.perf_counter()
+        sent = [("files", (f.name, f.read_bytes(), "image/jpeg")) for f in files]
+        answer = client.post("/api/assets", files=sent, data={"collection": "web", "tags": "bench"})
+        assert answer.status_code == 202, answer.text
+        upload_job = answer.json()["job_id"]
+        while (job := client.get(f"/api/jobs/{upload_job}").json())["status"] not in (
+            "completed", "failed"
+        ):  # fmt: skip
+            time.sleep(0.02)
+        upload_seconds = time.perf_counter() - began
+    assert job["status"] == "completed" and job["new_count"] == len(files), job
+    results["upload"] = {
+        "files": len(files),
+        "ingest_files_per_s": round(len(files) / ingest_seconds, 1),
+        "upload_files_per_s": round(len(files) / upload_seconds, 1),
+        "ratio": round(ingest_seconds / upload_seconds, 2),
+    }
+
+    # search: HTTP vs psycopg, rounds interleaved
+    request = SearchRequest(query=SEARCH["query"], tags=(SEARCH["tag"],), k=SEARCH["k"])
+
+    def direct(number: int) -> Callable[[], object]:
+        conn = database.connect(url, autocommit=True)
+        conn.execute("SET ROLE semsql_analyst")  # as the server's reads run
+        return lambda: run_search(conn, request)
+
+    path = "/api/search?" + urlencode(SEARCH)
+
+    def http(number: int) -> Callable[[], object]:
+        # http.client, not httpx: a keep-alive connection with the least client-side work, so
+        # that what is measured is the server's.
+        client = http_client.HTTPConnection("127.0.0.1", urlsplit(base).port, timeout=60)
+
+        def call() -> object:
+            client.request("GET", path)
+            answer = client.getresponse()
+            body = answer.read()
+            assert answer.status == 200, body
+            return json.loads(body)
+
+        return call
+
+    with database.connect(url) as conn:
+        hits, _ = run_search(conn, request)
+    assert len(hits) == SEARCH["k"], len(hits)
+    direct_times: list[float] = []
+    http_times: list[float] = []
+    for _ in range(args.rounds):
+        direct_times += concurrent_latencies(direct, args.requests)
+        http_times += concurrent_latencies(http, args.requests)
+    results["search"] = {"psycopg": summary(direct_times), "http": summary(http_times)}
+    results["search"]["added_p95_ms"] = round(
+        results["search"]["http"]["p95_ms"] - results["search"]["psycopg"]["p95_ms"], 2
+    )
+
+    # cached thumbnails and the search page, one client
+    with httpx.Client(base_url=base) as client:
+        ids = [hit.asset_id for hit in hits]
+        for asset_id in ids:  # made and cached
+            assert client.get(f"/api/assets/{asset_id}/thumbnail?size=256").status_code == 200
+        thumbnails = []
+        for turn in range(args.requests * 2):
+            began = time.perf_counter()
+            answer = client.get(f"/api/assets/{ids[turn % len(ids)]}/thumbnail?size=256")
+            thumbnails.append((time.perf_counter() - began) * 1000)
+            assert answer.status_code == 200
+        results["thumbnail"] = summary(thumbnails)
+        pages = []
+        for _ in range(50):
+            began = time.perf_counter()
+            answer = client.get("/", params=SEARCH)
+            pages.append((time.perf_counter() - began) * 1000)
+            assert answer.status_code == 200 and "tile" in answer.text
+        results["page"] = {**summary(pages), "first_ms": round(pages[0], 2)}
+    return results
+
+
+def report(args: argparse.Namespace, results: dict) -> None:
+    search, upload = results["search"], results["upload"]
+    targets = {
+        "search adds <= 5 ms p95": search["added_p95_ms"] <= 5,
+        "cached thumbnail <= 2 ms p95": results["thumbnail"]["p95_ms"] <= 2,
+        "search page first render <= 300 ms": results["page"]["first_ms"] <= 300,
+        "upload >= 0.8x ingest files/s": upload["ratio"] >= 0.8,
+    }
+    load = os.getloadavg()
+    print(
+        f"{os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+        f"semsql serve --workers {args.workers}"
+    )
+    print(f"{'measure':<34} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, row in (
+        (f"search via psycopg ({CLIENTS} clients)", search["psycopg"]),
+        (f"GET /api/search ({CLIENTS} clients)", search["http"]),
+        ("cached thumbnail", results["thumbnail"]),
+        ("search page", results["page"]),
+    ):
+        print(f"{label:<34} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f}")
+    print(f"search page first render: {results['page']['first_ms']:.1f} ms")
+    print(f"HTTP adds {search['added_p95_ms']:.2f} ms at p95")
+    print(
+        f"{upload['files']} JPEGs: ingest {upload['ingest_files_per_s']} files/s, upload "
+        f"{upload['upload_files_per_s']} files/s ({upload['ratio']}x)"
+    )
+    for target, met in targets.items():
+        print(f"  {'met ' if met else 'MISS'}  {target}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"cpus": os.cpu_count(), "load_average": load, "machine": platform.machine(),
+              "clients": CLIENTS, "server_workers": args.workers, "results": results,
+              "targets": targets}  # fmt: skip
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

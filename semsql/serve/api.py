@@ -1,0 +1,200 @@
+"""The HTTP API (JSON), documented at /docs. Reads run as the analyst role, uploads and edits
+as the writer role (semsql/serve/db.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParameter
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from semsql.duplicates import BY as DUPLICATES_BY
+from semsql.duplicates import DuplicateQuery, delete_assets, review
+from semsql.search import SIMILAR_BY, SIMILAR_PRIORITIES, SearchRequest, SimilarRequest
+from semsql.serve import facts, services
+from semsql.serve.context import Context, context
+from semsql.serve.errors import ApiError
+from semsql.serve.queries import search_parameters
+from semsql.serve.thumbnails import face_crop, thumbnail_size
+from semsql.serve.uploads import Facts, Upload, check_collection, split_list
+
+router = APIRouter(prefix="/api")
+Ctx = Annotated[Context, Depends(context)]
+Priority = Literal["both_first", "semantic_first", "content_first"]
+RowId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
+CACHED = {"cache-control": "private, max-age=86400"}
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    body = json.dumps(value, default=str, ensure_ascii=False)
+    return Response(body, status, media_type="application/json")
+
+
+@router.post("/assets", status_code=202, summary="Upload images: one ingest job")
+def upload_assets(
+    ctx: Ctx,
+    files: Annotated[list[UploadFile], File(description="One or more images.")],
+    caption: Annotated[str | None, Form()] = None,
+    tags: Annotated[str | None, Form(description="Separated by commas.")] = None,
+    people: Annotated[str | None, Form(description="Names, separated by commas.")] = None,
+    collection: Annotated[str, Form()] = "default",
+) -> Response:
+    """Stores the files under the media folder and ingests them as one job (as `semsql
+    ingest` does); the answer is 202 with the job id to follow at /api/jobs/{id}."""
+    stated = Facts(caption, split_list(tags), split_list(people), check_collection(collection))
+    uploads = [Upload(file.filename, file.file) for file in files]
+    job_id = ctx.uploads.accept(uploads, stated)
+    return json_response({"job_id": job_id, "status": "pending", "url": f"/api/jobs/{job_id}"}, 202)
+
+
+@router.get("/jobs", summary="Recent jobs")
+def list_jobs(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Response:
+    with ctx.database.reader() as conn:
+        return json_response(facts.jobs(conn, limit))
+
+
+@router.get("/jobs/{job_id}", summary="A job: status, counts, per-file errors")
+def get_job(ctx: Ctx, job_id: RowId) -> Response:
+    with ctx.database.reader() as conn:
+        return json_response(facts.job(conn, job_id))
+
+
+@router.get("/search", summary="semsql.search, with every one of its parameters")
+def search(
+    ctx: Ctx,
+    request: Annotated[SearchRequest, Depends(search_parameters)],
+    partial: Annotated[
+        bool, Query(description="Without a worker: search by keywords and names alone.")
+    ] = False,
+) -> Response:
+    with ctx.database.reader() as conn:
+        return json_response(services.search(conn, request, partial).as_dict())
+
+
+@router.post("/search/image", summary="Images like an uploaded one, by meaning and/or content")
+def search_image(
+    ctx: Ctx,
+    file: Annotated[UploadFile, File()],
+    by: Annotated[Literal["semantic", "content", "both"], Form()] = "both",
+    k: Annotated[int, Form(ge=1, le=1000)] = 20,
+    priority: Annotated[Priority | None, Form()] = None,
+    split: Annotated[float | None, Form(ge=0, le=1, allow_inf_nan=False)] = None,
+) -> Response:
+    assert by in SIMILAR_BY and (priority is None or priority in SIMILAR_PRIORITIES)
+    data = file.file.read(ctx.settings.max_file_bytes + 1)
+    if len(data) > ctx.settings.max_file_bytes:
+        raise ApiError(413, f"the image is over the {ctx.settings.max_file_bytes:,}-byte limit")
+    request = SimilarRequest(k=k, by=by, priority=priority, split=split)
+    with ctx.database.reader() as conn:
+        found = services.similar_to_upload(conn, data, request, ctx.settings.max_pixels)
+    return json_response(found.as_dict())
+
+
+@router.get("/assets/{asset_id}", summary="An asset's facts and its look-alikes")
+def get_asset(ctx: Ctx, asset_id: RowId) -> Response:
+    with ctx.database.reader() as conn:
+        return json_response(services.asset_with_similar(conn, asset_id))
+
+
+@router.get("/assets/{asset_id}/thumbnail", summary="A cached thumbnail, upright")
+def thumbnail(ctx: Ctx, request: Request, asset_id: RowId, size: int | None = None) -> Response:
+    side = thumbnail_size(size)
+    with ctx.database.reader() as conn:
+        image = facts.stored_image(conn, asset_id)
+    tag = f'"{image.sha256}-{side}"'  # the content's: an edited file is a new thumbnail
+    headers = {**CACHED, "etag": tag}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    data = ctx.thumbnails.get(image, side).read_bytes()  # a few kB: one read, no streaming
+    return Response(data, media_type="image/jpeg", headers=headers)
+
+
+@router.get("/faces/{face_id}/crop", summary="A crop around a face")
+def face_image(ctx: Ctx, face_id: RowId) -> Response:
+    with ctx.database.reader() as conn:
+        image, box = facts.face(conn, face_id)
+    data = face_crop(ctx.thumbnails, image, face_id, box).read_bytes()
+    return Response(data, media_type="image/jpeg", headers=CACHED)
+
+
+@router.get("/people", summary="Enrolled people and clusters of unknown faces")
+def list_people(ctx: Ctx) -> Response:
+    with ctx.database.reader() as conn:
+        return json_response({"people": facts.people(conn), "clusters": facts.clusters(conn)})
+
+
+class ClusterName(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["person", "celebrity"] | None = None
+
+
+@router.post("/clusters/{cluster_id}/name", summary="Name a cluster of unknown faces")
+def name_cluster(ctx: Ctx, cluster_id: RowId, body: ClusterName) -> Response:
+    with ctx.database.writer() as conn:
+        matched = conn.execute(
+            "SELECT faces_matched FROM semsql.name_face_cluster(%s, %s, %s)",
+            [cluster_id, body.name, body.kind],
+        ).fetchone()
+        conn.commit()
+    return json_response(
+        {"cluster_id": cluster_id, "name": body.name, "faces_matched": matched[0] if matched else 0}
+    )
+
+
+class SplitCluster(BaseModel):
+    min_similarity: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+
+
+@router.post("/clusters/{cluster_id}/split", summary="Split a cluster that holds two people")
+def split_cluster(ctx: Ctx, cluster_id: RowId, body: SplitCluster) -> Response:
+    with ctx.database.writer() as conn:
+        made = conn.execute(
+            "SELECT semsql.split_face_cluster(%s, %s)", [cluster_id, body.min_similarity]
+        ).fetchall()
+        conn.commit()
+    return json_response({"cluster_id": cluster_id, "clusters": [row[0] for row in made]})
+
+
+class Stages(BaseModel):
+    stages: list[str] | None = Field(default=None, max_length=50)
+
+
+@router.post("/tasks/retry", summary="Queue the failed tasks again (of these stages, or all)")
+def retry_tasks(ctx: Ctx, body: Stages) -> Response:
+    with ctx.database.writer() as conn:
+        queued = conn.execute("SELECT semsql.retry_failed_tasks(%s)", [body.stages]).fetchone()
+        conn.commit()
+    return json_response({"queued": queued[0] if queued else 0})
+
+
+@router.get("/duplicates", summary="Groups of duplicates, the copy to keep first")
+def duplicates(
+    ctx: Ctx,
+    by: Literal["content", "semantic"] = "content",
+    max_distance: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    collection: str | None = None,
+) -> Response:
+    assert by in DUPLICATES_BY
+    with ctx.database.reader() as conn:
+        groups = review(
+            conn, DuplicateQuery(by=by, max_distance=max_distance, collection=collection)
+        )
+    return json_response(
+        [{"group_id": g.group_id, "copies": [asdict(c) for c in g.copies]} for g in groups]
+    )
+
+
+class AssetIds(BaseModel):
+    asset_ids: list[int] = Field(min_length=1, max_length=10_000)
+
+
+@router.post("/duplicates/delete", summary="Delete asset rows (never files on disk)")
+def delete_duplicates(ctx: Ctx, body: AssetIds) -> Response:
+    with ctx.database.writer() as conn:
+        deleted = delete_assets(conn, body.asset_ids)
+        conn.commit()
+    return json_response({"deleted": [asdict(d) for d in deleted]})

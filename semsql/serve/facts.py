@@ -1,0 +1,169 @@
+"""What the pages and the API show about stored things: an asset's facts, jobs, people,
+face clusters. Read-only queries of semsql's tables and views, as the analyst role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from semsql.serve.errors import ApiError
+from semsql.serve.thumbnails import StoredImage
+
+JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count, failed_count,
+                 skipped_reasons, error, created_at, started_at, ingested_at, finished_at"""
+
+
+def rows(conn: psycopg.Connection, query: Any, params: Any = None) -> list[dict[str, Any]]:
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+
+
+def stored_image(conn: psycopg.Connection, asset_id: int) -> StoredImage:
+    found = conn.execute(
+        "SELECT uri, root, sha256, bytes FROM semsql.assets WHERE id = %s", [asset_id]
+    ).fetchone()
+    if found is None:
+        raise ApiError(404, f"no asset has id {asset_id}")
+    return StoredImage(*found)
+
+
+def asset(conn: psycopg.Connection, asset_id: int) -> dict[str, Any]:
+    """An asset with its captions, tags, faces (boxes, emotions, people), people, jobs."""
+    found = rows(
+        conn,
+        """SELECT id, uri, collection, media_type, mime, width, height, bytes, taken_at,
+                  status, error, metadata, job_id, created_at, updated_at
+           FROM semsql.assets WHERE id = %s""",
+        [asset_id],
+    )
+    if not found:
+        raise ApiError(404, f"no asset has id {asset_id}")
+    facts = found[0]
+    facts["captions"] = rows(
+        conn,
+        """SELECT source, text FROM semsql.captions WHERE asset_id = %s
+           ORDER BY source <> 'user', source""",
+        [asset_id],
+    )
+    facts["caption"] = facts["captions"][0]["text"] if facts["captions"] else None
+    facts["tags"] = rows(
+        conn,
+        """SELECT label, source, confidence, box FROM semsql.tags WHERE asset_id = %s
+           ORDER BY source <> 'user', confidence DESC NULLS FIRST, label""",
+        [asset_id],
+    )
+    facts["faces"] = rows(
+        conn,
+        """SELECT f.id, f.box, f.confidence, f.emotion, f.emotion_scores, p.name AS person,
+                  f.match_confidence
+           FROM semsql.faces f LEFT JOIN semsql.people p ON p.id = f.person_id
+           WHERE f.asset_id = %s ORDER BY f.box[1], f.id""",
+        [asset_id],
+    )
+    facts["people"] = rows(
+        conn,
+        """SELECT DISTINCT ON (name) name, kind, source, confidence FROM semsql.asset_people_all
+           WHERE asset_id = %s ORDER BY name, confidence DESC""",
+        [asset_id],
+    )
+    facts["emotions"] = sorted({face["emotion"] for face in facts["faces"] if face["emotion"]})
+    facts["jobs"] = rows(
+        conn,
+        """SELECT DISTINCT j.id, j.status, j.created_at FROM semsql.job_items i
+           JOIN semsql.jobs j ON j.id = i.job_id WHERE i.asset_id = %s ORDER BY j.id""",
+        [asset_id],
+    )
+    return facts
+
+
+def jobs(conn: psycopg.Connection, limit: int) -> list[dict[str, Any]]:
+    return rows(conn, f"SELECT {JOB_COLUMNS} FROM semsql.jobs ORDER BY id DESC LIMIT %s", [limit])
+
+
+def job(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
+    """A job with its counts, per-file errors and its assets' enrichment."""
+    found = rows(conn, f"SELECT {JOB_COLUMNS} FROM semsql.jobs WHERE id = %s", [job_id])
+    if not found:
+        raise ApiError(404, f"no job {job_id}")
+    result = found[0]
+    result["errors"] = rows(
+        conn,
+        """SELECT uri, error_code AS code, error FROM semsql.job_items
+           WHERE job_id = %s AND outcome = 'failed' ORDER BY position""",
+        [job_id],
+    )
+    result["assets"] = rows(
+        conn,
+        """SELECT i.asset_id, i.uri, i.outcome, a.status FROM semsql.job_items i
+           LEFT JOIN semsql.assets a ON a.id = i.asset_id
+           WHERE i.job_id = %s AND i.asset_id IS NOT NULL ORDER BY i.position""",
+        [job_id],
+    )
+    return result
+
+
+def failed_tasks(conn: psycopg.Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """Failed tasks grouped by stage and error: how many, and a few of their assets."""
+    return rows(
+        conn,
+        """SELECT stage, error, count(*) AS tasks,
+                  (array_agg(asset_id ORDER BY finished_at DESC NULLS LAST))[1:10] AS asset_ids
+           FROM semsql.failed_tasks GROUP BY stage, error
+           ORDER BY count(*) DESC, stage LIMIT %s""",
+        [limit],
+    )
+
+
+def people(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    return rows(
+        conn,
+        """SELECT s.id, s.name, s.kind, s.reference_faces, s.faces, s.assets,
+                  (SELECT array_agg(f.id ORDER BY f.match_confidence DESC NULLS LAST)
+                   FROM (SELECT id, match_confidence FROM semsql.faces WHERE person_id = s.id
+                         ORDER BY match_confidence DESC NULLS LAST LIMIT 6) f) AS face_ids
+           FROM semsql.people_summary s ORDER BY lower(s.name)""",
+    )
+
+
+def clusters(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    return rows(conn, "SELECT * FROM semsql.face_cluster_summary ORDER BY faces DESC, cluster_id")
+
+
+def face(conn: psycopg.Connection, face_id: int) -> tuple[StoredImage, list[float]]:
+    """The image a face is in, and the face's box."""
+    found = conn.execute(
+        """SELECT a.uri, a.root, a.sha256, a.bytes, f.box FROM semsql.faces f
+           JOIN semsql.assets a ON a.id = f.asset_id WHERE f.id = %s""",
+        [face_id],
+    ).fetchone()
+    if found is None:
+        raise ApiError(404, f"no face has id {face_id}")
+    return StoredImage(*found[:4]), list(found[4])
+
+
+def facets(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
+    """Filter values with how many assets each has: tags, people, emotions, collections (the
+    search page's facets)."""
+    return {
+        "tag": rows(
+            conn,
+            "SELECT example_label AS value, assets FROM semsql.tag_summary"
+            " ORDER BY assets DESC, tag LIMIT 30",
+        ),
+        "person": rows(
+            conn,
+            "SELECT name AS value, assets FROM semsql.people_summary WHERE assets > 0"
+            " ORDER BY assets DESC, lower(name) LIMIT 30",
+        ),
+        "emotion": rows(
+            conn,
+            "SELECT emotion AS value, assets FROM semsql.emotion_summary"
+            " WHERE emotion IS NOT NULL ORDER BY assets DESC LIMIT 12",
+        ),
+        "collection": rows(
+            conn,
+            "SELECT collection AS value, count(*) AS assets FROM semsql.assets"
+            " GROUP BY collection ORDER BY count(*) DESC LIMIT 30",
+        ),
+    }

@@ -1,0 +1,131 @@
+"""What both the API and the pages do: search, look-alikes of an upload, an asset's facts with
+its look-alikes. Each calls semsql.search / similar / similar_to through semsql.search's
+statement builders; nothing here ranks anything itself."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from semsql.decode import InputError
+from semsql.probe import ProbeError, ProbeSkipped, probe_bytes
+from semsql.search import (
+    SearchHit,
+    SearchRequest,
+    SimilarHit,
+    SimilarRequest,
+    image_file_hashes,
+    run_search,
+    run_similar,
+)
+from semsql.serve import facts
+from semsql.serve.errors import ApiError, database_error
+from semsql.serve.queries import require_text_worker
+
+PROBE_STATUS = {"too_large": 413, "decompression_bomb": 413, "not_an_image": 415}
+
+
+@dataclass(frozen=True)
+class Found:
+    hits: list[SearchHit] | list[SimilarHit]
+    notices: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hits": [asdict(hit) for hit in self.hits], "notices": self.notices}
+
+
+def search(conn: psycopg.Connection, request: SearchRequest, partial: bool = False) -> Found:
+    if not partial:
+        require_text_worker(conn, request)
+    hits, notices = run_search(conn, request)
+    return Found(hits, notices)
+
+
+def asset_with_similar(conn: psycopg.Connection, asset_id: int, k: int = 12) -> dict[str, Any]:
+    """An asset's facts, and its look-alikes by meaning and by content (each index alone, so
+    the page can show both; either may be missing, with a note)."""
+    result = facts.asset(conn, asset_id)
+    result["similar"] = {}
+    result["notices"] = []
+    for by in ("semantic", "content"):
+        try:
+            hits, notices = run_similar(conn, SimilarRequest(like_asset=asset_id, k=k, by=by))
+        except psycopg.Error as error:
+            known = database_error(error)
+            if known is None:
+                raise
+            hits, notices = [], [known.message]
+        result["similar"][by] = [asdict(hit) for hit in hits]
+        result["notices"].extend(notices)
+    return result
+
+
+@functools.cache
+def _clip_encoder() -> Any:
+    """The configured CLIP model (SEMSQL_MODEL_CLIP), loaded once per process."""
+    from semsql.search import load_encoder
+
+    return load_encoder("image")
+
+
+def similar_to_upload(
+    conn: psycopg.Connection,
+    data: bytes,
+    request: SimilarRequest,
+    max_pixels: int,
+) -> Found:
+    """Look-alikes of an uploaded image that need not be stored: its content hashes (no model)
+    and its CLIP vector (when this process can load the CLIP model), by request.by."""
+    try:
+        probe_bytes(data, max_pixels=max_pixels)
+    except ProbeError as error:
+        raise ApiError(PROBE_STATUS.get(error.code, 400), str(error)) from None
+    except ProbeSkipped as error:
+        raise ApiError(415, str(error)) from None
+    by = request.by or "both"
+    notices: list[str] = []
+    handle, name = tempfile.mkstemp(suffix=".upload")
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        hashes = image_file_hashes(path) if by != "semantic" else None
+        vector = None
+        if by != "content":
+            vector, problem = _image_vector(path)
+            if problem is not None and by == "semantic":
+                raise ApiError(503, f"cannot embed the image here: {problem}")
+            if problem is not None:
+                notices.append(f"by content alone: no CLIP vector here ({problem})")
+                hashes = hashes or image_file_hashes(path)
+                by = "content"
+    except InputError as error:
+        raise ApiError(415, str(error)) from None
+    finally:
+        path.unlink(missing_ok=True)
+    asked = replace(request, by=by, content_hashes=hashes, image_embedding=vector)
+    if by != "both":
+        asked = replace(asked, priority=None, split=None)
+    hits, said = run_similar(conn, asked)
+    return Found(hits, notices + said)
+
+
+def _image_vector(path: Path) -> tuple[Any, str | None]:
+    """The CLIP vector of a file, or why there is none (no models extra, no model)."""
+    from PIL import Image
+
+    try:
+        encoder = _clip_encoder()
+    except ModuleNotFoundError as error:
+        return None, f"{error.name} is not installed (pip install 'semsql[models]')"
+    except Exception as error:  # ModelLoadError: says why and how to fix it
+        return None, str(error)
+    with Image.open(path) as image:
+        image.load()
+        return encoder.encode_images([image.convert("RGB")])[0], None

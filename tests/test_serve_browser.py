@@ -1,0 +1,189 @@
+"""The pages of `semsql serve` in a real headless Chromium (Debian's chromium and
+chromium-driver, driven by Selenium offline), against a real server, database and worker:
+type a query and see the grid, open an asset and see its face boxes, name a cluster, upload
+from the page and see the job finish. Each test saves a screenshot (SEMSQL_TEST_ARTIFACTS,
+or pytest's temporary folder)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from serve_support import (
+    astronaut_jpeg,
+    coloured_png,
+    jpeg,
+    live_server,
+    running_worker,
+    settings_for,
+    wait_for,
+)
+
+from semsql.testing import scratch_database
+
+TEMPLATE = "semsql_test_template"  # fix_db's migrated template
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+STAGES = ("clip", "text", "content", "faces", "face_vectors")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="browser tests need Debian's chromium and chromium-driver "
+    "(apt-get install -y chromium chromium-driver)",
+)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    configured = os.environ.get("SEMSQL_TEST_ARTIFACTS")
+    folder = Path(configured) if configured else tmp_path_factory.getbasetemp() / "artifacts"
+    folder = folder / "serve"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def site(
+    server_url: str, template_url: str, tiny_models: dict[str, str], tmp_path_factory
+) -> Iterator[tuple[str, str]]:
+    """A live server over a library of three uploads (two copies of the astronaut, so that
+    her face makes a cluster), with a worker running: (base URL, database URL)."""
+    folder = tmp_path_factory.mktemp("serve-browser")
+    with (
+        scratch_database(
+            server_url, f"semsql_serve_browser_{os.getpid()}", template="semsql_test_template"
+        ) as db_url,
+        running_worker(db_url, tiny_models, STAGES),
+        live_server(settings_for(db_url, folder)) as base,
+    ):
+        import io
+
+        from PIL import Image
+
+        smaller = Image.open(io.BytesIO(astronaut_jpeg())).resize((400, 400))
+        files = [
+            ("files", ("astronaut.jpg", astronaut_jpeg(), "image/jpeg")),
+            ("files", ("astronaut-small.jpg", jpeg(smaller), "image/jpeg")),
+            ("files", ("red.png", coloured_png((200, 30, 30)), "image/png")),
+        ]
+        job = httpx.post(f"{base}/api/assets", files=files, data={"caption": "an astronaut"})
+        job_id = job.json()["job_id"]
+        wait_for(lambda: httpx.get(f"{base}/api/jobs/{job_id}").json()["status"] == "completed")
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("SELECT semsql.refresh_face_clusters(0.5, 2)")
+        yield base, db_url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    os.environ["SE_OFFLINE"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM or ""
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1280,1000"):  # fmt: skip
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def waited(driver, css: str, timeout: float = 30):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as shown
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(
+        shown.visibility_of_all_elements_located((By.CSS_SELECTOR, css))
+    )
+
+
+def test_type_a_query_and_see_the_grid(site, browser, artifacts: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, _ = site
+    browser.get(base + "/")
+    box = browser.find_element(By.ID, "query")
+    box.send_keys("astronaut")
+    browser.find_element(By.ID, "search-button").click()
+    tiles = waited(browser, "#results .tile")
+    assert "query=astronaut" in browser.current_url  # the URL holds the query
+    assert len(tiles) >= 2
+    assert tiles[0].find_element(By.CSS_SELECTOR, ".score").text
+    badges = {badge.text for badge in browser.find_elements(By.CSS_SELECTOR, "#results .badge")}
+    assert "keyword" in badges
+    image = tiles[0].find_element(By.TAG_NAME, "img")
+    wait_for(lambda: browser.execute_script("return arguments[0].naturalWidth", image) > 0, 30)
+    browser.save_screenshot(str(artifacts / "search.png"))
+
+
+def test_open_an_asset_and_see_its_face_boxes(site, browser, artifacts: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, db_url = site
+    with psycopg.connect(db_url) as conn:
+        asset_id = conn.execute(
+            "SELECT id FROM semsql.assets WHERE uri LIKE '%/astronaut.jpg'"
+        ).fetchone()[0]
+    browser.get(f"{base}/assets/{asset_id}")
+    boxes = waited(browser, ".face-box.placed")
+    picture = browser.find_element(By.ID, "asset-image").rect
+    face = boxes[0].rect
+    assert 0 < face["width"] < picture["width"] / 2
+    assert (
+        picture["x"] <= face["x"] and face["x"] + face["width"] <= picture["x"] + picture["width"]
+    )
+    assert (
+        picture["y"] <= face["y"] and face["y"] + face["height"] <= picture["y"] + picture["height"]
+    )
+    assert browser.find_elements(By.CSS_SELECTOR, "#similar-content .tile")
+    browser.save_screenshot(str(artifacts / "asset.png"))
+
+
+def test_name_a_cluster_of_unknown_faces(site, browser, artifacts: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, db_url = site
+    browser.get(base + "/people")
+    cluster = waited(browser, ".cluster")[0]
+    cluster.find_element(By.NAME, "name").send_keys("Eileen Collins")
+    cluster.find_element(By.TAG_NAME, "button").click()
+    waited(browser, ".cluster form.done")
+    browser.save_screenshot(str(artifacts / "people-named.png"))
+    with psycopg.connect(db_url) as conn:
+        named = conn.execute(
+            "SELECT count(*) FROM semsql.faces f JOIN semsql.people p ON p.id = f.person_id"
+            " WHERE p.name = 'Eileen Collins'"
+        ).fetchone()[0]
+    assert named >= 2
+    browser.get(base + "/people")
+    waited(browser, ".person")
+    browser.save_screenshot(str(artifacts / "people.png"))
+
+
+def test_upload_from_the_page_and_see_the_job_finish(
+    site, browser, artifacts: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, _ = site
+    picture = tmp_path / "green.png"
+    picture.write_bytes(coloured_png((20, 180, 40), (120, 90)))
+    browser.get(base + "/jobs")
+    browser.find_element(By.ID, "upload-files").send_keys(str(picture))
+    browser.find_element(By.NAME, "caption").send_keys("a green field")
+    browser.find_element(By.ID, "upload-button").click()
+    waited(browser, "#upload-status .status-completed", timeout=60)
+    assert "1 new" in browser.find_element(By.ID, "upload-status").text
+    browser.save_screenshot(str(artifacts / "jobs-upload.png"))
