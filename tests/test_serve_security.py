@@ -136,3 +136,14 @@ def test_in_the_base_install_the_command_says_which_extra(tmp_path: Path) -> Non
     assert done.returncode == 1, done.stderr
     assert "pip install 'semsql[serve]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_without_a_token_only_loopback_names_are_answered(db_url: str, tmp_path: Path) -> None:
+    only_stages(db_url, ())
+    with serving(settings_for(db_url, tmp_path)) as client:
+        # DNS rebinding: evil.example resolved to 127.0.0.1 is same-origin to its own page.
+        rebound = {"host": "evil.example:8000", "origin": "http://evil.example:8000"}
+        assert client.get("/api/people", headers=rebound).status_code == 403
+        assert client.post("/api/duplicates/delete", headers=rebound).status_code == 403
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000"):
+            assert client.get("/api/people", headers={"host": host}).status_code == 200

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from semsql.serve.errors import error_body
-from semsql.serve.settings import ServeSettings
+from semsql.serve.settings import LOOPBACK_HOSTS, ServeSettings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -76,6 +76,11 @@ class Guard:
             return
         headers = _headers(scope)
         path: str = scope["path"]
+        if self.settings.token is None and not _loopback_host(headers.get("host", "")):
+            # Without a token only loopback is served: a page whose name was rebound to
+            # 127.0.0.1 (DNS rebinding) is same-origin to itself, and its Host says so.
+            await _json(send, 403, "this server answers only for 127.0.0.1, localhost or [::1]")
+            return
         login = cookies(scope).get(LOGIN_COOKIE)
         bearer = self._bearer(headers)
         logged_in = bool(login and hmac.compare_digest(login, self.login or ""))
@@ -137,6 +142,10 @@ class Guard:
         await send({"type": "http.response.start", "status": 303,
                     "headers": [(b"location", location.encode())]})  # fmt: skip
         await send({"type": "http.response.body", "body": b""})
+
+
+def _loopback_host(host: str) -> bool:
+    return urlsplit("//" + host).hostname in LOOPBACK_HOSTS
 
 
 async def _json(send: Send, status: int, message: str, bearer: bool = False) -> None:
