@@ -136,7 +136,6 @@ def main() -> None:
             "size": [width, height],
             "fps": 30,
             "codec": info.codec,
-            "bytes": None,
             "encode_s": round(encode_s, 1),
         },
         "load_average": os.getloadavg(),

@@ -156,7 +156,7 @@ def _duration(container: InputContainer, stream: VideoStream) -> float:
     return 0.0
 
 
-def _rotation(stream: VideoStream, first: VideoFrame) -> int:
+def _rotation(first: VideoFrame) -> int:
     # FFmpeg reports the display matrix's angle counter-clockwise; players turn clockwise.
     angle = getattr(first, "rotation", 0) or 0
     return int(-angle) % 360
@@ -228,7 +228,7 @@ def probe_video(
             codec=stream.codec_context.codec.name,
             width=width,
             height=height,
-            rotation=_rotation(stream, first),
+            rotation=_rotation(first),
             created_at=_created_at(container),
             container=container.format.name,
         )
@@ -293,23 +293,24 @@ def sample_frames(source: Source, sampling: Sampling = Sampling()) -> list[Sampl
     with _open(source) as container:
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
-        every = max(sampling.every, _duration(container, stream) / sampling.max_frames)
+        duration = _duration(container, stream)
+        every = max(sampling.every, duration / sampling.max_frames)
         candidates: Iterator[tuple[float, VideoFrame, bool]]
         if every < sampling.seek_above:
             candidates = ((at, frame, False) for at, frame in _decoded(container, stream))
         else:
-            candidates = _near_each_due_time(container, stream, every)
-        return _select(candidates, sampling, every, stream)
+            candidates = _near_each_due_time(container, stream, every, duration)
+        return _select(candidates, sampling, every)
 
 
 def _near_each_due_time(
-    container: InputContainer, stream: VideoStream, every: float
+    container: InputContainer, stream: VideoStream, every: float, end: float
 ) -> Iterator[tuple[float, VideoFrame, bool]]:
     """For samples far apart: seek to the keyframe before each due time and decode from there,
     up to a second past it (room to step over a black frame). The bool marks a new stretch."""
     if stream.time_base is None:
         return
-    due, end = 0.0, _duration(container, stream)
+    due = 0.0
     while due < end:
         container.seek(int(due / stream.time_base), stream=stream, backward=True)
         first = True
@@ -327,7 +328,6 @@ def _select(
     candidates: Iterator[tuple[float, VideoFrame, bool]],
     sampling: Sampling,
     every: float,
-    stream: VideoStream,
 ) -> list[SampledFrame]:
     kept: list[SampledFrame] = []
     rotation: int | None = None
@@ -336,7 +336,7 @@ def _select(
     next_due = 0.0
     for at, frame, new_stretch in candidates:
         if rotation is None:
-            rotation = _rotation(stream, frame)
+            rotation = _rotation(frame)
         thumb = _thumbnail(frame)
         if new_stretch:
             previous, next_due = None, min(next_due, at)
