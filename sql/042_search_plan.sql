@@ -58,6 +58,21 @@ COMMENT ON FUNCTION semsql.nearest_sql(text, integer, text) IS
     'The statement that returns the asset ids nearest to the query vector of a space through its HNSW index, '
     'under filter conditions on e (semsql.filter_conditions), and their similarities.';
 
+CREATE OR REPLACE FUNCTION semsql.effective_floor(p_floor real, p_ratio real, p_best double precision)
+RETURNS real
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    -- Below the floor the best is no match, and nothing nearer it is either.
+    SELECT CASE WHEN p_ratio IS NOT NULL AND p_best >= p_floor
+                THEN least(p_floor, (p_ratio * p_best)::real)
+                ELSE p_floor END
+$$;
+COMMENT ON FUNCTION semsql.effective_floor(real, real, double precision) IS
+    'The least similarity at which a vector matches a search (search_args.text_floor or '
+    'image_floor, p_floor), lowered to p_ratio times the best similarity (p_best) of the space '
+    'when that best passes the floor: an asset nearly as similar as a match matches too.';
+
 CREATE OR REPLACE FUNCTION semsql.rank_pool(
     p_args semsql.search_args, p_pool bigint[],
     p_text_hits bigint[], p_text_similarities double precision[],
@@ -128,7 +143,13 @@ BEGIN
                             / least(greatest(coalesce(f.frequency * l.documents, c.found), 1),
                                     l.documents + 1))
                          / ln(l.documents + 1)
-                    ELSE 0 END AS weight  -- a lexeme no document has tells none apart
+                    -- A word no document has is the most selective of all: a document
+                    -- with the query's other words still lacks it, and a paraphrase of
+                    -- the whole query (the vectors) is likelier what was meant. Except a
+                    -- word for the picture itself ("a photo of the harbour"): every asset
+                    -- is one, and captions rarely say so.
+                    WHEN w.lexeme = ANY ('{photo,photograph,pictur,imag,pic,snapshot}') THEN 0
+                    ELSE 1 END AS weight
         FROM library l
         CROSS JOIN LATERAL (
             SELECT u.lexeme, ('''' || replace(replace(u.lexeme, '\', '\\'), '''', '''''')
@@ -195,13 +216,16 @@ BEGIN
                 - coalesce(s.exclude_score, 0) * p_args.weights[5])::real AS score
         FROM signals s),
     floors AS (
-        -- A vector signal matched an asset at the least similarity of its space (p_args), or,
-        -- with none, when the asset is among the signal's p_args.candidates best.
-        SELECT coalesce(p_args.text_floor,
+        -- A vector signal matched an asset at the least similarity of its space (p_args, near
+        -- the best: effective_floor), or, with none, when the asset is among the signal's
+        -- p_args.candidates best.
+        SELECT coalesce(effective_floor(p_args.text_floor, p_args.floor_ratio,
+                                        (SELECT max(t.score) FROM text_scores t)),
                         (SELECT min(x.score) FROM (SELECT t.score FROM text_scores t
                                                    ORDER BY t.score DESC
                                                    LIMIT p_args.candidates) AS x)) AS text_floor,
-               coalesce(p_args.image_floor,
+               coalesce(effective_floor(p_args.image_floor, p_args.floor_ratio,
+                                        (SELECT max(i.score) FROM image_scores i)),
                         (SELECT min(x.score) FROM (SELECT i.score FROM image_scores i
                                                    ORDER BY i.score DESC
                                                    LIMIT p_args.candidates) AS x)) AS image_floor),
@@ -266,9 +290,12 @@ BEGIN
     -- The cuts compare the scores as shown (real), so that a score passed back as min_score keeps its row.
     -- Of a search by query text, only the hits at least as similar as a match (p_args).
     WHERE (NOT coalesce(p_args.matched_only, false)
-           OR h.similarity::real >= coalesce(CASE p_space WHEN 'text' THEN p_args.text_floor
-                                                          ELSE p_args.image_floor END,
-                                             '-Infinity'))
+           OR h.similarity::real >= coalesce(
+                  effective_floor(CASE p_space WHEN 'text' THEN p_args.text_floor
+                                               ELSE p_args.image_floor END,
+                                  p_args.floor_ratio,
+                                  (SELECT max(x) FROM unnest(p_similarities) AS x)),
+                  '-Infinity'))
       AND (p_args.min_score IS NULL OR h.similarity::real >= p_args.min_score)
       AND (p_args.relative_cut IS NULL OR p_similarities[1] <= 0
            OR h.similarity::real >= p_args.relative_cut * p_similarities[1]::real)
@@ -281,7 +308,7 @@ $$;
 COMMENT ON FUNCTION semsql.rank_hits(semsql.search_args, bigint[], double precision[], text) IS
     'The last step of semsql.search when one vector signal (p_space) is the only one: cuts, orders '
     'and pages its ranked hits by the cuts, order and page of p_args (with p_args.matched_only, '
-    'only those at least p_args.text_floor or image_floor similar).';
+    'only those that match: effective_floor of p_args.text_floor or image_floor).';
 
 CREATE OR REPLACE FUNCTION semsql.exact_nearest_sql(p_space text, p_conditions text)
 RETURNS text

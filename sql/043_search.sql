@@ -286,6 +286,14 @@ BEGIN
             args.image_floor := coalesce(min_image_similarity, match_similarity('image')
                                          * CASE WHEN article IS NOT NULL THEN 0.5 ELSE 1 END);
         END IF;
+        -- Unless the call sets a least similarity, a vector nearly as similar as the space's
+        -- best match (80 %) matches too: a paraphrase that shares no word with the captions is
+        -- often 0.25 to 0.30 similar to every photo it means, and the floor alone kept only
+        -- the first of them (bench/articles.py, short queries). A query that no vector
+        -- matches at the floor still matches nothing.
+        IF min_text_similarity IS NULL AND min_image_similarity IS NULL THEN
+            args.floor_ratio := 0.8;
+        END IF;
     END IF;
 
     single_signal := num_nonnulls(text_vec, image_vec) = 1
@@ -394,7 +402,9 @@ BEGIN
             RAISE DEBUG 'semsql.search: HNSW found too few candidates; scanning exactly';
             pool := NULL;
             text_hits := NULL;
+            text_similarities := NULL;
             image_hits := NULL;
+            image_similarities := NULL;
         ELSE
             IF keywords IS NOT NULL AND weights[3] > 0 THEN
                 args.row_limit := candidates;

@@ -31,7 +31,7 @@ def test_a_word_of_the_query_found_elsewhere_leaves_the_vector_ranking_as_it_is(
 
 
 def test_a_match_of_the_whole_query_still_counts(corpus) -> None:
-    # "picture" is in no document (it tells none apart): "harbour" is the whole query.
+    # "picture" names the photo itself, which no caption says: "harbour" is the whole query.
     query = "a picture of the harbour"
     hits = corpus.search(query=query, text_embedding=corpus.vector(query), k=3)
     assert corpus.keys(hits)[0] == "harbour"
@@ -42,3 +42,27 @@ def test_a_match_of_the_whole_query_still_counts(corpus) -> None:
 def test_a_file_name_is_found_by_its_words(corpus) -> None:
     hits = corpus.search(query="hopper", text_embedding=corpus.vector("hopper"), k=3)
     assert corpus.keys(hits)[0] == "hopper" and hits[0].keyword_score == pytest.approx(1)
+
+
+def test_a_query_word_that_no_document_has_keeps_a_partial_match_out_of_fusion(corpus) -> None:
+    # "sea" is in the harbour and beach documents, "kraken" in none: a document with "sea" has
+    # the less selective half of the query, and the vectors decide (a paraphrase is likelier).
+    query = "a kraken rising from the sea"
+    hits = corpus.search(query=query, text_embedding=corpus.vector(query), k=10)
+    partial = [hit for hit in hits if "keyword" in hit.matched_by]
+    assert {"harbour", "beach"} <= set(corpus.keys(partial))
+    assert all(hit.keyword_score == 0 for hit in partial)
+
+
+def test_near_the_best_match_is_a_match(corpus) -> None:
+    def floor(best: float, ratio: float | None = 0.8) -> float:
+        row = corpus.conn.execute(
+            "SELECT semsql.effective_floor(0.30, %s::real, %s)", [ratio, best]
+        ).fetchone()
+        corpus.conn.rollback()
+        return row[0]
+
+    assert floor(0.32) == pytest.approx(0.256)  # 80 % of a best that passed the floor
+    assert floor(0.60) == pytest.approx(0.30)  # never above the floor
+    assert floor(0.29) == pytest.approx(0.30)  # a best below the floor lowers nothing
+    assert floor(0.32, None) == pytest.approx(0.30)  # a least similarity the call set

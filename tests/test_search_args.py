@@ -52,7 +52,7 @@ def every_filter_args(conn: psycopg.Connection, match: str) -> str:
                       now(), now(), '{"a": 1}', ARRAY[2::bigint], '[1,0]', '[0,1]', 'x'::tsquery,
                       ARRAY['x'], '[1,1]', '[1,-1]', ARRAY['y'], ARRAY[3::bigint], 4,
                       ARRAY[1, 1, 0.5, 0.5, 0.5]::real[], 40, 0.1, 0.5, 'newest', 20, 5, 41, 0.3,
-                      0.2, true
+                      0.2, true, 0.8
                   )::semsql.search_args::text""",
         {"m": match},
     ).fetchone()[0]
