@@ -476,7 +476,8 @@ COMMENT ON FUNCTION semsql.search(text, vector, bigint, text[], text, text[], te
     'metadata containment); returns k rows from offset with fused and per-signal scores. A query '
     'text returns only the assets a signal matched (matched_by): a keyword, a person named, or a '
     'vector at least min_text_similarity / min_image_similarity similar (NULL: '
-    'semsql.match_similarity of the space); without a query, the filtered assets. An article '
+    'semsql.match_similarity of the space, or 80 % of the best similarity when it passes that: '
+    'semsql.effective_floor); without a query, the filtered assets. An article '
     '(instead of query) is read by semsql.article_query: its known people filter (any of them) '
     'or boost, its headline, central sentences (or article_summary) and keyphrases are embedded '
     'as weighted parts, its keyphrases are the keywords; semsql.explain_query shows them.';
