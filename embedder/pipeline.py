@@ -59,12 +59,14 @@ class Outcome:
     failures: list[Failure] = field(default_factory=list)
 
 
-def _timed_load(task: Task, max_side: int) -> tuple[Decoded, float]:
+def _timed_load(task: Task, max_side: int, mode: str = "RGB") -> tuple[Decoded, float]:
     """The task's image, read only beneath its asset's root and only if it is what was
     ingested (decode.load_image)."""
     started = time.perf_counter()
     root = task.root or default_root(task.uri)
-    decoded = load_image(task.uri, max_side, root=root, sha256=task.sha256, size=task.bytes)
+    decoded = load_image(
+        task.uri, max_side, root=root, sha256=task.sha256, size=task.bytes, mode=mode
+    )
     return decoded, time.perf_counter() - started
 
 
@@ -167,8 +169,8 @@ class ImageRunner(Runner):
         self.pool = pool
 
     def prepare(self, conn: psycopg.Connection, tasks: list[Task]) -> Batch:
-        max_side = self.spec.image_side
-        inputs = {task.id: self.pool.submit(_timed_load, task, max_side) for task in tasks}
+        side, mode = self.spec.image_side, self.spec.image_mode
+        inputs = {task.id: self.pool.submit(_timed_load, task, side, mode) for task in tasks}
         return Batch(self.stage, tasks, inputs)
 
     def run(self, batch: Batch) -> Outcome:

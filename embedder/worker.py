@@ -69,7 +69,8 @@ class WorkerOptions:
     """Seconds between heartbeats (each extends the leases); kept under a quarter lease."""
     bulk_index_at: int = 5000
     """A vector stage with this many tasks pending (and a quarter as many as its space holds
-    vectors) has its space's HNSW index dropped, and built again once they are written; 0: never."""
+    vectors) has its space's HNSW index dropped, and built again once they are written (the
+    content stage from 500 or this, whichever is less); 0: never."""
     name: str | None = None
     stage_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Per stage, options for its loader, e.g. {"tags": {"threshold": 0.5}}."""
@@ -159,6 +160,7 @@ class Worker:
         self.indexes.spaces = [
             space for space, spec in registry.SPACES.items() if spec.name in self.runners
         ]
+        self.indexes.content = "content" in self.runners
         self._start_service()
         if self.options.retry_failed:
             count = self._queue().retry_failed(self.served)

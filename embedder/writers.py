@@ -163,17 +163,16 @@ def write_image_vectors(conn: psycopg.Connection, model: str, done: Done) -> Non
 
 
 def write_content_hashes(conn: psycopg.Connection, model: str, done: Done) -> None:
-    """done: (task, ({view: hash bits}, scale)); replaces the hashes of those assets."""
+    """done: (task, ([content_hash.IndexRow], scale)); replaces the hashes of those assets."""
     conn.execute("DELETE FROM semsql.content_hashes WHERE asset_id = ANY (%s)", [_asset_ids(done)])
-    rows = [
-        (task.asset_id, view, bits) for task, (hashed, _) in done for view, bits in hashed.items()
-    ]
+    rows = [(task.asset_id, *row) for task, (hashed, _) in done for row in hashed]
     conn.execute(
-        """INSERT INTO semsql.content_hashes (asset_id, view, hash, model)
-           SELECT r.asset_id, r.view, r.hash::bit(256), %s
-           FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS r(asset_id, view, hash)
-           ORDER BY r.asset_id, r.view""",
-        [model, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+        """INSERT INTO semsql.content_hashes (asset_id, view, turn, hash, alternate, model)
+           SELECT r.asset_id, r.view, r.turn, r.hash::bit(256), r.alternate, %s
+           FROM unnest(%s::bigint[], %s::text[], %s::smallint[], %s::text[], %s::boolean[])
+               AS r(asset_id, view, turn, hash, alternate)
+           ORDER BY r.asset_id, r.view, r.turn""",
+        [model, *([row[i] for row in rows] for i in range(5))],
     )
 
 

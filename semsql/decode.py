@@ -71,8 +71,10 @@ def load_image(
     root: str | None = None,
     sha256: str | None = None,
     size: int | None = None,
+    mode: str = "RGB",
 ) -> Decoded:
-    """Open, decode (reduced where the format allows), turn upright and shrink to max_side.
+    """Open, decode (reduced where the format allows), turn upright and shrink to max_side;
+    the image is RGB, or `mode` (L: grey, which a JPEG decodes faster).
 
     With `root` (as assets.root stores it) a file is opened only beneath it; with `sha256` (and
     `size`, checked before anything is read) the bytes must be the ones ingested. These fail
@@ -89,7 +91,7 @@ def load_image(
             # whose result covers the box, so a square one doubled the pixels decoded of a
             # landscape or portrait photo (1152 x 864 at 128: 1/4 scale, not 1/8).
             fit = max_side / max(width, height, 1)
-            image.draft("RGB", (max(1, round(width * fit)), max(1, round(height * fit))))
+            image.draft(mode, (max(1, round(width * fit)), max(1, round(height * fit))))
             upright = ImageOps.exif_transpose(image)
             if upright.size != image.size and upright.size == (image.height, image.width):
                 width, height = height, width
@@ -103,9 +105,9 @@ def load_image(
                 upright = upright.convert("L")
             if upright.mode in SHRINK_BEFORE_CONVERT:
                 upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-            rgb = upright.convert("RGB")
-        rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-        return Decoded(rgb, width / rgb.width)
+            converted = upright.convert(mode)
+        converted.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+        return Decoded(converted, width / converted.width)
     except InputError:
         raise
     except LeavesRoot as error:

@@ -344,10 +344,10 @@ def run_similar(
 
 
 def image_file_hashes(path: Path) -> list[str]:
-    """The content hashes of an image file, each view's, decoded as the content stage decodes
-    stored images (no model). Raises InputError when the file cannot be read as an image."""
-    from semsql.content_hash import DECODE_SIDE, content_hashes
+    """The content hashes a search by an image file scans (each view in its canonical
+    orientation), decoded as the content stage decodes stored images (no model).
+    Raises InputError when the file cannot be read as an image."""
+    from semsql.content_hash import DECODE_MODE, DECODE_SIDE, query_hashes
     from semsql.decode import load_image
 
-    decoded = load_image(str(path.resolve()), DECODE_SIDE)
-    return list(content_hashes(decoded.image).values())
+    return query_hashes(load_image(str(path.resolve()), DECODE_SIDE, mode=DECODE_MODE).image)

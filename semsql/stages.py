@@ -49,6 +49,9 @@ class Stage:
     max_side: int | None = None
     """For image-reading stages: the longest side the image is decoded to (what the model's
     processor needs, with a margin)."""
+    image_mode: str = "RGB"
+    """The Pillow mode of the images it is given: L for the content hash, which reads grey
+    alone (a JPEG then decodes only its brightness, 10 % faster)."""
     vector_space: str | None = None
     """The semsql.embeddings space its vectors fill; its model also answers embed_text there."""
     packaged_model: str | None = None
@@ -155,6 +158,7 @@ STAGES: tuple[Stage, ...] = (
         loader="content:load_content",
         writer="write_content_hashes",
         max_side=128,  # semsql.content_hash.DECODE_SIDE
+        image_mode="L",  # semsql.content_hash.DECODE_MODE
     ),
     Stage(
         "text",

@@ -44,52 +44,43 @@ BEGIN
                         -- A blank hash (all 0: a flat image, of any colour) says nothing
                         -- about the picture; a white page is no copy of a black one.
                         AND position(B'1' IN h.hash) > 0);
-        -- Each asset's whole view, turned every way, against every view of the others: one
-        -- HNSW scan per turn, as content_neighbours does, written out here so that each
-        -- hash is transposed once (variants 4 to 7 are 4 turned by 0 to 3, which are bit masks)
-        -- and the scans stream into the union-find. A rotated or mirrored copy matches its
-        -- original turned back; a copy cropped by 10 % per side matches the original's centre
-        -- view from its own side, which is enough for the components. Up to neighbours views
-        -- of other assets per scan (the asset's own two come first).
-        PERFORM set_config('hnsw.ef_search', least(greatest(40, neighbours + 2), 1000)::text, true);
+        -- Each asset's whole view (its first canonical row) against every row of the others:
+        -- one HNSW scan per asset, streamed into the union-find. Rows are stored in their
+        -- canonical orientation, so a rotated or mirrored copy matches its original unturned; a
+        -- copy cropped by 10 % per side matches the original's centre view from its own side,
+        -- which is enough for the components. Up to neighbours rows of other assets per scan
+        -- (the asset's own rows, up to 6, come first).
+        PERFORM set_config('hnsw.ef_search', least(greatest(40, neighbours + 6), 1000)::text, true);
         links := $sql$
-            SELECT t.i AS a, nm.i AS b
-            FROM (SELECT w.i, w.asset_id,
-                         semsql.content_variant(CASE WHEN v.v < 4 THEN w.hash ELSE w.transposed END,
-                                                v.v % 4) AS hash
-                  FROM (SELECT m.i::integer AS i, h.asset_id, h.hash,
-                               semsql.content_variant(h.hash, 4) AS transposed
-                        FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
-                        JOIN semsql.content_hashes h ON h.asset_id = m.asset_id AND h.view = 'full'
-                        OFFSET 0) AS w
-                  CROSS JOIN generate_series(0, 7) AS v (v)
-                  OFFSET 0) AS t
+            SELECT w.i AS a, nm.i AS b
+            FROM (SELECT m.i::integer AS i, h.asset_id, h.hash
+                  FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
+                  JOIN semsql.content_hashes h
+                    ON h.asset_id = m.asset_id AND h.view = 'full' AND NOT h.alternate
+                  OFFSET 0) AS w
             CROSS JOIN LATERAL (
-                SELECT c.asset_id, c.hash <~> t.hash AS distance
+                SELECT c.asset_id, c.hash <~> w.hash AS distance
                 FROM semsql.content_hashes c
                 WHERE position(B'1' IN c.hash) > 0  -- nor the blank centre of a framed one
-                ORDER BY c.hash <~> t.hash
-                LIMIT $2 + 2) AS n
+                ORDER BY c.hash <~> w.hash
+                LIMIT least($2 + 6, 1000)) AS n
             JOIN (SELECT m.asset_id, m.i::integer AS i
                   FROM unnest($3::bigint[]) WITH ORDINALITY AS m (asset_id, i)
                   OFFSET 0) AS nm ON nm.asset_id = n.asset_id
-            WHERE n.distance <= $1 AND n.asset_id <> t.asset_id
+            WHERE n.distance <= $1 AND n.asset_id <> w.asset_id
         $sql$;
-        -- Distance to the group's first asset: either's whole view, turned the best way, to
-        -- the nearest view of the other.
+        -- Distance to the group's first asset: either's whole view to the nearest row of the
+        -- other.
         members := $sql$
             SELECT g.group_id, g.asset_id, a.uri,
                    CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
-                   (SELECT min(semsql.content_variant(CASE WHEN v.v < 4 THEN x.hash
-                                                           ELSE x.transposed END, v.v % 4)
-                               <~> y.hash)
-                    FROM (SELECT h.asset_id, h.hash, semsql.content_variant(h.hash, 4) AS transposed
-                          FROM semsql.content_hashes h
-                          WHERE h.asset_id IN (g.asset_id, g.group_id) AND h.view = 'full') AS x
+                   (SELECT min(x.hash <~> y.hash)
+                    FROM semsql.content_hashes x
                     JOIN semsql.content_hashes y
                       ON y.asset_id = CASE WHEN x.asset_id = g.asset_id THEN g.group_id
                                            ELSE g.asset_id END
-                    CROSS JOIN generate_series(0, 7) AS v (v))::real
+                    WHERE x.asset_id IN (g.asset_id, g.group_id) AND x.view = 'full'
+                      AND NOT x.alternate)::real
             FROM forest g
             JOIN semsql.assets a ON a.id = g.asset_id
             JOIN semsql.assets ga ON ga.id = g.group_id
@@ -201,10 +192,10 @@ COMMENT ON FUNCTION semsql.duplicates(real, text, text, integer, text) IS
     'identical. by => semantic (the default): vectors of space (CLIP image by default), cosine '
     '0 to 2, default 0.05. by => content: the perceptual hashes of the content stage, no model '
     'needed, Hamming bits (0 to 256), default semsql.default_content_distance(); each asset''s '
-    'hash turned every way is compared with every view of the others, so resized, re-encoded, '
-    'turned, mirrored and 10 % border-cropped copies group. Time grows with assets x '
-    'neighbours (one HNSW scan per asset, eight by content), memory with the assets, not with '
-    'the size of a group.';
+    'whole view, in its canonical orientation, is compared with every view of the others, so '
+    'resized, re-encoded, turned, mirrored and 10 % border-cropped copies group. Time grows '
+    'with assets x neighbours (one HNSW scan per asset), memory with '
+    'the assets, not with the size of a group.';
 
 CREATE OR REPLACE FUNCTION semsql.exact_duplicates(collection text DEFAULT NULL)
 RETURNS TABLE (sha256 text, asset_id bigint, uri text, collection text, stored boolean)

@@ -134,6 +134,26 @@ COMMENT ON FUNCTION semsql.fuse_similar(semsql.search_result[], bigint[], intege
     'k slots by split, the preferred list choosing first and listed first; a list too short for '
     'its share leaves its slots to the other. Ties: the semantic rank, then the asset id.';
 
+CREATE OR REPLACE FUNCTION semsql.content_hits(
+    p_hashes bit(256)[], p_k integer, p_max_distance integer, p_leave_out bigint,
+    OUT ids bigint[], OUT distances integer[]
+)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    SELECT coalesce(array_agg(n.asset_id ORDER BY n.distance, n.asset_id), '{}'),
+           coalesce(array_agg(n.distance ORDER BY n.distance, n.asset_id), '{}')
+    FROM (SELECT c.asset_id, c.distance
+          FROM content_neighbours(p_hashes, least(1000, p_k + 1), p_max_distance) AS c
+          WHERE c.asset_id IS DISTINCT FROM p_leave_out
+          ORDER BY c.distance, c.asset_id
+          LIMIT p_k) AS n;
+$$;
+COMMENT ON FUNCTION semsql.content_hits(bit[], integer, integer, bigint) IS
+    'The content list that semsql.fuse_similar takes: the k assets nearest to p_hashes '
+    '(semsql.content_neighbours), p_leave_out left out, as asset ids and distances, nearest '
+    'first.';
+
 CREATE OR REPLACE FUNCTION semsql.similar_to(
     content_hashes bit(256)[] DEFAULT NULL, image_embedding vector DEFAULT NULL,
     k integer DEFAULT 20, by text DEFAULT 'both', priority text DEFAULT 'both_first',
@@ -176,14 +196,8 @@ BEGIN
             WHERE s.asset_id IS DISTINCT FROM leave_out ORDER BY s.rank);
     END IF;
     IF use_content THEN
-        SELECT coalesce(array_agg(n.asset_id ORDER BY n.distance, n.asset_id), '{}'),
-               coalesce(array_agg(n.distance ORDER BY n.distance, n.asset_id), '{}')
-        INTO content_ids, content_distances
-        FROM (SELECT c.asset_id, c.distance
-              FROM content_neighbours(content_hashes, least(1000, k + 1), max_distance) AS c
-              WHERE c.asset_id IS DISTINCT FROM leave_out
-              ORDER BY c.distance, c.asset_id
-              LIMIT k) AS n;
+        SELECT h.ids, h.distances INTO content_ids, content_distances
+        FROM content_hits(content_hashes, k, max_distance, leave_out) AS h;
     END IF;
     -- One index alone: its list in its own order (all k slots are its own).
     RETURN QUERY SELECT * FROM fuse_similar(
@@ -230,8 +244,8 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM assets a WHERE a.id = seed) THEN
             RAISE EXCEPTION 'no asset has id %', seed USING ERRCODE = 'no_data_found';
         END IF;
-        hashes := ARRAY(SELECT h.hash FROM content_hashes h WHERE h.asset_id = seed
-                        ORDER BY h.view);
+        hashes := ARRAY(SELECT h.hash FROM content_hashes h
+                        WHERE h.asset_id = seed AND NOT h.alternate ORDER BY h.view);
         has_image_vector := EXISTS (SELECT 1 FROM embeddings e
                                     WHERE e.asset_id = seed AND e.space = 'image');
         IF cardinality(hashes) = 0 AND (index_by = 'content' OR NOT has_image_vector) THEN
@@ -257,11 +271,8 @@ BEGIN
                                ORDER BY s.rank);
     END IF;
     IF use_content THEN
-        SELECT coalesce(array_agg(n.asset_id ORDER BY n.rank), '{}'),
-               coalesce(array_agg(n.content_distance ORDER BY n.rank), '{}')
-        INTO content_ids, content_distances
-        FROM similar_to(content_hashes => hashes, k => k, by => 'content',
-                        max_distance => max_distance, leave_out => seed) AS n;
+        SELECT h.ids, h.distances INTO content_ids, content_distances
+        FROM content_hits(hashes, k, max_distance, seed) AS h;
     END IF;
     -- One index alone: its list in its own order (all k slots are its own).
     RETURN QUERY SELECT * FROM fuse_similar(

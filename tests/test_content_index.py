@@ -1,10 +1,9 @@
 """The content index: perceptual hashes that need no model, their rotated and mirrored
-variants (the same bits in Python and in SQL), and the worker's content stage."""
+variants and canonical orientation, and the worker's content stage."""
 
 from __future__ import annotations
 
 import io
-import random
 from pathlib import Path
 
 import numpy as np
@@ -102,18 +101,50 @@ def test_the_hash_keeps_bit_zero_clear_and_says_64_bits() -> None:
             assert bits[0] == "0"
 
 
-def test_sql_turns_hashes_as_python_does(conn: psycopg.Connection) -> None:
-    generator = random.Random(7)
-    for _ in range(20):
-        bits = "0" + "".join(generator.choice("01") for _ in range(255))
-        turned = conn.execute(
-            "SELECT array_agg(semsql.content_variant(%s::bit(256), v)::text ORDER BY v) "
-            "FROM generate_series(0, 7) AS v",
-            [bits],
-        ).fetchone()[0]
-        assert turned == [content_hash.variant(bits, number) for number in range(8)]
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="variant must be 0 to 7"):
-        conn.execute("SELECT semsql.content_variant(repeat('0', 256)::bit(256), 8)")
+@pytest.mark.parametrize("turn", TURNS)
+def test_a_turned_image_is_indexed_as_its_original(turn: str) -> None:
+    """Each view is stored in its canonical orientation: the same hash, whichever way up (to a
+    bit: Pillow shrinks rows before columns, so a turned image's pixels differ by rounding)."""
+    transform, _ = TURNS[turn]
+    for name, image in samples().items():
+        original = content_hash.index_rows(image)
+        turned = content_hash.index_rows(transform(image))
+        for view in content_hash.VIEWS:
+            nearest_pair = min(
+                content_hash.distance(a.hash, b.hash)
+                for a in original
+                for b in turned
+                if a.view == b.view == view and not b.alternate
+            )
+            assert nearest_pair <= 1, (name, view)
+
+
+def test_an_index_row_is_its_upright_hash_turned_and_a_flat_image_one_blank_row() -> None:
+    for image in samples().values():
+        upright = content_hash.content_hashes(image)
+        rows = content_hash.index_rows(image)
+        for view in content_hash.VIEWS:  # the first of each view's rows is not an alternate
+            assert next(row.alternate for row in rows if row.view == view) is False
+        assert sum(not row.alternate for row in rows) == len(content_hash.VIEWS)
+        for row in rows:
+            assert row.hash == content_hash.variant(upright[row.view], row.turn)
+        assert content_hash.query_hashes(image) == [row.hash for row in rows if not row.alternate]
+    flat = content_hash.index_rows(Image.new("RGB", (300, 200), "red"))
+    assert flat == [
+        ("full", 0, content_hash.BLANK, False),
+        ("centre", 0, content_hash.BLANK, False),
+    ]
+
+
+def test_a_close_call_of_orientation_is_stored_each_way() -> None:
+    """A picture as wide as it is tall in detail (a square grid) has no clear transposition:
+    both are stored, so that a copy tipped either way still matches."""
+    grid = Image.new("L", (256, 256), 0)
+    for x in range(0, 256, 64):
+        grid.paste(255, (x, 0, x + 32, 256))
+        grid.paste(255, (0, x, 256, x + 32))
+    turns = {row.turn for row in content_hash.index_rows(grid) if row.view == "full"}
+    assert any(turn & 4 for turn in turns) and any(not turn & 4 for turn in turns), turns
 
 
 @pytest.mark.parametrize(
@@ -136,10 +167,10 @@ def test_content_neighbours_refuses_bad_arguments(
 def test_the_hash_is_builtin_and_any_other_name_is_refused() -> None:
     assert locate("content", "phash256").kind == "builtin"
     assert locate("content", "phash256").present
-    assert load_stage("content", "phash256", "cpu").run([samples()["rocket"]])[0].keys() == {
-        "full",
-        "centre",
-    }
+    rocket = samples()["rocket"]
+    assert load_stage("content", "phash256", "cpu").run([rocket]) == [
+        content_hash.index_rows(rocket)
+    ]
     with pytest.raises(ModelLoadError, match="the only content hash is phash256"):
         load_stage("content", "openai/clip-vit-base-patch32", "cpu")
 
@@ -171,8 +202,8 @@ def test_the_worker_hashes_every_image_with_no_model_and_finds_the_copies(
     Worker(semsql_env, WorkerOptions(until_idle=True, poll_interval=0.2), models=models).run()
 
     assert db.execute(
-        "SELECT count(DISTINCT asset_id), count(*), min(model), max(model) "
-        "FROM semsql.content_hashes"
+        "SELECT count(DISTINCT asset_id), count(DISTINCT (asset_id, view)), min(model), "
+        "max(model) FROM semsql.content_hashes"
     ).fetchone() == (len(library), 2 * len(library), "phash256", "phash256")
     ids = {
         Path(uri).stem.removesuffix(".png"): asset_id
@@ -212,7 +243,7 @@ def test_a_stage_new_to_a_database_is_queued_for_its_stored_assets(
     models = {name: None for name in NAMES} | {"content": "phash256"}
     Worker(semsql_env, WorkerOptions(until_idle=True, poll_interval=0.2), models=models).run()
     assert db.execute(
-        "SELECT t.status, a.status, (SELECT count(*) FROM semsql.content_hashes) "
+        "SELECT t.status, a.status, (SELECT count(DISTINCT view) FROM semsql.content_hashes) "
         "FROM semsql.tasks t JOIN semsql.assets a ON a.id = t.asset_id WHERE t.stage = 'content'"
     ).fetchall() == [("done", "ready", 2)]
 
@@ -227,13 +258,13 @@ def test_a_changed_file_loses_its_old_hashes_at_re_ingest(
     assert CliRunner().invoke(cli, ["ingest", str(path)]).exit_code == 0
     models = {name: None for name in NAMES} | {"content": "phash256"}
     Worker(semsql_env, WorkerOptions(until_idle=True, poll_interval=0.2), models=models).run()
-    assert db.execute("SELECT count(*) FROM semsql.content_hashes").fetchone() == (2,)
+    assert db.execute("SELECT count(DISTINCT view) FROM semsql.content_hashes").fetchone() == (2,)
     db.commit()
     samples()["coffee"].save(path)
     assert CliRunner().invoke(cli, ["ingest", str(path)]).exit_code == 0
     assert db.execute("SELECT count(*) FROM semsql.content_hashes").fetchone() == (0,)
     Worker(semsql_env, WorkerOptions(until_idle=True, poll_interval=0.2), models=models).run()
-    stored = dict(db.execute("SELECT view, hash::text FROM semsql.content_hashes").fetchall())
+    stored = dict(db.execute("SELECT view || turn, hash::text FROM semsql.content_hashes"))
     assert nearest(content_hash.content_hashes(samples()["coffee"]), stored) <= NEAR
 
 
@@ -263,12 +294,57 @@ def test_odd_encodings_of_a_picture_hash_as_that_picture(tmp_path: Path) -> None
     original = samples()["astronaut"]
     path = tmp_path / "original.png"
     original.save(path)
-    upright = content_hash.content_hashes(load_image(path.as_uri(), content_hash.DECODE_SIDE).image)
+    upright = content_hash.content_hashes(
+        load_image(path.as_uri(), content_hash.DECODE_SIDE, mode=content_hash.DECODE_MODE).image
+    )
     other = content_hash.content_hashes(samples()["coffee"])
     for name, data in odd_encodings(original).items():
         (tmp_path / name).write_bytes(data)
-        decoded = load_image((tmp_path / name).as_uri(), content_hash.DECODE_SIDE).image
+        decoded = load_image(
+            (tmp_path / name).as_uri(), content_hash.DECODE_SIDE, mode=content_hash.DECODE_MODE
+        ).image
         hashed = content_hash.content_hashes(decoded)
         # unturned: the EXIF orientation is applied before hashing
         assert content_hash.distance(hashed["full"], upright["full"]) <= NEAR, name
         assert content_hash.distance(hashed["full"], other["full"]) > NEAR, name
+
+
+def content_index_valid(db: psycopg.Connection) -> bool | None:
+    return db.execute(
+        "SELECT i.indisvalid FROM pg_index i "
+        "WHERE i.indexrelid = to_regclass('semsql.content_hashes_hash_hnsw')"
+    ).fetchone()
+
+
+def test_a_large_backlog_is_hashed_with_the_index_built_after_it(
+    semsql_env: str, db: psycopg.Connection, library: dict[str, Path]
+) -> None:
+    result = CliRunner().invoke(cli, ["ingest", *map(str, library.values())])
+    assert result.exit_code == 0, result.output
+    db.commit()
+    models = {name: None for name in NAMES} | {"content": "phash256"}
+    options = WorkerOptions(until_idle=True, poll_interval=0.2, bulk_index_at=len(library))
+    worker = Worker(semsql_env, options, models=models)
+    worker.run()
+    assert worker.indexes.rebuilt == ["content"]
+    assert content_index_valid(db) == (True,)
+    assert db.execute("SELECT semsql.content_index_build_steps()").fetchone() == ([],)
+    rocket = db.execute("SELECT id FROM semsql.assets WHERE uri LIKE '%%/rocket.png'").fetchone()
+    found = db.execute("SELECT asset_id FROM semsql.similar(%s, 7, by => 'content')", rocket)
+    assert len(found.fetchall()) == len(copies(samples()["rocket"]))
+
+
+def test_a_small_backlog_keeps_the_index_and_a_missing_one_is_built(
+    semsql_env: str, db: psycopg.Connection, library: dict[str, Path]
+) -> None:
+    result = CliRunner().invoke(cli, ["ingest", str(library["rocket"])])
+    assert result.exit_code == 0, result.output
+    assert db.execute("SELECT semsql.defer_content_index(2)").fetchone() == (False,)
+    assert db.execute("SELECT semsql.defer_content_index(1)").fetchone() == (True,)
+    assert content_index_valid(db) is None
+    db.commit()
+    models = {name: None for name in NAMES} | {"content": "phash256"}
+    worker = Worker(semsql_env, WorkerOptions(until_idle=True, poll_interval=0.2), models=models)
+    worker.run()
+    assert worker.indexes.rebuilt == ["content"]
+    assert content_index_valid(db) == (True,)

@@ -118,8 +118,8 @@ def test_deleting_an_asset_removes_everything_that_hangs_from_it(conn) -> None:
         "INSERT INTO semsql.asset_people (asset_id, person_id, source) VALUES (%(a)s, %(p)s, 'u')",
         """INSERT INTO semsql.embeddings (asset_id, space, model, embedding)
            VALUES (%(a)s, 'text', 'm', '[1,2,3]')""",
-        """INSERT INTO semsql.content_hashes (asset_id, view, hash, model)
-           VALUES (%(a)s, 'full', repeat('01', 128)::bit(256), 'phash256')""",
+        """INSERT INTO semsql.content_hashes (asset_id, view, turn, hash, model)
+           VALUES (%(a)s, 'full', 0, repeat('01', 128)::bit(256), 'phash256')""",
         """INSERT INTO semsql.segments (asset_id, label, share, score, mask_width, mask_height,
                                        mask_rle, model)
            VALUES (%(a)s, 'sky', 0.5, 0.9, 2, 1, '{1,1}', 'm')""",

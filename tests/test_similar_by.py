@@ -128,13 +128,13 @@ def test_both_falls_back_to_content_with_a_notice_when_clip_is_absent(looks_url:
 
 
 def test_similar_to_finds_a_file_that_is_not_stored_by_its_hashes(looks_url: str) -> None:
-    from semsql.content_hash import content_hashes
+    from semsql.content_hash import query_hashes
 
     image = ImageOps.mirror(samples()["coffee"]).resize((200, 133))
     with connect(looks_url) as conn:
         ids = asset_ids(conn)
         hits, notices = run_similar(
-            conn, SimilarRequest(content_hashes=list(content_hashes(image).values()), by="content")
+            conn, SimilarRequest(content_hashes=query_hashes(image), by="content")
         )
         assert notices == []
         own = {ids["coffee"]} | {ids[f"coffee {kind}"] for kind in copies(samples()["coffee"])}

@@ -18,6 +18,9 @@ from semsql import database, migrate, stages
 PREVIOUS_RELEASE = Path(__file__).parent / "data" / "release_1fcfe85"
 NEW_STAGES: tuple[str, ...] = ()
 """The stages this release adds: the upgrade queues them for every stored asset."""
+RERUN_STAGES = ("content",)
+"""The stages whose results this release computes anew: their done tasks are pending again
+(0024: content hashes are stored in their canonical orientation)."""
 PREVIOUS_STAGES = [s for s in stages.STAGES if s.name not in NEW_STAGES]
 
 
@@ -120,15 +123,26 @@ def test_the_previous_release_upgrades_to_exactly_a_fresh_install_and_keeps_its_
     assert all(before.values())
     assert without_new_work(kept(before, after)) == without_new_work(before)
     assert new_tasks(after) == [(a, stage, "pending") for a in (1, 2) for stage in NEW_STAGES]
+    assert rerun_tasks(before) == [(a, stage, "done") for a in (1, 2) for stage in RERUN_STAGES]
+    assert rerun_tasks(after) == [(a, stage, "pending") for a in (1, 2) for stage in RERUN_STAGES]
     assert hits == [(1,), (2,)]
 
 
 def without_new_work(rows: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """The rows less the tasks of the new stages."""
-    return {**rows, "tasks": [t for t in rows["tasks"] if t["stage"] not in NEW_STAGES]}
+    """The rows less the tasks of the new stages and of those run again."""
+    changed = NEW_STAGES + RERUN_STAGES
+    return {**rows, "tasks": [t for t in rows["tasks"] if t["stage"] not in changed]}
 
 
 def new_tasks(rows: dict[str, list[dict]]) -> list[tuple[int, str, str]]:
+    return tasks_of(rows, NEW_STAGES)
+
+
+def rerun_tasks(rows: dict[str, list[dict]]) -> list[tuple[int, str, str]]:
+    return tasks_of(rows, RERUN_STAGES)
+
+
+def tasks_of(rows: dict[str, list[dict]], stages: tuple[str, ...]) -> list[tuple[int, str, str]]:
     return sorted(
-        (t["asset_id"], t["stage"], t["status"]) for t in rows["tasks"] if t["stage"] in NEW_STAGES
+        (t["asset_id"], t["stage"], t["status"]) for t in rows["tasks"] if t["stage"] in stages
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL.Image import Image
 
-from semsql.content_hash import content_hashes
+from semsql.content_hash import IndexRow, index_rows
 from semsql.stages import stage
 
 from .errors import ModelLoadError
@@ -22,8 +22,8 @@ class ContentHasher:
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
 
-    def run(self, images: Sequence[Image]) -> list[dict[str, str]]:
-        return [content_hashes(image) for image in images]
+    def run(self, images: Sequence[Image]) -> list[list[IndexRow]]:
+        return [index_rows(image) for image in images]
 
 
 def load_content(model: str, device: Any, dtype: Any, **options: Any) -> ContentHasher:
