@@ -27,8 +27,8 @@ RETRY_AFTER_FAILURE_S = 60.0
 CONTENT = "content"
 """The name the content index goes by here, beside the vector spaces."""
 CONTENT_MIN_BACKLOG = 500
-"""The content index is deferred from a smaller backlog than vectors are: a hash costs about
-1 ms of CPU to index row by row and a tenth of that in a build (2.6 rows an image), so even a
+"""The content index is deferred from a smaller backlog than vectors are: a hash costs 1 to
+2 ms of CPU to index row by row and a tenth of that in a build (2.7 rows an image), so even a
 folder of 500 images is hashed faster with the index built after it."""
 
 

@@ -64,14 +64,15 @@ END
 $$;
 COMMENT ON FUNCTION semsql.content_neighbours(bit[], integer, integer) IS
     'The k assets whose content hashes (any view, stored in its canonical orientation, so '
-    'rotated and mirrored copies included) are nearest to any of p_hashes (rows of semsql.'
-    'content_hashes, or semsql.content_hash.index_rows of an image), within p_max_distance bits '
+    'rotated and mirrored copies included) are nearest to any of p_hashes (an asset''s rows of '
+    'semsql.content_hashes that are not alternates, or semsql.content_hash.query_hashes of an '
+    'image), within p_max_distance bits '
     '(Hamming, 0 to 256), nearest first: the content index''s one search, with no model. Never '
     'fewer than k while k assets lie within p_max_distance.';
 
 -- The bulk path for a large backlog of hashes, as sql/035 has for vectors: indexing a hash
--- row by row into HNSW costs about 1 ms of CPU (bench/content.py: a third of the content
--- stage's time), writing it to the bare table 11 µs. Before it drains the queue, a worker that
+-- row by row into HNSW costs 1 to 2 ms of CPU (at pgvector's default effort it was a third of
+-- the content stage's time in bench/content.py), writing it to the bare table 11 µs. Before it drains the queue, a worker that
 -- runs the content stage calls defer_content_index: the index is dropped when the backlog is
 -- large beside what is stored (searches scan exactly meanwhile). Once no content task is due, it
 -- runs content_index_build_steps on a connection of its own. The index's absence is the mark:

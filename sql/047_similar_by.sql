@@ -178,7 +178,7 @@ BEGIN
     ELSIF similar_to.by = 'content' AND coalesce(cardinality(content_hashes), 0) = 0 THEN
         RAISE EXCEPTION 'by => content needs content_hashes'
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'semsql.content_hash.content_hashes(image) makes them, with no model';
+                  HINT = 'semsql.content_hash.query_hashes(image) makes them, with no model';
     ELSIF similar_to.by = 'both' AND image_embedding IS NULL
           AND coalesce(cardinality(content_hashes), 0) = 0 THEN
         RAISE EXCEPTION 'by => both needs content_hashes, an image_embedding or both'
@@ -209,7 +209,7 @@ END
 $$;
 COMMENT ON FUNCTION semsql.similar_to(bit[], vector, integer, text, text, real, integer, bigint) IS
     'The k assets most like an image that need not be stored: by its content hashes (semsql.'
-    'content_hash.content_hashes, no model; rotations and mirrors included, within max_distance '
+    'content_hash.query_hashes, no model; rotations and mirrors included, within max_distance '
     'bits), by its CLIP image_embedding (semsql.search), or both fused by priority and split '
     '(semsql.fuse_similar); by => both with only one of them uses that one, with a NOTICE. '
     'leave_out: an asset never listed (the query''s own). Rows say which index found each.';
