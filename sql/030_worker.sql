@@ -740,7 +740,8 @@ AS $$
 DECLARE
     answer record;
     deadline timestamptz := clock_timestamp() + p_wait;
-    pause double precision := 0.001;
+    pause double precision := 0.0002;
+    left_ms bigint;
 BEGIN
     LOOP
         -- READ COMMITTED (the connection's setting): each look sees what the worker committed.
@@ -750,16 +751,42 @@ BEGIN
             RETURN QUERY SELECT answer.embedding, answer.error;
             RETURN;
         END IF;
+        left_ms := floor(extract(epoch FROM deadline - clock_timestamp()) * 1000)::bigint;
+        EXIT WHEN left_ms <= 0;
+        -- A worker holds its requests' rows FOR UPDATE from taking them until its answers
+        -- commit (embedder/query_embeddings.py). FOR KEY SHARE waits on that lock, so the
+        -- answer is seen the moment it commits; it never keeps a worker from taking a row (it
+        -- takes them FOR NO KEY UPDATE SKIP LOCKED, which KEY SHARE does not conflict with),
+        -- and the subtransaction's end gives it up at once.
+        BEGIN
+            PERFORM set_config('lock_timeout', left_ms || 'ms', true);
+            PERFORM 1 FROM semsql.query_embeddings q
+            WHERE q.space = p_space AND q.requested_by = p_role AND q.text_sha256 = p_digest
+            FOR KEY SHARE;
+            RAISE EXCEPTION 'waited';  -- leaving the subtransaction this way undoes the lock
+        EXCEPTION WHEN raise_exception OR lock_not_available THEN
+            NULL;
+        END;
+        SELECT q.embedding::text AS embedding, q.error INTO answer FROM semsql.query_embeddings q
+        WHERE q.space = p_space AND q.requested_by = p_role AND q.text_sha256 = p_digest;
+        IF answer.embedding IS NOT NULL OR answer.error IS NOT NULL THEN
+            RETURN QUERY SELECT answer.embedding, answer.error;
+            RETURN;
+        END IF;
         EXIT WHEN clock_timestamp() >= deadline;
-        PERFORM pg_sleep(pause);
-        pause := least(pause * 2, 0.02);
+        -- Not taken by a worker yet (or its worker went away): look again soon. Once a worker
+        -- holds the row, the lock above is the wait, so a pause only has to be shorter than a
+        -- worker's embedding takes.
+        PERFORM pg_sleep(least(pause, extract(epoch FROM deadline - clock_timestamp())));
+        pause := least(pause * 2, 0.004);
     END LOOP;
     PERFORM semsql.require_query_worker(p_space);  -- nobody left to answer: say so now
     RETURN QUERY SELECT NULL::text, NULL::text;
 END
 $$;
 COMMENT ON FUNCTION semsql.await_query_embedding(text, text, text, interval) IS
-    'Run by embed_text on its own connection: waits up to p_wait for the answer to a request; '
+    'Run by embed_text on its own connection: waits up to p_wait for the answer to a request '
+    '(on the row lock of the worker answering it, else looking again every few milliseconds); '
     'then NULLs, or an error when no live worker is left to give it.';
 
 CREATE OR REPLACE FUNCTION semsql.trim_query_cache(
