@@ -708,7 +708,14 @@ AS $$
 DECLARE
     waiting integer;
 BEGIN
-    PERFORM semsql.check_query_text(p_space, p_text);
+    -- This runs on a connection opened for it, where each relation and function it touches
+    -- costs catalog look-ups first: embed_text and embed_texts have checked the space and the
+    -- text (check_query_text) before, so only the length is checked again here (and the table
+    -- takes no other space).
+    IF length(p_text) > semsql.max_query_text_length() THEN
+        RAISE EXCEPTION 'a query text has at most % characters', semsql.max_query_text_length()
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
     SELECT count(*) INTO waiting FROM semsql.query_embeddings q
     WHERE q.requested_by = p_role AND q.embedding IS NULL AND q.error IS NULL;
     IF waiting >= semsql.max_waiting_queries() THEN
@@ -897,7 +904,8 @@ BEGIN
         WHEN listen ~ '(^|,)\s*(::1|::)\s*(,|$)' THEN '::1'
         ELSE btrim(split_part(listen, ',', 1)) END);
     -- The session there: no temporary objects of anyone's on its path; READ COMMITTED, so that
-    -- the wait sees the answer; and it ends soon after embed_text stops waiting for it.
+    -- the wait sees the answer; commits that do not wait for the disk (a request lost in a
+    -- crash is only asked again); and it ends soon after embed_text stops waiting for it.
     RETURN format('host=%s port=%s dbname=%s user=%s password=%s application_name=%s '
                   'connect_timeout=5 options=%s',
         semsql.quote_conninfo(v_host), coalesce(login.port, current_setting('port')::integer),
@@ -905,6 +913,7 @@ BEGIN
         semsql.quote_conninfo(login.password), 'semsql_embed_text',
         semsql.quote_conninfo('-c search_path=pg_catalog,pg_temp '
                               '-c default_transaction_isolation=read\ committed '
+                              '-c synchronous_commit=off '
                               '-c client_connection_check_interval=200'));
 END
 $$;
@@ -952,17 +961,18 @@ DECLARE
     request text;
     detail text;
 BEGIN
-    PERFORM semsql.check_query_text(embed_text.space, query);
     IF timeout < interval '0' OR timeout > interval '10 minutes' THEN
         RAISE EXCEPTION 'timeout must be between 0 and 10 minutes, not %', timeout
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- Only a text that passed check_query_text is in the cache: a hit needs no other look-up.
     SELECT q.embedding::text INTO cached FROM semsql.query_embeddings q
     WHERE q.space = embed_text.space AND q.requested_by = asker AND q.text_sha256 = digest
       AND q.embedding IS NOT NULL;
     IF cached IS NOT NULL THEN
         RETURN cached;  -- PL/pgSQL turns the text into the vector it returns
     END IF;
+    PERFORM semsql.check_query_text(embed_text.space, query);
     PERFORM semsql.require_query_worker(embed_text.space);
     -- The first call files the request; each waits a quarter of a second at most, so that a
     -- cancel (which a dblink call in progress holds back) takes effect soon.
