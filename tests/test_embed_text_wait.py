@@ -26,6 +26,9 @@ from semsql.embedder.query_embeddings import (
 LOOPBACK_WAITS_ON_A_LOCK = """SELECT count(*) FROM pg_stat_activity
     WHERE application_name = 'semsql_embed_text' AND wait_event_type = 'Lock'"""
 
+WORKER_WAITS_ON_A_LOCK = """SELECT count(*) FROM pg_stat_activity
+    WHERE wait_event_type = 'Lock' AND query LIKE '%%FOR UPDATE OF q%%'"""
+
 
 def wait_until(condition: Callable[[], Any], seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
@@ -85,13 +88,7 @@ def test_the_callers_wait_never_makes_a_worker_pass_its_request_by(db, db_url) -
                 return answer_requests(worker, {"text": encoder})
 
         answered = pool.submit(answer)
-        wait_until(
-            lambda: db.execute(
-                """SELECT count(*) FROM pg_stat_activity
-                   WHERE wait_event_type = 'Lock' AND query LIKE '%%FOR UPDATE OF q%%'"""
-            ).fetchone()[0]
-            == 1
-        )
+        wait_until(lambda: db.execute(WORKER_WAITS_ON_A_LOCK).fetchone()[0] == 1)
         caller.commit()
         assert answered.result(timeout=30) == 1
     assert db.execute("SELECT embedding::text FROM semsql.query_embeddings").fetchone() == (
