@@ -708,7 +708,14 @@ AS $$
 DECLARE
     waiting integer;
 BEGIN
-    PERFORM semsql.check_query_text(p_space, p_text);
+    -- This runs on a connection opened for it, where each relation and function it touches
+    -- costs catalog look-ups first: embed_text and embed_texts have checked the space and the
+    -- text (check_query_text) before, so only the length is checked again here (and the table
+    -- takes no other space).
+    IF length(p_text) > semsql.max_query_text_length() THEN
+        RAISE EXCEPTION 'a query text has at most % characters', semsql.max_query_text_length()
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
     SELECT count(*) INTO waiting FROM semsql.query_embeddings q
     WHERE q.requested_by = p_role AND q.embedding IS NULL AND q.error IS NULL;
     IF waiting >= semsql.max_waiting_queries() THEN
@@ -740,7 +747,8 @@ AS $$
 DECLARE
     answer record;
     deadline timestamptz := clock_timestamp() + p_wait;
-    pause double precision := 0.001;
+    pause double precision := 0.0002;
+    left_ms bigint;
 BEGIN
     LOOP
         -- READ COMMITTED (the connection's setting): each look sees what the worker committed.
@@ -750,16 +758,42 @@ BEGIN
             RETURN QUERY SELECT answer.embedding, answer.error;
             RETURN;
         END IF;
+        left_ms := floor(extract(epoch FROM deadline - clock_timestamp()) * 1000)::bigint;
+        EXIT WHEN left_ms <= 0;
+        -- A worker holds its requests' rows FOR UPDATE from taking them until its answers
+        -- commit (embedder/query_embeddings.py). FOR KEY SHARE waits on that lock, so the
+        -- answer is seen the moment it commits; it never keeps a worker from taking a row (it
+        -- takes them FOR NO KEY UPDATE SKIP LOCKED, which KEY SHARE does not conflict with),
+        -- and the subtransaction's end gives it up at once.
+        BEGIN
+            PERFORM set_config('lock_timeout', left_ms || 'ms', true);
+            PERFORM 1 FROM semsql.query_embeddings q
+            WHERE q.space = p_space AND q.requested_by = p_role AND q.text_sha256 = p_digest
+            FOR KEY SHARE;
+            RAISE EXCEPTION 'waited';  -- leaving the subtransaction this way undoes the lock
+        EXCEPTION WHEN raise_exception OR lock_not_available THEN
+            NULL;
+        END;
+        SELECT q.embedding::text AS embedding, q.error INTO answer FROM semsql.query_embeddings q
+        WHERE q.space = p_space AND q.requested_by = p_role AND q.text_sha256 = p_digest;
+        IF answer.embedding IS NOT NULL OR answer.error IS NOT NULL THEN
+            RETURN QUERY SELECT answer.embedding, answer.error;
+            RETURN;
+        END IF;
         EXIT WHEN clock_timestamp() >= deadline;
-        PERFORM pg_sleep(pause);
-        pause := least(pause * 2, 0.02);
+        -- Not taken by a worker yet (or its worker went away): look again soon. Once a worker
+        -- holds the row, the lock above is the wait, so a pause only has to be shorter than a
+        -- worker's embedding takes.
+        PERFORM pg_sleep(least(pause, extract(epoch FROM deadline - clock_timestamp())));
+        pause := least(pause * 2, 0.004);
     END LOOP;
     PERFORM semsql.require_query_worker(p_space);  -- nobody left to answer: say so now
     RETURN QUERY SELECT NULL::text, NULL::text;
 END
 $$;
 COMMENT ON FUNCTION semsql.await_query_embedding(text, text, text, interval) IS
-    'Run by embed_text on its own connection: waits up to p_wait for the answer to a request; '
+    'Run by embed_text on its own connection: waits up to p_wait for the answer to a request '
+    '(on the row lock of the worker answering it, else looking again every few milliseconds); '
     'then NULLs, or an error when no live worker is left to give it.';
 
 CREATE OR REPLACE FUNCTION semsql.trim_query_cache(
@@ -870,7 +904,8 @@ BEGIN
         WHEN listen ~ '(^|,)\s*(::1|::)\s*(,|$)' THEN '::1'
         ELSE btrim(split_part(listen, ',', 1)) END);
     -- The session there: no temporary objects of anyone's on its path; READ COMMITTED, so that
-    -- the wait sees the answer; and it ends soon after embed_text stops waiting for it.
+    -- the wait sees the answer; commits that do not wait for the disk (a request lost in a
+    -- crash is only asked again); and it ends soon after embed_text stops waiting for it.
     RETURN format('host=%s port=%s dbname=%s user=%s password=%s application_name=%s '
                   'connect_timeout=5 options=%s',
         semsql.quote_conninfo(v_host), coalesce(login.port, current_setting('port')::integer),
@@ -878,6 +913,7 @@ BEGIN
         semsql.quote_conninfo(login.password), 'semsql_embed_text',
         semsql.quote_conninfo('-c search_path=pg_catalog,pg_temp '
                               '-c default_transaction_isolation=read\ committed '
+                              '-c synchronous_commit=off '
                               '-c client_connection_check_interval=200'));
 END
 $$;
@@ -925,17 +961,18 @@ DECLARE
     request text;
     detail text;
 BEGIN
-    PERFORM semsql.check_query_text(embed_text.space, query);
     IF timeout < interval '0' OR timeout > interval '10 minutes' THEN
         RAISE EXCEPTION 'timeout must be between 0 and 10 minutes, not %', timeout
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- Only a text that passed check_query_text is in the cache: a hit needs no other look-up.
     SELECT q.embedding::text INTO cached FROM semsql.query_embeddings q
     WHERE q.space = embed_text.space AND q.requested_by = asker AND q.text_sha256 = digest
       AND q.embedding IS NOT NULL;
     IF cached IS NOT NULL THEN
         RETURN cached;  -- PL/pgSQL turns the text into the vector it returns
     END IF;
+    PERFORM semsql.check_query_text(embed_text.space, query);
     PERFORM semsql.require_query_worker(embed_text.space);
     -- The first call files the request; each waits a quarter of a second at most, so that a
     -- cancel (which a dblink call in progress holds back) takes effect soon.
