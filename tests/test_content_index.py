@@ -309,7 +309,8 @@ def test_odd_encodings_of_a_picture_hash_as_that_picture(tmp_path: Path) -> None
         assert content_hash.distance(hashed["full"], other["full"]) > NEAR, name
 
 
-def content_index_valid(db: psycopg.Connection) -> bool | None:
+def content_index_valid(db: psycopg.Connection) -> tuple[bool] | None:
+    """(whether the content index is valid,), or None where there is none."""
     return db.execute(
         "SELECT i.indisvalid FROM pg_index i "
         "WHERE i.indexrelid = to_regclass('semsql.content_hashes_hash_hnsw')"
