@@ -18,7 +18,7 @@ from semsql.cli.common import FiniteFloatRange, connect, echo_json, require_sche
 from semsql.cli.errors import UserError
 from semsql.cli.jobs import skipped_by_reason
 from semsql.cli.waiting import wait_for_job
-from semsql.probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from semsql.probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DURATION, DEFAULT_MAX_PIXELS
 from semsql.sources import iter_candidates, iter_manifest_candidates
 
 MAX_FILE_BYTES = 2**32
@@ -115,6 +115,15 @@ def _collection(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Refuse images with more pixels (decompression bombs).",
 )
 @click.option(
+    "--max-duration",
+    type=FiniteFloatRange(min=0, min_open=True, max=1e9),
+    default=DEFAULT_MAX_DURATION,
+    show_default=True,
+    metavar="SECONDS",
+    envvar="SEMSQL_MAX_DURATION",
+    help="Refuse videos longer than this (videos need the video extra).",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="Wait until the running `semsql worker`s have enriched every new or changed asset.",
@@ -135,6 +144,7 @@ def ingest(
     root: Path | None,
     max_bytes: int,
     max_pixels: int,
+    max_duration: float,
     wait: bool,
     timeout: float | None,
     as_json: bool,
@@ -184,7 +194,10 @@ def ingest(
                 )
             )
             options = ingest_.IngestOptions(
-                collection=collection, max_bytes=max_bytes, max_pixels=max_pixels
+                collection=collection,
+                max_bytes=max_bytes,
+                max_pixels=max_pixels,
+                max_duration=max_duration,
             )
             args = {
                 "paths": list(paths),

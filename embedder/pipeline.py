@@ -21,9 +21,10 @@ import psycopg
 import torch
 from PIL import Image
 
-from semsql.decode import Decoded, InputError, default_root, load_image
+from semsql.decode import Decoded, InputError, decode_bytes, default_root, load_image
 from semsql.stages import Stage
 
+from . import frames as video_frames
 from .queue import Failure, Task
 
 
@@ -155,7 +156,156 @@ class Runner:
 
 class ImageRunner(Runner):
     """Stages that read the image (caption, tags, faces, clip): one model output per image;
-    results are (output, scale)."""
+    results are (output, scale), and for a video FrameResults, one per frame it reads."""
+
+    def __init__(
+        self,
+        spec: Stage,
+        model: Any,
+        write: Callable[..., None],
+        pool: ThreadPoolExecutor,
+        lock: threading.Lock | None = None,
+        write_frames: Callable[..., None] | None = None,
+    ) -> None:
+        super().__init__(spec, model, write, lock)
+        self.pool = pool
+        self.write_frame_results = write_frames
+
+    def prepare(self, conn: psycopg.Connection, tasks: list[Task]) -> Batch:
+        side, mode = self.spec.image_side, self.spec.image_mode
+        videos = video_frames.of_videos(conn, tasks, self.spec.frames_per_video)
+        inputs: dict[int, Any] = {}
+        for task in tasks:
+            frames = videos.get(task.asset_id)
+            if frames is None:
+                inputs[task.id] = self.pool.submit(_timed_load, task, side, mode)
+            else:
+                inputs[task.id] = (frames, self.pool.submit(_timed_frames, frames, side, mode))
+        return Batch(self.stage, tasks, inputs)
+
+    def run(self, batch: Batch) -> Outcome:
+        decoded, failures = self._gather(batch)
+        items = [(i, [d.image for d in found]) for i, found in decoded.items()]
+        outcome = self._isolated(_per_item(self.model.run), items)
+        results: dict[int, Any] = {}
+        for task_id, outputs in outcome.results.items():
+            found = decoded[task_id]
+            pairs = [(out, d.scale) for out, d in zip(outputs, found, strict=True)]
+            given = batch.inputs[task_id]
+            if isinstance(given, tuple):  # a video: its frames
+                frame_ids = [frame.id for frame in given[0]]
+                results[task_id] = video_frames.FrameResults(
+                    list(zip(frame_ids, pairs, strict=True))
+                )
+            else:
+                results[task_id] = pairs[0]
+        return Outcome(results, failures + outcome.failures)
+
+    def write(self, conn: psycopg.Connection, done: list[tuple[Task, Any]]) -> None:
+        of_frames = [(t, r) for t, r in done if isinstance(r, video_frames.FrameResults)]
+        of_images = [(t, r) for t, r in done if not isinstance(r, video_frames.FrameResults)]
+        if of_images:
+            self.write_results(conn, self.model_name, of_images)
+        if of_frames:
+            if self.write_frame_results is None:
+                raise RuntimeError(f"the {self.stage} stage has no writer for video frames")
+            self.write_frame_results(conn, self.model_name, of_frames)
+
+    def _gather(self, batch: Batch) -> tuple[dict[int, list[Decoded]], list[Failure]]:
+        """Each task's images (one, or a video's frames) as the decoding threads left them."""
+        decoded: dict[int, list[Decoded]] = {}
+        failures: list[Failure] = []
+        started = time.perf_counter()
+        for task_id, given in batch.inputs.items():
+            future = given[1] if isinstance(given, tuple) else given
+            if not isinstance(future, Future):
+                continue
+            try:
+                result, seconds = future.result()
+                decoded[task_id] = result if isinstance(result, list) else [result]
+                self.stats.decode_s += seconds
+            except InputError as error:
+                failures.append(Failure(task_id, str(error), error.permanent))
+        self.stats.decode_wait_s += time.perf_counter() - started
+        return decoded, failures
+
+
+class FaceRunner(ImageRunner):
+    """Stages that read the stored faces (face_vectors, emotion): one output per face; results
+    are [(face id, output)]. A video's faces are read from the frames they were found in."""
+
+    def prepare(self, conn: psycopg.Connection, tasks: list[Task]) -> Batch:
+        faces: dict[int, list[tuple[int, list[float], int | None]]] = {}
+        for face_id, asset_id, box, frame_id in conn.execute(
+            """SELECT id, asset_id, box, frame_id FROM semsql.faces
+               WHERE asset_id = ANY (%s) ORDER BY id""",
+            [[task.asset_id for task in tasks]],
+        ):
+            faces.setdefault(asset_id, []).append((face_id, box, frame_id))
+        frame_ids = sorted({f for found in faces.values() for _, _, f in found if f is not None})
+        jpegs = video_frames.jpegs(conn, frame_ids)
+        batch = Batch(self.stage, tasks)
+        side = self.spec.image_side
+        for task in tasks:
+            # The faces of each picture they were found in: the image, or a frame of the video.
+            groups: dict[int | None, list[tuple[int, list[float]]]] = {}
+            for face_id, box, frame_id in faces.get(task.asset_id, []):
+                groups.setdefault(frame_id, []).append((face_id, box))
+            pictures = []
+            for frame_id, found in groups.items():
+                if frame_id is None:
+                    future = self.pool.submit(_timed_load, task, side)
+                else:
+                    future = self.pool.submit(_timed_decode, jpegs[frame_id], side)
+                pictures.append((future, found))
+            batch.inputs[task.id] = pictures
+        return batch
+
+    def run(self, batch: Batch) -> Outcome:
+        items: list[tuple[int, list[tuple[Image.Image, list[list[float]]]]]] = []
+        failures: list[Failure] = []
+        results: dict[int, Any] = {}
+        started = time.perf_counter()
+        for task_id, pictures in batch.inputs.items():
+            if not pictures:
+                results[task_id] = []
+                continue
+            try:
+                loaded = [(future.result(), found) for future, found in pictures]
+            except InputError as error:
+                failures.append(Failure(task_id, str(error), error.permanent))
+                continue
+            self.stats.decode_s += sum(seconds for (_, seconds), _ in loaded)
+            items.append(
+                (
+                    task_id,
+                    [
+                        (image.image, [[v / image.scale for v in box] for _, box in found])
+                        for (image, _), found in loaded
+                    ],
+                )
+            )
+        self.stats.decode_wait_s += time.perf_counter() - started
+        outcome = self._isolated(_per_item(self._call), items)
+        for task_id, outputs in outcome.results.items():
+            face_ids = [face_id for _, found in batch.inputs[task_id] for face_id, _ in found]
+            per_face = [out for picture in outputs for out in picture]
+            results[task_id] = list(zip(face_ids, per_face, strict=True))
+        return Outcome(results, failures + outcome.failures)
+
+    def write(self, conn: psycopg.Connection, done: list[tuple[Task, Any]]) -> None:
+        self.write_results(conn, self.model_name, done)
+
+    def _call(self, items: list[tuple[Image.Image, list[list[float]]]]) -> list[Any]:
+        outputs: list[Any] = self.model.run(
+            [image for image, _ in items], [boxes for _, boxes in items]
+        )
+        return outputs
+
+
+class VideoRunner(Runner):
+    """The frames stage: each video decoded once in the decoding threads, its frames sampled
+    (semsql.video) and encoded as JPEG; results are lists of video_frames.FrameRow."""
 
     def __init__(
         self,
@@ -169,77 +319,64 @@ class ImageRunner(Runner):
         self.pool = pool
 
     def prepare(self, conn: psycopg.Connection, tasks: list[Task]) -> Batch:
-        side, mode = self.spec.image_side, self.spec.image_mode
-        inputs = {task.id: self.pool.submit(_timed_load, task, side, mode) for task in tasks}
+        inputs = {task.id: self.pool.submit(_timed_sample, task, self.model) for task in tasks}
         return Batch(self.stage, tasks, inputs)
 
     def run(self, batch: Batch) -> Outcome:
-        decoded, failures = self._gather(batch)
-        outcome = self._isolated(self.model.run, [(i, d.image) for i, d in decoded.items()])
-        outcome.results = {i: (out, decoded[i].scale) for i, out in outcome.results.items()}
-        outcome.failures = failures + outcome.failures
-        return outcome
-
-    def _gather(self, batch: Batch) -> tuple[dict[int, Decoded], list[Failure]]:
-        decoded: dict[int, Decoded] = {}
-        failures: list[Failure] = []
+        outcome = Outcome()
         started = time.perf_counter()
         for task_id, future in batch.inputs.items():
-            if not isinstance(future, Future):
-                continue
             try:
-                decoded[task_id], seconds = future.result()
+                outcome.results[task_id], seconds = future.result()
                 self.stats.decode_s += seconds
             except InputError as error:
-                failures.append(Failure(task_id, str(error), error.permanent))
+                outcome.failures.append(Failure(task_id, str(error), error.permanent))
         self.stats.decode_wait_s += time.perf_counter() - started
-        return decoded, failures
+        return outcome
 
 
-class FaceRunner(ImageRunner):
-    """Stages that read the stored faces (face_vectors, emotion): one output per face; results
-    are [(face id, output)]."""
+def _per_item(call: Callable[[list[Any]], Sequence[Any]]) -> Callable[[list[Any]], list[Any]]:
+    """`call` over many inputs, given items that are lists of inputs (an image's one, a video's
+    frames): one model call for the batch, in chunks no larger than the batch of tasks, and
+    the outputs given back per item."""
 
-    def prepare(self, conn: psycopg.Connection, tasks: list[Task]) -> Batch:
-        faces: dict[int, list[tuple[int, list[float]]]] = {}
-        for face_id, asset_id, box in conn.execute(
-            "SELECT id, asset_id, box FROM semsql.faces WHERE asset_id = ANY (%s) ORDER BY id",
-            [[task.asset_id for task in tasks]],
-        ):
-            faces.setdefault(asset_id, []).append((face_id, box))
-        batch = Batch(self.stage, tasks)
-        max_side = self.spec.image_side
-        for task in tasks:
-            found = faces.get(task.asset_id, [])
-            future = self.pool.submit(_timed_load, task, max_side) if found else None
-            batch.inputs[task.id] = (future, found)
-        return batch
+    def run(items: list[list[Any]]) -> list[list[Any]]:
+        flat = [x for item in items for x in item]
+        chunk = max(len(items), 1)
+        outputs: list[Any] = []
+        for start in range(0, len(flat), chunk):
+            part = flat[start : start + chunk]
+            found = call(part)
+            if len(found) != len(part):
+                raise RuntimeError(f"the model gave {len(found)} results for {len(part)}")
+            outputs.extend(found)
+        split, start = [], 0
+        for item in items:
+            split.append(outputs[start : start + len(item)])
+            start += len(item)
+        return split
 
-    def run(self, batch: Batch) -> Outcome:
-        images = Batch(
-            batch.stage,
-            batch.tasks,
-            {i: future for i, (future, _) in batch.inputs.items() if future},
-        )
-        decoded, failures = self._gather(images)
-        items = []
-        for task_id, image in decoded.items():
-            boxes = [[v / image.scale for v in box] for _, box in batch.inputs[task_id][1]]
-            items.append((task_id, (image.image, boxes)))
-        outcome = self._isolated(self._call, items)
-        results: dict[int, Any] = {
-            i: [] for i, (future, _) in batch.inputs.items() if future is None
-        }
-        for task_id, outputs in outcome.results.items():
-            face_ids = [face_id for face_id, _ in batch.inputs[task_id][1]]
-            results[task_id] = list(zip(face_ids, outputs, strict=True))
-        return Outcome(results, failures + outcome.failures)
+    return run
 
-    def _call(self, items: list[tuple[Image.Image, list[list[float]]]]) -> list[Any]:
-        outputs: list[Any] = self.model.run(
-            [image for image, _ in items], [boxes for _, boxes in items]
-        )
-        return outputs
+
+def _timed_frames(
+    frames: list[video_frames.StoredFrame], max_side: int, mode: str = "RGB"
+) -> tuple[list[Decoded], float]:
+    started = time.perf_counter()
+    decoded = [decode_bytes(frame.jpeg, max_side, mode=mode) for frame in frames]
+    return decoded, time.perf_counter() - started
+
+
+def _timed_decode(jpeg: bytes, max_side: int) -> tuple[Decoded, float]:
+    started = time.perf_counter()
+    return decode_bytes(jpeg, max_side), time.perf_counter() - started
+
+
+def _timed_sample(task: Task, sampler: Any) -> tuple[list[video_frames.FrameRow], float]:
+    started = time.perf_counter()
+    root = task.root or default_root(task.uri)
+    rows = video_frames.sample(task.uri, sampler, root=root, sha256=task.sha256, size=task.bytes)
+    return rows, time.perf_counter() - started
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from semsql.stages import Reads, Stage
 from . import writers
 from .models import ModelLoadError, load_stage
 from .models.device import resolve_device
-from .pipeline import DocumentRunner, FaceRunner, ImageRunner, Runner
+from .pipeline import DocumentRunner, FaceRunner, ImageRunner, Runner, VideoRunner
 from .query_embeddings import QueryEncoder
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,12 @@ def make_runner(spec: Stage, model: Any, pool: ThreadPoolExecutor) -> Runner:
     lock = threading.Lock()
     if spec.reads is Reads.DOCUMENT:
         return DocumentRunner(spec, model, write, lock)
-    kind = FaceRunner if spec.reads is Reads.FACES else ImageRunner
-    return kind(spec, model, write, pool, lock)
+    if spec.reads is Reads.VIDEO:
+        return VideoRunner(spec, model, write, pool, lock)
+    if spec.reads is Reads.FACES:
+        return FaceRunner(spec, model, write, pool, lock)
+    write_frames = getattr(writers, spec.frame_writer) if spec.frame_writer else None
+    return ImageRunner(spec, model, write, pool, lock, write_frames)
 
 
 def register_space(conn: psycopg.Connection, runner: Runner, *, reset: bool) -> None:

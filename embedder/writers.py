@@ -66,26 +66,33 @@ def write_captions(conn: psycopg.Connection, model: str, done: Done) -> None:
 
 def write_tags(conn: psycopg.Connection, model: str, done: Done) -> None:
     """done: (task, ([Tag], scale)); the segments stage's tags stay (write_segments)."""
+    _replace_tags(
+        conn,
+        model,
+        _asset_ids(done),
+        [
+            (task.asset_id, tag, _scaled(tag.box, scale))
+            for task, (tags, scale) in done
+            for tag in tags
+        ],
+    )
+
+
+def _replace_tags(
+    conn: psycopg.Connection, model: str, asset_ids: list[int], rows: list[tuple[int, Any, Any]]
+) -> None:
+    """rows: (asset id, Tag, box or None) replace the model's tags of those assets."""
     conn.execute(
         f"""DELETE FROM semsql.tags
             WHERE asset_id = ANY (%s) AND source NOT IN ('user', '{SEGMENTATION_SOURCE}')""",
-        [_asset_ids(done)],
+        [asset_ids],
     )
     with conn.cursor().copy(
         "COPY semsql.tags (asset_id, label, confidence, box, source) FROM STDIN"
     ) as copy:
-        for task, (tags, scale) in done:
-            for tag in tags:
-                if tag.label.strip():
-                    copy.write_row(
-                        (
-                            task.asset_id,
-                            tag.label.strip(),
-                            _unit(tag.confidence),
-                            _scaled(tag.box, scale),
-                            model,
-                        )
-                    )
+        for asset_id, tag, box in rows:
+            if tag.label.strip():
+                copy.write_row((asset_id, tag.label.strip(), _unit(tag.confidence), box, model))
 
 
 def write_segments(conn: psycopg.Connection, model: str, done: Done) -> None:
@@ -174,6 +181,104 @@ def write_content_hashes(conn: psycopg.Connection, model: str, done: Done) -> No
            ORDER BY r.asset_id, r.view, r.turn""",
         [model, *([row[i] for row in rows] for i in range(5))],
     )
+
+
+def write_frames(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, [frames.FrameRow]); replaces the videos' frames, and with them every fact
+    found on the old ones (faces, frame vectors: ON DELETE CASCADE)."""
+    conn.execute("DELETE FROM semsql.frames WHERE asset_id = ANY (%s)", [_asset_ids(done)])
+    with conn.cursor().copy(
+        "COPY semsql.frames (asset_id, at_ms, scene_cut, width, height, jpeg, model) FROM STDIN"
+    ) as copy:
+        for task, rows in done:
+            for row in rows:
+                copy.write_row(
+                    (
+                        task.asset_id,
+                        row.at_ms,
+                        row.scene_cut,
+                        row.width,
+                        row.height,
+                        row.jpeg,
+                        model,
+                    )
+                )
+
+
+def _frame_pairs(done: Done) -> list[tuple[Task, int, Any, float]]:
+    """(task, frame id, output, scale) for each frame of the videos' FrameResults."""
+    return [
+        (task, frame_id, out, scale) for task, found in done for frame_id, (out, scale) in found
+    ]
+
+
+def write_frame_vectors(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, FrameResults of vectors): the videos' frame vectors in the image space."""
+    conn.execute("DELETE FROM semsql.frame_vectors WHERE asset_id = ANY (%s)", [_asset_ids(done)])
+    rows = _frame_pairs(done)
+    conn.execute(
+        """INSERT INTO semsql.frame_vectors (frame_id, asset_id, model, embedding)
+           SELECT r.frame_id, r.asset_id, %s, r.embedding
+           FROM unnest(%s::bigint[], %s::bigint[], %b::vector[]) AS r(frame_id, asset_id, embedding)
+           ORDER BY r.asset_id""",
+        [
+            model,
+            [frame_id for _, frame_id, _, _ in rows],
+            [task.asset_id for task, _, _, _ in rows],
+            [_vector(vector) for _, _, vector, _ in rows],
+        ],
+    )
+
+
+def write_frame_faces(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, FrameResults of [DetectedFace]); boxes in the frame's pixels."""
+    conn.execute("DELETE FROM semsql.faces WHERE asset_id = ANY (%s)", [_asset_ids(done)])
+    with conn.cursor().copy(
+        "COPY semsql.faces (asset_id, frame_id, box, confidence, detector) FROM STDIN"
+    ) as copy:
+        for task, frame_id, faces, scale in _frame_pairs(done):
+            for face in faces:
+                copy.write_row(
+                    (
+                        task.asset_id,
+                        frame_id,
+                        _scaled(face.box, scale),
+                        _unit(face.confidence),
+                        model,
+                    )
+                )
+
+
+def write_frame_captions(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, FrameResults of captions): each frame's caption, and the video's caption,
+    its frames' different captions in time order."""
+    rows = _frame_pairs(done)
+    conn.execute(
+        """UPDATE semsql.frames f SET caption = nullif(btrim(r.caption), '')
+           FROM unnest(%s::bigint[], %s::text[]) AS r(id, caption) WHERE f.id = r.id""",
+        [[frame_id for _, frame_id, _, _ in rows], [text or "" for _, _, text, _ in rows]],
+    )
+    joined = []
+    for task, found in done:
+        texts = [text.strip() for _, (text, _) in found if text and text.strip()]
+        joined.append((task, ("; ".join(dict.fromkeys(texts)), 1.0)))
+    write_captions(conn, model, joined)
+
+
+def write_frame_tags(conn: psycopg.Connection, model: str, done: Done) -> None:
+    """done: (task, FrameResults of [Tag]): the video's tags, each label once with its best
+    confidence over the frames (a box is of one frame: none is kept)."""
+    merged = []
+    for task, found in done:
+        best: dict[str, Any] = {}
+        for _, (tags, _) in found:
+            for tag in tags:
+                label = tag.label.strip()
+                if label and (label not in best or tag.confidence > best[label].confidence):
+                    best[label] = tag
+        merged.append((task, list(best.values())))
+    rows = [(task.asset_id, tag, None) for task, tags in merged for tag in tags]
+    _replace_tags(conn, model, _asset_ids(done), rows)
 
 
 def write_text_vectors(conn: psycopg.Connection, model: str, done: Done) -> None:

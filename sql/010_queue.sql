@@ -32,9 +32,10 @@ BEGIN
         DELETE FROM faces WHERE asset_id = NEW.id;
         DELETE FROM embeddings WHERE asset_id = NEW.id;
         DELETE FROM content_hashes WHERE asset_id = NEW.id;
+        DELETE FROM frames WHERE asset_id = NEW.id;  -- their faces and vectors with them
     END IF;
     INSERT INTO tasks (asset_id, stage)
-    SELECT NEW.id, name FROM stages WHERE enabled
+    SELECT NEW.id, name FROM stages WHERE enabled AND NEW.media_type = ANY (media_types)
     ON CONFLICT (asset_id, stage) DO UPDATE
         SET status = 'pending', attempts = 0, lost_leases = 0, last_error = NULL,
             next_attempt_at = now(),
@@ -49,7 +50,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.enqueue_asset_tasks() IS
-    'Trigger: queues one task per enabled stage for a new or changed asset and wakes the workers.';
+    'Trigger: queues one task per enabled stage of its media type for a new or changed asset '
+    'and wakes the workers.';
 
 CREATE OR REPLACE TRIGGER assets_before_change
     BEFORE INSERT OR UPDATE ON semsql.assets
@@ -69,11 +71,11 @@ BEGIN
     -- Nothing to change (every init but the first of a release): no row is touched, so an init
     -- does not wait for the transactions that queue tasks (their foreign keys lock these rows).
     IF (SELECT array_agg(ROW(r.name, r.position, r.depends_on, r.description, r.reads,
-                             r.vector_space) ORDER BY r.position)
+                             r.vector_space, r.media_types) ORDER BY r.position)
         FROM jsonb_populate_recordset(NULL::semsql.stages, p_stages) AS r)
        IS NOT DISTINCT FROM
        (SELECT array_agg(ROW(s.name, s.position, s.depends_on, s.description, s.reads,
-                             s.vector_space) ORDER BY s.position)
+                             s.vector_space, s.media_types) ORDER BY s.position)
         FROM semsql.stages s WHERE NOT s.retired) THEN
         RETURN;
     END IF;
@@ -83,14 +85,15 @@ BEGIN
     -- new ones (a release may give a space to a stage of another name).
     UPDATE semsql.stages SET position = -position, vector_space = NULL WHERE position > 0;
     INSERT INTO semsql.stages AS s (name, position, depends_on, description, reads, vector_space,
-                                    enabled)
+                                    media_types, enabled)
     SELECT r.name, r.position, r.depends_on, r.description, r.reads, r.vector_space,
+           coalesce(r.media_types, '{image,video}'),
            coalesce(r.enabled, true)  -- a stage declared off by default starts disabled
     FROM jsonb_populate_recordset(NULL::semsql.stages, p_stages) AS r
     ON CONFLICT (name) DO UPDATE
         SET position = excluded.position, depends_on = excluded.depends_on,
             description = excluded.description, reads = excluded.reads,
-            vector_space = excluded.vector_space,
+            vector_space = excluded.vector_space, media_types = excluded.media_types,
             -- declared again after a release retired it (an older init ran): enabled again
             enabled = s.enabled OR s.retired, retired = false;
     -- A stage this release does not declare keeps its rows and tasks but gets no new ones; it
@@ -109,7 +112,7 @@ END
 $$;
 COMMENT ON FUNCTION semsql.write_stages(jsonb) IS
     'Called by every `semsql init`: makes semsql.stages say what semsql/stages.py declares '
-    '(an array of {name, position, depends_on, description, reads, vector_space}); whether a '
+    '(an array of {name, position, depends_on, description, reads, vector_space, media_types}); whether a '
     'declared stage is enabled stays as it was (one that an earlier init retired is enabled '
     'again; a new one is enabled unless its "enabled" says false), and an undeclared one is '
     'disabled and marked retired. A stage new to the database, if enabled, is queued for every '
@@ -124,7 +127,8 @@ DECLARE
 BEGIN
     WITH inserted AS (
         INSERT INTO tasks (asset_id, stage)
-        SELECT a.id, s.stage FROM assets a CROSS JOIN unnest(p_stages) AS s (stage)
+        SELECT a.id, s.name FROM assets a
+        JOIN stages s ON s.name = ANY (p_stages) AND a.media_type = ANY (s.media_types)
         ON CONFLICT (asset_id, stage) DO NOTHING
         RETURNING asset_id)
     SELECT coalesce(array_agg(DISTINCT i.asset_id), '{}') INTO queued FROM inserted i;
@@ -136,7 +140,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.queue_for_stored_assets(text[]) IS
-    'Queues a task of each of p_stages for every stored asset that has none (a stage new to the '
+    'Queues a task of each of p_stages for every stored asset of its media types that has none (a stage new to the '
     'database, or one just enabled), sets those assets pending and wakes the workers; returns '
     'how many assets it queued.';
 

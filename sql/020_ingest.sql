@@ -55,9 +55,10 @@ CREATE OR REPLACE FUNCTION semsql.ingest_item(
 LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
--- One item of semsql.ingest_batch: a probed file {position, uri, root, sha256, mime, width,
--- height, bytes, taken_at, metadata, caption, tags, people, signature}, a failure {position, uri,
--- error_code, error} or a file not read {position, uri, skip_reason, detail}. A skipped item's
+-- One item of semsql.ingest_batch: a probed file {position, uri, root, sha256, media_type,
+-- duration_ms, mime, width, height, bytes, taken_at, metadata, caption, tags, people,
+-- signature}, a failure {position, uri, error_code, error} or a file not read {position, uri,
+-- skip_reason, detail}. A skipped item's
 -- reason is what the job counts it by: its skip_reason, 'duplicate' or 'unchanged'. Raises
 -- unique_violation when another transaction stored the same uri or content first
 -- (ingest_batch then runs the item again, and it sees that asset). A stored file keeps the
@@ -106,9 +107,10 @@ BEGIN
         detail := format('same content as asset %s (%s)', twin.id, twin.uri);
         reason := 'duplicate';
     ELSIF existing.id IS NULL THEN
-        INSERT INTO assets (collection, uri, root, sha256, mime, width, height, bytes,
-                            taken_at, metadata, job_id, file_signature)
+        INSERT INTO assets (collection, uri, root, sha256, media_type, duration_ms, mime,
+                            width, height, bytes, taken_at, metadata, job_id, file_signature)
         VALUES (p_collection, p_item->>'uri', p_item->>'root', p_item->>'sha256',
+                coalesce(p_item->>'media_type', 'image'), (p_item->>'duration_ms')::integer,
                 p_item->>'mime', (p_item->>'width')::integer, (p_item->>'height')::integer,
                 (p_item->>'bytes')::bigint, (p_item->>'taken_at')::timestamptz,
                 coalesce(p_item->'metadata', '{}'), p_job_id, v_signature)
@@ -119,6 +121,8 @@ BEGIN
         asset_id := existing.id;
         UPDATE assets
         SET sha256 = p_item->>'sha256', root = p_item->>'root', mime = p_item->>'mime',
+            media_type = coalesce(p_item->>'media_type', 'image'),
+            duration_ms = (p_item->>'duration_ms')::integer,
             width = (p_item->>'width')::integer, height = (p_item->>'height')::integer,
             bytes = (p_item->>'bytes')::bigint, taken_at = (p_item->>'taken_at')::timestamptz,
             metadata = coalesce(p_item->'metadata', '{}'), error = NULL, job_id = p_job_id,

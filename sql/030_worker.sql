@@ -550,6 +550,9 @@ BEGIN
         outcome := format('reset: %s vectors of other models deleted and queued again',
                           cardinality(dropped));
     END IF;
+    IF p_space = 'image' THEN
+        PERFORM register_frame_vectors(p_model, p_dims, p_reset);
+    END IF;
     -- Cached query vectors of another model are of no use to searches in this space.
     DELETE FROM query_embeddings q
     WHERE q.space = p_space AND q.model IS DISTINCT FROM p_model AND q.model IS NOT NULL;

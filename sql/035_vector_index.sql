@@ -183,3 +183,63 @@ FROM semsql.vector_spaces v;
 COMMENT ON VIEW semsql.vector_index_status IS
     'Per vector space, its HNSW index: ready, deferred (dropped while a backlog is written; '
     'searches scan exactly), building, or missing.';
+
+-- Video frames' vectors (semsql.frame_vectors) are in the image space too, with an HNSW index of
+-- their own on the same expression. It is not deferred: a video adds at most 120 vectors.
+
+CREATE OR REPLACE FUNCTION semsql.frame_index_sql(p_dims integer) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('CREATE INDEX frame_vectors_hnsw ON semsql.frame_vectors USING hnsw '
+                  '((embedding::halfvec(%s)) halfvec_cosine_ops)', p_dims);
+$$;
+COMMENT ON FUNCTION semsql.frame_index_sql(integer) IS
+    'The CREATE INDEX statement of the HNSW index of video frames'' image-space vectors.';
+
+CREATE OR REPLACE FUNCTION semsql.register_frame_vectors(
+    p_model text, p_dims integer, p_reset boolean
+) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+DECLARE
+    other record;
+    dropped bigint[];
+    definition text;
+BEGIN
+    SELECT f.model, vector_dims(f.embedding) AS dims, count(*) AS n INTO other
+    FROM frame_vectors f
+    WHERE f.model <> p_model OR vector_dims(f.embedding) <> p_dims
+    GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1;
+    IF FOUND AND NOT p_reset THEN
+        RAISE EXCEPTION 'the image space holds % video frame vectors of model % (% dimensions), not of % (% dimensions)',
+            other.n, other.model, other.dims, p_model, p_dims
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('run `semsql worker --reset-space image` to delete them and embed '
+                                'every asset again, or set SEMSQL_MODEL_CLIP=%s', other.model);
+    ELSIF FOUND THEN
+        DROP INDEX IF EXISTS semsql.frame_vectors_hnsw;
+        WITH gone AS (
+            DELETE FROM frame_vectors f
+            WHERE f.model <> p_model OR vector_dims(f.embedding) <> p_dims
+            RETURNING f.asset_id)
+        SELECT array_agg(DISTINCT asset_id) INTO dropped FROM gone;
+        PERFORM requeue_tasks(dropped, ARRAY[vector_space_stage('image')]);
+        RETURN;  -- the index is built by the next registration, once they are gone
+    END IF;
+    SELECT i.indexdef INTO definition FROM pg_indexes i
+    WHERE i.schemaname = 'semsql' AND i.indexname = 'frame_vectors_hnsw';
+    IF definition IS NOT NULL AND position(format('halfvec(%s)', p_dims) IN definition) = 0 THEN
+        DROP INDEX semsql.frame_vectors_hnsw;
+        definition := NULL;
+    END IF;
+    IF definition IS NULL THEN
+        EXECUTE frame_index_sql(p_dims);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION semsql.register_frame_vectors(text, integer, boolean) IS
+    'The image space''s registration, for video frames: refuses frame vectors of another model '
+    'unless p_reset deletes them (and queues their videos again), and builds the frames'' HNSW '
+    'index for p_dims (register_vector_space calls it).';

@@ -316,6 +316,13 @@ BEGIN
     WHERE d.asset_id = e.asset_id AND e.asset_id = ANY (p_asset_ids)
       AND (e.collection, e.taken_at, e.tags, e.emotions, e.people)
           IS DISTINCT FROM (d.collection, d.taken_at, d.tags, d.emotions, d.people);
+    UPDATE frame_vectors e
+    SET collection = d.collection, taken_at = d.taken_at, tags = d.tags, emotions = d.emotions,
+        people = d.people
+    FROM search_documents d
+    WHERE d.asset_id = e.asset_id AND e.asset_id = ANY (p_asset_ids)
+      AND (e.collection, e.taken_at, e.tags, e.emotions, e.people)
+          IS DISTINCT FROM (d.collection, d.taken_at, d.tags, d.emotions, d.people);
     FOR due_stage IN SELECT DISTINCT u.stage FROM unnest(due_stages) AS u(stage) LOOP
         PERFORM requeue_tasks(ARRAY(SELECT u.asset_id FROM unnest(due_stages, due_assets)
                                                          AS u(stage, asset_id)
@@ -365,10 +372,15 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.embeddings_copy_filters() IS
-    'Trigger: a new vector gets the filters of its asset''s search document.';
+    'Trigger: a new vector (of semsql.embeddings or semsql.frame_vectors) gets the filters of '
+    'its asset''s search document.';
 
 CREATE OR REPLACE TRIGGER embeddings_copy_filters
     BEFORE INSERT ON semsql.embeddings
+    FOR EACH ROW EXECUTE FUNCTION semsql.embeddings_copy_filters();
+
+CREATE OR REPLACE TRIGGER frame_vectors_copy_filters
+    BEFORE INSERT ON semsql.frame_vectors
     FOR EACH ROW EXECUTE FUNCTION semsql.embeddings_copy_filters();
 
 -- Fact triggers: they only mark assets stale ---------------------------------------------------

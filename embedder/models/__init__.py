@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .stages.emotion import EmotionStage
     from .stages.face_vectors import FaceVectorStage
     from .stages.faces import FaceDetector
+    from .stages.frames import FrameSampler
     from .stages.segments import SegmentStage
     from .stages.tags import TagStage
     from .stages.text import TextEncoderStage
@@ -156,6 +157,14 @@ def load_stage(
     dtype: torch.dtype | None = ...,
     **options: Any,
 ) -> ContentHasher: ...
+@overload
+def load_stage(
+    stage: Literal["frames"],
+    model: str,
+    device: Device = ...,
+    dtype: torch.dtype | None = ...,
+    **options: Any,
+) -> FrameSampler: ...
 @overload
 def load_stage(
     stage: Literal["text"],

@@ -108,8 +108,8 @@ def locate(stage: str, model: str | None, configured: bool = False) -> Location:
         found = _locate_mtcnn(model)
     elif stage == "face_vectors":
         found = _locate_face_vectors(model)
-    elif stage == "content":
-        found = _locate_content_hash(model)
+    elif stage in ("content", "frames"):
+        found = _locate_builtin(stage, model)
     else:
         found = _locate_pretrained(stage, model)
     kind, path, present, note, fix = found
@@ -132,10 +132,25 @@ def _locate_mtcnn(model: str) -> Found:
     return ("packaged", str(data), present, "ships in the facenet-pytorch package", None)
 
 
-def _locate_content_hash(model: str) -> Found:
-    name = registry.stage("content").default_model
+def _locate_builtin(stage: str, model: str) -> Found:
+    """The content hash and the frame sampler: semsql's own code, no weights."""
+    name = registry.stage(stage).default_model
     if model.strip().lower() != name:
-        return ("unsupported", None, False, f"the only content hash is {name}", _off_or(name))
+        return (
+            "unsupported",
+            None,
+            False,
+            f"the only {stage} model is {name}",
+            _off_or(name, stage),
+        )
+    if stage == "frames" and importlib.util.find_spec("av") is None:
+        return (
+            "builtin",
+            None,
+            False,
+            "needs PyAV, the video extra",
+            "pip install 'semsql[video]'",
+        )
     return ("builtin", None, True, "computed by semsql itself, no weights", None)
 
 

@@ -1,0 +1,179 @@
+"""Videos from ingest through the worker: probed with their own errors, frames sampled once and
+read by every image stage, facts linked to their frames, all gone with the video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+import skimage.data
+from click.testing import CliRunner
+from PIL import Image
+
+from semsql.cli.main import cli
+from semsql.embedder.worker import Worker, WorkerOptions
+from semsql.testing_video import Part, write_audio_only, write_video
+
+pytest.importorskip("av")
+
+ASTRONAUT = Image.fromarray(skimage.data.astronaut())
+CHELSEA = Image.fromarray(skimage.data.chelsea())
+STAGE_OPTIONS = {"tags": {"threshold": 0.0, "max_tags": 5}}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A folder of good and bad videos and one picture."""
+    folder = tmp_path_factory.mktemp("library")
+    parts = [Part(3, ASTRONAUT), Part(3, CHELSEA), Part(2, None)]
+    paths = {
+        "video": write_video(folder / "astronaut_then_cat.mp4", parts, size=(640, 480)),
+        "webm": write_video(folder / "cat.webm", [Part(2, CHELSEA)], codec="libvpx-vp9"),
+        "picture": folder / "astronaut.jpg",
+        "empty": folder / "empty.mov",
+        "notes": folder / "notes.mp4",
+        "truncated": folder / "truncated.mp4",
+        "audio": folder / "voice.mp4",
+    }
+    ASTRONAUT.save(paths["picture"])
+    paths["empty"].write_bytes(b"")
+    paths["notes"].write_text("shopping list: milk, eggs\n")
+    whole = paths["video"].read_bytes()
+    paths["truncated"].write_bytes(whole[: len(whole) // 2])
+    write_audio_only(paths["audio"])
+    return paths
+
+
+def ingest(*args: str) -> dict:
+    import json
+
+    result = CliRunner().invoke(cli, ["ingest", *args, "--json"])
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.output)
+
+
+def rows(conn: psycopg.Connection, query: str, *params) -> list[tuple]:
+    return conn.execute(query, list(params)).fetchall()
+
+
+def run_worker(url: str, models: dict[str, str | None]) -> None:
+    options = WorkerOptions(until_idle=True, poll_interval=0.2, stage_options=STAGE_OPTIONS)
+    Worker(url, options, models=models).run()
+
+
+def test_bad_videos_fail_each_with_its_own_error_and_the_rest_are_stored(
+    db, semsql_env, library
+) -> None:
+    summary = ingest(str(library["video"].parent))
+    errors = {Path(e["uri"]).name: e["code"] for e in summary["errors"]}
+    assert errors == {
+        "empty.mov": "empty",
+        "notes.mp4": "not_an_image",
+        "truncated.mp4": "truncated",
+        "voice.mp4": "no_video_stream",
+    }
+    assert summary["new"] == 3
+    video = rows(
+        db,
+        """SELECT media_type, duration_ms, mime, width, height, metadata->'video'
+           FROM semsql.assets WHERE uri LIKE '%%astronaut_then_cat.mp4'""",
+    )
+    assert video == [
+        (
+            "video",
+            8000,
+            "video/mp4",
+            640,
+            480,
+            {"codec": "h264", "frame_rate": 25.0, "rotation": 0, "container": video[0][5]["container"]},
+        )
+    ]
+    assert rows(db, "SELECT mime FROM semsql.assets WHERE uri LIKE '%%.webm'") == [("video/webm",)]
+    # A video gets the frames stage and the image stages, not the content hash; a picture the
+    # other way round.
+    stages = dict(
+        rows(
+            db,
+            """SELECT a.media_type, array_agg(t.stage ORDER BY t.stage)
+               FROM semsql.tasks t JOIN semsql.assets a ON a.id = t.asset_id
+               WHERE a.uri NOT LIKE '%%.webm' GROUP BY 1""",
+        )
+    )
+    assert "frames" in stages["video"] and "content" not in stages["video"]
+    assert "frames" not in stages["image"] and "content" in stages["image"]
+
+
+def test_a_video_over_the_duration_limit_fails_alone(db, semsql_env, library) -> None:
+    summary = ingest(str(library["video"]), str(library["picture"]), "--max-duration", "5")
+    assert [e["code"] for e in summary["errors"]] == ["too_long"]
+    assert "over --max-duration 5 s" in summary["errors"][0]["error"]
+    assert summary["new"] == 1
+
+
+def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
+    db, semsql_env, library, tiny_models
+) -> None:
+    ingest(str(library["video"]), str(library["picture"]))
+    run_worker(semsql_env, tiny_models)
+    assert rows(db, "SELECT DISTINCT status FROM semsql.tasks") == [("done",)]
+    assert rows(db, "SELECT DISTINCT status FROM semsql.assets") == [("ready",)]
+    (video_id,) = rows(db, "SELECT id FROM semsql.assets WHERE media_type = 'video'")[0]
+
+    frames = rows(
+        db,
+        "SELECT id, at_ms, scene_cut, width, height FROM semsql.frames WHERE asset_id = %s "
+        "ORDER BY at_ms",
+        video_id,
+    )
+    # Every 2 s, the cut at 3 s; nothing from the black 6 s to 8 s.
+    assert [(at, cut) for _, at, cut, _, _ in frames] == [
+        (0, False),
+        (2000, False),
+        (3000, True),
+        (5000, False),
+    ]
+    assert {(w, h) for *_, w, h in frames} == {(640, 480)}
+    frame_at = {frame_id: at for frame_id, at, *_ in frames}
+
+    # A CLIP vector per frame, none for the video itself.
+    vectors = rows(
+        db, "SELECT frame_id, vector_dims(embedding) FROM semsql.frame_vectors WHERE asset_id = %s",
+        video_id,
+    )
+    assert sorted(frame_id for frame_id, _ in vectors) == sorted(frame_at)
+    assert rows(
+        db, "SELECT count(*) FROM semsql.embeddings WHERE asset_id = %s AND space = 'image'",
+        video_id,
+    ) == [(0,)]
+
+    # The real MTCNN finds the astronaut's face in the frames of her part only.
+    faces = rows(
+        db,
+        """SELECT frame_id, box, embedding IS NOT NULL, emotion IS NOT NULL
+           FROM semsql.faces WHERE asset_id = %s""",
+        video_id,
+    )
+    assert faces, "no face found in the video"
+    assert {frame_at[frame_id] for frame_id, *_ in faces} <= {0, 2000}
+    assert all(vector and emotion for _, _, vector, emotion in faces)
+    assert all(0 <= box[0] < box[2] <= 640 and 0 <= box[1] < box[3] <= 480 for _, box, *_ in faces)
+
+    # Captions per frame, gathered onto the video; tags gathered, one per label.
+    captions = rows(db, "SELECT caption FROM semsql.frames WHERE asset_id = %s", video_id)
+    assert all(caption for (caption,) in captions)
+    assert rows(db, "SELECT count(*) FROM semsql.captions WHERE asset_id = %s", video_id) == [(1,)]
+    labels = rows(
+        db, "SELECT label, count(*) FROM semsql.tags WHERE asset_id = %s GROUP BY 1", video_id
+    )
+    assert labels and all(n == 1 for _, n in labels)
+    assert rows(db, "SELECT count(*) FROM semsql.embeddings WHERE asset_id = %s", video_id) == [
+        (1,)
+    ]  # the text vector of its document
+
+    # Deleting the video deletes its frames and every fact on them.
+    db.execute("DELETE FROM semsql.assets WHERE id = %s", [video_id])
+    for table in ("frames", "frame_vectors", "faces", "tasks", "captions", "tags"):
+        assert rows(db, f"SELECT count(*) FROM semsql.{table} WHERE asset_id = %s", video_id) == [
+            (0,)
+        ], table
