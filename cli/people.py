@@ -410,4 +410,5 @@ def find_face(
         click.echo("no stored face is like it")
     for hit in hits:
         who = f"  {hit.person}" if hit.person else ""
-        click.echo(f"{hit.similarity:.3f}  {hit.uri}  face {hit.face_id}{who}")
+        at = f" at {hit.best_at}" if hit.best_at is not None else ""
+        click.echo(f"{hit.similarity:.3f}  {hit.uri}{at}  face {hit.face_id}{who}")

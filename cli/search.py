@@ -418,8 +418,13 @@ def format_table(hits: list[SearchHit]) -> str:
         head = f"{hit.rank:>3} {score:>6} {hit.asset_id:>7}  {','.join(hit.matched_by):<20} "
         room = max(20, width - len(head))
         lines.append(head + _clip(text, room))
-        lines.append(" " * len(head) + _clip(hit.uri, room))
+        lines.append(" " * len(head) + _clip(_where(hit), room))
     return "\n".join(lines)
+
+
+def _where(hit: SearchHit | SimilarHit) -> str:
+    """The uri, and for a video the moment that matched: `clip.mp4 @ 0:00:12`."""
+    return hit.uri if hit.best_at is None else f"{hit.uri} @ {hit.best_at}"
 
 
 def format_similar_table(hits: list[SimilarHit]) -> str:
@@ -432,7 +437,7 @@ def format_similar_table(hits: list[SimilarHit]) -> str:
         head = f"{hit.rank:>3} {score:>6} {hit.asset_id:>7}  {hit.matched_by:<9} {bits:>4}  "
         room = max(20, width - len(head))
         lines.append(head + _clip(text, room))
-        lines.append(" " * len(head) + _clip(hit.uri, room))
+        lines.append(" " * len(head) + _clip(_where(hit), room))
     return "\n".join(lines)
 
 

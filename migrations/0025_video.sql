@@ -61,3 +61,9 @@ CREATE INDEX frame_vectors_asset ON semsql.frame_vectors (asset_id);
 COMMENT ON TABLE semsql.frame_vectors IS
     'The image-space (CLIP) vector of each video frame, with copies of its asset''s filters; '
     'searches in the image space scan these beside semsql.embeddings.';
+
+-- Search results say what each asset is and, for a video, its best moment: the time of the
+-- frame most like the query (semsql.best_moment).
+ALTER TYPE semsql.search_result ADD ATTRIBUTE media_type text, ADD ATTRIBUTE best_at interval;
+ALTER TYPE semsql.similar_result ADD ATTRIBUTE media_type text, ADD ATTRIBUTE best_at interval;
+DROP FUNCTION IF EXISTS semsql.assets_with_face(vector, integer, text, double precision);

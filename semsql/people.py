@@ -15,6 +15,7 @@ import functools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -280,9 +281,13 @@ class FaceHit:
     similarity: float
     person_id: int | None
     person: str | None
+    best_at: timedelta | None = None
+    """For a video: when the face is seen (the time of its frame)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        found = dict(self.__dict__)
+        found["best_at"] = None if self.best_at is None else self.best_at.total_seconds()
+        return found
 
 
 def find_face(
@@ -311,7 +316,7 @@ def assets_with_face(
 ) -> list[FaceHit]:
     cursor = conn.cursor(row_factory=class_row(FaceHit))
     return cursor.execute(
-        """SELECT asset_id, uri, face_id, box, similarity, person_id, person
+        """SELECT asset_id, uri, face_id, box, similarity, person_id, person, best_at
            FROM semsql.assets_with_face(%b, %s, %s, %s)""",
         [vector, k, model, min_similarity],
     ).fetchall()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -139,6 +139,9 @@ class SearchHit:
     exclude_score: float | None
     taken_at: datetime | None
     rank: int
+    media_type: str = "image"
+    best_at: timedelta | None = None
+    """For a video: the time of its frame most like the query."""
 
 
 @dataclass
@@ -282,6 +285,8 @@ class SimilarHit:
     text_score: float | None
     taken_at: datetime | None
     rank: int
+    media_type: str = "image"
+    best_at: timedelta | None = None
 
 
 @dataclass(frozen=True)

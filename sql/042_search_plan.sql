@@ -43,19 +43,32 @@ SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- The ORDER BY expression and the space predicate are those of the space's HNSW index
     -- (semsql.register_vector_space). p_conditions test the filter columns of e itself, inside
-    -- the index scan, so that iterative scans go on until enough rows pass them.
-    SELECT format(
-        'SELECT coalesce(array_agg(n.asset_id ORDER BY n.distance), ''{}''), '
-        'coalesce(array_agg(1 - n.distance ORDER BY n.distance), ''{}'') FROM ('
-        'SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> %2$s::halfvec(%1$s) AS distance '
-        'FROM semsql.embeddings e '
-        'WHERE e.space = %3$L AND e.asset_id IS DISTINCT FROM ($1).like_asset%4$s '
-        'ORDER BY e.embedding::halfvec(%1$s) <=> %2$s::halfvec(%1$s) LIMIT ($1).row_limit) AS n',
-        p_dims, CASE p_space WHEN 'text' THEN '($1).text_vector' ELSE '($1).image_vector' END,
-        p_space, ' AND ' || p_conditions);
+    -- the index scan, so that iterative scans go on until enough rows pass them. In the image
+    -- space, video frames are scanned too (their own index, the same expression): a video's
+    -- nearest frame stands for it, and its frames are scanned 3 deep (several frames of one
+    -- video are often among the nearest).
+    WITH scan AS (
+        SELECT format(
+            'SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> %2$s::halfvec(%1$s) AS distance '
+            'FROM semsql.%5$I e '
+            'WHERE %3$s e.asset_id IS DISTINCT FROM ($1).like_asset%4$s '
+            'ORDER BY e.embedding::halfvec(%1$s) <=> %2$s::halfvec(%1$s) LIMIT %6$s',
+            p_dims, CASE p_space WHEN 'text' THEN '($1).text_vector' ELSE '($1).image_vector' END,
+            CASE WHEN t.name = 'embeddings' THEN format('e.space = %L AND', p_space) ELSE '' END,
+            ' AND ' || p_conditions, t.name,
+            CASE WHEN t.name = 'embeddings' THEN '($1).row_limit' ELSE '3 * ($1).row_limit' END)
+            AS statement
+        FROM (VALUES (1, 'embeddings'), (2, 'frame_vectors')) AS t(n, name)
+        WHERE t.name = 'embeddings' OR p_space = 'image')
+    SELECT 'SELECT coalesce(array_agg(n.asset_id ORDER BY n.distance), ''{}''), '
+           'coalesce(array_agg(1 - n.distance ORDER BY n.distance), ''{}'') FROM ('
+           'SELECT u.asset_id, min(u.distance) AS distance FROM ('
+           || (SELECT string_agg('(' || statement || ')', ' UNION ALL ') FROM scan)
+           || ') AS u GROUP BY u.asset_id ORDER BY 2 LIMIT ($1).row_limit) AS n';
 $$;
 COMMENT ON FUNCTION semsql.nearest_sql(text, integer, text) IS
-    'The statement that returns the asset ids nearest to the query vector of a space through its HNSW index, '
+    'The statement that returns the asset ids nearest to the query vector of a space through its HNSW index '
+    '(and, in the image space, video frames through theirs: a video by its nearest frame), '
     'under filter conditions on e (semsql.filter_conditions), and their similarities.';
 
 CREATE OR REPLACE FUNCTION semsql.effective_floor(p_floor real, p_ratio real, p_best double precision)
@@ -72,6 +85,23 @@ COMMENT ON FUNCTION semsql.effective_floor(real, real, double precision) IS
     'The least similarity at which a vector matches a search (search_args.text_floor or '
     'image_floor, p_floor), lowered to p_ratio times the best similarity (p_best) of the space '
     'when that best passes the floor: an asset nearly as similar as a match matches too.';
+
+CREATE OR REPLACE FUNCTION semsql.best_moment(p_asset semsql.assets, p_image_vector halfvec)
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    -- Only for the rows shown: an exact scan of one video's frames (120 at most).
+    SELECT make_interval(secs => fr.at_ms / 1000.0)
+    FROM frame_vectors f JOIN frames fr ON fr.id = f.frame_id
+    WHERE p_asset.media_type = 'video' AND p_image_vector IS NOT NULL
+      AND f.asset_id = p_asset.id
+    ORDER BY f.embedding <=> p_image_vector, fr.at_ms
+    LIMIT 1;
+$$;
+COMMENT ON FUNCTION semsql.best_moment(semsql.assets, halfvec) IS
+    'For a video: the time of its frame most like the image-space query vector (NULL for an '
+    'image, or without an image-space vector).';
 
 CREATE OR REPLACE FUNCTION semsql.rank_pool(
     p_args semsql.search_args, p_pool bigint[],
@@ -112,7 +142,13 @@ BEGIN
         SELECT e.asset_id, 1 - (e.embedding <=> p_args.image_vector)
         FROM embeddings e
         WHERE p_args.image_vector IS NOT NULL AND e.space = 'image'
-          AND e.asset_id = ANY (ARRAY(SELECT unnest(p_pool) EXCEPT SELECT unnest(p_image_hits)))),
+          AND e.asset_id = ANY (ARRAY(SELECT unnest(p_pool) EXCEPT SELECT unnest(p_image_hits)))
+        UNION ALL
+        SELECT f.asset_id, max(1 - (f.embedding <=> p_args.image_vector))  -- a video's best frame
+        FROM frame_vectors f
+        WHERE p_args.image_vector IS NOT NULL
+          AND f.asset_id = ANY (ARRAY(SELECT unnest(p_pool) EXCEPT SELECT unnest(p_image_hits)))
+        GROUP BY f.asset_id),
     exclusion AS MATERIALIZED (
         SELECT e.asset_id,
                max(1 - (e.embedding <=> CASE e.space WHEN 'text' THEN p_args.exclude_text_vector
@@ -123,7 +159,12 @@ BEGIN
           AND e.asset_id = ANY (p_pool)
           AND (e.space = 'text' AND p_args.exclude_text_vector IS NOT NULL
                OR e.space = 'image' AND p_args.exclude_image_vector IS NOT NULL)
-        GROUP BY e.asset_id),
+        GROUP BY e.asset_id
+        UNION ALL
+        SELECT f.asset_id, max(1 - (f.embedding <=> p_args.exclude_image_vector))
+        FROM frame_vectors f
+        WHERE p_args.exclude_image_vector IS NOT NULL AND f.asset_id = ANY (p_pool)
+        GROUP BY f.asset_id),
     library AS MATERIALIZED (
         -- How many documents there are: the planner's count, else (a library never analysed,
         -- or small) a count of up to 10,000 of them.
@@ -203,7 +244,8 @@ BEGIN
         FROM pool
         LEFT JOIN text_scores t ON t.asset_id = pool.asset_id
         LEFT JOIN image_scores i ON i.asset_id = pool.asset_id
-        LEFT JOIN exclusion x ON x.asset_id = pool.asset_id
+        LEFT JOIN (SELECT x.asset_id, max(x.score) AS score FROM exclusion x GROUP BY 1) AS x
+            ON x.asset_id = pool.asset_id
         LEFT JOIN document_scores ds ON ds.asset_id = pool.asset_id),
     scored AS (
         SELECT s.*,
@@ -251,8 +293,9 @@ BEGIN
     best AS (SELECT max(t.score) AS best FROM top t)
     SELECT c.asset_id, d.uri, c.score, d.caption, d.labels, d.emotions, d.people_names,
            c.matched_by, c.image_score, c.text_score, c.keyword_score, c.exclude_score, d.taken_at,
-           c.rank
+           c.rank, a.media_type, best_moment(a, p_args.image_vector)
     FROM top c CROSS JOIN best f JOIN search_documents d ON d.asset_id = c.asset_id
+    JOIN assets a ON a.id = c.asset_id
     WHERE (p_args.min_score IS NULL OR c.score >= p_args.min_score)
       AND (p_args.relative_cut IS NULL OR f.best IS NULL OR f.best <= 0
            OR c.score >= p_args.relative_cut * f.best)
@@ -282,11 +325,13 @@ BEGIN
            CASE WHEN h.similarity IS NOT NULL THEN ARRAY[p_space] ELSE '{}' END,
            CASE WHEN p_space = 'image' THEN h.similarity::real END,
            CASE WHEN p_space = 'text' THEN h.similarity::real END,
-           NULL::real, NULL::real, d.taken_at, h.n::integer
+           NULL::real, NULL::real, d.taken_at, h.n::integer,
+           a.media_type, best_moment(a, p_args.image_vector)
     FROM unnest(p_hits[1:p_args.k + p_args."offset"],
                 p_similarities[1:p_args.k + p_args."offset"])
          WITH ORDINALITY AS h(asset_id, similarity, n)
     JOIN search_documents d ON d.asset_id = h.asset_id
+    JOIN assets a ON a.id = h.asset_id
     -- The cuts compare the scores as shown (real), so that a score passed back as min_score keeps its row.
     -- Of a search by query text, only the hits at least as similar as a match (p_args).
     WHERE (NOT coalesce(p_args.matched_only, false)
@@ -316,19 +361,26 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- p_conditions: the filters on e (semsql.filter_conditions), or NULL for every vector of
-    -- the space. The values are fields of $1 (semsql.search_args).
+    -- the space. The values are fields of $1 (semsql.search_args). Video frames are vectors of
+    -- the image space: a video's most similar frame stands for it.
     SELECT format(
         'SELECT coalesce(array_agg(n.asset_id ORDER BY n.similarity DESC, n.asset_id), ''{}''), '
         'coalesce(array_agg(n.similarity ORDER BY n.similarity DESC, n.asset_id), ''{}'') FROM ('
-        'SELECT e.asset_id, 1 - (e.embedding <=> %s::halfvec) AS similarity FROM semsql.embeddings e '
-        'WHERE e.space = %L AND e.asset_id IS DISTINCT FROM ($1).like_asset%s '
-        'ORDER BY 2 DESC, 1 LIMIT ($1).row_limit) AS n',
-        CASE p_space WHEN 'text' THEN '($1).text_vector' ELSE '($1).image_vector' END, p_space,
+        'SELECT e.asset_id, max(1 - (e.embedding <=> %1$s::halfvec)) AS similarity FROM (%2$s) e '
+        'WHERE e.asset_id IS DISTINCT FROM ($1).like_asset%3$s '
+        'GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ($1).row_limit) AS n',
+        CASE p_space WHEN 'text' THEN '($1).text_vector' ELSE '($1).image_vector' END,
+        format('SELECT asset_id, embedding, collection, taken_at, tags, emotions, people '
+               'FROM semsql.embeddings WHERE space = %L', p_space)
+        || CASE WHEN p_space = 'image' THEN
+               ' UNION ALL SELECT asset_id, embedding, collection, taken_at, tags, emotions, '
+               'people FROM semsql.frame_vectors' ELSE '' END,
         ' AND ' || p_conditions);
 $$;
 COMMENT ON FUNCTION semsql.exact_nearest_sql(text, text) IS
     'The statement that returns the asset ids nearest to the query vector of a space by an exact scan '
-    'of the vectors that meet the conditions, and their similarities.';
+    'of the vectors that meet the conditions (in the image space, video frames too: a video by '
+    'its most similar frame), and their similarities.';
 
 CREATE OR REPLACE FUNCTION semsql.exact_scan_limit(p_candidates integer) RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE

@@ -771,7 +771,7 @@ CREATE OR REPLACE FUNCTION semsql.assets_with_face(
     p_embedding vector, p_k integer DEFAULT 20, p_model text DEFAULT NULL,
     p_min_similarity double precision DEFAULT NULL
 ) RETURNS TABLE (asset_id bigint, uri text, face_id bigint, box real[], similarity real,
-                 person_id bigint, person text)
+                 person_id bigint, person text, best_at interval)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
 SET hnsw.iterative_scan = strict_order
@@ -806,18 +806,20 @@ BEGIN
     END LOOP;
     RETURN QUERY
     SELECT f.asset_id, a.uri, f.id, f.box, face_match_confidence(f.embedding <=> p_embedding),
-           f.person_id, p.name
+           f.person_id, p.name, make_interval(secs => fr.at_ms / 1000.0)
     FROM unnest(best_faces) WITH ORDINALITY AS b(face_id, rank)
     JOIN faces f ON f.id = b.face_id
     JOIN assets a ON a.id = f.asset_id
     LEFT JOIN people p ON p.id = f.person_id
+    LEFT JOIN frames fr ON fr.id = f.frame_id
     ORDER BY b.rank;
 END
 $$;
 COMMENT ON FUNCTION semsql.assets_with_face(vector, integer, text, double precision) IS
     'Up to k assets showing a face like this vector, of model p_model (default: that of the '
     'nearest stored face), with similarity at least p_min_similarity (default the model''s match '
-    'threshold), best face first, one row per asset with its best face.';
+    'threshold), best face first, one row per asset with its best face (for a video, best_at: '
+    'the time of the frame it is in).';
 
 -- Clusters of unrecognised faces ---------------------------------------------------------------------
 

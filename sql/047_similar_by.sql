@@ -59,14 +59,14 @@ BEGIN
     RETURN QUERY
     WITH semantic AS (
         SELECT s.asset_id, s.ordinality::integer AS semantic_rank, s.score, s.image_score,
-               s.text_score
+               s.text_score, s.best_at
         FROM unnest(p_semantic) WITH ORDINALITY AS s),
     content AS (
         SELECT c.asset_id, c.i::integer AS content_rank, c.distance
         FROM unnest(p_content_ids, p_content_distances) WITH ORDINALITY AS c (asset_id, distance, i)),
     pool AS (
         SELECT coalesce(s.asset_id, c.asset_id) AS asset_id, s.semantic_rank, c.content_rank,
-               c.distance, s.score, s.image_score, s.text_score,
+               c.distance, s.score, s.image_score, s.text_score, s.best_at,
                CASE WHEN s.asset_id IS NOT NULL AND c.asset_id IS NOT NULL THEN 'both'
                     WHEN s.asset_id IS NOT NULL THEN 'semantic' ELSE 'content' END AS matched_by,
                -- the preferred list's rank, then the other's
@@ -121,8 +121,9 @@ BEGIN
     SELECT c.asset_id, d.uri,
            coalesce(c.score, (1 - c.distance / 256.0)::real), d.caption, d.labels, d.emotions,
            d.people_names, c.matched_by, c.distance, c.semantic_rank, c.content_rank,
-           c.image_score, c.text_score, d.taken_at, c.rank
+           c.image_score, c.text_score, d.taken_at, c.rank, a.media_type, c.best_at
     FROM chosen c JOIN search_documents d ON d.asset_id = c.asset_id
+    JOIN assets a ON a.id = c.asset_id
     ORDER BY c.rank;
 END
 $$;

@@ -86,7 +86,12 @@ def test_bad_videos_fail_each_with_its_own_error_and_the_rest_are_stored(
             "video/mp4",
             640,
             480,
-            {"codec": "h264", "frame_rate": 25.0, "rotation": 0, "container": video[0][5]["container"]},
+            {
+                "codec": "h264",
+                "frame_rate": 25.0,
+                "rotation": 0,
+                "container": video[0][5]["container"],
+            },
         )
     ]
     assert rows(db, "SELECT mime FROM semsql.assets WHERE uri LIKE '%%.webm'") == [("video/webm",)]
@@ -138,12 +143,14 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
 
     # A CLIP vector per frame, none for the video itself.
     vectors = rows(
-        db, "SELECT frame_id, vector_dims(embedding) FROM semsql.frame_vectors WHERE asset_id = %s",
+        db,
+        "SELECT frame_id, vector_dims(embedding) FROM semsql.frame_vectors WHERE asset_id = %s",
         video_id,
     )
     assert sorted(frame_id for frame_id, _ in vectors) == sorted(frame_at)
     assert rows(
-        db, "SELECT count(*) FROM semsql.embeddings WHERE asset_id = %s AND space = 'image'",
+        db,
+        "SELECT count(*) FROM semsql.embeddings WHERE asset_id = %s AND space = 'image'",
         video_id,
     ) == [(0,)]
 
@@ -170,6 +177,39 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
     assert rows(db, "SELECT count(*) FROM semsql.embeddings WHERE asset_id = %s", video_id) == [
         (1,)
     ]  # the text vector of its document
+
+    # Searches find the video by its best frame and say when that is.
+    (picture_id,) = rows(db, "SELECT id FROM semsql.assets WHERE media_type = 'image'")[0]
+    hits = rows(
+        db,
+        "SELECT asset_id, media_type, best_at, image_score FROM semsql.search(like_asset => %s)",
+        picture_id,
+    )
+    assert [(asset, kind) for asset, kind, _, _ in hits] == [(video_id, "video")]
+    best_at = hits[0][2]
+    assert best_at.total_seconds() * 1000 in frame_at.values()
+    best_frame = max(
+        rows(
+            db,
+            """SELECT 1 - (f.embedding <=> e.embedding), fr.at_ms FROM semsql.frame_vectors f
+               JOIN semsql.frames fr ON fr.id = f.frame_id
+               JOIN semsql.embeddings e ON e.asset_id = %s AND e.space = 'image'""",
+            picture_id,
+        )
+    )
+    assert best_at.total_seconds() * 1000 == best_frame[1]
+    assert hits[0][3] == pytest.approx(best_frame[0], abs=1e-3)
+    # By face: the picture's face is seen in the video's first part.
+    faces_found = rows(
+        db,
+        """SELECT h.asset_id, h.best_at FROM semsql.faces f,
+               semsql.assets_with_face(f.embedding::vector, 20, f.embedding_model, 0.0) AS h
+           WHERE f.asset_id = %s ORDER BY h.similarity DESC""",
+        picture_id,
+    )
+    moments = {asset: at for asset, at in faces_found}
+    assert moments[picture_id] is None
+    assert moments[video_id].total_seconds() < 3
 
     # Deleting the video deletes its frames and every fact on them.
     db.execute("DELETE FROM semsql.assets WHERE id = %s", [video_id])
