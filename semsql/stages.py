@@ -105,15 +105,6 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage(
-        "frames",
-        "the frames of a video worth looking at",
-        Reads.VIDEO,
-        "sampler",
-        loader="frames:load_frames",
-        writer="write_frames",
-        media_types=("video",),
-    ),
-    Stage(
         "caption",
         "a caption from the captioning model",
         Reads.IMAGE,
@@ -215,6 +206,15 @@ STAGES: tuple[Stage, ...] = (
         max_side=640,
         media_types=("image",),
         off_by_default=True,
+    ),
+    Stage(
+        "frames",
+        "the frames of a video worth looking at",
+        Reads.VIDEO,
+        "sampler",
+        loader="frames:load_frames",
+        writer="write_frames",
+        media_types=("video",),
     ),
 )
 

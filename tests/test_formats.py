@@ -319,7 +319,11 @@ def test_titles_and_headlines_from_iptc_and_xmp(tmp_path: Path) -> None:
 # --- what a walk passes over, counted -------------------------------------------------------
 
 
-def test_skipped_files_are_counted_by_reason(semsql_env, conn, no_stages, tmp_path) -> None:
+def test_skipped_files_are_counted_by_reason(
+    semsql_env, conn, no_stages, tmp_path, monkeypatch
+) -> None:
+    # Counted by reason: a video where the video extra is not installed.
+    monkeypatch.setattr("semsql.sources._video_available", lambda: False)
     shoot = tmp_path / "shoot"
     make_jpeg(shoot / "a.jpg", seed=1)
     make_jpeg(shoot / "copy-of-a.jpg", seed=1)
@@ -336,7 +340,7 @@ def test_skipped_files_are_counted_by_reason(semsql_env, conn, no_stages, tmp_pa
         "duplicate": 1,
         "sidecar": 1,
         "unsupported format .dng": 2,
-        "video (not supported yet)": 1,
+        "video (needs the video extra)": 1,
         "unsupported format .txt": 1,
     }
     again = ingest(str(shoot))
@@ -347,7 +351,7 @@ def test_skipped_files_are_counted_by_reason(semsql_env, conn, no_stages, tmp_pa
     assert text.exit_code == 0
     assert text.stdout.splitlines()[1] == (
         "  skipped: 2 unsupported format .dng, 1 duplicate, 1 sidecar, 1 unchanged,"
-        " 1 unsupported format .txt, 1 video (not supported yet)"
+        " 1 unsupported format .txt, 1 video (needs the video extra)"
     )
     shown = CliRunner().invoke(cli, ["jobs", str(again["job_id"]), "--json"])
     assert json.loads(shown.stdout)["skipped_reasons"] == again["skipped_reasons"]

@@ -207,6 +207,7 @@ def test_list_in_words(tiny_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
         ["content", "here"],
         ["text", "here"],
         ["segments", "off"],
+        ["frames", "here"],
     ]
     assert "segments      off       (off by default; SEMSQL_MODEL_SEGMENTS=on)" in lines
 

@@ -261,10 +261,20 @@ def test_binary_noise_is_not_an_image() -> None:
         (make_webm_header, "Matroska/WebM"),
     ],
 )
-def test_video_is_skipped_as_unsupported(tmp_path: Path, make, kind: str) -> None:
-    skip = skipped(make(tmp_path / "clip"))
-    assert skip.reason == "video (not supported yet)"
-    assert skip.message == f"video files are not supported yet ({kind})"
+def test_a_video_header_alone_is_a_truncated_video(tmp_path: Path, make, kind: str) -> None:
+    with pytest.raises(ProbeError) as caught:
+        probe_file(make(tmp_path / "clip"))
+    assert caught.value.code == "truncated"
+    assert kind.split("/")[0].split()[0] in caught.value.message
+
+
+def test_without_the_video_extra_a_video_is_skipped(tmp_path: Path, monkeypatch) -> None:
+    import semsql.video
+
+    monkeypatch.setattr(semsql.video, "video_available", lambda: False)
+    skip = skipped(make_video_header(tmp_path / "clip", b"isom"))
+    assert skip.reason == "video (needs the video extra)"
+    assert skip.message == f"ISO BMFF/mp4 video: {semsql.video.NEEDS_EXTRA}"
 
 
 def test_a_heic_header_without_an_image_is_corrupt(tmp_path: Path) -> None:

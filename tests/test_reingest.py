@@ -71,7 +71,7 @@ def folder_of(tmp_path: Path, count: int = 3) -> Path:
     for i in range(count):
         make_jpeg(folder / f"img_{i}.jpg", (64, 48), seed=i)
     (folder / "notes.txt").write_text("not an image")
-    (folder / "clip.mp4").write_bytes(b"\0" * 16)
+    (folder / "raw.dng").write_bytes(b"II*\x00raw")
     return folder
 
 
@@ -97,7 +97,7 @@ def test_an_unchanged_folder_is_skipped_unopened(
     assert again["skipped_reasons"] == {
         "unchanged": 3,
         "unsupported format .txt": 1,
-        "video (not supported yet)": 1,
+        "unsupported format .dng": 1,
     }
     items = conn.execute(
         "SELECT ji.outcome, ji.error, ji.asset_id = a.id FROM semsql.job_items ji"

@@ -185,7 +185,8 @@ def test_fuse_similar_gives_the_documented_order(
                       f.content_rank, f.rank, f.uri = a.uri
                FROM semsql.fuse_similar(
                    ARRAY(SELECT ROW(s.id, NULL, 1.0 / s.i, NULL, NULL, NULL, NULL, NULL,
-                                    NULL, NULL, NULL, NULL, NULL, s.i)::semsql.search_result
+                                    NULL, NULL, NULL, NULL, NULL, s.i,
+                                    NULL, NULL)::semsql.search_result
                          FROM unnest(%s::bigint[]) WITH ORDINALITY AS s (id, i) ORDER BY s.i),
                    %s::bigint[], %s::integer[], %s::integer, %s::text, %s::real) AS f
                JOIN semsql.assets a ON a.id = f.asset_id""",

@@ -16,8 +16,9 @@ from psycopg import sql
 from semsql import database, migrate, stages
 
 PREVIOUS_RELEASE = Path(__file__).parent / "data" / "release_1fcfe85"
-NEW_STAGES: tuple[str, ...] = ()
-"""The stages this release adds: the upgrade queues them for every stored asset."""
+NEW_STAGES: tuple[str, ...] = ("frames",)
+"""The stages this release adds: the upgrade queues them for every stored asset of their media
+types (frames: videos, which the data below has none of)."""
 RERUN_STAGES = ("content",)
 """The stages whose results this release computes anew: their done tasks are pending again
 (0024: content hashes are stored in their canonical orientation)."""
@@ -122,7 +123,12 @@ def test_the_previous_release_upgrades_to_exactly_a_fresh_install_and_keeps_its_
         assert upgraded[part] == fresh[part], part
     assert all(before.values())
     assert without_new_work(kept(before, after)) == without_new_work(before)
-    assert new_tasks(after) == [(a, stage, "pending") for a in (1, 2) for stage in NEW_STAGES]
+    assert new_tasks(after) == [
+        (a, stage, "pending")
+        for a in (1, 2)
+        for stage in NEW_STAGES
+        if "image" in stages.stage(stage).media_types
+    ]
     assert rerun_tasks(before) == [(a, stage, "done") for a in (1, 2) for stage in RERUN_STAGES]
     assert rerun_tasks(after) == [(a, stage, "pending") for a in (1, 2) for stage in RERUN_STAGES]
     assert hits == [(1,), (2,)]
