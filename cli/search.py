@@ -6,7 +6,7 @@ import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,21 @@ MAX_OFFSET = 1_000_000_000
 @click.option("--after", type=DATES, metavar="DATE", help="Taken at or after this date.")
 @click.option("--before", type=DATES, metavar="DATE", help="Taken before this date.")
 @click.option("--metadata", metavar="JSON", help="Only assets whose metadata contains this object.")
+@click.option(
+    "--media-type", type=click.Choice(["image", "video"]), help="Only images, or only videos."
+)
+@click.option(
+    "--min-duration",
+    type=FiniteFloatRange(0, 1e9),
+    metavar="SECONDS",
+    help="Only videos at least this long.",
+)
+@click.option(
+    "--max-duration",
+    type=FiniteFloatRange(0, 1e9),
+    metavar="SECONDS",
+    help="Only videos at most this long.",
+)
 @click.option("--exclude", metavar="TEXT", help="Push away what this text means.")
 @click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0, MAX_OFFSET))
@@ -143,7 +158,8 @@ def search(
     tags: tuple[str, ...],
     all_tags: bool, emotions: tuple[str, ...], people: tuple[str, ...], all_people: bool,
     collection: str | None, after: datetime | None, before: datetime | None,
-    metadata: str | None, exclude: str | None, limit: int, offset: int,
+    metadata: str | None, media_type: str | None, min_duration: float | None,
+    max_duration: float | None, exclude: str | None, limit: int, offset: int,
     min_score: float | None, relative_cut: float | None, order: str, exact: bool, names: str,
     embed: str, device: str, as_json: bool, html_path: Path | None,
 ) -> None:  # fmt: skip
@@ -162,6 +178,7 @@ def search(
       semsql search --like 42 --by both --priority semantic_first --split 0.7
       semsql search --face visitor.jpg             # images showing that person
       semsql search --person "Joe Park" --emotion happy --order newest
+      semsql search "goal celebration" --media-type video --min-duration 10
       semsql search --article story.txt -n 10      # images for an article
       pbpaste | semsql search --article - --explain
     """
@@ -169,14 +186,15 @@ def search(
         from semsql.cli.people import find_face
 
         others = [query, image_path, like_asset, *tags, *emotions, *people, collection, after,
-                  before, metadata, exclude]  # fmt: skip
+                  before, metadata, media_type, min_duration, max_duration, exclude]  # fmt: skip
         if any(other for other in others):
             raise click.UsageError("--face searches by the face alone: drop QUERY and filters")
         ctx.invoke(find_face, image=face_path, k=limit, pick=pick, as_json=as_json)
         return
     if by is not None or priority is not None or split is not None:
         filters = (query, article_source, *tags, *emotions, *people, collection, after, before,
-                   metadata, exclude, offset, min_score, relative_cut, exact)  # fmt: skip
+                   metadata, media_type, min_duration, max_duration, exclude, offset, min_score,
+                   relative_cut, exact)  # fmt: skip
         _similar(by, priority, split, image_path, like_asset, filters, limit, device, as_json,
                  html_path)  # fmt: skip
         return
@@ -198,6 +216,9 @@ def search(
         taken_after=after,
         taken_before=before,
         metadata=_json_object(metadata),
+        media_type=media_type,
+        min_duration=None if min_duration is None else timedelta(seconds=min_duration),
+        max_duration=None if max_duration is None else timedelta(seconds=max_duration),
         exclude=exclude,
         k=limit,
         offset=offset,

@@ -67,3 +67,16 @@ COMMENT ON TABLE semsql.frame_vectors IS
 ALTER TYPE semsql.search_result ADD ATTRIBUTE media_type text, ADD ATTRIBUTE best_at interval;
 ALTER TYPE semsql.similar_result ADD ATTRIBUTE media_type text, ADD ATTRIBUTE best_at interval;
 DROP FUNCTION IF EXISTS semsql.assets_with_face(vector, integer, text, double precision);
+
+-- Searches filter by media type and a video's duration (semsql.search gains media_type,
+-- min_duration and max_duration: its old signature would stay beside the new one).
+ALTER TYPE semsql.search_args
+    ADD ATTRIBUTE media_type text,
+    ADD ATTRIBUTE min_duration_ms integer,
+    ADD ATTRIBUTE max_duration_ms integer;
+DROP FUNCTION IF EXISTS semsql.search(text, vector, bigint, text[], text, text[], text[], text,
+                                      text, timestamptz, timestamptz, jsonb, text, integer,
+                                      integer, real, real, text, boolean, real, real, real, real,
+                                      real, text, text, vector, vector, real, real, text, text);
+DROP FUNCTION IF EXISTS semsql.nearest_sql(text, integer, text);
+DROP FUNCTION IF EXISTS semsql.exact_nearest_sql(text, text);

@@ -59,6 +59,9 @@ PARAMETER_TYPES = {
     "min_image_similarity": "real",
     "article": "text",
     "article_summary": "text",
+    "media_type": "text",
+    "min_duration": "interval",
+    "max_duration": "interval",
 }
 
 
@@ -98,6 +101,9 @@ class SearchRequest:
     min_image_similarity: float | None = None
     article: str | None = None
     article_summary: str | None = None
+    media_type: str | None = None
+    min_duration: timedelta | None = None
+    max_duration: timedelta | None = None
 
     def arguments(self) -> dict[str, Any]:
         """The SQL arguments this request sets, by parameter name."""

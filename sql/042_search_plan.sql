@@ -28,7 +28,17 @@ AS $$
         CASE WHEN (p_args).metadata IS NOT NULL THEN
             'EXISTS (SELECT FROM semsql.assets a WHERE a.id = %1$I.asset_id '
             'AND a.metadata @> ($1).metadata)' END,
-        CASE WHEN (p_args).named_ids IS NOT NULL THEN '%1$I.people @> ($1).named_ids' END],
+        CASE WHEN (p_args).named_ids IS NOT NULL THEN '%1$I.people @> ($1).named_ids' END,
+        CASE WHEN num_nonnulls((p_args).media_type, (p_args).min_duration_ms,
+                               (p_args).max_duration_ms) > 0 THEN
+            'EXISTS (SELECT FROM semsql.assets a WHERE a.id = %1$I.asset_id'
+            || CASE WHEN (p_args).media_type IS NOT NULL
+                    THEN ' AND a.media_type = ($1).media_type' ELSE '' END
+            || CASE WHEN (p_args).min_duration_ms IS NOT NULL
+                    THEN ' AND a.duration_ms >= ($1).min_duration_ms' ELSE '' END
+            || CASE WHEN (p_args).max_duration_ms IS NOT NULL
+                    THEN ' AND a.duration_ms <= ($1).max_duration_ms' ELSE '' END
+            || ')' END],
         NULL), ' AND '), ''),
         p_alias);
 $$;
@@ -36,8 +46,9 @@ COMMENT ON FUNCTION semsql.filter_conditions(text, semsql.search_args) IS
     'The filters of a search, as conditions on the rows of p_alias (d: search_documents, e: '
     'embeddings) AND-ed, NULL when none; the values are fields of the parameter $1 (search_args).';
 
-CREATE OR REPLACE FUNCTION semsql.nearest_sql(p_space text, p_dims integer, p_conditions text)
-RETURNS text
+CREATE OR REPLACE FUNCTION semsql.nearest_sql(
+    p_space text, p_dims integer, p_conditions text, p_media_type text DEFAULT NULL
+) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
@@ -46,7 +57,8 @@ AS $$
     -- the index scan, so that iterative scans go on until enough rows pass them. In the image
     -- space, video frames are scanned too (their own index, the same expression): a video's
     -- nearest frame stands for it, and its frames are scanned 3 deep (several frames of one
-    -- video are often among the nearest).
+    -- video are often among the nearest). With p_media_type, the image space's vectors of the
+    -- other media type are not scanned at all (the filter conditions say it too).
     WITH scan AS (
         SELECT format(
             'SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> %2$s::halfvec(%1$s) AS distance '
@@ -58,18 +70,20 @@ AS $$
             ' AND ' || p_conditions, t.name,
             CASE WHEN t.name = 'embeddings' THEN '($1).row_limit' ELSE '3 * ($1).row_limit' END)
             AS statement
-        FROM (VALUES (1, 'embeddings'), (2, 'frame_vectors')) AS t(n, name)
-        WHERE t.name = 'embeddings' OR p_space = 'image')
+        FROM (VALUES ('embeddings', 'image'), ('frame_vectors', 'video')) AS t(name, media_type)
+        WHERE p_space <> 'image' AND t.name = 'embeddings'
+           OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type))
     SELECT 'SELECT coalesce(array_agg(n.asset_id ORDER BY n.distance), ''{}''), '
            'coalesce(array_agg(1 - n.distance ORDER BY n.distance), ''{}'') FROM ('
            'SELECT u.asset_id, min(u.distance) AS distance FROM ('
            || (SELECT string_agg('(' || statement || ')', ' UNION ALL ') FROM scan)
            || ') AS u GROUP BY u.asset_id ORDER BY 2 LIMIT ($1).row_limit) AS n';
 $$;
-COMMENT ON FUNCTION semsql.nearest_sql(text, integer, text) IS
+COMMENT ON FUNCTION semsql.nearest_sql(text, integer, text, text) IS
     'The statement that returns the asset ids nearest to the query vector of a space through its HNSW index '
-    '(and, in the image space, video frames through theirs: a video by its nearest frame), '
-    'under filter conditions on e (semsql.filter_conditions), and their similarities.';
+    '(and, in the image space, video frames through theirs: a video by its nearest frame; with '
+    'p_media_type image or video, only those), under filter conditions on e '
+    '(semsql.filter_conditions), and their similarities.';
 
 CREATE OR REPLACE FUNCTION semsql.effective_floor(p_floor real, p_ratio real, p_best double precision)
 RETURNS real
@@ -355,14 +369,16 @@ COMMENT ON FUNCTION semsql.rank_hits(semsql.search_args, bigint[], double precis
     'and pages its ranked hits by the cuts, order and page of p_args (with p_args.matched_only, '
     'only those that match: effective_floor of p_args.text_floor or image_floor).';
 
-CREATE OR REPLACE FUNCTION semsql.exact_nearest_sql(p_space text, p_conditions text)
-RETURNS text
+CREATE OR REPLACE FUNCTION semsql.exact_nearest_sql(
+    p_space text, p_conditions text, p_media_type text DEFAULT NULL
+) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
     -- p_conditions: the filters on e (semsql.filter_conditions), or NULL for every vector of
     -- the space. The values are fields of $1 (semsql.search_args). Video frames are vectors of
-    -- the image space: a video's most similar frame stands for it.
+    -- the image space: a video's most similar frame stands for it; with p_media_type, only
+    -- the vectors of that type are read.
     SELECT format(
         'SELECT coalesce(array_agg(n.asset_id ORDER BY n.similarity DESC, n.asset_id), ''{}''), '
         'coalesce(array_agg(n.similarity ORDER BY n.similarity DESC, n.asset_id), ''{}'') FROM ('
@@ -370,14 +386,16 @@ AS $$
         'WHERE e.asset_id IS DISTINCT FROM ($1).like_asset%3$s '
         'GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ($1).row_limit) AS n',
         CASE p_space WHEN 'text' THEN '($1).text_vector' ELSE '($1).image_vector' END,
-        format('SELECT asset_id, embedding, collection, taken_at, tags, emotions, people '
-               'FROM semsql.embeddings WHERE space = %L', p_space)
-        || CASE WHEN p_space = 'image' THEN
-               ' UNION ALL SELECT asset_id, embedding, collection, taken_at, tags, emotions, '
-               'people FROM semsql.frame_vectors' ELSE '' END,
+        (SELECT string_agg(format('SELECT asset_id, embedding, collection, taken_at, tags, '
+                                  'emotions, people FROM semsql.%I%s', t.name, t.predicate),
+                           ' UNION ALL ')
+         FROM (VALUES ('embeddings', format(' WHERE space = %L', p_space), 'image'),
+                      ('frame_vectors', '', 'video')) AS t(name, predicate, media_type)
+         WHERE p_space <> 'image' AND t.name = 'embeddings'
+            OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type)),
         ' AND ' || p_conditions);
 $$;
-COMMENT ON FUNCTION semsql.exact_nearest_sql(text, text) IS
+COMMENT ON FUNCTION semsql.exact_nearest_sql(text, text, text) IS
     'The statement that returns the asset ids nearest to the query vector of a space by an exact scan '
     'of the vectors that meet the conditions (in the image space, video frames too: a video by '
     'its most similar frame), and their similarities.';

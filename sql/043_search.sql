@@ -46,7 +46,10 @@ CREATE OR REPLACE FUNCTION semsql.search(
     min_text_similarity real DEFAULT NULL,
     min_image_similarity real DEFAULT NULL,
     article text DEFAULT NULL,
-    article_summary text DEFAULT NULL
+    article_summary text DEFAULT NULL,
+    media_type text DEFAULT NULL,
+    min_duration interval DEFAULT NULL,
+    max_duration interval DEFAULT NULL
 ) RETURNS SETOF semsql.search_result
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, semsql, public, pg_temp
@@ -119,6 +122,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     ELSIF query_space IS NOT NULL AND query_space NOT IN ('text', 'image') THEN
         RAISE EXCEPTION 'query_space takes text or image, not %', query_space
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF media_type IS NOT NULL AND media_type NOT IN ('image', 'video') THEN
+        RAISE EXCEPTION 'media_type takes image or video, not %', media_type
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF min_duration < interval '0' OR max_duration < interval '0'
+          OR extract(epoch FROM greatest(min_duration, max_duration)) > 1e9 THEN
+        RAISE EXCEPTION 'min_duration and max_duration must be between 0 and 1e9 seconds'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM check_real('image_weight', image_weight, 0, NULL, true);
@@ -312,6 +322,11 @@ BEGIN
     args.taken_after := taken_after;
     args.taken_before := taken_before;
     args.metadata := metadata;
+    -- A duration is a video's: either bound leaves the images out.
+    args.media_type := CASE WHEN min_duration IS NOT NULL OR max_duration IS NOT NULL
+                            THEN coalesce(media_type, 'video') ELSE media_type END;
+    args.min_duration_ms := round(extract(epoch FROM min_duration) * 1000);
+    args.max_duration_ms := round(extract(epoch FROM max_duration) * 1000);
     args.named_ids := named_ids;
     args.text_vector := text_vec;
     args.image_vector := image_vec;
@@ -384,7 +399,7 @@ BEGIN
             args.row_limit := wanted;
             EXECUTE nearest_sql(embedding_space,
                                 CASE embedding_space WHEN 'text' THEN text_dims ELSE image_dims END,
-                                vector_filter)
+                                vector_filter, args.media_type)
                 INTO found_ids, found_similarities
                 USING args;
             -- Fewer than asked: the iterative scan gave up (or few vectors pass the filters).
@@ -442,7 +457,7 @@ BEGIN
         found_similarities := coalesce(text_similarities, image_similarities);
         IF found_ids IS NULL THEN
             args.row_limit := wanted;
-            EXECUTE exact_nearest_sql(embedding_space, vector_filter)
+            EXECUTE exact_nearest_sql(embedding_space, vector_filter, args.media_type)
                 INTO found_ids, found_similarities
                 USING args;
             IF cardinality(found_ids) < k + "offset" AND NOT args.matched_only THEN
@@ -470,10 +485,10 @@ BEGIN
                                          image_hits, image_similarities);
 END
 $$;
-COMMENT ON FUNCTION semsql.search(text, vector, bigint, text[], text, text[], text[], text, text, timestamptz, timestamptz, jsonb, text, integer, integer, real, real, text, boolean, real, real, real, real, real, text, text, vector, vector, real, real, text, text) IS
+COMMENT ON FUNCTION semsql.search(text, vector, bigint, text[], text, text[], text[], text, text, timestamptz, timestamptz, jsonb, text, integer, integer, real, real, text, boolean, real, real, real, real, real, text, text, vector, vector, real, real, text, text, text, interval, interval) IS
     'Searches the assets by a query text (CLIP and document-text vectors, keywords, names of people), '
     'a query vector or a like_asset, under exact filters (tags, emotions, people, collection, dates, '
-    'metadata containment); returns k rows from offset with fused and per-signal scores. A query '
+    'metadata containment, media type, a video''s duration); returns k rows from offset with fused and per-signal scores. A query '
     'text returns only the assets a signal matched (matched_by): a keyword, a person named, or a '
     'vector at least min_text_similarity / min_image_similarity similar (NULL: '
     'semsql.match_similarity of the space, or 80 % of the best similarity when it passes that: '

@@ -52,7 +52,7 @@ def every_filter_args(conn: psycopg.Connection, match: str) -> str:
                       now(), now(), '{"a": 1}', ARRAY[2::bigint], '[1,0]', '[0,1]', 'x'::tsquery,
                       ARRAY['x'], '[1,1]', '[1,-1]', ARRAY['y'], ARRAY[3::bigint], 4,
                       ARRAY[1, 1, 0.5, 0.5, 0.5]::real[], 40, 0.1, 0.5, 'newest', 20, 5, 41, 0.3,
-                      0.2, true, 0.8
+                      0.2, true, 0.8, 'video', 1000, 60000
                   )::semsql.search_args::text""",
         {"m": match},
     ).fetchone()[0]
@@ -91,7 +91,8 @@ def test_every_statement_of_a_search_binds_its_search_args_alone(conn) -> None:
         ).fetchone()
     generated = [*conditions.values(), *statements]
     assert all(text.count("($1).") >= 3 for text in statements)
-    assert all(text.count(" AND ") == 8 for text in conditions.values())  # eight filters
+    # nine filters, and inside the metadata and media (type, durations) ones 1 and 3 more
+    assert all(text.count(" AND ") == 12 for text in conditions.values())
     numbers = {n for text in [*generated, *sources.values()] for n in re.findall(r"\$(\d+)", text)}
     assert numbers == {"1"}
     read = {f for text in [*generated, search] for f in FIELD.findall(text)}
@@ -100,7 +101,7 @@ def test_every_statement_of_a_search_binds_its_search_args_alone(conn) -> None:
     # The text depends only on which filters are set and how they match, never on a value.
     assert "d.tags && ($1).tags" in conditions["any", "d"]
     assert "e.people @> ($1).person_ids" in conditions["all", "e"]
-    assert not re.search(r"\b(travel|red|happy|newest)\b", " ".join(generated))
+    assert not re.search(r"\b(travel|red|happy|newest|video)\b", " ".join(generated))
 
 
 def test_search_args_is_a_commented_type_that_the_internal_functions_take(conn) -> None:

@@ -199,6 +199,23 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
     )
     assert best_at.total_seconds() * 1000 == best_frame[1]
     assert hits[0][3] == pytest.approx(best_frame[0], abs=1e-3)
+    # The media type and a video's duration are exact filters, with or without a query.
+    def found(**filters: str) -> list[int]:
+        named = ", ".join(f"{name} => %({name})s" for name in filters)
+        statement = f"SELECT asset_id FROM semsql.search(like_asset => %(like)s, {named})"
+        return [r[0] for r in db.execute(statement, {"like": picture_id, **filters})]
+
+    assert found(media_type="video") == [video_id]
+    assert found(media_type="image") == []
+    assert found(max_duration="10 seconds") == [video_id]
+    assert found(min_duration="10 seconds") == []
+    everything = "SELECT asset_id FROM semsql.search(media_type => %s)"
+    assert [r[0] for r in db.execute(everything, ["video"])] == [video_id]
+    assert [r[0] for r in db.execute(everything, ["image"])] == [picture_id]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="media_type takes"):
+        db.execute(everything, ["gif"])
+    db.rollback()
+
     # By face: the picture's face is seen in the video's first part.
     faces_found = rows(
         db,
