@@ -6,6 +6,44 @@
 -- overload would make every call without `by` ambiguous.
 DROP FUNCTION IF EXISTS semsql.duplicates(real, text, text, integer);
 
+CREATE OR REPLACE FUNCTION semsql.video_duplicate_links_sql(p_dims integer) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The links of semsql.duplicates between videos, as (a, b) numbers of $3 (the assets
+    -- considered), from their frames: each frame's neighbours ($2) among other videos' frames
+    -- within $1. Video a links to b when at least 80 % of a's frames, and at least 2, have a
+    -- frame of b that near: a re-encoded copy matches frame for frame, a trimmed copy is all
+    -- inside its original (the one direction is enough), and two videos that share a title
+    -- card or an opening share too few frames. Black and flat frames are never sampled, so a
+    -- black opening links nothing. Never one averaged vector per video: its opening or its
+    -- longest shot would decide.
+    SELECT format($sql$
+        SELECT c.a, c.b
+        FROM (SELECT ma.i::integer AS a, mb.i::integer AS b, count(DISTINCT f.frame_id) AS matched,
+                     (SELECT count(*) FROM semsql.frame_vectors n WHERE n.asset_id = f.asset_id)
+                         AS frames
+              FROM unnest($3::bigint[]) WITH ORDINALITY AS ma (asset_id, i)
+              JOIN semsql.frame_vectors f ON f.asset_id = ma.asset_id
+              CROSS JOIN LATERAL (
+                  SELECT g.asset_id, g.embedding::halfvec(%1$s) <=> f.embedding::halfvec(%1$s)
+                             AS distance
+                  FROM semsql.frame_vectors g
+                  WHERE g.asset_id <> f.asset_id
+                  ORDER BY g.embedding::halfvec(%1$s) <=> f.embedding::halfvec(%1$s)
+                  LIMIT $2) AS n
+              JOIN unnest($3::bigint[]) WITH ORDINALITY AS mb (asset_id, i)
+                ON mb.asset_id = n.asset_id
+              WHERE n.distance <= $1
+              GROUP BY ma.i, mb.i, f.asset_id) AS c
+        WHERE c.matched >= 2 AND c.matched >= 0.8 * c.frames
+    $sql$, p_dims);
+$$;
+COMMENT ON FUNCTION semsql.video_duplicate_links_sql(integer) IS
+    'The statement of semsql.duplicates'' links between videos, compared by their frames'' '
+    'image-space vectors: a links to b when 80 % of a''s frames (and 2 at least) have a frame '
+    'of b within max_distance.';
+
 CREATE OR REPLACE FUNCTION semsql.duplicates(
     max_distance real DEFAULT NULL, collection text DEFAULT NULL, space text DEFAULT 'image',
     neighbours integer DEFAULT 10, by text DEFAULT 'semantic'
@@ -105,11 +143,17 @@ BEGIN
         -- (restored when the function returns, by its SET clause).
         PERFORM set_config('hnsw.ef_search', greatest(40, neighbours)::text, true);
         EXECUTE format($sql$
-            SELECT coalesce(array_agg(e.asset_id ORDER BY e.asset_id), '{}')
-            FROM semsql.embeddings e JOIN semsql.assets a ON a.id = e.asset_id
-            WHERE e.space = %L AND ($1 IS NULL OR a.collection = $1)
+            SELECT coalesce(array_agg(x.asset_id ORDER BY x.asset_id), '{}')
+            FROM (SELECT e.asset_id FROM semsql.embeddings e WHERE e.space = %1$L
+                  UNION ALL
+                  SELECT DISTINCT f.asset_id FROM semsql.frame_vectors f WHERE %1$L = 'image')
+                 AS x
+            JOIN semsql.assets a ON a.id = x.asset_id
+            WHERE $1 IS NULL OR a.collection = $1
         $sql$, duplicates.space)
         INTO ids USING duplicates.collection;
+        -- A video's frames are scanned with the filter "another video's": until enough pass.
+        PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
         links := format($sql$
             SELECT l.a, nm.i AS b
             FROM (SELECT m.i::integer AS a, n.asset_id
@@ -132,15 +176,22 @@ BEGIN
                   JOIN semsql.embeddings ne ON ne.asset_id = m.asset_id AND ne.space = %2$L
                   OFFSET 0) AS nm ON nm.asset_id = l.asset_id
         $sql$, dims, duplicates.space);
+        IF duplicates.space = 'image' THEN
+            links := links || ' UNION ALL ' || video_duplicate_links_sql(dims);
+        END IF;
         members := format($sql$
             SELECT g.group_id, g.asset_id, a.uri,
                    CASE WHEN a.sha256 = ga.sha256 THEN 'exact' ELSE 'near' END,
-                   (e.embedding::halfvec(%1$s) <=> ge.embedding::halfvec(%1$s))::real
+                   coalesce(e.embedding::halfvec(%1$s) <=> ge.embedding::halfvec(%1$s),
+                            -- videos: their nearest two frames
+                            (SELECT min(x.embedding::halfvec(%1$s) <=> y.embedding::halfvec(%1$s))
+                             FROM semsql.frame_vectors x, semsql.frame_vectors y
+                             WHERE x.asset_id = g.asset_id AND y.asset_id = g.group_id))::real
             FROM forest g
             JOIN semsql.assets a ON a.id = g.asset_id
             JOIN semsql.assets ga ON ga.id = g.group_id
-            JOIN semsql.embeddings e ON e.asset_id = g.asset_id AND e.space = %2$L
-            JOIN semsql.embeddings ge ON ge.asset_id = g.group_id AND ge.space = %2$L
+            LEFT JOIN semsql.embeddings e ON e.asset_id = g.asset_id AND e.space = %2$L
+            LEFT JOIN semsql.embeddings ge ON ge.asset_id = g.group_id AND ge.space = %2$L
             WHERE g.size > 1
             ORDER BY g.group_id, 5, g.asset_id
         $sql$, dims, duplicates.space);
@@ -190,7 +241,8 @@ COMMENT ON FUNCTION semsql.duplicates(real, text, text, integer, text) IS
     'within max_distance; a group is a connected component of those links, named by its '
     'smallest asset id; distance is to the group''s first asset, kind exact when the files are '
     'identical. by => semantic (the default): vectors of space (CLIP image by default), cosine '
-    '0 to 2, default 0.05. by => content: the perceptual hashes of the content stage, no model '
+    '0 to 2, default 0.05; in the image space videos too, by their frames '
+    '(semsql.video_duplicate_links_sql). by => content: the perceptual hashes of the content stage, no model '
     'needed, Hamming bits (0 to 256), default semsql.default_content_distance(); each asset''s '
     'whole view, in its canonical orientation, is compared with every view of the others, so '
     'resized, re-encoded, turned, mirrored and 10 % border-cropped copies group. Time grows '

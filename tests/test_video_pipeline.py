@@ -199,6 +199,7 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
     )
     assert best_at.total_seconds() * 1000 == best_frame[1]
     assert hits[0][3] == pytest.approx(best_frame[0], abs=1e-3)
+
     # The media type and a video's duration are exact filters, with or without a query.
     def found(**filters: str) -> list[int]:
         named = ", ".join(f"{name} => %({name})s" for name in filters)
@@ -234,3 +235,36 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
         assert rows(db, f"SELECT count(*) FROM semsql.{table} WHERE asset_id = %s", video_id) == [
             (0,)
         ], table
+
+
+def test_copies_of_a_video_group_and_a_shared_black_opening_does_not(
+    db, semsql_env, tmp_path, tiny_models
+) -> None:
+    coffee = Image.fromarray(skimage.data.coffee())
+    rocket = Image.fromarray(skimage.data.rocket())
+    hubble = Image.fromarray(skimage.data.hubble_deep_field())
+    story = [Part(3, ASTRONAUT), Part(3, CHELSEA), Part(3, coffee)]
+    videos = {
+        "original": write_video(tmp_path / "original.mp4", story),
+        "reencoded": write_video(
+            tmp_path / "reencoded.webm", story, codec="libvpx-vp9", size=(480, 360)
+        ),
+        "trimmed": write_video(tmp_path / "trimmed.mp4", story[1:]),
+        "rocket": write_video(tmp_path / "rocket.mp4", [Part(2, None), Part(3, rocket)]),
+        "hubble": write_video(tmp_path / "hubble.mp4", [Part(2, None), Part(3, hubble)]),
+    }
+    ingest(*map(str, videos.values()))
+    models = {**tiny_models, "caption": None, "tags": None, "emotion": None}
+    run_worker(semsql_env, models)
+    ids = {name: rows(db, "SELECT id FROM semsql.assets WHERE uri = %s", str(path))[0][0]
+           for name, path in videos.items()}  # fmt: skip
+    # The tiny random CLIP squeezes distances: copies' frames lie within 0.001 of each other,
+    # frames of different pictures 0.014 apart at least (0.05, the default, is for real CLIP).
+    groups = rows(
+        db,
+        """SELECT group_id, array_agg(asset_id ORDER BY asset_id)
+           FROM semsql.duplicates(max_distance => 0.005) GROUP BY 1""",
+    )
+    assert [members for _, members in groups] == [
+        sorted([ids["original"], ids["reencoded"], ids["trimmed"]])
+    ]  # not rocket and hubble, which share only a black opening (black frames are not sampled)
