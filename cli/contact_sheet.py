@@ -13,6 +13,7 @@ import base64
 import html
 import io
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -45,6 +46,7 @@ img, .missing {{ width: 100%; height: 200px; object-fit: contain; background: #f
 figcaption {{ margin-top: .4em; line-height: 1.35; word-break: break-word; }}
 .seg i {{ display: inline-block; width: .8em; height: .8em; margin: 0 .2em 0 .4em; }}
 .score {{ font-weight: 600; }} .by {{ color: #06c; }} .uri {{ color: #888; font-size: .85em; }}
+.at {{ display: block; font-size: .85em; color: #a40; }}
 .found-semantic {{ border: 3px solid #1f6fd1; }} .found-content {{ border: 3px solid #d9822b; }}
 .found-both {{ border: 3px solid #2a9d4b; }}
 .legend span {{ display: inline-block; padding: .1em .6em; margin-right: .5em; }}
@@ -70,9 +72,10 @@ def local_path(uri: str) -> Path | None:
     return Path(uri)
 
 
-def thumbnail_data_uri(path: Path, segments: Sequence[Segment] = ()) -> str | None:
+def thumbnail_data_uri(path: Path | bytes, segments: Sequence[Segment] = ()) -> str | None:
+    """A JPEG thumbnail of the file (or of these image bytes: a video's frame) as a data URI."""
     try:
-        with Image.open(path) as opened:
+        with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as opened:
             image = ImageOps.exif_transpose(opened)
             image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
             image = with_segments(image.convert("RGB"), segments)
@@ -102,7 +105,15 @@ def legend(segments: Sequence[Segment]) -> str:
     return f'<br><small class="seg">{"".join(entries)}</small>' if entries else ""
 
 
-def picture(uri: str, segments: Sequence[Segment] = ()) -> str:
+def picture(
+    uri: str, segments: Sequence[Segment] = (), frame: tuple[bytes, timedelta] | None = None
+) -> str:
+    """The asset's thumbnail; for a video, that of its frame (its best moment) with the time."""
+    if frame is not None:
+        jpeg, at = frame
+        source = thumbnail_data_uri(jpeg)
+        moment = f'<span class="at">▶ {html.escape(str(at))}</span>'
+        return f'<img src="{html.escape(source or "")}" alt="frame at {at}">{moment}'
     path = local_path(uri)
     source = uri if path is None else thumbnail_data_uri(path, segments)
     if source is None:
@@ -134,7 +145,11 @@ def found_by(hit: SearchHit | SimilarHit) -> tuple[str, str]:
     return f' class="found-{index}"', words
 
 
-def figure(hit: SearchHit | SimilarHit, segments: Sequence[Segment] = ()) -> str:
+def figure(
+    hit: SearchHit | SimilarHit,
+    segments: Sequence[Segment] = (),
+    frame: tuple[bytes, timedelta] | None = None,
+) -> str:
     details = ", ".join(
         part
         for part in (
@@ -148,7 +163,7 @@ def figure(hit: SearchHit | SimilarHit, segments: Sequence[Segment] = ()) -> str
     found, words = found_by(hit)
     return FIGURE.format(
         found=found,
-        picture=picture(hit.uri, segments),
+        picture=picture(hit.uri, segments, frame),
         rank=hit.rank,
         score="" if hit.score is None else f"{hit.score:.3f}",
         matched_by=html.escape(words),
@@ -164,9 +179,13 @@ def write_contact_sheet(
     hits: Sequence[SearchHit] | Sequence[SimilarHit],
     title: str,
     segments: Mapping[int, Sequence[Segment]] | None = None,
+    frames: Mapping[int, tuple[bytes, timedelta]] | None = None,
 ) -> None:
-    """segments: asset id -> its segments, largest first (semsql.segments.stored_segments)."""
+    """segments: asset id -> its segments, largest first (semsql.segments.stored_segments);
+    frames: video asset id -> the JPEG of its best moment and its time
+    (semsql.frames.moment_jpegs)."""
     segments = segments or {}
+    frames = frames or {}
     look_alikes = any(isinstance(hit, SimilarHit) for hit in hits)
     found = "the index that found each" if look_alikes else "the signals that found each"
     summary = f"{len(hits)} result(s); score and {found}."
@@ -174,6 +193,8 @@ def write_contact_sheet(
         title=html.escape(title),
         summary=html.escape(summary),
         legend=LEGEND if look_alikes else "",
-        figures="\n".join(figure(hit, segments.get(hit.asset_id, ())) for hit in hits),
+        figures="\n".join(
+            figure(hit, segments.get(hit.asset_id, ()), frames.get(hit.asset_id)) for hit in hits
+        ),
     )
     path.write_text(page, encoding="utf-8")

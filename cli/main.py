@@ -14,6 +14,7 @@ from semsql.cli.models import models
 from semsql.cli.people import people
 from semsql.cli.search import search
 from semsql.cli.serve import serve
+from semsql.cli.show import show
 from semsql.cli.status import status
 from semsql.cli.worker import worker
 
@@ -48,3 +49,4 @@ for command in (init, db, ingest, jobs, worker, status, search, people, models, 
     cli.add_command(command)
 cli.add_command(duplicates)
 cli.add_command(serve)
+cli.add_command(show)

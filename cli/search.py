@@ -17,6 +17,7 @@ import psycopg
 from semsql import limits
 from semsql.cli.common import ROW_ID, FiniteFloatRange, connect, echo_json, require_schema
 from semsql.cli.errors import UserError
+from semsql.frames import moment_jpegs
 from semsql.search import (
     SIMILAR_BY,
     SIMILAR_PRIORITIES,
@@ -236,6 +237,7 @@ def search(
             request = _with_local_text_vectors(conn, request, embed, device)
         hits, notices = run_search(conn, request)
         segments = stored_segments(conn, [hit.asset_id for hit in hits]) if html_path else {}
+        frames = _best_frames(conn, hits) if html_path else {}
     for notice in notices:
         click.echo(f"note: {notice}", err=True)
     if html_path is not None:
@@ -246,7 +248,7 @@ def search(
             or (f"article {article_source}" if article_source else None)
             or (f"like {image_path.name}" if image_path else f"like asset {like_asset}")
         )
-        write_contact_sheet(html_path, hits, title or "semsql search", segments)
+        write_contact_sheet(html_path, hits, title or "semsql search", segments, frames)
         click.echo(f"wrote {html_path}", err=True)
     if as_json:
         echo_json([asdict(hit) for hit in hits])
@@ -254,6 +256,14 @@ def search(
         click.echo("no matches")
     else:
         click.echo(format_table(hits))
+
+
+def _best_frames(
+    conn: psycopg.Connection, hits: Sequence[SearchHit | SimilarHit]
+) -> dict[int, tuple[bytes, timedelta]]:
+    """The frame each video hit is shown by: its best moment's."""
+    videos = [(hit.asset_id, hit.best_at) for hit in hits if hit.media_type == "video"]
+    return moment_jpegs(conn, videos)
 
 
 def _article(
@@ -339,13 +349,14 @@ def _similar(
     with connect() as conn:
         require_schema(conn)
         hits, notices = run_similar(conn, request)
+        frames = _best_frames(conn, hits) if html_path else {}
     for notice in notices:
         click.echo(f"note: {notice}", err=True)
     if html_path is not None:
         from semsql.cli.contact_sheet import write_contact_sheet
 
         source = image_path.name if image_path else f"asset {like_asset}"
-        write_contact_sheet(html_path, hits, f"like {source}, by {by}")
+        write_contact_sheet(html_path, hits, f"like {source}, by {by}", frames=frames)
         click.echo(f"wrote {html_path}", err=True)
     if as_json:
         echo_json([asdict(hit) for hit in hits])

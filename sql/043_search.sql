@@ -190,7 +190,10 @@ BEGIN
         text_vec := coalesce(text_vec, (SELECT e.embedding::vector FROM embeddings e
                                         WHERE e.asset_id = like_asset AND e.space = 'text'));
         image_vec := coalesce(image_vec, (SELECT e.embedding::vector FROM embeddings e
-                                          WHERE e.asset_id = like_asset AND e.space = 'image'));
+                                          WHERE e.asset_id = like_asset AND e.space = 'image'),
+                              -- a video: what its frames show on the whole
+                              (SELECT avg(f.embedding::vector) FROM frame_vectors f
+                               WHERE f.asset_id = like_asset));
         IF text_vec IS NULL AND image_vec IS NULL THEN
             RAISE EXCEPTION 'asset % has no vectors yet', like_asset
                 USING ERRCODE = 'object_not_in_prerequisite_state',

@@ -3,6 +3,7 @@ read by every image stage, facts linked to their frames, all gone with the video
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import psycopg
@@ -46,8 +47,6 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def ingest(*args: str) -> dict:
-    import json
-
     result = CliRunner().invoke(cli, ["ingest", *args, "--json"])
     assert result.exit_code in (0, 1), result.output
     return json.loads(result.output)
@@ -117,7 +116,7 @@ def test_a_video_over_the_duration_limit_fails_alone(db, semsql_env, library) ->
 
 
 def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
-    db, semsql_env, library, tiny_models
+    db, semsql_env, library, tiny_models, tmp_path
 ) -> None:
     ingest(str(library["video"]), str(library["picture"]))
     run_worker(semsql_env, tiny_models)
@@ -200,6 +199,13 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
     assert best_at.total_seconds() * 1000 == best_frame[1]
     assert hits[0][3] == pytest.approx(best_frame[0], abs=1e-3)
 
+    # More like the video: by what its frames show on the whole.
+    like_video = rows(
+        db, "SELECT asset_id, image_score FROM semsql.search(like_asset => %s)", video_id
+    )
+    assert [asset for asset, _ in like_video] == [picture_id]
+    assert like_video[0][1] is not None
+
     # The media type and a video's duration are exact filters, with or without a query.
     def found(**filters: str) -> list[int]:
         named = ", ".join(f"{name} => %({name})s" for name in filters)
@@ -228,6 +234,28 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
     moments = {asset: at for asset, at in faces_found}
     assert moments[picture_id] is None
     assert moments[video_id].total_seconds() < 3
+
+    # `semsql show` prints the frame strip; the contact sheet shows a video by its best frame.
+    shown = CliRunner().invoke(cli, ["show", str(video_id), "--json"])
+    assert shown.exit_code == 0, shown.output
+    facts = json.loads(shown.output)
+    assert (facts["media_type"], facts["duration_ms"]) == ("video", 8000)
+    assert [(f["at_seconds"], f["scene_cut"]) for f in facts["frames"]] == [
+        (0.0, False), (2.0, False), (3.0, True), (5.0, False)
+    ]  # fmt: skip
+    assert sum(f["faces"] for f in facts["frames"]) == len(faces)
+    strip = tmp_path / "strip.html"
+    text = CliRunner().invoke(cli, ["show", str(video_id), "--html", str(strip)])
+    assert text.exit_code == 0 and "0:00:03 cut" in text.output
+    assert strip.read_text().count("<img ") == 4
+    sheet = tmp_path / "sheet.html"
+    found_json = CliRunner().invoke(
+        cli, ["search", "--like", str(picture_id), "--html", str(sheet), "--json"]
+    )
+    assert found_json.exit_code == 0, found_json.output
+    assert json.loads(found_json.stdout)[0]["best_at"] == str(best_at)
+    assert f"▶ {best_at}" in sheet.read_text()
+    assert CliRunner().invoke(cli, ["show", "999999"]).exit_code == 1
 
     # Deleting the video deletes its frames and every fact on them.
     db.execute("DELETE FROM semsql.assets WHERE id = %s", [video_id])
