@@ -102,7 +102,11 @@ def asset_page(request: Request, ctx: Ctx, asset_id: RowId) -> Response:
 def people_page(request: Request, ctx: Ctx) -> Response:
     with ctx.database.reader() as conn:
         return page(
-            request, "people.html", people=facts.people(conn), clusters=facts.clusters(conn)
+            request,
+            "people.html",
+            people=facts.people(conn),
+            clusters=facts.clusters(conn),
+            thresholds=facts.match_thresholds(conn),
         )
 
 

@@ -116,15 +116,25 @@ function placeFaceBoxes() {
   if (image.complete && image.naturalWidth) place(); else image.addEventListener("load", place);
 }
 
+// Where a form says how it went: its own .result, else its group's, else a new one.
+function resultOf(form) {
+  const found = form.querySelector(".result") || (form.closest(".group") || form).querySelector(".result");
+  if (found) return found;
+  const made = text("span", "", "result");
+  form.appendChild(made);
+  return made;
+}
+
 // Forms that change data: JSON (or the ids they carry) to the API, with the CSRF token.
 function setUpApiForms() {
   for (const form of document.querySelectorAll("form.api-form")) {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const result = form.querySelector(".result");
+      const result = resultOf(form);
       const body = {};
-      for (const [key, value] of new FormData(form).entries()) body[key] = value;
-      if (form.dataset.ids) body.asset_ids = form.dataset.ids.split(",").filter(Boolean).map(Number);
+      for (const [key, value] of new FormData(form).entries()) if (value !== "") body[key] = value;
+      const ids = (form.dataset.ids || "").split(",").filter(Boolean).map(Number);
+      if (ids.length) body.asset_ids = ids;
       try {
         const answer = await api(form.dataset.action, {
           method: "POST",
@@ -133,6 +143,8 @@ function setUpApiForms() {
         });
         result.textContent = describe(answer);
         form.classList.add("done");
+        markDeleted(form, answer);
+        if (form.dataset.reload) setTimeout(() => window.location.reload(), 600);
       } catch (error) {
         result.textContent = error.message;
       }
@@ -140,8 +152,29 @@ function setUpApiForms() {
   }
 }
 
+// Duplicates: the copies whose rows were deleted are greyed out, and their group's forms
+// that would delete them again are spent.
+function markDeleted(form, answer) {
+  if (answer.deleted === undefined) return;
+  const group = form.closest(".group") || document;
+  for (const gone of answer.deleted) {
+    const tile = group.querySelector(`.tile[data-asset="${gone.asset_id}"]`);
+    if (tile) tile.classList.add("deleted");
+  }
+  const deleted = (id) => group.querySelector(`.tile.deleted[data-asset="${id}"]`);
+  for (const other of group.querySelectorAll("form.api-form")) {
+    const wanted = (other.dataset.ids || "").split(",").filter(Boolean);
+    if (other.closest(".tile.deleted") || (wanted.length && wanted.every(deleted))) {
+      other.querySelector("button").disabled = true;
+    }
+  }
+}
+
 function describe(answer) {
   if (answer.faces_matched !== undefined) return `${answer.faces_matched} faces are now ${answer.name}`;
+  if (answer.rejected !== undefined) return `not ${answer.rejected}` + (answer.person ? `: now ${answer.person}` : ": now nobody");
+  if (answer.faces_moved !== undefined) return `${answer.faces_moved} faces moved into ${answer.into !== undefined ? answer.into : "cluster " + answer.cluster_id}`;
+  if (answer.faces_changed !== undefined) return `threshold ${answer.match_threshold}: ${answer.faces_changed} faces changed person`;
   if (answer.clusters !== undefined) return `split into clusters ${answer.clusters.join(", ")}`;
   if (answer.queued !== undefined) return `${answer.queued} tasks queued again`;
   if (answer.deleted !== undefined) return `${answer.deleted.length} asset rows deleted (files stay on disk)`;
