@@ -252,6 +252,29 @@ def retry_tasks(ctx: Ctx, body: Stages) -> Response:
     return json_response({"queued": queued[0] if queued else 0})
 
 
+@router.get("/tasks/failed", summary="Failed tasks grouped by stage and reason")
+def failed_tasks(ctx: Ctx) -> Response:
+    with ctx.database.reader() as conn:
+        return json_response(facts.failed_tasks(conn))
+
+
+class Reason(BaseModel):
+    stage: str = Field(min_length=1, max_length=200)
+    error: str | None = Field(
+        default=None, max_length=100_000, description="As GET /api/tasks/failed gives it."
+    )
+
+
+@router.post("/tasks/retry-reason", summary="Queue again the tasks that failed for one reason")
+def retry_reason(ctx: Ctx, body: Reason) -> Response:
+    """The failed tasks of `stage` whose error is `error` (one row of GET /api/tasks/failed)
+    go back to the queue (semsql.requeue_tasks); 404 when none is left."""
+    with ctx.database.writer() as conn:
+        queued = services.retry_failed_reason(conn, body.stage, body.error)
+        conn.commit()
+    return json_response({"stage": body.stage, "error": body.error, "queued": queued})
+
+
 @router.get("/duplicates", summary="Groups of duplicates, the copy to keep first")
 def duplicates(
     ctx: Ctx,

@@ -129,3 +129,26 @@ def _image_vector(path: Path) -> tuple[Any, str | None]:
     with Image.open(path) as image:
         image.load()
         return encoder.encode_images([image.convert("RGB")])[0], None
+
+
+def retry_failed_reason(conn: psycopg.Connection, stage: str, error: str | None) -> int:
+    """Queues again the failed tasks of one stage that failed with this error (None: with
+    none), through semsql.requeue_tasks, and refreshes their assets' status; returns how
+    many. 400 for an unknown stage, 404 when no task failed so (any more)."""
+    failed = conn.execute(
+        """SELECT asset_id FROM semsql.tasks
+           WHERE status = 'failed' AND stage = %s AND coalesce(last_error, '') = coalesce(%s, '')
+           ORDER BY asset_id FOR UPDATE""",
+        [stage, error],
+    ).fetchall()
+    if not failed:
+        known = conn.execute("SELECT 1 FROM semsql.stages WHERE name = %s", [stage]).fetchone()
+        if known is None:
+            raise ApiError(400, f"no stage is named {stage!r}")
+        raise ApiError(404, f"no {stage} task failed with this error (retried already?)")
+    asset_ids = [row[0] for row in failed]
+    queued = conn.execute(
+        "SELECT semsql.requeue_tasks(%s::bigint[], ARRAY[%s::text])", [asset_ids, stage]
+    ).fetchone()
+    conn.execute("SELECT semsql.refresh_asset_status(%s::bigint[])", [asset_ids])
+    return int(queued[0]) if queued else 0
