@@ -18,7 +18,7 @@ from semsql.search import SIMILAR_BY, SIMILAR_PRIORITIES, SearchRequest, Similar
 from semsql.serve import facts, services
 from semsql.serve.context import Context, context
 from semsql.serve.errors import ApiError
-from semsql.serve.queries import search_parameters
+from semsql.serve.queries import require_text_worker, search_parameters
 from semsql.serve.thumbnails import face_crop, thumbnail_size
 from semsql.serve.uploads import Facts, Upload, check_collection, split_list
 
@@ -73,6 +73,24 @@ def search(
 ) -> Response:
     with ctx.database.reader() as conn:
         return json_response(services.search(conn, request, partial).as_dict())
+
+
+@router.get("/search/facets", summary="Filter values of a search's results, with counts")
+def search_facets(
+    ctx: Ctx,
+    request: Annotated[SearchRequest, Depends(search_parameters)],
+    partial: Annotated[
+        bool, Query(description="Without a worker: search by keywords and names alone.")
+    ] = False,
+) -> Response:
+    """Tags, people, emotions and collections of the results of the same search (every
+    parameter of GET /api/search; k and offset aside), each with how many results have it,
+    counted over the first 500 results (`counted`; `complete` when that is all of them), or
+    over the whole library when the search narrows nothing (`counted` null)."""
+    with ctx.database.reader() as conn:
+        if not partial:
+            require_text_worker(conn, request)
+        return json_response(services.result_facets(conn, request))
 
 
 @router.post("/search/image", summary="Images like an uploaded one, by meaning and/or content")

@@ -180,3 +180,11 @@ def facets(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
             " GROUP BY collection ORDER BY count(*) DESC LIMIT 30",
         ),
     }
+
+
+def collections_of(conn: psycopg.Connection, asset_ids: list[int]) -> list[str]:
+    """The collection of each of these assets (one entry per asset)."""
+    found = conn.execute(
+        "SELECT collection FROM semsql.assets WHERE id = ANY (%s::bigint[])", [asset_ids]
+    )
+    return [row[0] for row in found]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,64 @@ def search(conn: psycopg.Connection, request: SearchRequest, partial: bool = Fal
         require_text_worker(conn, request)
     hits, notices = run_search(conn, request)
     return Found(hits, notices)
+
+
+FACET_WINDOW = 500
+"""How many of a search's results (from the first) its facets count."""
+FACET_VALUES = {"tag": 30, "person": 30, "emotion": 12, "collection": 30}
+
+
+def narrows(request: SearchRequest) -> bool:
+    """Whether a request asks for less than the whole library (a text, an example, a filter)."""
+    return bool(
+        request.query or request.article or request.like_asset or request.exclude
+        or request.tags or request.emotions or request.people or request.collection
+        or request.taken_after or request.taken_before or request.metadata
+    )  # fmt: skip
+
+
+def result_facets(conn: psycopg.Connection, request: SearchRequest) -> dict[str, Any]:
+    """The filter values of a search's results, with how many of them have each: counted over
+    its first FACET_WINDOW results (the same semsql.search call from offset 0), or over the
+    whole library when the request narrows nothing. `counted`: how many results were counted,
+    `complete`: whether they are all of them."""
+    if not narrows(request):
+        counts: dict[str, Any] = facts.facets(conn)
+        return {**counts, "counted": None, "complete": True}
+    hits, _ = run_search(conn, replace(request, k=FACET_WINDOW, offset=0))
+    counted: dict[str, Counter[str]] = {name: Counter() for name in FACET_VALUES}
+    for hit in hits:
+        counted["tag"].update(set(hit.tags))
+        counted["person"].update(set(hit.people))
+        counted["emotion"].update(set(hit.emotions))
+    counted["collection"].update(facts.collections_of(conn, [hit.asset_id for hit in hits]))
+    result: dict[str, Any] = {
+        name: _top(values, FACET_VALUES[name]) for name, values in counted.items()
+    }
+    return {**result, "counted": len(hits), "complete": len(hits) < FACET_WINDOW}
+
+
+def _top(counts: Counter[str], n: int) -> list[dict[str, Any]]:
+    """The n values found most often (then alphabetically), with their counts."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0].lower(), item[0]))
+    return [{"value": value, "assets": found} for value, found in ranked[:n]]
+
+
+def with_chosen(facets: dict[str, Any], request: SearchRequest) -> dict[str, Any]:
+    """The facets with every value the request filters on, counted 0 when no result has it
+    (so that the page can still offer to take the filter off)."""
+    chosen = {
+        "tag": request.tags,
+        "person": request.people,
+        "emotion": request.emotions,
+        "collection": [request.collection] if request.collection else [],
+    }
+    shown = dict(facets)
+    for name, values in chosen.items():
+        present = {str(facet["value"]).lower() for facet in facets.get(name, [])}
+        missing = [{"value": v, "assets": 0} for v in values if v.lower() not in present]
+        shown[name] = [*facets.get(name, []), *missing]
+    return shown
 
 
 def asset_with_similar(conn: psycopg.Connection, asset_id: int, k: int = 12) -> dict[str, Any]:
