@@ -135,6 +135,9 @@ def test_the_people_page_offers_each_edit(db, client) -> None:
     for cluster in clusters:
         assert f'data-action="/api/clusters/{cluster}/merge"' in page.text
     assert 'data-action="/api/people/threshold"' in page.text
+    asset = db.execute("SELECT asset_id FROM semsql.faces WHERE id = %s", [face]).fetchone()[0]
+    shown = client.get(f"/assets/{asset}", headers=HTML).text
+    assert f'data-action="/api/faces/{face}/not-person"' in shown and "not Ana" in shown
 
 
 EDITS = [
