@@ -188,3 +188,21 @@ def test_the_analyst_role_cannot_make_these_edits(db, db_url: str, tmp_path: Pat
         unchanged = client.get("/api/people").json()
         assert len(unchanged["people"]) == 2 and len(unchanged["clusters"]) == 2
         assert unchanged["match_threshold"] == 0.4
+
+
+def test_openapi_documents_the_new_edits(client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, method in [
+        ("/api/people/merge", "post"),
+        ("/api/clusters/{cluster_id}/merge", "post"),
+        ("/api/faces/{face_id}/not-person", "post"),
+        ("/api/people/threshold", "get"),
+        ("/api/people/threshold", "post"),
+        ("/api/tasks/failed", "get"),
+        ("/api/tasks/retry-reason", "post"),
+        ("/api/search/facets", "get"),
+    ]:
+        assert method in paths.get(path, {}), (path, method)
+        assert paths[path][method]["summary"]
+    facets = {p["name"] for p in paths["/api/search/facets"]["get"]["parameters"]}
+    assert {"query", "tag", "person", "collection", "partial"} <= facets
