@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 from serve_support import coloured_png, only_stages, serving, settings_for, wait_for
@@ -73,3 +74,15 @@ def test_facets_take_the_search_parameters_and_their_rules(db_url: str, client) 
     assert text.status_code == 503
     partial = client.get("/api/search/facets", params={"query": "beach", "partial": "true"})
     assert partial.status_code == 200 and counts(partial.json(), "tag")["beach"] == 2
+
+
+def test_what_narrows_a_search() -> None:
+    from semsql.search import SearchRequest
+    from semsql.serve.services import narrows
+
+    assert not narrows(SearchRequest(k=50, offset=20, order_by="newest", image_weight=2))
+    assert not narrows(SearchRequest(tags_match="all", min_score=0.2))
+    for given in ({"query": "snow"}, {"tags": ("x",)}, {"collection": "c"}, {"like_asset": 3},
+                  {"metadata": {"a": 1}}, {"exclude": "rain"},
+                  {"query_embedding": np.ones(3, dtype=np.float32)}):  # fmt: skip
+        assert narrows(SearchRequest(**given)), given

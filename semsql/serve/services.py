@@ -4,6 +4,7 @@ statement builders; nothing here ranks anything itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import tempfile
@@ -53,13 +54,28 @@ FACET_WINDOW = 500
 FACET_VALUES = {"tag": 30, "person": 30, "emotion": 12, "collection": 30}
 
 
+KNOBS = frozenset({
+    "k", "offset", "order_by", "exact", "names", "tags_match", "people_match", "query_space",
+    "min_score", "relative_cut", "min_text_similarity", "min_image_similarity",
+    "image_weight", "text_weight", "keyword_weight", "name_weight", "exclude_weight",
+})  # fmt: skip
+"""SearchRequest fields that rank or page what the others find (or cut it by score, which
+needs something to score by); every other field is a text, an example or a filter."""
+
+
 def narrows(request: SearchRequest) -> bool:
-    """Whether a request asks for less than the whole library (a text, an example, a filter)."""
-    return bool(
-        request.query or request.article or request.like_asset or request.exclude
-        or request.tags or request.emotions or request.people or request.collection
-        or request.taken_after or request.taken_before or request.metadata
-    )  # fmt: skip
+    """Whether a request asks for less than the whole library (a text, an example, a filter:
+    any field of SearchRequest but the KNOBS)."""
+    return any(
+        _given(getattr(request, item.name))
+        for item in dataclasses.fields(request)
+        if item.name not in KNOBS
+    )
+
+
+def _given(value: Any) -> bool:
+    """Set, as SearchRequest.arguments() sees it: not None, not an empty tuple or list."""
+    return value is not None and not (isinstance(value, tuple | list) and not value)
 
 
 def result_facets(conn: psycopg.Connection, request: SearchRequest) -> dict[str, Any]:
