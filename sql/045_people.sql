@@ -153,6 +153,25 @@ COMMENT ON FUNCTION semsql.nearest_person(vector, text) IS
     'The enrolled person with the reference vector nearest to this face vector of this model, '
     'and the cosine distance (whatever the threshold).';
 
+CREATE OR REPLACE FUNCTION semsql.nearest_person_for_face(
+    p_face_id bigint, p_embedding vector, p_model text
+) RETURNS TABLE (person_id bigint, distance double precision)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+SET hnsw.iterative_scan = strict_order
+AS $$
+    SELECT pf.person_id, pf.embedding <=> p_embedding
+    FROM person_faces pf
+    WHERE pf.model = p_model
+      AND NOT EXISTS (SELECT 1 FROM face_rejections r
+                      WHERE r.face_id = p_face_id AND r.person_id = pf.person_id)
+    ORDER BY pf.embedding <=> p_embedding
+    LIMIT 1;
+$$;
+COMMENT ON FUNCTION semsql.nearest_person_for_face(bigint, vector, text) IS
+    'As nearest_person, leaving out the people this face was said not to be '
+    '(semsql.face_rejections).';
+
 CREATE OR REPLACE FUNCTION semsql.recognise_face() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, semsql, public, pg_temp
@@ -180,7 +199,7 @@ BEGIN
     IF NEW.embedding IS NOT NULL THEN
         PERFORM lock_recognition(false);
         SELECT n.person_id, face_match_confidence(n.distance) AS confidence INTO best
-        FROM nearest_person(NEW.embedding, NEW.embedding_model) AS n;
+        FROM nearest_person_for_face(NEW.id, NEW.embedding, NEW.embedding_model) AS n;
         IF best.confidence >= face_match_threshold(NEW.embedding_model) THEN
             NEW.person_id := best.person_id;
             NEW.match_confidence := best.confidence;
@@ -192,8 +211,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.recognise_face() IS
-    'Trigger: recognises a face when its vector is written (nearest reference within the threshold); '
-    'clears the confidence of a face whose person is unset.';
+    'Trigger: recognises a face when its vector is written (nearest reference within the threshold, '
+    'of a person it was not said not to be); clears the confidence of a face whose person is unset.';
 
 CREATE OR REPLACE TRIGGER faces_recognise
     BEFORE INSERT OR UPDATE OF embedding, embedding_model, person_id ON semsql.faces
@@ -337,6 +356,8 @@ BEGIN
                   FROM person_faces r) AS pf
             CROSS JOIN LATERAL faces_near(pf.embedding, pf.model, 1 - pf.threshold) AS n
             WHERE face_match_confidence(n.distance) >= pf.threshold
+            AND NOT EXISTS (SELECT 1 FROM face_rejections x
+                            WHERE x.face_id = n.face_id AND x.person_id = pf.person_id)
             ORDER BY n.face_id, n.distance) AS c
             ON c.face_id = f.id
         WHERE f.embedding IS NOT NULL AND (f.person_id IS NULL OR f.match_confidence IS NOT NULL);
@@ -352,6 +373,8 @@ BEGIN
             SELECT pf.person_id, face_match_confidence(pf.embedding <=> f.embedding) AS confidence
             FROM person_faces pf
             WHERE pf.model = f.embedding_model
+              AND NOT EXISTS (SELECT 1 FROM face_rejections x
+                              WHERE x.face_id = f.id AND x.person_id = pf.person_id)
             ORDER BY pf.embedding <=> f.embedding
             LIMIT 1) AS n ON true
         WHERE f.id IN (SELECT unnest(p_face_ids))
@@ -362,7 +385,8 @@ END
 $$;
 COMMENT ON FUNCTION semsql.match_faces(bigint[]) IS
     'Recognises these faces again (every face when NULL) against every reference vector, set-based '
-    'over the HNSW indexes; faces assigned by hand are kept. Returns how many changed person.';
+    'over the HNSW indexes; faces assigned by hand are kept, and no face is matched to a person it '
+    'was said not to be (semsql.face_rejections). Returns how many changed person.';
 
 CREATE OR REPLACE FUNCTION semsql.match_references(p_reference_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql
@@ -384,6 +408,8 @@ BEGIN
                 FROM person_faces r WHERE r.id IN (SELECT unnest(p_reference_ids))) AS pf
           CROSS JOIN LATERAL faces_near(pf.embedding, pf.model, 1 - pf.threshold) AS n
           WHERE face_match_confidence(n.distance) >= pf.threshold
+            AND NOT EXISTS (SELECT 1 FROM face_rejections x
+                            WHERE x.face_id = n.face_id AND x.person_id = pf.person_id)
           ORDER BY n.face_id, n.distance) AS c
     JOIN faces f ON f.id = c.face_id
     WHERE f.person_id IS NULL OR c.confidence > f.match_confidence;
@@ -513,6 +539,8 @@ BEGIN
     END IF;
     PERFORM lock_recognition(true);
     person := add_person(p_name, p_kind);
+    -- Named as this person by hand: what was said against it before no longer holds.
+    DELETE FROM face_rejections r WHERE r.face_id = ANY (p_face_ids) AND r.person_id = person;
     -- Faces that were references of someone else move to this person; that person's
     -- recognised faces are matched again below.
     SELECT array_agg(DISTINCT pf.person_id) INTO previous FROM person_faces pf
@@ -584,9 +612,18 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM lock_recognition(true);
+    -- A face that is not one of them is not the merged person (the source's rows cascade).
+    INSERT INTO face_rejections (face_id, person_id)
+    SELECT r.face_id, target_id FROM face_rejections r WHERE r.person_id = source_id
+    ON CONFLICT DO NOTHING;
     UPDATE person_faces SET person_id = target_id WHERE person_id = source_id;
     UPDATE faces SET person_id = target_id WHERE person_id = source_id;
     GET DIAGNOSTICS moved = ROW_COUNT;
+    -- Recognised faces now linked to a person they were said not to be look again.
+    PERFORM match_faces(ARRAY(SELECT f.id FROM faces f
+                              JOIN face_rejections r ON r.face_id = f.id
+                                                    AND r.person_id = f.person_id
+                              WHERE f.person_id = target_id AND f.match_confidence IS NOT NULL));
     INSERT INTO asset_people (asset_id, person_id, source)
     SELECT asset_id, target_id, source FROM asset_people WHERE person_id = source_id
     ON CONFLICT DO NOTHING;
@@ -595,8 +632,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION semsql.merge_people(text, text) IS
-    'Makes p_from part of p_into: its references, faces and stated assets move, then p_from is '
-    'deleted. Returns how many faces moved.';
+    'Makes p_from part of p_into: its references, faces, stated assets and the faces said not '
+    'to be them move, then p_from is deleted. Returns how many faces moved.';
 
 CREATE OR REPLACE FUNCTION semsql.remove_person(p_name text) RETURNS integer
 LANGUAGE plpgsql
@@ -618,6 +655,52 @@ $$;
 COMMENT ON FUNCTION semsql.remove_person(text) IS
     'Deletes a person with their references; their faces are unlinked and matched again. '
     'Returns how many faces were theirs.';
+
+CREATE OR REPLACE FUNCTION semsql.reject_face_person(p_face_id bigint)
+RETURNS TABLE (face_id bigint, rejected text, person text, match_confidence real)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    current_person bigint;
+    others bigint[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM faces f WHERE f.id = p_face_id) THEN
+        RAISE EXCEPTION 'no face has id %', coalesce(p_face_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM lock_recognition(true);
+    SELECT f.person_id INTO current_person FROM faces f WHERE f.id = p_face_id FOR UPDATE;
+    IF current_person IS NULL THEN
+        RAISE EXCEPTION 'face % is not linked to anyone', p_face_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    INSERT INTO face_rejections (face_id, person_id) VALUES (p_face_id, current_person)
+    ON CONFLICT DO NOTHING;
+    -- A reference taken from this face is no evidence for them any more: the faces it won
+    -- look again.
+    WITH dropped AS (
+        DELETE FROM person_faces pf WHERE pf.face_id = p_face_id AND pf.person_id = current_person
+        RETURNING pf.id)
+    SELECT ARRAY(SELECT f.id FROM faces f
+                 WHERE f.person_id = current_person AND f.match_confidence IS NOT NULL
+                   AND f.id <> p_face_id AND EXISTS (SELECT 1 FROM dropped))
+    INTO others;
+    UPDATE faces f SET person_id = NULL, match_confidence = NULL WHERE f.id = p_face_id;
+    PERFORM match_faces(ARRAY[p_face_id] || others);
+    RETURN QUERY
+    SELECT f.id, (SELECT p.name FROM people p WHERE p.id = current_person), p.name,
+           f.match_confidence
+    FROM faces f LEFT JOIN people p ON p.id = f.person_id
+    WHERE f.id = p_face_id;
+END
+$$;
+COMMENT ON FUNCTION semsql.reject_face_person(bigint) IS
+    '"Not this person": unlinks a face from the person it is linked to (recognised or named) and '
+    'records that it is not them (semsql.face_rejections), so that recognition never matches it '
+    'to them again; a reference taken from the face is dropped. The face is matched again '
+    'against everyone else. Returns the person rejected and the one it matches now, if any.';
 
 -- Who is in an asset -------------------------------------------------------------------------------
 
@@ -1039,3 +1122,30 @@ COMMENT ON FUNCTION semsql.split_face_cluster(bigint, double precision, bigint[]
     'Splits a wrongly merged cluster: p_face_ids move to a new cluster, or else its faces are '
     'clustered again at p_min_similarity (default halfway between the cluster''s and 1). Returns '
     'the clusters that now hold its faces.';
+
+CREATE OR REPLACE FUNCTION semsql.merge_face_clusters(p_from bigint, p_into bigint)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+DECLARE
+    moved integer;
+BEGIN
+    PERFORM cluster_face_ids(p_from);  -- raises no_data_found for an unknown cluster
+    PERFORM cluster_face_ids(p_into);
+    IF p_from = p_into THEN
+        RAISE EXCEPTION 'cannot merge face cluster % into itself', p_from
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM take_mutex('face_clusters');
+    UPDATE face_clusters t SET min_similarity = least(t.min_similarity, s.min_similarity)
+    FROM face_clusters s WHERE t.id = p_into AND s.id = p_from;
+    UPDATE face_cluster_members SET cluster_id = p_into WHERE cluster_id = p_from;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    DELETE FROM face_clusters WHERE id = p_from;
+    RETURN moved;
+END
+$$;
+COMMENT ON FUNCTION semsql.merge_face_clusters(bigint, bigint) IS
+    'Makes two clusters of unknown faces one (one person): p_from''s faces join p_into, '
+    'p_from is deleted. Returns how many faces moved.';

@@ -187,3 +187,79 @@ def test_upload_from_the_page_and_see_the_job_finish(
     waited(browser, "#upload-status .status-completed", timeout=60)
     assert "1 new" in browser.find_element(By.ID, "upload-status").text
     browser.save_screenshot(str(artifacts / "jobs-upload.png"))
+
+
+def test_scrolling_down_loads_the_next_hits_and_the_url_keeps_them(
+    site, browser, artifacts: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _ = site
+    everything = httpx.get(f"{base}/api/search", params={"order": "newest", "k": 100}).json()
+    total = len(everything["hits"])
+    assert total >= 3
+    browser.get(f"{base}/?order=newest&k=1")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#results .tile")) == 1
+    assert not browser.find_element(By.ID, "next-page").is_displayed()
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    WebDriverWait(browser, 30).until(
+        lambda driver: len(driver.find_elements(By.CSS_SELECTOR, "#results .tile")) == total
+    )
+    WebDriverWait(browser, 10).until(lambda driver: not driver.find_elements(By.ID, "load-more"))
+    tiles = browser.find_elements(By.CSS_SELECTOR, "#results .tile")
+    ids = [tile.get_attribute("data-asset") for tile in tiles]
+    assert ids == [str(hit["asset_id"]) for hit in everything["hits"]]
+    assert f"k={total}" in browser.current_url and "order=newest" in browser.current_url
+    browser.save_screenshot(str(artifacts / "search-scrolled.png"))
+    browser.get(browser.current_url)  # the URL shows the same grid
+    again = browser.find_elements(By.CSS_SELECTOR, "#results .tile")
+    assert [tile.get_attribute("data-asset") for tile in again] == ids
+
+
+def test_say_a_face_is_not_the_person(site, browser, artifacts: Path) -> None:
+    """After test_name_a_cluster_of_unknown_faces: one of her faces is not her."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, db_url = site
+    browser.get(base + "/people")
+    person = waited(browser, ".person")[0]
+    faces = person.find_elements(By.CSS_SELECTOR, "figure.face")
+    assert len(faces) >= 2
+    face_id = int(faces[0].get_attribute("id").removeprefix("face-"))
+    faces[0].find_element(By.CSS_SELECTOR, ".not-person button").click()
+    WebDriverWait(browser, 30).until(
+        lambda driver: not driver.find_elements(By.ID, f"face-{face_id}")
+    )  # the page reloads without it
+    browser.save_screenshot(str(artifacts / "people-not-this-person.png"))
+    with psycopg.connect(db_url) as conn:
+        rejected = conn.execute(
+            "SELECT p.name FROM semsql.face_rejections r JOIN semsql.people p"
+            " ON p.id = r.person_id WHERE r.face_id = %s",
+            [face_id],
+        ).fetchall()
+        linked = conn.execute(
+            "SELECT person_id FROM semsql.faces WHERE id = %s", [face_id]
+        ).fetchone()
+    assert rejected == [("Eileen Collins",)] and linked == (None,)
+
+
+def test_keep_another_copy_of_a_duplicate(site, browser, artifacts: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, _ = site
+    browser.get(base + "/duplicates")
+    group = waited(browser, ".group")[0]
+    tiles = group.find_elements(By.CSS_SELECTOR, ".tile")
+    assert len(tiles) == 2
+    kept, other = (tile.get_attribute("data-asset") for tile in tiles[::-1])
+    tiles[1].find_element(By.CSS_SELECTOR, ".keep-copy button").click()  # not the suggested
+    waited(browser, f'.tile.deleted[data-asset="{other}"]')
+    browser.save_screenshot(str(artifacts / "duplicates-kept.png"))
+    assert "1 asset row deleted" in group.find_element(By.CSS_SELECTOR, ".result").text
+    # Every form that would delete the copy left (or the deleted one again) is spent.
+    buttons = group.find_elements(By.CSS_SELECTOR, "form button")
+    assert [button.is_enabled() for button in buttons] == [False] * len(buttons)
+    assert httpx.get(f"{base}/api/assets/{kept}").status_code == 200
+    assert httpx.get(f"{base}/api/assets/{other}").status_code == 404

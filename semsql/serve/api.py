@@ -18,7 +18,7 @@ from semsql.search import SIMILAR_BY, SIMILAR_PRIORITIES, SearchRequest, Similar
 from semsql.serve import facts, services
 from semsql.serve.context import Context, context
 from semsql.serve.errors import ApiError
-from semsql.serve.queries import search_parameters
+from semsql.serve.queries import require_text_worker, search_parameters
 from semsql.serve.thumbnails import face_crop, thumbnail_size
 from semsql.serve.uploads import Facts, Upload, check_collection, split_list
 
@@ -75,6 +75,24 @@ def search(
         return json_response(services.search(conn, request, partial).as_dict())
 
 
+@router.get("/search/facets", summary="Filter values of a search's results, with counts")
+def search_facets(
+    ctx: Ctx,
+    request: Annotated[SearchRequest, Depends(search_parameters)],
+    partial: Annotated[
+        bool, Query(description="Without a worker: search by keywords and names alone.")
+    ] = False,
+) -> Response:
+    """Tags, people, emotions and collections of the results of the same search (every
+    parameter of GET /api/search; k and offset aside), each with how many results have it,
+    counted over the first 500 results (`counted`; `complete` when that is all of them), or
+    over the whole library when the search narrows nothing (`counted` null)."""
+    with ctx.database.reader() as conn:
+        if not partial:
+            require_text_worker(conn, request)
+        return json_response(services.result_facets(conn, request))
+
+
 @router.post("/search/image", summary="Images like an uploaded one, by meaning and/or content")
 def search_image(
     ctx: Ctx,
@@ -124,7 +142,13 @@ def face_image(ctx: Ctx, face_id: RowId) -> Response:
 @router.get("/people", summary="Enrolled people and clusters of unknown faces")
 def list_people(ctx: Ctx) -> Response:
     with ctx.database.reader() as conn:
-        return json_response({"people": facts.people(conn), "clusters": facts.clusters(conn)})
+        return json_response(
+            {
+                "people": facts.people(conn),
+                "clusters": facts.clusters(conn),
+                **facts.match_thresholds(conn),
+            }
+        )
 
 
 class ClusterName(BaseModel):
@@ -159,6 +183,81 @@ def split_cluster(ctx: Ctx, cluster_id: RowId, body: SplitCluster) -> Response:
     return json_response({"cluster_id": cluster_id, "clusters": [row[0] for row in made]})
 
 
+class ClusterMerge(BaseModel):
+    into: int = Field(ge=1, le=2**63 - 1, description="The cluster that takes the faces.")
+
+
+@router.post("/clusters/{cluster_id}/merge", summary="Merge a cluster into another (one person)")
+def merge_clusters(ctx: Ctx, cluster_id: RowId, body: ClusterMerge) -> Response:
+    with ctx.database.writer() as conn:
+        moved = conn.execute(
+            "SELECT semsql.merge_face_clusters(%s, %s)", [cluster_id, body.into]
+        ).fetchone()
+        conn.commit()
+    return json_response(
+        {"cluster_id": body.into, "merged": cluster_id, "faces_moved": moved[0] if moved else 0}
+    )
+
+
+class PeopleMerge(BaseModel):
+    person: str = Field(min_length=1, max_length=200, description="Merged away (deleted).")
+    into: str = Field(min_length=1, max_length=200, description="Keeps the faces.")
+
+
+@router.post("/people/merge", summary="Merge two people: one is the other")
+def merge_people(ctx: Ctx, body: PeopleMerge) -> Response:
+    """semsql.merge_people: `person`'s references, faces and stated assets move to `into`."""
+    with ctx.database.writer() as conn:
+        moved = conn.execute(
+            "SELECT semsql.merge_people(%s, %s)", [body.person, body.into]
+        ).fetchone()
+        conn.commit()
+    return json_response(
+        {"person": body.person, "into": body.into, "faces_moved": moved[0] if moved else 0}
+    )
+
+
+@router.post("/faces/{face_id}/not-person", summary='"Not this person": unlink a face')
+def reject_face(ctx: Ctx, face_id: RowId) -> Response:
+    """semsql.reject_face_person: the face leaves the person it is linked to and is never
+    matched to them again; it is matched against everyone else (`person`: whom it matches
+    now, or null)."""
+    with ctx.database.writer() as conn:
+        found = facts.rows(
+            conn,
+            "SELECT face_id, rejected, person, match_confidence FROM semsql.reject_face_person(%s)",
+            [face_id],
+        )
+        conn.commit()
+    return json_response(found[0])
+
+
+@router.get("/people/threshold", summary="The match threshold of face recognition")
+def get_threshold(ctx: Ctx) -> Response:
+    with ctx.database.reader() as conn:
+        return json_response(facts.match_thresholds(conn))
+
+
+class Threshold(BaseModel):
+    threshold: float = Field(ge=0, le=1, allow_inf_nan=False)
+    model: str | None = Field(
+        default=None, min_length=1, max_length=200, description="A face-vector model; none: all"
+    )
+
+
+@router.post("/people/threshold", summary="Set the match threshold: every face is matched again")
+def set_threshold(ctx: Ctx, body: Threshold) -> Response:
+    """semsql.set_face_match_threshold: the least match confidence at which a face is
+    recognised (of one face-vector model, or of the models without their own)."""
+    with ctx.database.writer() as conn:
+        changed = conn.execute(
+            "SELECT semsql.set_face_match_threshold(%s, %s::text)", [body.threshold, body.model]
+        ).fetchone()
+        conn.commit()
+        thresholds = facts.match_thresholds(conn)
+    return json_response({**thresholds, "faces_changed": changed[0] if changed else 0})
+
+
 class Stages(BaseModel):
     stages: list[str] | None = Field(default=None, max_length=50)
 
@@ -169,6 +268,29 @@ def retry_tasks(ctx: Ctx, body: Stages) -> Response:
         queued = conn.execute("SELECT semsql.retry_failed_tasks(%s)", [body.stages]).fetchone()
         conn.commit()
     return json_response({"queued": queued[0] if queued else 0})
+
+
+@router.get("/tasks/failed", summary="Failed tasks grouped by stage and reason")
+def failed_tasks(ctx: Ctx) -> Response:
+    with ctx.database.reader() as conn:
+        return json_response(facts.failed_tasks(conn))
+
+
+class Reason(BaseModel):
+    stage: str = Field(min_length=1, max_length=200)
+    error: str | None = Field(
+        default=None, max_length=100_000, description="As GET /api/tasks/failed gives it."
+    )
+
+
+@router.post("/tasks/retry-reason", summary="Queue again the tasks that failed for one reason")
+def retry_reason(ctx: Ctx, body: Reason) -> Response:
+    """The failed tasks of `stage` whose error is `error` (one row of GET /api/tasks/failed)
+    go back to the queue (semsql.requeue_tasks); 404 when none is left."""
+    with ctx.database.writer() as conn:
+        queued = services.retry_failed_reason(conn, body.stage, body.error)
+        conn.commit()
+    return json_response({"stage": body.stage, "error": body.error, "queued": queued})
 
 
 @router.get("/duplicates", summary="Groups of duplicates, the copy to keep first")

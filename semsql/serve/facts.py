@@ -130,6 +130,19 @@ def clusters(conn: psycopg.Connection) -> list[dict[str, Any]]:
     return rows(conn, "SELECT * FROM semsql.face_cluster_summary ORDER BY faces DESC, cluster_id")
 
 
+def match_thresholds(conn: psycopg.Connection) -> dict[str, Any]:
+    """The match threshold of recognition, and those of the models that have their own."""
+    found = conn.execute(
+        "SELECT round(semsql.face_match_threshold()::numeric, 4)::float8"
+    ).fetchone()
+    models = rows(
+        conn,
+        "SELECT model, round(match_threshold::numeric, 4)::float8 AS match_threshold"
+        " FROM semsql.face_model_settings ORDER BY model",
+    )
+    return {"match_threshold": found[0] if found else None, "model_thresholds": models}
+
+
 def face(conn: psycopg.Connection, face_id: int) -> tuple[StoredImage, list[float]]:
     """The image a face is in, and the face's box."""
     found = conn.execute(
@@ -167,3 +180,11 @@ def facets(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
             " GROUP BY collection ORDER BY count(*) DESC LIMIT 30",
         ),
     }
+
+
+def collections_of(conn: psycopg.Connection, asset_ids: list[int]) -> list[str]:
+    """The collection of each of these assets (one entry per asset)."""
+    found = conn.execute(
+        "SELECT collection FROM semsql.assets WHERE id = ANY (%s::bigint[])", [asset_ids]
+    )
+    return [row[0] for row in found]

@@ -49,6 +49,7 @@ def search_page(
     """The search: the URL holds the whole query (every parameter of GET /api/search)."""
     warnings: list[str] = []
     found = services.Found([], [])
+    facets: dict[str, Any] = {"counted": 0, "complete": True}
     with ctx.database.reader() as conn:
         try:
             require_text_worker(conn, query)
@@ -56,6 +57,7 @@ def search_page(
             warnings.append(f"{error.message}: showing matches by keywords and names alone")
         try:
             found = services.search(conn, query, partial=True)
+            facets = services.result_facets(conn, query)
         except ApiError as error:
             warnings.append(error.message)
         except Exception as error:  # a refused argument: said on the page, not a traceback
@@ -63,7 +65,7 @@ def search_page(
             if known is None:
                 raise
             warnings.append(known.message)
-        facets = facts.facets(conn)
+    facets = services.with_chosen(facets, query)
     given = [(key, value) for key, value in request.query_params.multi_items() if value]
     paging = [(key, value) for key, value in given if key != "offset"]
     offset, k = query.offset or 0, query.k or 20
@@ -102,7 +104,11 @@ def asset_page(request: Request, ctx: Ctx, asset_id: RowId) -> Response:
 def people_page(request: Request, ctx: Ctx) -> Response:
     with ctx.database.reader() as conn:
         return page(
-            request, "people.html", people=facts.people(conn), clusters=facts.clusters(conn)
+            request,
+            "people.html",
+            people=facts.people(conn),
+            clusters=facts.clusters(conn),
+            thresholds=facts.match_thresholds(conn),
         )
 
 

@@ -4,9 +4,11 @@ statement builders; nothing here ranks anything itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,79 @@ def search(conn: psycopg.Connection, request: SearchRequest, partial: bool = Fal
         require_text_worker(conn, request)
     hits, notices = run_search(conn, request)
     return Found(hits, notices)
+
+
+FACET_WINDOW = 500
+"""How many of a search's results (from the first) its facets count."""
+FACET_VALUES = {"tag": 30, "person": 30, "emotion": 12, "collection": 30}
+
+
+KNOBS = frozenset({
+    "k", "offset", "order_by", "exact", "names", "tags_match", "people_match", "query_space",
+    "min_score", "relative_cut", "min_text_similarity", "min_image_similarity",
+    "image_weight", "text_weight", "keyword_weight", "name_weight", "exclude_weight",
+})  # fmt: skip
+"""SearchRequest fields that rank or page what the others find (or cut it by score, which
+needs something to score by); every other field is a text, an example or a filter."""
+
+
+def narrows(request: SearchRequest) -> bool:
+    """Whether a request asks for less than the whole library (a text, an example, a filter:
+    any field of SearchRequest but the KNOBS)."""
+    return any(
+        _given(getattr(request, item.name))
+        for item in dataclasses.fields(request)
+        if item.name not in KNOBS
+    )
+
+
+def _given(value: Any) -> bool:
+    """Set, as SearchRequest.arguments() sees it: not None, not an empty tuple or list."""
+    return value is not None and not (isinstance(value, tuple | list) and not value)
+
+
+def result_facets(conn: psycopg.Connection, request: SearchRequest) -> dict[str, Any]:
+    """The filter values of a search's results, with how many of them have each: counted over
+    its first FACET_WINDOW results (the same semsql.search call from offset 0), or over the
+    whole library when the request narrows nothing. `counted`: how many results were counted,
+    `complete`: whether they are all of them."""
+    if not narrows(request):
+        counts: dict[str, Any] = facts.facets(conn)
+        return {**counts, "counted": None, "complete": True}
+    hits, _ = run_search(conn, replace(request, k=FACET_WINDOW, offset=0))
+    counted: dict[str, Counter[str]] = {name: Counter() for name in FACET_VALUES}
+    for hit in hits:
+        counted["tag"].update(set(hit.tags))
+        counted["person"].update(set(hit.people))
+        counted["emotion"].update(set(hit.emotions))
+    counted["collection"].update(facts.collections_of(conn, [hit.asset_id for hit in hits]))
+    result: dict[str, Any] = {
+        name: _top(values, FACET_VALUES[name]) for name, values in counted.items()
+    }
+    return {**result, "counted": len(hits), "complete": len(hits) < FACET_WINDOW}
+
+
+def _top(counts: Counter[str], n: int) -> list[dict[str, Any]]:
+    """The n values found most often (then alphabetically), with their counts."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0].lower(), item[0]))
+    return [{"value": value, "assets": found} for value, found in ranked[:n]]
+
+
+def with_chosen(facets: dict[str, Any], request: SearchRequest) -> dict[str, Any]:
+    """The facets with every value the request filters on, counted 0 when no result has it
+    (so that the page can still offer to take the filter off)."""
+    chosen = {
+        "tag": request.tags,
+        "person": request.people,
+        "emotion": request.emotions,
+        "collection": [request.collection] if request.collection else [],
+    }
+    shown = dict(facets)
+    for name, values in chosen.items():
+        present = {str(facet["value"]).lower() for facet in facets.get(name, [])}
+        missing = [{"value": v, "assets": 0} for v in values if v.lower() not in present]
+        shown[name] = [*facets.get(name, []), *missing]
+    return shown
 
 
 def asset_with_similar(conn: psycopg.Connection, asset_id: int, k: int = 12) -> dict[str, Any]:
@@ -129,3 +204,26 @@ def _image_vector(path: Path) -> tuple[Any, str | None]:
     with Image.open(path) as image:
         image.load()
         return encoder.encode_images([image.convert("RGB")])[0], None
+
+
+def retry_failed_reason(conn: psycopg.Connection, stage: str, error: str | None) -> int:
+    """Queues again the failed tasks of one stage that failed with this error (None: with
+    none), through semsql.requeue_tasks, and refreshes their assets' status; returns how
+    many. 400 for an unknown stage, 404 when no task failed so (any more)."""
+    failed = conn.execute(
+        """SELECT asset_id FROM semsql.tasks
+           WHERE status = 'failed' AND stage = %s AND coalesce(last_error, '') = coalesce(%s, '')
+           ORDER BY asset_id FOR UPDATE""",
+        [stage, error],
+    ).fetchall()
+    if not failed:
+        known = conn.execute("SELECT 1 FROM semsql.stages WHERE name = %s", [stage]).fetchone()
+        if known is None:
+            raise ApiError(400, f"no stage is named {stage!r}")
+        raise ApiError(404, f"no {stage} task failed with this error (retried already?)")
+    asset_ids = [row[0] for row in failed]
+    queued = conn.execute(
+        "SELECT semsql.requeue_tasks(%s::bigint[], ARRAY[%s::text])", [asset_ids, stage]
+    ).fetchone()
+    conn.execute("SELECT semsql.refresh_asset_status(%s::bigint[])", [asset_ids])
+    return int(queued[0]) if queued else 0

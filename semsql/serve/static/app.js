@@ -57,9 +57,82 @@ function tile(hit) {
     badges.appendChild(text("span", signal, `badge signal-${signal}`));
   }
   caption.appendChild(badges);
-  caption.appendChild(text("span", hit.caption || hit.uri.split("/").pop(), "caption"));
+  const tags = (hit.tags || []).join(", ");
+  caption.appendChild(text("span", hit.caption || tags || hit.uri.split("/").pop(), "caption"));
+  if (hit.people && hit.people.length) caption.appendChild(text("span", hit.people.join(", "), "people"));
   figure.appendChild(caption);
   return figure;
+}
+
+// Infinite scroll: when the end of the grid comes into view (or "more" is clicked), the next
+// hits of the same search (GET /api/search with the page's own parameters and the next
+// offset) are added to it. The URL then asks for every hit shown (its k grows, up to the
+// API's 1000), so that a reload or a shared link shows the same grid.
+const MAX_K = 1000;
+
+function setUpMore() {
+  const grid = document.getElementById("results");
+  const next = document.getElementById("next-page");
+  if (!grid || !next) return;
+  const params = new URLSearchParams(window.location.search);
+  const start = Number(params.get("offset") || 0);
+  const step = Number(params.get("k") || grid.dataset.k || 20);
+  const seen = new Set([...grid.querySelectorAll(".tile")].map((t) => t.dataset.asset));
+  let shown = seen.size, busy = false, finished = false;
+  const observer = "IntersectionObserver" in window
+    ? new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting)) load();
+    }, { rootMargin: "400px" })
+    : null;
+  const more = document.createElement("button");
+  more.id = "load-more";
+  more.type = "button";
+  more.textContent = "more";
+  next.after(more);
+  next.hidden = true;
+  const load = async () => {
+    if (busy || finished) return;
+    busy = true;
+    more.textContent = "loading …";
+    const query = new URLSearchParams(params);
+    query.set("offset", String(start + shown));
+    query.set("k", String(Math.min(step, MAX_K - shown)));
+    query.set("partial", "true");  // as the page: without a worker, keywords and names alone
+    try {
+      const found = await api(`/api/search?${query}`);
+      for (const hit of found.hits) {
+        if (seen.has(String(hit.asset_id))) continue;
+        seen.add(String(hit.asset_id));
+        grid.appendChild(tile(hit));
+      }
+      shown += found.hits.length;
+      finished = found.hits.length < Number(query.get("k"));
+      const url = new URLSearchParams(params);
+      url.set("k", String(shown));
+      history.replaceState(null, "", `?${url}`);
+      more.textContent = "more";
+      if (finished) more.remove();
+      if (shown >= MAX_K && !finished) {  // the URL cannot ask for more at once: pages from here
+        const page = new URLSearchParams(params);
+        page.set("offset", String(start + shown));
+        page.set("k", String(step));
+        next.href = `?${page}`;
+        next.hidden = false;
+        more.remove();
+        finished = true;
+      }
+      if (!finished && observer) {  // still in view: the observer says so again
+        observer.unobserve(more);
+        observer.observe(more);
+      }
+    } catch (error) {
+      more.textContent = `cannot load more: ${error.message} (click to try again)`;
+    } finally {
+      busy = false;
+    }
+  };
+  more.addEventListener("click", load);
+  if (observer) observer.observe(more);
 }
 
 // The drop zone: look-alikes of an image that need not be stored.
@@ -116,15 +189,25 @@ function placeFaceBoxes() {
   if (image.complete && image.naturalWidth) place(); else image.addEventListener("load", place);
 }
 
+// Where a form says how it went: its own .result, else its group's, else a new one.
+function resultOf(form) {
+  const found = form.querySelector(".result") || (form.closest(".group") || form).querySelector(".result");
+  if (found) return found;
+  const made = text("span", "", "result");
+  form.appendChild(made);
+  return made;
+}
+
 // Forms that change data: JSON (or the ids they carry) to the API, with the CSRF token.
 function setUpApiForms() {
   for (const form of document.querySelectorAll("form.api-form")) {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const result = form.querySelector(".result");
+      const result = resultOf(form);
       const body = {};
-      for (const [key, value] of new FormData(form).entries()) body[key] = value;
-      if (form.dataset.ids) body.asset_ids = form.dataset.ids.split(",").filter(Boolean).map(Number);
+      for (const [key, value] of new FormData(form).entries()) if (value !== "") body[key] = value;
+      const ids = (form.dataset.ids || "").split(",").filter(Boolean).map(Number);
+      if (ids.length) body.asset_ids = ids;
       try {
         const answer = await api(form.dataset.action, {
           method: "POST",
@@ -133,6 +216,8 @@ function setUpApiForms() {
         });
         result.textContent = describe(answer);
         form.classList.add("done");
+        markDeleted(form, answer);
+        if (form.dataset.reload) setTimeout(() => window.location.reload(), 600);
       } catch (error) {
         result.textContent = error.message;
       }
@@ -140,11 +225,37 @@ function setUpApiForms() {
   }
 }
 
+// Duplicates: the copies whose rows were deleted are greyed out. A form of their group is
+// spent when what it would delete is gone already, or is every copy left (the suggested
+// copy's "keep" once that copy is deleted, say).
+function markDeleted(form, answer) {
+  if (answer.deleted === undefined) return;
+  const group = form.closest(".group");
+  if (!group) return;
+  for (const gone of answer.deleted) {
+    const tile = group.querySelector(`.tile[data-asset="${gone.asset_id}"]`);
+    if (tile) tile.classList.add("deleted");
+  }
+  const left = [...group.querySelectorAll(".tile:not(.deleted)")].map((tile) => tile.dataset.asset);
+  for (const other of group.querySelectorAll("form.api-form")) {
+    const wanted = (other.dataset.ids || "").split(",").filter((id) => left.includes(id));
+    if (other.closest(".tile.deleted") || !wanted.length || left.every((id) => wanted.includes(id))) {
+      other.querySelector("button").disabled = true;
+    }
+  }
+}
+
 function describe(answer) {
   if (answer.faces_matched !== undefined) return `${answer.faces_matched} faces are now ${answer.name}`;
+  if (answer.rejected !== undefined) return `not ${answer.rejected}` + (answer.person ? `: now ${answer.person}` : ": now nobody");
+  if (answer.faces_moved !== undefined) return `${answer.faces_moved} faces moved into ${answer.into !== undefined ? answer.into : "cluster " + answer.cluster_id}`;
+  if (answer.faces_changed !== undefined) return `threshold ${answer.match_threshold}: ${answer.faces_changed} faces changed person`;
   if (answer.clusters !== undefined) return `split into clusters ${answer.clusters.join(", ")}`;
   if (answer.queued !== undefined) return `${answer.queued} tasks queued again`;
-  if (answer.deleted !== undefined) return `${answer.deleted.length} asset rows deleted (files stay on disk)`;
+  if (answer.deleted !== undefined) {
+    const count = answer.deleted.length;
+    return `${count} asset row${count === 1 ? "" : "s"} deleted (files stay on disk)`;
+  }
   return "done";
 }
 
@@ -182,6 +293,7 @@ async function follow(jobId, status) {
 
 document.addEventListener("DOMContentLoaded", () => {
   setUpSearch();
+  setUpMore();
   setUpDropZone();
   placeFaceBoxes();
   setUpApiForms();
