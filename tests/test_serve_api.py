@@ -162,6 +162,8 @@ def client(db_url: str, tmp_path: Path):
         {"min_score": "nan"},
         {"image_weight": -1},
         {"tags_match": "some"},
+        {"media_type": "gif"},
+        {"min_duration": -1},
     ],
 )
 def test_bad_search_parameters_are_400(client, params: dict) -> None:
@@ -169,6 +171,25 @@ def test_bad_search_parameters_are_400(client, params: dict) -> None:
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error["status"] == 400 and error["message"]
+
+
+def test_media_type_and_duration_filter_the_search(client, db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            """INSERT INTO semsql.assets (uri, sha256, media_type, duration_ms)
+               VALUES ('/v/clip.mp4', repeat('c', 64), 'video', 12000),
+                      ('/v/photo.jpg', repeat('d', 64), 'image', NULL)"""
+        )
+    uris = {
+        query: [hit["uri"] for hit in client.get(f"/api/search?{query}").json()["hits"]]
+        for query in ("media_type=video", "media_type=image", "min_duration=20", "max_duration=20")
+    }
+    assert uris == {
+        "media_type=video": ["/v/clip.mp4"],
+        "media_type=image": ["/v/photo.jpg"],
+        "min_duration=20": [],
+        "max_duration=20": ["/v/clip.mp4"],
+    }
 
 
 def test_unknown_things_are_404(client) -> None:

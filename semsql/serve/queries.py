@@ -5,7 +5,7 @@ rule that a text query needs a running `semsql worker` (503)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -19,6 +19,9 @@ MAX_K = 1000
 MAX_OFFSET = 1_000_000_000
 Weight = Annotated[float | None, Query(ge=0, le=100, allow_inf_nan=False)]
 Cut = Annotated[float | None, Query(allow_inf_nan=False)]
+Seconds = Annotated[
+    float | None, Query(ge=0, le=1e9, allow_inf_nan=False, description="A video's length, s.")
+]
 
 
 def search_parameters(
@@ -38,6 +41,9 @@ def search_parameters(
     metadata: Annotated[
         str | None, Query(description="A JSON object the asset's metadata contains.")
     ] = None,
+    media_type: Literal["image", "video"] | None = None,
+    min_duration: Seconds = None,
+    max_duration: Seconds = None,
     exclude: Annotated[str | None, Query(description="Push away what this means.")] = None,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
@@ -68,6 +74,9 @@ def search_parameters(
         taken_after=iso_time("taken_after", taken_after),
         taken_before=iso_time("taken_before", taken_before),
         metadata=json_object(metadata),
+        media_type=media_type,
+        min_duration=None if min_duration is None else timedelta(seconds=min_duration),
+        max_duration=None if max_duration is None else timedelta(seconds=max_duration),
         exclude=exclude or None,
         k=k,
         offset=offset,
