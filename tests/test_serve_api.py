@@ -192,6 +192,52 @@ def test_media_type_and_duration_filter_the_search(client, db_url: str) -> None:
     }
 
 
+def test_a_video_is_shown_by_its_frames(client, db_url: str) -> None:
+    def jpeg(colour: tuple[int, int, int]) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 48), colour).save(buffer, "JPEG")
+        return buffer.getvalue()
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        (video_id,) = conn.execute(
+            """INSERT INTO semsql.assets (uri, sha256, media_type, duration_ms)
+               VALUES ('/v/clip.mp4', repeat('e', 64), 'video', 8000) RETURNING id"""
+        ).fetchone()
+        assert client.get(f"/api/assets/{video_id}/thumbnail").status_code == 404  # none yet
+        frames = [(0, (200, 0, 0)), (4000, (0, 0, 200))]
+        frame_ids = [
+            conn.execute(
+                """INSERT INTO semsql.frames (asset_id, at_ms, width, height, jpeg, model)
+                   VALUES (%s, %s, 64, 48, %s, 'sampler') RETURNING id""",
+                [video_id, at, jpeg(colour)],
+            ).fetchone()[0]
+            for at, colour in frames
+        ]
+        conn.execute(
+            """INSERT INTO semsql.faces (asset_id, frame_id, box, detector)
+               VALUES (%s, %s, '{8,8,40,40}', 'mtcnn')""",
+            [video_id, frame_ids[1]],
+        )
+        (face_id,) = conn.execute(
+            "SELECT id FROM semsql.faces WHERE asset_id = %s", [video_id]
+        ).fetchone()
+
+    def colour(path: str) -> tuple[int, ...]:
+        answer = client.get(path)
+        assert answer.status_code == 200, answer.text
+        with Image.open(io.BytesIO(answer.content)) as image:
+            return image.convert("RGB").getpixel((image.width // 2, image.height // 2))
+
+    first, later = (
+        colour(f"/api/assets/{video_id}/thumbnail"),
+        colour(f"/api/assets/{video_id}/thumbnail?at=3.5"),
+    )
+    assert first[0] > 150 > first[2] and later[2] > 150 > later[0]  # red at 0 s, blue at 4 s
+    assert colour(f"/api/faces/{face_id}/crop")[2] > 150  # cropped from the blue frame
+    page = client.get("/?media_type=video")
+    assert page.status_code == 200 and "▶ video" in page.text
+
+
 def test_unknown_things_are_404(client) -> None:
     for path in ("/api/assets/999", "/api/jobs/999", "/api/assets/999/thumbnail",
                  "/api/faces/999/crop", "/api/nothing"):  # fmt: skip

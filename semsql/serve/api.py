@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -119,11 +120,22 @@ def get_asset(ctx: Ctx, asset_id: RowId) -> Response:
 
 
 @router.get("/assets/{asset_id}/thumbnail", summary="A cached thumbnail, upright")
-def thumbnail(ctx: Ctx, request: Request, asset_id: RowId, size: int | None = None) -> Response:
+def thumbnail(
+    ctx: Ctx,
+    request: Request,
+    asset_id: RowId,
+    size: int | None = None,
+    at: Annotated[
+        float | None,
+        Query(ge=0, le=1e9, allow_inf_nan=False, description="A video's moment, in seconds."),
+    ] = None,
+) -> Response:
+    """A video's is the frame nearest `at` (a search hit's best_at), else its first."""
     side = thumbnail_size(size)
+    moment = None if at is None else timedelta(seconds=at)
     with ctx.database.reader() as conn:
-        image = facts.stored_image(conn, asset_id)
-    tag = f'"{image.sha256}-{side}"'  # the content's: an edited file is a new thumbnail
+        image = facts.stored_image(conn, asset_id, moment)
+    tag = f'"{image.key}-{side}"'  # the content's: an edited file is a new thumbnail
     headers = {**CACHED, "etag": tag}
     if request.headers.get("if-none-match") == tag:
         return Response(status_code=304, headers=headers)

@@ -3,11 +3,13 @@ face clusters. Read-only queries of semsql's tables and views, as the analyst ro
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from semsql.frames import moment_jpegs
 from semsql.serve.errors import ApiError
 from semsql.serve.thumbnails import StoredImage
 
@@ -19,13 +21,23 @@ def rows(conn: psycopg.Connection, query: Any, params: Any = None) -> list[dict[
     return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
 
 
-def stored_image(conn: psycopg.Connection, asset_id: int) -> StoredImage:
+def stored_image(
+    conn: psycopg.Connection, asset_id: int, at: timedelta | None = None
+) -> StoredImage:
+    """The asset's picture: its file, or for a video the frame nearest `at` (the first)."""
     found = conn.execute(
-        "SELECT uri, root, sha256, bytes FROM semsql.assets WHERE id = %s", [asset_id]
+        "SELECT uri, root, sha256, bytes, media_type FROM semsql.assets WHERE id = %s",
+        [asset_id],
     ).fetchone()
     if found is None:
         raise ApiError(404, f"no asset has id {asset_id}")
-    return StoredImage(*found)
+    if found[4] != "video":
+        return StoredImage(*found[:4])
+    frame = moment_jpegs(conn, [(asset_id, at)]).get(asset_id)
+    if frame is None:
+        raise ApiError(404, f"asset {asset_id} is a video with no frames sampled yet")
+    jpeg, shown = frame
+    return StoredImage(*found[:4], frame=(jpeg, round(shown.total_seconds() * 1000)))
 
 
 def asset(conn: psycopg.Connection, asset_id: int) -> dict[str, Any]:
@@ -146,13 +158,16 @@ def match_thresholds(conn: psycopg.Connection) -> dict[str, Any]:
 def face(conn: psycopg.Connection, face_id: int) -> tuple[StoredImage, list[float]]:
     """The image a face is in, and the face's box."""
     found = conn.execute(
-        """SELECT a.uri, a.root, a.sha256, a.bytes, f.box FROM semsql.faces f
-           JOIN semsql.assets a ON a.id = f.asset_id WHERE f.id = %s""",
+        """SELECT a.uri, a.root, a.sha256, a.bytes, f.box, fr.jpeg, fr.at_ms
+           FROM semsql.faces f JOIN semsql.assets a ON a.id = f.asset_id
+           LEFT JOIN semsql.frames fr ON fr.id = f.frame_id  -- a face in a video's frame
+           WHERE f.id = %s""",
         [face_id],
     ).fetchone()
     if found is None:
         raise ApiError(404, f"no face has id {face_id}")
-    return StoredImage(*found[:4]), list(found[4])
+    frame = None if found[5] is None else (bytes(found[5]), found[6])
+    return StoredImage(*found[:4], frame=frame), list(found[4])
 
 
 def facets(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:

@@ -39,7 +39,14 @@ class Found:
     notices: list[str]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"hits": [asdict(hit) for hit in self.hits], "notices": self.notices}
+        return {"hits": [hit_dict(hit) for hit in self.hits], "notices": self.notices}
+
+
+def hit_dict(hit: SearchHit | SimilarHit) -> dict[str, Any]:
+    """A hit as JSON gives it: a video's best_at in seconds."""
+    found = asdict(hit)
+    found["best_at"] = None if hit.best_at is None else hit.best_at.total_seconds()
+    return found
 
 
 def search(conn: psycopg.Connection, request: SearchRequest, partial: bool = False) -> Found:
@@ -136,7 +143,7 @@ def asset_with_similar(conn: psycopg.Connection, asset_id: int, k: int = 12) -> 
             if known is None:
                 raise
             hits, notices = [], [known.message]
-        result["similar"][by] = [asdict(hit) for hit in hits]
+        result["similar"][by] = [hit_dict(hit) for hit in hits]
         result["notices"].extend(notices)
     return result
 

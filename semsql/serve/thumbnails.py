@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from semsql.decode import InputError, default_root, load_image
+from semsql.decode import Decoded, InputError, decode_bytes, default_root, load_image
 from semsql.serve.errors import ApiError
 
 SIZES = (128, 256, 512, 1024)
@@ -22,6 +22,20 @@ class StoredImage:
     root: str | None
     sha256: str
     bytes: int | None
+    frame: tuple[bytes, int] | None = None
+    """For a video: the JPEG of the frame shown, and its time in ms (semsql.frames)."""
+
+    @property
+    def key(self) -> str:
+        """What its cached files are named by: the content, and for a video the frame's time."""
+        return self.sha256 if self.frame is None else f"{self.sha256}-at{self.frame[1]}"
+
+    def decode(self, max_side: int) -> Decoded:
+        """Upright, at most max_side, from the file (as the worker reads it) or the frame."""
+        if self.frame is not None:
+            return decode_bytes(self.frame[0], max_side, name=f"{self.uri} frame")
+        root = self.root if self.root is not None else default_root(self.uri)
+        return load_image(self.uri, max_side, root=root, sha256=self.sha256, size=self.bytes)
 
 
 def thumbnail_size(asked: int | None) -> int:
@@ -37,17 +51,16 @@ class ThumbnailCache:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def path(self, sha256: str, size: int) -> Path:
-        return self.folder / sha256[:2] / f"{sha256}-{size}.jpg"
+    def path(self, key: str, size: int) -> Path:
+        return self.folder / key[:2] / f"{key}-{size}.jpg"
 
     def get(self, image: StoredImage, size: int) -> Path:
         """The cached thumbnail's file, made first when there is none."""
-        path = self.path(image.sha256, size)
+        path = self.path(image.key, size)
         if path.exists():
             return path
-        root = image.root if image.root is not None else default_root(image.uri)
         try:
-            decoded = load_image(image.uri, size, root=root, sha256=image.sha256, size=image.bytes)
+            decoded = image.decode(size)
         except InputError as error:
             raise ApiError(404, f"no thumbnail: {error}") from None
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,12 +82,11 @@ FACE_MARGIN = 0.25
 
 def face_crop(cache: ThumbnailCache, image: StoredImage, face_id: int, box: list[float]) -> Path:
     """A square crop around a face (its box plus a margin), cached like a thumbnail."""
-    path = cache.folder / image.sha256[:2] / f"{image.sha256}-face{face_id}.jpg"
+    path = cache.folder / image.key[:2] / f"{image.key}-face{face_id}.jpg"
     if path.exists():
         return path
-    root = image.root if image.root is not None else default_root(image.uri)
     try:
-        decoded = load_image(image.uri, 1024, root=root, sha256=image.sha256, size=image.bytes)
+        decoded = image.decode(1024)
     except InputError as error:
         raise ApiError(404, f"no face crop: {error}") from None
     x0, y0, x1, y1 = (value / decoded.scale for value in box)

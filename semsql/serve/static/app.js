@@ -38,6 +38,13 @@ function setUpSearch() {
   });
 }
 
+// A video's moment, in seconds, as h:mm:ss (what the page's own tiles show).
+function moment(seconds) {
+  const whole = Math.floor(seconds);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${Math.floor(whole / 3600)}:${pad(Math.floor(whole / 60) % 60)}:${pad(whole % 60)}`;
+}
+
 function tile(hit) {
   const figure = document.createElement("figure");
   figure.className = "tile";
@@ -45,11 +52,15 @@ function tile(hit) {
   const link = document.createElement("a");
   link.href = `/assets/${hit.asset_id}`;
   const image = document.createElement("img");
-  image.src = `/api/assets/${hit.asset_id}/thumbnail?size=256`;
+  const at = hit.best_at == null ? "" : `&at=${hit.best_at}`;
+  image.src = `/api/assets/${hit.asset_id}/thumbnail?size=256${at}`;
   image.alt = hit.caption || hit.uri;
   link.appendChild(image);
   figure.appendChild(link);
   const caption = document.createElement("figcaption");
+  if (hit.media_type === "video") {
+    caption.appendChild(text("span", hit.best_at == null ? "▶ video" : `▶ ${moment(hit.best_at)}`, "moment"));
+  }
   caption.appendChild(text("span", hit.score == null ? "" : hit.score.toFixed(3), "score"));
   const badges = document.createElement("span");
   badges.className = "badges";
