@@ -234,6 +234,19 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
     moments = {asset: at for asset, at in faces_found}
     assert moments[picture_id] is None
     assert moments[video_id].total_seconds() < 3
+    # A person enrolled from the picture is recognised in the video, which a people filter
+    # then finds.
+    db.execute(
+        """SELECT semsql.enrol_person('Eileen Collins', ARRAY[f.embedding::vector],
+                                      f.embedding_model)
+           FROM semsql.faces f WHERE f.asset_id = %s""",
+        [picture_id],
+    )
+    assert rows(
+        db, "SELECT DISTINCT person_id IS NOT NULL FROM semsql.faces WHERE asset_id = %s", video_id
+    ) == [(True,)]
+    shown_in = rows(db, "SELECT asset_id FROM semsql.search(people => ARRAY['Eileen Collins'])")
+    assert sorted(asset for (asset,) in shown_in) == sorted([picture_id, video_id])
 
     # `semsql show` prints the frame strip; the contact sheet shows a video by its best frame.
     shown = CliRunner().invoke(cli, ["show", str(video_id), "--json"])
