@@ -30,6 +30,7 @@ from semsql.search import (
     image_file_hashes,
     live_query_spaces,
     registered_spaces,
+    run_moments,
     run_search,
     run_similar,
 )
@@ -116,6 +117,11 @@ MAX_OFFSET = 1_000_000_000
     metavar="SECONDS",
     help="Only videos at most this long.",
 )
+@click.option(
+    "--moments",
+    is_flag=True,
+    help="Video frames like QUERY or --image, several per video, with their times.",
+)
 @click.option("--exclude", metavar="TEXT", help="Push away what this text means.")
 @click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0, MAX_OFFSET))
@@ -160,7 +166,7 @@ def search(
     all_tags: bool, emotions: tuple[str, ...], people: tuple[str, ...], all_people: bool,
     collection: str | None, after: datetime | None, before: datetime | None,
     metadata: str | None, media_type: str | None, min_duration: float | None,
-    max_duration: float | None, exclude: str | None, limit: int, offset: int,
+    max_duration: float | None, moments: bool, exclude: str | None, limit: int, offset: int,
     min_score: float | None, relative_cut: float | None, order: str, exact: bool, names: str,
     embed: str, device: str, as_json: bool, html_path: Path | None,
 ) -> None:  # fmt: skip
@@ -180,6 +186,7 @@ def search(
       semsql search --face visitor.jpg             # images showing that person
       semsql search --person "Joe Park" --emotion happy --order newest
       semsql search "goal celebration" --media-type video --min-duration 10
+      semsql search "a cat on a sofa" --moments    # every scene, with its time
       semsql search --article story.txt -n 10      # images for an article
       pbpaste | semsql search --article - --explain
     """
@@ -191,6 +198,9 @@ def search(
         if any(other for other in others):
             raise click.UsageError("--face searches by the face alone: drop QUERY and filters")
         ctx.invoke(find_face, image=face_path, k=limit, pick=pick, as_json=as_json)
+        return
+    if moments:
+        _moments(query, image_path, collection, limit, device, as_json)
         return
     if by is not None or priority is not None or split is not None:
         filters = (query, article_source, *tags, *emotions, *people, collection, after, before,
@@ -256,6 +266,33 @@ def search(
         click.echo("no matches")
     else:
         click.echo(format_table(hits))
+
+
+def _moments(
+    query: str | None, image_path: Path | None, collection: str | None, limit: int,
+    device: str, as_json: bool,
+) -> None:  # fmt: skip
+    """`--moments`: semsql.search_moments, by the query text (a running worker embeds it) or
+    the CLIP vector of --image, made here."""
+    if (query is None) == (image_path is None):
+        raise click.UsageError("--moments takes QUERY or --image")
+    vector = None
+    if image_path is not None:
+        vector = _with_image_vector(SearchRequest(), image_path, device).image_embedding
+    with connect() as conn:
+        require_schema(conn)
+        found, notices = run_moments(
+            conn, query=query, image_embedding=vector, k=limit, collection=collection
+        )
+    for notice in notices:
+        click.echo(f"note: {notice}", err=True)
+    if as_json:
+        echo_json([{**asdict(m), "at": m.at.total_seconds()} for m in found])
+    elif not found:
+        click.echo("no matching moments")
+    for moment in [] if as_json else found:
+        caption = f"  {moment.caption}" if moment.caption else ""
+        click.echo(f"{moment.rank:>3} {moment.similarity:.3f}  {moment.uri} @ {moment.at}{caption}")
 
 
 def _best_frames(

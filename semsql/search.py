@@ -362,3 +362,42 @@ def image_file_hashes(path: Path) -> list[str]:
     from semsql.decode import load_image
 
     return query_hashes(load_image(str(path.resolve()), DECODE_SIDE, mode=DECODE_MODE).image)
+
+
+# Moments: video frames, several per video ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A row of semsql.search_moments: a video frame like the query."""
+
+    asset_id: int
+    uri: str
+    frame_id: int
+    at: timedelta
+    similarity: float
+    caption: str | None
+    rank: int
+
+
+def run_moments(
+    conn: psycopg.Connection,
+    *,
+    query: str | None = None,
+    image_embedding: Sequence[float] | None = None,
+    k: int = 20,
+    collection: str | None = None,
+) -> tuple[list[Moment], list[str]]:
+    """The k frames most like a query text or an image-space vector, and the server's notices."""
+    arguments = {
+        "query": query,
+        "image_embedding": None if image_embedding is None else vector_text(image_embedding),
+        "k": k,
+        "collection": collection,
+    }
+    statement = sql.SQL(
+        "SELECT * FROM semsql.search_moments(query => %(query)s::text, "
+        "image_embedding => %(image_embedding)s::vector, k => %(k)s::integer, "
+        "collection => %(collection)s::text)"
+    )
+    return _rows_and_notices(conn, statement, arguments, Moment)

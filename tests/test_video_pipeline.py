@@ -116,7 +116,7 @@ def test_a_video_over_the_duration_limit_fails_alone(db, semsql_env, library) ->
 
 
 def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
-    db, semsql_env, library, tiny_models, tmp_path
+    db, semsql_env, library, tiny_models, tmp_path, monkeypatch
 ) -> None:
     ingest(str(library["video"]), str(library["picture"]))
     run_worker(semsql_env, tiny_models)
@@ -198,6 +198,37 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
     )
     assert best_at.total_seconds() * 1000 == best_frame[1]
     assert hits[0][3] == pytest.approx(best_frame[0], abs=1e-3)
+
+    # Moments: the frames themselves, several of one video, best first, never short.
+    moments_sql = """SELECT m.asset_id, m.at, m.similarity, m.rank
+                     FROM semsql.embeddings e,
+                          semsql.search_moments(image_embedding => e.embedding::vector,
+                                                k => %s, collection => %s) AS m
+                     WHERE e.asset_id = %s AND e.space = 'image' ORDER BY m.rank"""
+    top = rows(db, moments_sql, 3, None, picture_id)
+    assert [(asset, rank) for asset, _, _, rank in top] == [
+        (video_id, 1),
+        (video_id, 2),
+        (video_id, 3),
+    ]
+    assert top[0][1] == best_at and top[0][2] == pytest.approx(best_frame[0], abs=1e-3)
+    assert [similarity for _, _, similarity, _ in top] == sorted(
+        (similarity for _, _, similarity, _ in top), reverse=True
+    )
+    assert len(rows(db, moments_sql, 100, None, picture_id)) == len(frame_at)
+    monkeypatch.setenv("SEMSQL_MODEL_CLIP", tiny_models["clip"])
+    found_moments = CliRunner().invoke(
+        cli, ["search", "--image", str(library["picture"]), "--moments", "-n", "2", "--json"]
+    )
+    assert found_moments.exit_code == 0, found_moments.output
+    assert [(m["asset_id"], m["rank"]) for m in json.loads(found_moments.stdout)] == [
+        (video_id, 1), (video_id, 2)
+    ]  # fmt: skip
+    assert CliRunner().invoke(cli, ["search", "--moments"]).exit_code == 2
+    assert rows(db, moments_sql, 5, "elsewhere", picture_id) == []
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="one of them"):
+        db.execute("SELECT * FROM semsql.search_moments()")
+    db.rollback()
 
     # More like the video: by what its frames show on the whole.
     like_video = rows(
