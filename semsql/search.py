@@ -186,7 +186,10 @@ def run_search(
 
 
 def _rows_and_notices(
-    conn: psycopg.Connection, statement: sql.Composed, arguments: Mapping[str, Any], row: type[R]
+    conn: psycopg.Connection,
+    statement: sql.SQL | sql.Composed,
+    arguments: Mapping[str, Any],
+    row: type[R],
 ) -> tuple[list[R], list[str]]:
     """The rows of a statement, each a `row`, and what the server said while it ran."""
     notices = Notices()

@@ -31,13 +31,14 @@ def stored_image(
     ).fetchone()
     if found is None:
         raise ApiError(404, f"no asset has id {asset_id}")
-    if found[4] != "video":
-        return StoredImage(*found[:4])
+    uri, root, sha256, size, media_type = found
+    if media_type != "video":
+        return StoredImage(uri, root, sha256, size)
     frame = moment_jpegs(conn, [(asset_id, at)]).get(asset_id)
     if frame is None:
         raise ApiError(404, f"asset {asset_id} is a video with no frames sampled yet")
     jpeg, shown = frame
-    return StoredImage(*found[:4], frame=(jpeg, round(shown.total_seconds() * 1000)))
+    return StoredImage(uri, root, sha256, size, (jpeg, round(shown.total_seconds() * 1000)))
 
 
 def asset(conn: psycopg.Connection, asset_id: int) -> dict[str, Any]:
@@ -166,8 +167,9 @@ def face(conn: psycopg.Connection, face_id: int) -> tuple[StoredImage, list[floa
     ).fetchone()
     if found is None:
         raise ApiError(404, f"no face has id {face_id}")
-    frame = None if found[5] is None else (bytes(found[5]), found[6])
-    return StoredImage(*found[:4], frame=frame), list(found[4])
+    uri, root, sha256, size, box, jpeg, at_ms = found
+    frame = None if jpeg is None else (bytes(jpeg), at_ms)
+    return StoredImage(uri, root, sha256, size, frame), list(box)
 
 
 def facets(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:

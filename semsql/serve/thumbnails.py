@@ -4,6 +4,7 @@ files named by content hash and size, so an edited file gets new ones."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import tempfile
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ class StoredImage:
     root: str | None
     sha256: str
     bytes: int | None
-    frame: tuple[bytes, int] | None = None
+    frame: tuple[builtins.bytes, int] | None = None
     """For a video: the JPEG of the frame shown, and its time in ms (semsql.frames)."""
 
     @property
