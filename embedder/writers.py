@@ -71,7 +71,7 @@ def write_tags(conn: psycopg.Connection, model: str, done: Done) -> None:
         model,
         _asset_ids(done),
         [
-            (task.asset_id, tag, _scaled(tag.box, scale))
+            (task.asset_id, tag, _scaled(tag.box, scale), None)
             for task, (tags, scale) in done
             for tag in tags
         ],
@@ -79,20 +79,24 @@ def write_tags(conn: psycopg.Connection, model: str, done: Done) -> None:
 
 
 def _replace_tags(
-    conn: psycopg.Connection, model: str, asset_ids: list[int], rows: list[tuple[int, Any, Any]]
+    conn: psycopg.Connection,
+    model: str,
+    asset_ids: list[int],
+    rows: list[tuple[int, Any, list[float], int | None]],
 ) -> None:
-    """rows: (asset id, Tag, box or None) replace the model's tags of those assets."""
+    """rows: (asset id, Tag, box, frame id or None) replace the model's tags of those assets."""
     conn.execute(
         f"""DELETE FROM semsql.tags
             WHERE asset_id = ANY (%s) AND source NOT IN ('user', '{SEGMENTATION_SOURCE}')""",
         [asset_ids],
     )
     with conn.cursor().copy(
-        "COPY semsql.tags (asset_id, label, confidence, box, source) FROM STDIN"
+        "COPY semsql.tags (asset_id, label, confidence, box, source, frame_id) FROM STDIN"
     ) as copy:
-        for asset_id, tag, box in rows:
+        for asset_id, tag, box, frame_id in rows:
             if tag.label.strip():
-                copy.write_row((asset_id, tag.label.strip(), _unit(tag.confidence), box, model))
+                label, confidence = tag.label.strip(), _unit(tag.confidence)
+                copy.write_row((asset_id, label, confidence, box, model, frame_id))
 
 
 def write_segments(conn: psycopg.Connection, model: str, done: Done) -> None:
@@ -266,18 +270,13 @@ def write_frame_captions(conn: psycopg.Connection, model: str, done: Done) -> No
 
 
 def write_frame_tags(conn: psycopg.Connection, model: str, done: Done) -> None:
-    """done: (task, FrameResults of [Tag]): the video's tags, each label once with its best
-    confidence over the frames (a box is of one frame: none is kept)."""
-    merged = []
-    for task, found in done:
-        best: dict[str, Any] = {}
-        for _, (tags, _) in found:
-            for tag in tags:
-                label = tag.label.strip()
-                if label and (label not in best or tag.confidence > best[label].confidence):
-                    best[label] = tag
-        merged.append((task, list(best.values())))
-    rows = [(task.asset_id, tag, None) for task, tags in merged for tag in tags]
+    """done: (task, FrameResults of [Tag]): each object with the frame it was seen in (its box
+    in the frame's pixels)."""
+    rows = [
+        (task.asset_id, tag, _scaled(tag.box, scale), frame_id)
+        for task, frame_id, tags, scale in _frame_pairs(done)
+        for tag in tags
+    ]
     _replace_tags(conn, model, _asset_ids(done), rows)
 
 

@@ -1,9 +1,9 @@
 -- 0025: videos. A video asset (media_type 'video') has a duration; the `frames` stage samples
 -- its frames (semsql/video.py) into semsql.frames, each with its time and a JPEG of it, and the
 -- image stages run on those frames: CLIP vectors per frame (semsql.frame_vectors, with an HNSW
--- index of their own), faces per frame (faces.frame_id), captions per frame (frames.caption);
--- tags and captions are also gathered onto the video, so that filters and the document treat a
--- video as one asset. Deleting a video deletes its frames and everything that hangs from them.
+-- index of their own), faces and detected objects per frame (faces.frame_id, tags.frame_id),
+-- captions per frame (frames.caption, gathered into the video's caption), so that filters and
+-- the document treat a video as one asset. Deleting a video deletes its frames and everything that hangs from them.
 
 ALTER TABLE semsql.assets ADD COLUMN duration_ms integer CHECK (duration_ms >= 0);
 COMMENT ON COLUMN semsql.assets.duration_ms IS
@@ -43,6 +43,12 @@ ALTER TABLE semsql.faces
 CREATE INDEX faces_frame ON semsql.faces (frame_id) WHERE frame_id IS NOT NULL;
 COMMENT ON COLUMN semsql.faces.frame_id IS
     'For a face in a video: the frame it was found in (its box is in that frame''s pixels).';
+
+ALTER TABLE semsql.tags
+    ADD COLUMN frame_id bigint REFERENCES semsql.frames (id) ON DELETE CASCADE;
+CREATE INDEX tags_frame ON semsql.tags (frame_id) WHERE frame_id IS NOT NULL;
+COMMENT ON COLUMN semsql.tags.frame_id IS
+    'For an object detected in a video: the frame it was seen in (its box is in that frame''s pixels).';
 
 CREATE TABLE semsql.frame_vectors (
     frame_id   bigint PRIMARY KEY REFERENCES semsql.frames (id) ON DELETE CASCADE,

@@ -169,10 +169,14 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
     captions = rows(db, "SELECT caption FROM semsql.frames WHERE asset_id = %s", video_id)
     assert all(caption for (caption,) in captions)
     assert rows(db, "SELECT count(*) FROM semsql.captions WHERE asset_id = %s", video_id) == [(1,)]
-    labels = rows(
-        db, "SELECT label, count(*) FROM semsql.tags WHERE asset_id = %s GROUP BY 1", video_id
-    )
-    assert labels and all(n == 1 for _, n in labels)
+    # Objects per frame, each with its box in that frame; the video's labels once each.
+    tags = rows(db, "SELECT frame_id, box FROM semsql.tags WHERE asset_id = %s", video_id)
+    assert tags and all(frame_id in frame_at for frame_id, _ in tags)
+    assert all(len(box) == 4 for _, box in tags)
+    (labels,) = rows(db, "SELECT tags FROM semsql.search_documents WHERE asset_id = %s", video_id)[
+        0
+    ]
+    assert labels and len(labels) == len(set(labels))
     assert rows(db, "SELECT count(*) FROM semsql.embeddings WHERE asset_id = %s", video_id) == [
         (1,)
     ]  # the text vector of its document
