@@ -52,6 +52,34 @@ class Batch:
     stage: str
     tasks: list[Task]
     inputs: dict[int, Any] = field(default_factory=dict)
+    deferred: list[Task] = field(default_factory=list)
+    """Claimed but left for a later batch (the worker gives them back): videos past the
+    batch's share of frames."""
+
+
+MAX_FRAMES_IN_FLIGHT = 240
+"""Decoded pictures one batch holds at most, beyond its first task: a batch of 16 videos of
+120 frames each would hold 1,920 (5 GB at 720p); 240 is at most 660 MB, less at a stage's
+own size."""
+
+
+def _within_frame_budget(
+    tasks: list[Task], pictures: dict[int, int]
+) -> tuple[list[Task], list[Task]]:
+    """The tasks a batch takes, in order, while their pictures (by task id; 1 where not
+    given) stay within MAX_FRAMES_IN_FLIGHT, and those it leaves for later; the first is
+    always taken."""
+    taken: list[Task] = []
+    deferred: list[Task] = []
+    held = 0
+    for task in tasks:
+        count = pictures.get(task.id, 1)
+        if taken and held + count > MAX_FRAMES_IN_FLIGHT:
+            deferred.append(task)
+        else:
+            taken.append(task)
+            held += count
+    return taken, deferred
 
 
 @dataclass
@@ -174,14 +202,16 @@ class ImageRunner(Runner):
     def prepare(self, conn: psycopg.Connection, tasks: list[Task]) -> Batch:
         side, mode = self.spec.image_side, self.spec.image_mode
         videos = video_frames.of_videos(conn, tasks, self.spec.frames_per_video)
+        counts = {t.id: len(videos[t.asset_id]) for t in tasks if t.asset_id in videos}
+        taken, deferred = _within_frame_budget(tasks, counts)
         inputs: dict[int, Any] = {}
-        for task in tasks:
+        for task in taken:
             frames = videos.get(task.asset_id)
             if frames is None:
                 inputs[task.id] = self.pool.submit(_timed_load, task, side, mode)
             else:
                 inputs[task.id] = (frames, self.pool.submit(_timed_frames, frames, side, mode))
-        return Batch(self.stage, tasks, inputs)
+        return Batch(self.stage, taken, inputs, deferred)
 
     def run(self, batch: Batch) -> Outcome:
         decoded, failures = self._gather(batch)
@@ -244,9 +274,13 @@ class FaceRunner(ImageRunner):
             faces.setdefault(asset_id, []).append((face_id, box, frame_id))
         frame_ids = sorted({f for found in faces.values() for _, _, f in found if f is not None})
         jpegs = video_frames.jpegs(conn, frame_ids)
-        batch = Batch(self.stage, tasks)
+        counts = {
+            t.id: len({frame_id for _, _, frame_id in faces.get(t.asset_id, [])}) for t in tasks
+        }
+        taken, deferred = _within_frame_budget(tasks, counts)
+        batch = Batch(self.stage, taken, deferred=deferred)
         side = self.spec.image_side
-        for task in tasks:
+        for task in taken:
             # The faces of each picture they were found in: the image, or a frame of the video.
             groups: dict[int | None, list[tuple[int, list[float]]]] = {}
             for face_id, box, frame_id in faces.get(task.asset_id, []):

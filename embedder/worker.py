@@ -303,6 +303,10 @@ class Worker:
             self.held.update((task.id, task) for task in tasks)
             runner = self.runners[stage]
             batch = runner.prepare(self._work_connection(), tasks)
+            if batch.deferred:  # too many video frames for one batch: the next ones take them
+                self._queue().release([task.id for task in batch.deferred])
+                for task in batch.deferred:
+                    self.held.pop(task.id, None)
             runner.stats.claim_s += time.perf_counter() - started
             return batch
         return None

@@ -82,7 +82,7 @@ def _replace_tags(
     conn: psycopg.Connection,
     model: str,
     asset_ids: list[int],
-    rows: list[tuple[int, Any, list[float], int | None]],
+    rows: Sequence[tuple[int, Any, list[float], int | None]],
 ) -> None:
     """rows: (asset id, Tag, box, frame id or None) replace the model's tags of those assets."""
     conn.execute(

@@ -344,3 +344,28 @@ def test_copies_of_a_video_group_and_a_shared_black_opening_does_not(
     assert [members for _, members in groups] == [
         sorted([ids["original"], ids["reencoded"], ids["trimmed"]])
     ]  # not rocket and hubble, which share only a black opening (black frames are not sampled)
+
+
+def test_videos_past_a_batch_share_of_frames_wait_for_the_next_batch(
+    db, semsql_env, tmp_path, tiny_models, monkeypatch
+) -> None:
+    import semsql.embedder.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_FRAMES_IN_FLIGHT", 3)
+    parts = [Part(3, ASTRONAUT), Part(3, CHELSEA)]  # 4 frames each
+    sizes = [(160, 120), (192, 144), (224, 168)]  # three files, not three copies of one
+    paths = [
+        write_video(tmp_path / f"clip{n}.mp4", parts, size=size) for n, size in enumerate(sizes)
+    ]
+    ingest(*map(str, paths))
+    models = {name: model for name, model in tiny_models.items() if name in ("frames", "clip")}
+    options = WorkerOptions(until_idle=True, poll_interval=0.2, stages=("frames", "clip"))
+    worker = Worker(semsql_env, options, models=models)
+    worker.run()
+    assert rows(
+        db,
+        "SELECT status, attempts, lost_leases, count(*) FROM semsql.tasks "
+        "WHERE stage = 'clip' GROUP BY 1, 2, 3",
+    ) == [("done", 0, 0, 3)]
+    assert rows(db, "SELECT count(*) FROM semsql.frame_vectors") == [(12,)]
+    assert worker.runners["clip"].stats.batches == 3  # one video each
