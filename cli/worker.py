@@ -12,6 +12,7 @@ from semsql.cli.common import FiniteFloatRange, connect, require_schema
 from semsql.cli.errors import UserError
 from semsql.stages import NAMES as STAGE_NAMES
 from semsql.stages import SPACES
+from semsql.video import Sampling
 
 
 def _stages(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -132,13 +133,31 @@ def _stages(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
     "drop the space's HNSW index, write them, then build it again: several times faster. "
     "Searches in that space scan exactly meanwhile. 0: index row by row always.",
 )
+@click.option(
+    "--frame-every",
+    type=FiniteFloatRange(0.1, 3600),
+    default=Sampling.every,
+    show_default=True,
+    envvar="SEMSQL_FRAME_EVERY",
+    metavar="SECONDS",
+    help="Videos: a frame this often, plus one at each scene cut.",
+)
+@click.option(
+    "--max-frames",
+    type=click.IntRange(1, 10_000),
+    default=Sampling.max_frames,
+    show_default=True,
+    envvar="SEMSQL_MAX_FRAMES",
+    help="Videos: at most this many frames each, spread over a long one.",
+)
 @click.option("--name", envvar="SEMSQL_WORKER_NAME", help="Worker name [default: host:pid:random].")
 @click.option("-v", "--verbose", is_flag=True, help="Log every batch.")
 def worker(
     once: bool, until_idle: bool, poll_interval: float, batch_size: int, device: str,
     stages: tuple[str, ...], retry_failed: bool, reset_spaces: tuple[str, ...],
     answer_queries: bool, listen: bool, decode_threads: int | None, lease_s: int,
-    max_attempts: int, bulk_index_at: int, name: str | None, verbose: bool,
+    max_attempts: int, bulk_index_at: int, frame_every: float, max_frames: int,
+    name: str | None, verbose: bool,
 ) -> None:  # fmt: skip
     """Fill captions, tags, faces, emotions and vectors for new and changed assets.
 
@@ -165,6 +184,7 @@ def worker(
       SEMSQL_MODEL_TEXT=./models/minilm semsql worker --reset-space text
       semsql worker --retry-failed --once        # try the failed tasks again
       semsql worker --bulk-index-at 0            # keep the HNSW indexes up at all times
+      semsql worker --frame-every 5 --max-frames 60   # fewer video frames, less model time
     """
     _configure_logging(verbose)
     from semsql.embedder.models.device import DeviceError
@@ -185,6 +205,7 @@ def worker(
         bulk_index_at=bulk_index_at,
         name=name,
         queue=QueueSettings(lease=timedelta(seconds=lease_s), max_attempts=max_attempts),
+        stage_options={"frames": {"every": frame_every, "max_frames": max_frames}},
     )
     if decode_threads:
         options.decode_threads = decode_threads
