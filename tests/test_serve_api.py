@@ -236,6 +236,11 @@ def test_a_video_is_shown_by_its_frames(client, db_url: str) -> None:
     assert colour(f"/api/faces/{face_id}/crop")[2] > 150  # cropped from the blue frame
     page = client.get("/?media_type=video")
     assert page.status_code == 200 and "▶ video" in page.text
+    shown = client.get(f"/assets/{video_id}")
+    assert shown.status_code == 200
+    assert shown.text.count(f"/api/assets/{video_id}/thumbnail?size=256&amp;at=") == 2
+    assert "▶ 0:00:04 · 1 face(s)" in shown.text and f"face {face_id} at 4.0 s" in shown.text
+    assert 'class="face-box"' not in shown.text  # the face is in a frame, not the first one
 
 
 def test_unknown_things_are_404(client) -> None:

@@ -42,7 +42,8 @@ def stored_image(
 
 
 def asset(conn: psycopg.Connection, asset_id: int) -> dict[str, Any]:
-    """An asset with its captions, tags, faces (boxes, emotions, people), people, jobs."""
+    """An asset with its captions, tags, faces (boxes, emotions, people), people, jobs, and a
+    video's frames (time, scene cut, caption, faces)."""
     found = rows(
         conn,
         """SELECT id, uri, collection, media_type, mime, width, height, bytes, taken_at,
@@ -69,9 +70,17 @@ def asset(conn: psycopg.Connection, asset_id: int) -> dict[str, Any]:
     facts["faces"] = rows(
         conn,
         """SELECT f.id, f.box, f.confidence, f.emotion, f.emotion_scores, p.name AS person,
-                  f.match_confidence
+                  f.match_confidence, (fr.at_ms / 1000.0)::float8 AS at_seconds
            FROM semsql.faces f LEFT JOIN semsql.people p ON p.id = f.person_id
-           WHERE f.asset_id = %s ORDER BY f.box[1], f.id""",
+           LEFT JOIN semsql.frames fr ON fr.id = f.frame_id  -- a video's: the frame it is in
+           WHERE f.asset_id = %s ORDER BY fr.at_ms NULLS FIRST, f.box[1], f.id""",
+        [asset_id],
+    )
+    facts["frames"] = rows(
+        conn,
+        """SELECT (fr.at_ms / 1000.0)::float8 AS at_seconds, fr.scene_cut, fr.caption,
+                  (SELECT count(*) FROM semsql.faces x WHERE x.frame_id = fr.id) AS faces
+           FROM semsql.frames fr WHERE fr.asset_id = %s ORDER BY fr.at_ms""",
         [asset_id],
     )
     facts["people"] = rows(
