@@ -64,6 +64,13 @@ CREATE TABLE semsql.frame_vectors (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX frame_vectors_asset ON semsql.frame_vectors (asset_id);
+-- The filter copies' indexes, as on semsql.embeddings (0005): an exact scan of a filtered set
+-- of videos reads their frames, not every frame.
+CREATE INDEX frame_vectors_tags ON semsql.frame_vectors USING gin (tags);
+CREATE INDEX frame_vectors_emotions ON semsql.frame_vectors USING gin (emotions);
+CREATE INDEX frame_vectors_people ON semsql.frame_vectors USING gin (people);
+CREATE INDEX frame_vectors_collection ON semsql.frame_vectors (collection);
+CREATE INDEX frame_vectors_taken_at ON semsql.frame_vectors (taken_at);
 COMMENT ON TABLE semsql.frame_vectors IS
     'The image-space (CLIP) vector of each video frame, with copies of its asset''s filters; '
     'searches in the image space scan these beside semsql.embeddings.';

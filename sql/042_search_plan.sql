@@ -46,6 +46,31 @@ COMMENT ON FUNCTION semsql.filter_conditions(text, semsql.search_args) IS
     'The filters of a search, as conditions on the rows of p_alias (d: search_documents, e: '
     'embeddings) AND-ed, NULL when none; the values are fields of the parameter $1 (search_args).';
 
+CREATE OR REPLACE FUNCTION semsql.frame_scan_factor() RETURNS integer
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Twice the mean number of frames of a video, from the statistics of semsql.frame_vectors
+    -- (n_distinct of asset_id; negative: a share of the rows), 3 to 120. A video's frames are
+    -- mostly near each other, so the k nearest videos need about k x (frames a video) nearest
+    -- frames, and the approximate scan twice that to find them at recall 0.95
+    -- (bench/video_search.py). 3 before the first ANALYZE; a scan that falls short is redone
+    -- exactly by semsql.search. PL/pgSQL, so that the session keeps the plan of this query
+    -- on pg_stats (planning it costs about a millisecond).
+    RETURN coalesce((
+        SELECT least(120, greatest(3, ceil(2 * CASE WHEN s.n_distinct < 0 THEN -1 / s.n_distinct
+                                                    ELSE c.reltuples / s.n_distinct END)))::integer
+        FROM pg_class c
+        JOIN pg_stats s ON s.schemaname = 'semsql' AND s.tablename = 'frame_vectors'
+                       AND s.attname = 'asset_id' AND s.n_distinct <> 0
+        WHERE c.oid = 'semsql.frame_vectors'::regclass), 3);
+END
+$$;
+COMMENT ON FUNCTION semsql.frame_scan_factor() IS
+    'How many frames per video the HNSW scan of video frames reads (times k): twice the mean '
+    'frames of a video by the statistics of semsql.frame_vectors, 3 to 120.';
+
 CREATE OR REPLACE FUNCTION semsql.nearest_sql(
     p_space text, p_dims integer, p_conditions text, p_media_type text DEFAULT NULL
 ) RETURNS text
@@ -56,8 +81,8 @@ AS $$
     -- (semsql.register_vector_space). p_conditions test the filter columns of e itself, inside
     -- the index scan, so that iterative scans go on until enough rows pass them. In the image
     -- space, video frames are scanned too (their own index, the same expression): a video's
-    -- nearest frame stands for it, and its frames are scanned 3 deep (several frames of one
-    -- video are often among the nearest). With p_media_type, the image space's vectors of the
+    -- nearest frame stands for it, and its frames are scanned twice as deep as k videos have
+    -- frames (semsql.frame_scan_factor): most frames of a video near the query are near it too. With p_media_type, the image space's vectors of the
     -- other media type are not scanned at all (the filter conditions say it too).
     WITH scan AS (
         SELECT format(
@@ -68,7 +93,8 @@ AS $$
             p_dims, CASE p_space WHEN 'text' THEN '($1).text_vector' ELSE '($1).image_vector' END,
             CASE WHEN t.name = 'embeddings' THEN format('e.space = %L AND', p_space) ELSE '' END,
             ' AND ' || p_conditions, t.name,
-            CASE WHEN t.name = 'embeddings' THEN '($1).row_limit' ELSE '3 * ($1).row_limit' END)
+            CASE WHEN t.name = 'embeddings' THEN '($1).row_limit'
+                 ELSE '(SELECT semsql.frame_scan_factor()) * ($1).row_limit' END)
             AS statement
         FROM (VALUES ('embeddings', 'image'), ('frame_vectors', 'video')) AS t(name, media_type)
         WHERE p_space <> 'image' AND t.name = 'embeddings'
