@@ -255,8 +255,10 @@ class FaceRunner(ImageRunner):
             for frame_id, found in groups.items():
                 if frame_id is None:
                     future = self.pool.submit(_timed_load, task, side)
-                else:
+                elif frame_id in jpegs:
                     future = self.pool.submit(_timed_decode, jpegs[frame_id], side)
+                else:  # the video was sampled again meanwhile: the frame and its faces are gone
+                    continue
                 pictures.append((future, found))
             batch.inputs[task.id] = pictures
         return batch

@@ -275,11 +275,6 @@ def test_a_video_over_max_file_size_fails_alone(db, semsql_env, tmp_path) -> Non
     assert summary["new"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sources._wanted counts only image extensions: a link to a video outside the "
-    "folder is dropped without an error (a link to a picture is an outside_root error)",
-)
 def test_a_link_to_a_video_outside_the_folder_is_an_error_like_a_link_to_a_picture(
     db, semsql_env, tmp_path
 ) -> None:
@@ -388,12 +383,6 @@ def test_a_video_of_one_frame_gives_one_frame(tmp_path) -> None:
     assert [frame.at_ms for frame in sample_frames(path)] == [0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_thumbnail takes the luma path for frames narrower than 128 px (it checks the "
-    "height only): the thumbnail is empty, its mean NaN, so black, flat and repeated frames "
-    "are all kept",
-)
 def test_a_small_black_video_keeps_no_frame(tmp_path) -> None:
     for size in ((96, 72), (320, 240)):
         path = write_video(tmp_path / f"black{size[0]}.mp4", [Part(4, None)], size=size)
@@ -457,7 +446,8 @@ def test_a_variable_frame_rate_video_has_its_frames_at_their_own_times(tmp_path)
 @pytest.mark.xfail(
     strict=True,
     reason="sample_frames returns every kept frame as a full RGB image before any is encoded: "
-    "120 frames of 1280x720 hold about 330 MB per video, and a decode thread samples each",
+    "130 frames of 1280x720 grow the process by about 500 MB per video, and each decode "
+    "thread samples one",
 )
 def test_sampling_many_large_frames_holds_little_memory(tmp_path) -> None:
     path = encode(tmp_path / "hd.mp4", panning(COFFEE, (1280, 720), 130), (1280, 720))
@@ -721,12 +711,6 @@ def test_a_batch_mixing_many_videos_and_images_keeps_every_fact_with_its_own_fra
     ) == [(0,)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FaceRunner.prepare reads faces, then their frames' JPEGs in another statement: a "
-    "frame deleted in between (the video sampled again) is a KeyError outside the batch's "
-    "error handling, and the worker dies",
-)
 def test_a_frame_deleted_while_its_faces_are_claimed_does_not_stop_the_worker(
     db, semsql_env, tmp_path, tiny_models, monkeypatch
 ) -> None:
