@@ -235,7 +235,7 @@ def _walk(
 
 def _wanted(path: Path, root: Path, pattern: str | None) -> bool:
     if pattern is None:
-        return path.suffix.lower() in IMAGE_EXTENSIONS
+        return path.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
     return _matches(path, root, pattern)
 
 

@@ -244,7 +244,8 @@ _THUMB_ROWS, _THUMB_COLUMNS = 18, 32
 def _thumbnail(frame: VideoFrame) -> np.ndarray:
     """18x32 brightness in 0..1: block means of every 4th luma sample (a rescale of the whole
     frame would cost as much as decoding it), or a rescale for other pixel formats."""
-    if frame.format.name not in _LUMA_FIRST or frame.height < 4 * _THUMB_ROWS:
+    small = frame.height < 4 * _THUMB_ROWS or frame.width < 4 * _THUMB_COLUMNS
+    if frame.format.name not in _LUMA_FIRST or small:
         grey = frame.reformat(width=_THUMB_COLUMNS, height=_THUMB_ROWS, format="gray")
         return grey.to_ndarray().astype(np.float32) / 255.0
     plane = frame.planes[0]
