@@ -356,6 +356,9 @@ _BOX_TYPES_WITHOUT_FTYP = {b"moov", b"mdat", b"free", b"wide", b"skip"}
 _TEXT_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
 
 
+_ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # Windows Media (.wmv, .asf)
+
+
 def sniff(data: bytes) -> tuple[str | None, str]:
     """What the first bytes suggest: ("image" | "heif" | "unsupported" | "video" | "other" |
     None, a name for messages). Pillow decides what is an image; this only explains failures
@@ -378,6 +381,17 @@ def sniff(data: bytes) -> tuple[str | None, str]:
         return "image", "WEBP"
     if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
         return "video", "AVI"
+    if head.startswith(_ASF_GUID):
+        return "video", "ASF/WMV"
+    if head.startswith(b"\x00\x00\x01\xba"):
+        return "video", "MPEG program stream"
+    # A transport stream: a sync byte every 188 bytes (192 in Blu-ray's .m2ts, after a 4-byte
+    # time code).
+    for packet, offset in ((188, 0), (192, 4)):
+        if len(head) >= 2 * packet + offset + 1 and all(
+            head[offset + n * packet] == 0x47 for n in range(3)
+        ):
+            return "video", "MPEG transport stream"
     if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
         return "other", "WAV audio"
     # "BM" alone is too weak (text can start with it): require a known DIB header size.

@@ -13,6 +13,7 @@ PyAV (the `video` extra: `pip install 'semsql[video]'`) bundles FFmpeg; nothing 
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,9 @@ NEEDS_EXTRA = "videos need the video extra: pip install 'semsql[video]'"
 
 Source = Path | bytes
 MAX_FRAME_PIXELS = 8192 * 4320  # 8K: past it a frame is a decompression bomb, not footage
+
+
+_ATTACHED_PICTURE = 0x400  # AV_DISPOSITION_ATTACHED_PIC: a cover image, not footage
 
 
 class VideoError(Exception):
@@ -142,7 +146,14 @@ def _video_stream(container: InputContainer) -> VideoStream:
         raise VideoError(
             "no_video_stream", f"the container has no video stream ({', '.join(kinds)})"
         )
-    stream = container.streams.video[0]
+    # The main one: a preview track or a cover picture may come first.
+    stream = max(
+        container.streams.video,
+        key=lambda s: (
+            not s.disposition & _ATTACHED_PICTURE,
+            (s.codec_context.width or 0) * (s.codec_context.height or 0),
+        ),
+    )
     if stream.codec_context is None or not stream.codec_context.codec.name:
         raise VideoError("undecodable", "the video stream's codec is not known to FFmpeg")
     return stream
@@ -182,17 +193,36 @@ def _first_frame(container: InputContainer, stream: VideoStream) -> VideoFrame:
     raise VideoError("truncated", "the video stream holds no frame")
 
 
+def _start(stream: VideoStream) -> float:
+    """When the stream's first frame is shown, in seconds: 0 in MP4, often 1.4 s in MPEG-TS.
+    Times semsql stores count from it."""
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
 def _check_end(container: InputContainer, stream: VideoStream, duration: float) -> None:
     """Decode a frame near the end: a file cut short has its index but not its last frames."""
     av = _av()
     if duration <= 1 or stream.time_base is None:
         return
     target = duration - min(1.0, duration / 4)
+    start, base = _start(stream), stream.time_base
     try:
-        container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        container.seek(int((start + target) / base), stream=stream, backward=True)
+        decoded = False
         for frame in container.decode(stream):
-            if frame.time is not None and frame.time >= target - 0.001:
+            decoded = True
+            if frame.time is not None and frame.time - start >= target - 0.001:
                 return
+        if not decoded:
+            # Nothing after the seek: a stream without an index (MPEG-TS, MPEG-PS) can land
+            # past the keyframe a decoder needs. Its packets' times still say how far it goes
+            # (read, not decoded).
+            container.seek(0, stream=stream, backward=True)
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.pts * base - start >= target - 0.001:
+                    return
     except av.error.FFmpegError as error:
         raise VideoError("truncated", f"the frames near the end do not decode: {error}") from None
     raise VideoError(
@@ -281,10 +311,11 @@ def _upright(frame: VideoFrame, rotation: int, max_side: int) -> Image.Image:
 
 def _decoded(container: InputContainer, stream: VideoStream) -> Iterator[tuple[float, VideoFrame]]:
     av = _av()
+    start = _start(stream)
     try:
         for frame in container.decode(stream):
             if frame.time is not None:
-                yield frame.time, frame
+                yield frame.time - start, frame
     except av.error.FFmpegError as error:
         raise VideoError("undecodable", f"decoding stopped: {error}") from None
 
@@ -313,7 +344,7 @@ def _near_each_due_time(
         return
     due = 0.0
     while due < end:
-        container.seek(int(due / stream.time_base), stream=stream, backward=True)
+        container.seek(int((_start(stream) + due) / stream.time_base), stream=stream, backward=True)
         first = True
         for at, frame in _decoded(container, stream):
             if at + 1e-6 < due:
@@ -334,6 +365,7 @@ def _select(
     rotation: int | None = None
     previous: np.ndarray | None = None  # the frame before, for cuts
     last_kept: np.ndarray | None = None  # for repeats
+    recent: deque[np.ndarray] = deque(maxlen=8)  # a cut back to one of these is no new shot
     next_due = 0.0
     for at, frame, new_stretch in candidates:
         if rotation is None:
@@ -345,6 +377,8 @@ def _select(
         previous = thumb
         if at + 1e-6 < next_due and not cut:
             continue
+        if at + 1e-6 < next_due and any(_change(thumb, r) < sampling.repeat for r in recent):
+            continue  # a cut back to a picture kept lately: flicker, or a shot/reverse shot
         if thumb.mean() < sampling.black or thumb.std() < sampling.flat:
             continue  # not kept, so the next frame is still due
         if last_kept is not None and _change(thumb, last_kept) < sampling.repeat:
@@ -353,6 +387,7 @@ def _select(
         image = _upright(frame, rotation, sampling.max_side)
         kept.append(SampledFrame(round(at * 1000), image, cut))
         last_kept, next_due = thumb, at + every
+        recent.append(thumb)
         if len(kept) >= sampling.max_frames:
             break
     return kept
