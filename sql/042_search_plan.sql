@@ -99,11 +99,16 @@ AS $$
         FROM (VALUES ('embeddings', 'image'), ('frame_vectors', 'video')) AS t(name, media_type)
         WHERE p_space <> 'image' AND t.name = 'embeddings'
            OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type))
+    -- One scan (of semsql.embeddings: one vector per asset and space) needs no grouping.
     SELECT 'SELECT coalesce(array_agg(n.asset_id ORDER BY n.distance), ''{}''), '
            'coalesce(array_agg(1 - n.distance ORDER BY n.distance), ''{}'') FROM ('
-           'SELECT u.asset_id, min(u.distance) AS distance FROM ('
-           || (SELECT string_agg('(' || statement || ')', ' UNION ALL ') FROM scan)
-           || ') AS u GROUP BY u.asset_id ORDER BY 2 LIMIT ($1).row_limit) AS n';
+           || CASE WHEN count(*) = 1
+                   THEN 'SELECT u.asset_id, u.distance FROM (' || min(statement)
+                        || ') AS u ORDER BY 2 LIMIT ($1).row_limit) AS n'
+                   ELSE 'SELECT u.asset_id, min(u.distance) AS distance FROM ('
+                        || string_agg('(' || statement || ')', ' UNION ALL ')
+                        || ') AS u GROUP BY u.asset_id ORDER BY 2 LIMIT ($1).row_limit) AS n' END
+    FROM scan;
 $$;
 COMMENT ON FUNCTION semsql.nearest_sql(text, integer, text, text) IS
     'The statement that returns the asset ids nearest to the query vector of a space through its HNSW index '
@@ -333,7 +338,8 @@ BEGIN
     best AS (SELECT max(t.score) AS best FROM top t)
     SELECT c.asset_id, d.uri, c.score, d.caption, d.labels, d.emotions, d.people_names,
            c.matched_by, c.image_score, c.text_score, c.keyword_score, c.exclude_score, d.taken_at,
-           c.rank, a.media_type, best_moment(a, p_args.image_vector)
+           c.rank, a.media_type,
+           CASE WHEN a.media_type = 'video' THEN best_moment(a, p_args.image_vector) END
     FROM top c CROSS JOIN best f JOIN search_documents d ON d.asset_id = c.asset_id
     JOIN assets a ON a.id = c.asset_id
     WHERE (p_args.min_score IS NULL OR c.score >= p_args.min_score)
@@ -366,7 +372,8 @@ BEGIN
            CASE WHEN p_space = 'image' THEN h.similarity::real END,
            CASE WHEN p_space = 'text' THEN h.similarity::real END,
            NULL::real, NULL::real, d.taken_at, h.n::integer,
-           a.media_type, best_moment(a, p_args.image_vector)
+           a.media_type,
+           CASE WHEN a.media_type = 'video' THEN best_moment(a, p_args.image_vector) END
     FROM unnest(p_hits[1:p_args.k + p_args."offset"],
                 p_similarities[1:p_args.k + p_args."offset"])
          WITH ORDINALITY AS h(asset_id, similarity, n)
@@ -443,3 +450,155 @@ $$;
 COMMENT ON FUNCTION semsql.exact_scan_limit(integer) IS
     'Filtered sets up to this many assets are ranked by an exact scan, larger ones through HNSW '
     'iterative scans: the setting semsql.exact_scan_limit, else sqrt(candidates x assets), at least 1000.';
+
+-- HNSW's search width, per space and per query -------------------------------------------------
+
+CREATE OR REPLACE FUNCTION semsql.calibrate_ef_search(
+    p_space text,
+    p_k integer DEFAULT 20,
+    p_target real DEFAULT 0.99,
+    p_sample integer DEFAULT 100,
+    p_tries integer[] DEFAULT '{40,60,80,100,120,150,200,250,300,400,500,600,800,1000}',
+    p_queries vector[] DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, semsql, public, pg_temp
+SET hnsw.iterative_scan = off
+AS $$
+DECLARE
+    dims integer := (SELECT vs.dims FROM semsql.vector_spaces vs WHERE vs.space = p_space);
+    vectors bigint;
+    ef integer;
+    recall double precision;
+    hnsw_sql text;
+BEGIN
+    IF dims IS NULL THEN
+        RAISE EXCEPTION 'no vector space is named %', p_space USING ERRCODE = 'invalid_parameter_value';
+    ELSIF p_k IS NULL OR p_k NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'p_k must be between 1 and 1000, not %', p_k USING ERRCODE = 'invalid_parameter_value';
+    ELSIF p_target IS NULL OR NOT (p_target > 0 AND p_target <= 1) THEN
+        RAISE EXCEPTION 'p_target must be in (0, 1], not %', p_target USING ERRCODE = 'invalid_parameter_value';
+    ELSIF p_sample IS NULL OR p_sample NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'p_sample must be between 1 and 10000, not %', p_sample
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF cardinality(p_tries) IS NULL OR EXISTS (SELECT FROM unnest(p_tries) AS t
+                                                  WHERE t IS NULL OR t NOT BETWEEN 1 AND 1000) THEN
+        RAISE EXCEPTION 'p_tries must be ef_search values between 1 and 1000'
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF semsql.vector_index_valid(p_space) IS NOT TRUE THEN
+        RAISE EXCEPTION 'the % space has no valid HNSW index to calibrate', p_space
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    vectors := (SELECT count(*) FROM semsql.embeddings e WHERE e.space = p_space);
+    IF vectors <= p_k THEN
+        RAISE EXCEPTION 'the % space has % vectors: too few to calibrate for k = %', p_space, vectors, p_k
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    -- The queries: p_queries when given; else the space's cached query vectors (semsql.
+    -- query_embeddings, the newest; real queries), when there are 10 or more; else made from
+    -- stored vectors. Not a stored vector itself: HNSW finds the neighbours of a vector of its
+    -- graph far more easily than those of a new query (they are its links). A stored vector
+    -- moved away from its nearest neighbour by as far again, which is harder than most
+    -- queries: the width it finds errs on the side of recall.
+    DROP TABLE IF EXISTS pg_temp.semsql_calibration;
+    CREATE TEMP TABLE semsql_calibration (embedding halfvec, truth bigint[]) ON COMMIT DROP;
+    IF p_queries IS NOT NULL THEN
+        INSERT INTO pg_temp.semsql_calibration (embedding)
+        SELECT l2_normalize(q)::halfvec FROM unnest(p_queries) AS q
+        WHERE vector_dims(q) = dims AND vector_norm(q) > 0 LIMIT p_sample;
+    ELSE
+        INSERT INTO pg_temp.semsql_calibration (embedding)
+        SELECT l2_normalize(qe.embedding)::halfvec FROM semsql.query_embeddings qe
+        WHERE qe.space = p_space AND qe.embedding IS NOT NULL AND vector_dims(qe.embedding) = dims
+          AND qe.model IS NOT DISTINCT FROM (SELECT vs.model FROM semsql.vector_spaces vs
+                                             WHERE vs.space = p_space)
+          AND vector_norm(qe.embedding) > 0
+        ORDER BY qe.answered_at DESC NULLS LAST LIMIT p_sample;
+        IF (SELECT count(*) FROM pg_temp.semsql_calibration) < 10 THEN
+            TRUNCATE pg_temp.semsql_calibration;
+            INSERT INTO pg_temp.semsql_calibration (embedding)
+            SELECT l2_normalize(s.embedding::vector + s.embedding::vector - (
+                       SELECT e.embedding::vector FROM semsql.embeddings e
+                       WHERE e.space = p_space AND e.asset_id <> s.asset_id
+                       ORDER BY e.embedding <=> s.embedding, e.asset_id LIMIT 1))::halfvec
+            FROM (SELECT e.asset_id, e.embedding FROM semsql.embeddings e
+                  WHERE e.space = p_space ORDER BY random() LIMIT p_sample) AS s;
+        END IF;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_temp.semsql_calibration) THEN
+        RAISE EXCEPTION 'no query vector of % dimensions to calibrate with', dims
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE pg_temp.semsql_calibration c SET truth = ARRAY(
+        SELECT e.asset_id FROM semsql.embeddings e WHERE e.space = p_space
+        ORDER BY e.embedding <=> c.embedding, e.asset_id LIMIT p_k);
+    -- The HNSW query of semsql.search (its index's expression), at each ef_search in turn.
+    hnsw_sql := format(
+        'SELECT avg(cardinality(ARRAY(SELECT unnest(c.truth) INTERSECT SELECT unnest(ARRAY('
+        'SELECT e.asset_id FROM semsql.embeddings e '
+        'WHERE e.space = %1$L '
+        'ORDER BY e.embedding::halfvec(%2$s) <=> c.embedding::halfvec(%2$s) LIMIT %3$s))))::double precision '
+        '/ cardinality(c.truth)) FROM pg_temp.semsql_calibration c',
+        p_space, dims, p_k);
+    FOREACH ef IN ARRAY ARRAY(SELECT DISTINCT t FROM unnest(p_tries) AS t ORDER BY t) LOOP
+        PERFORM set_config('hnsw.ef_search', ef::text, true);
+        EXECUTE hnsw_sql INTO recall;
+        EXIT WHEN recall >= p_target;
+    END LOOP;
+    INSERT INTO semsql.search_tuning AS t
+        (space, ef_search, k, target_recall, measured_recall, sample, vectors, calibrated_at)
+    VALUES (p_space, ef, p_k, p_target, recall, (SELECT count(*) FROM pg_temp.semsql_calibration),
+            vectors, now())
+    ON CONFLICT (space) DO UPDATE SET
+        ef_search = excluded.ef_search, k = excluded.k, target_recall = excluded.target_recall,
+        measured_recall = excluded.measured_recall, sample = excluded.sample,
+        vectors = excluded.vectors, calibrated_at = excluded.calibrated_at;
+    DROP TABLE pg_temp.semsql_calibration;
+    RETURN ef;
+END
+$$;
+COMMENT ON FUNCTION semsql.calibrate_ef_search(text, integer, real, integer, integer[], vector[]) IS
+    'Measures the hnsw.ef_search that semsql.search needs in a space: up to p_sample queries '
+    '(p_queries, else the cached query vectors of the space when 10 or more, else stored '
+    'vectors moved away from their nearest neighbour), each with its p_k nearest vectors by an '
+    'exact scan; the least of p_tries '
+    'at which HNSW finds p_target of them on average (the largest tried if none does) is kept '
+    'in semsql.search_tuning and returned. Run it again after the library grows much (10x) '
+    'or the space''s model changes; until then, and without it, searches use their k-based width.';
+
+CREATE OR REPLACE FUNCTION semsql.search_ef_search(p_space text, p_rows integer, p_candidates integer)
+RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    -- The calibrated width, scaled from the k it was measured at to the rows wanted; never
+    -- less than the candidates the search asks for, never more than pgvector allows.
+    SELECT least(1000, greatest(p_candidates, coalesce((
+        SELECT ceil(t.ef_search * greatest(1.0, p_rows::numeric / t.k))::integer
+        FROM semsql.search_tuning t JOIN semsql.vector_spaces vs ON vs.space = t.space
+        WHERE t.space = p_space AND t.calibrated_at >= vs.updated_at), 0)));
+$$;
+COMMENT ON FUNCTION semsql.search_ef_search(text, integer, integer) IS
+    'The hnsw.ef_search of a search in a space for p_rows rows (k + offset) and p_candidates: '
+    'the calibrated one (semsql.search_tuning, unless the space changed since), times p_rows / '
+    'its k when more, at least p_candidates, at most 1000.';
+
+CREATE OR REPLACE FUNCTION semsql.hnsw_scan_tuples(
+    p_scan_limit integer, p_estimate double precision, p_documents double precision,
+    p_candidates integer
+) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- An iterative scan under a filter that p_estimate of p_documents pass visits about
+    -- p_scan_limit / selectivity tuples to find p_scan_limit that pass; twice that before it
+    -- gives up, and never fewer than 20,000 (or 50 per candidate), pgvector's default.
+    SELECT least(2147483647, greatest(
+        20000, 50 * coalesce(p_candidates, 0),
+        ceil(2.0 * p_scan_limit * greatest(coalesce(p_documents, 0), 1)
+             / greatest(coalesce(p_estimate, p_documents, 0), 1))))::integer;
+$$;
+COMMENT ON FUNCTION semsql.hnsw_scan_tuples(integer, double precision, double precision, integer) IS
+    'The hnsw.max_scan_tuples of a filtered HNSW scan that is to find p_scan_limit rows when '
+    'the filter passes p_estimate of p_documents (the planner''s estimate): twice the tuples '
+    'that selectivity takes, at least 20,000 and 50 per candidate.';

@@ -95,6 +95,8 @@ DECLARE
     use_exact boolean := coalesce(exact, false);
     single_signal boolean;
     wanted integer;
+    ef integer;
+    documents double precision;
 BEGIN
     -- Arguments ---------------------------------------------------------------------------------
     -- Over-long texts first, before anything reads them (semsql.max_query_text_length()).
@@ -395,11 +397,29 @@ BEGIN
         ELSE 'exact scan' END;
 
     IF NOT use_exact THEN
-        PERFORM set_config('hnsw.ef_search', least(candidates, 1000)::text, true);
-        PERFORM set_config('hnsw.max_scan_tuples', greatest(20000, 50 * candidates)::text, true);
         FOREACH embedding_space IN ARRAY ARRAY['text', 'image'] LOOP
             CONTINUE WHEN (CASE embedding_space WHEN 'text' THEN text_vec ELSE image_vec END) IS NULL;
+            -- The width that finds 99 % of the nearest in this space (semsql.calibrate_ef_search),
+            -- for the rows wanted; half as wide again under a filter, whose nearest that pass
+            -- lie farther out among the candidates (bench/search.py: 0.989 at 10 % without). A
+            -- filtered scan may visit as many tuples as the filter's estimated selectivity takes
+            -- to find that many twice over, before it gives up (and the exact scan takes over).
+            ef := search_ef_search(embedding_space, k + "offset", least(candidates, 1000));
+            IF vector_filter IS NOT NULL THEN
+                ef := least(1000, ceil(1.5 * ef));
+            END IF;
+            PERFORM set_config('hnsw.ef_search', ef::text, true);
             args.row_limit := wanted;
+            IF vector_filter IS NOT NULL THEN
+                documents := coalesce(documents, (SELECT c.reltuples FROM pg_class c
+                                                  WHERE c.oid = 'semsql.search_documents'::regclass));
+                PERFORM set_config('hnsw.max_scan_tuples',
+                                   hnsw_scan_tuples(greatest(wanted, ef), estimate, documents,
+                                                    candidates)::text,
+                                   true);
+            END IF;
+            RAISE DEBUG 'HNSW scan of the % space: ef_search %, max_scan_tuples %',
+                embedding_space, ef, current_setting('hnsw.max_scan_tuples');
             EXECUTE nearest_sql(embedding_space,
                                 CASE embedding_space WHEN 'text' THEN text_dims ELSE image_dims END,
                                 vector_filter, args.media_type)

@@ -1,0 +1,130 @@
+"""semsql.calibrate_ef_search measures the hnsw.ef_search that finds the target recall, and
+semsql.search uses it; a filtered HNSW scan may visit as many tuples as its filter's
+estimated selectivity needs (semsql.hnsw_scan_tuples)."""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+
+from semsql import database
+from semsql.search import SearchRequest, run_search
+
+
+@pytest.fixture
+def space(db_url: str) -> psycopg.Connection:
+    """400 assets with random unit vectors in the text space; 'half' tags 200 of them."""
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((400, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    conn = database.connect(db_url)
+    conn.execute("UPDATE semsql.stages SET enabled = false")
+    conn.execute(
+        """INSERT INTO semsql.assets (uri, sha256)
+           SELECT '/t/' || i || '.jpg', lpad(to_hex(i), 64, '0') FROM generate_series(1, 400) i"""
+    )
+    ids = [row[0] for row in conn.execute("SELECT id FROM semsql.assets ORDER BY id")]
+    with conn.cursor().copy(
+        "COPY semsql.embeddings (asset_id, space, model, embedding) FROM STDIN"
+    ) as copy:
+        copy.set_types(["int8", "text", "text", "vector"])
+        for asset_id, vector in zip(ids, vectors, strict=True):
+            copy.write_row((asset_id, "text", "random", vector))
+    conn.execute(
+        "INSERT INTO semsql.tags (asset_id, label, source) "
+        "SELECT id, 'half', 'user' FROM unnest(%s::bigint[]) AS id",
+        [ids[::2]],
+    )
+    conn.execute("SELECT semsql.register_vector_space('text', 'random', 384)")
+    conn.commit()
+    yield conn
+    conn.close()
+
+
+def tuning(conn: psycopg.Connection) -> tuple:
+    return conn.execute(
+        "SELECT ef_search, k, target_recall, measured_recall, sample, vectors "
+        "FROM semsql.search_tuning WHERE space = 'text'"
+    ).fetchone()
+
+
+def test_calibration_keeps_the_least_ef_search_that_reaches_the_target(space) -> None:
+    # ef_search 1 returns one row of the 20 asked for: far below the target. 400 visits
+    # (nearly) every vector of 400.
+    ef = space.execute(
+        "SELECT semsql.calibrate_ef_search('text', 20, 0.99, 30, '{1000,1,400}')"
+    ).fetchone()[0]
+    assert ef == 400
+    assert tuning(space)[:3] == (400, 20, pytest.approx(0.99)) and tuning(space)[4:] == (30, 400)
+    assert tuning(space)[3] >= 0.99
+    # A target that nothing tried reaches keeps the largest tried, with what it measured.
+    ef = space.execute(
+        "SELECT semsql.calibrate_ef_search('text', 20, 0.99, 30, '{1,2}')"
+    ).fetchone()[0]
+    assert ef == 2
+    assert tuning(space)[0] == 2 and tuning(space)[3] < 0.99
+    # Query vectors given (of any length; those of other dimensions left out) are the sample.
+    queries = [np.ones(384, dtype=np.float32), np.arange(384, dtype=np.float32), np.ones(5)]
+    ef = space.execute(
+        "SELECT semsql.calibrate_ef_search('text', 20, 0.99, 30, '{1000}', %s::vector[])",
+        [queries],
+    ).fetchone()[0]
+    assert ef == 1000 and tuning(space)[4] == 2
+
+
+def test_searches_use_the_calibrated_ef_search_scaled_to_the_rows_wanted(space) -> None:
+    def ef_for(rows: int) -> int:
+        return space.execute("SELECT semsql.search_ef_search('text', %s, 40)", [rows]).fetchone()[0]
+
+    assert ef_for(20) == 40  # not calibrated: the search's candidates
+    space.execute("SELECT semsql.calibrate_ef_search('text', 20, 0.99, 10, '{1,150}')")
+    assert ef_for(20) == 150
+    assert ef_for(10) == 150
+    assert ef_for(60) == 450  # 3 times the rows it was measured for
+    assert ef_for(400) == 1000  # pgvector's most
+    # The space changed since (another model): the calibration no longer counts.
+    space.execute("UPDATE semsql.vector_spaces SET updated_at = now() + interval '1 hour'")
+    assert ef_for(20) == 40
+
+    space.execute("UPDATE semsql.vector_spaces SET updated_at = now() - interval '1 hour'")
+    space.execute("SET client_min_messages = debug1")
+    query = space.execute("SELECT embedding FROM semsql.embeddings LIMIT 1 OFFSET 3").fetchone()[0]
+    hits, notices = run_search(space, SearchRequest(query_embedding=query, k=20))
+    assert "HNSW scan of the text space: ef_search 150, max_scan_tuples 20000" in notices
+    exact, _ = run_search(space, SearchRequest(query_embedding=query, k=20, exact=True))
+    assert [h.asset_id for h in hits] == [h.asset_id for h in exact]
+
+
+def test_a_filtered_scan_visits_as_many_tuples_as_its_selectivity_needs(space) -> None:
+    def scan_tuples(scan_limit: int, estimate: float | None, documents: float) -> int:
+        return space.execute(
+            "SELECT semsql.hnsw_scan_tuples(%s, %s, %s, 40)", [scan_limit, estimate, documents]
+        ).fetchone()[0]
+
+    assert scan_tuples(100, 50_000, 100_000) == 20_000  # half pass: pgvector's default is ample
+    assert scan_tuples(100, 1_000, 1_000_000) == 200_000  # 0.1 %: 1,000 tuples per row, twice
+    assert scan_tuples(100, 0, 1_000_000) == 200_000_000  # none estimated: as if one
+    assert scan_tuples(100, None, 1_000_000) == 20_000  # no estimate: every asset passes
+    assert scan_tuples(10**6, 1, 10**9) == 2147483647  # pgvector's most
+
+    # A filtered search is half as wide again as the calibration (100), and sets the tuples its
+    # scan may visit from the planner's estimate.
+    space.execute("ANALYZE semsql.search_documents")
+    space.execute("SET semsql.exact_scan_limit = 10")  # 200 assets: HNSW
+    space.execute("SELECT semsql.calibrate_ef_search('text', 20, 0.99, 10, '{1,100}')")
+    space.execute("SET client_min_messages = debug1")
+    query = space.execute("SELECT embedding FROM semsql.embeddings LIMIT 1 OFFSET 9").fetchone()[0]
+    request = SearchRequest(query_embedding=query, tags=("half",), k=5)
+    hits, notices = run_search(space, request)
+    plan = space.execute(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM semsql.search_documents d WHERE d.tags && '{half}'"
+    ).fetchone()[0]
+    estimate = plan[0]["Plan"]["Plan Rows"]
+    tuples = scan_tuples(150, estimate, 400)
+    assert f"HNSW scan of the text space: ef_search 150, max_scan_tuples {tuples}" in notices
+    exact, _ = run_search(
+        space, SearchRequest(query_embedding=query, tags=("half",), k=5, exact=True)
+    )
+    assert all(hit.asset_id % 2 == 1 for hit in hits)
+    assert len(hits) == 5 and [h.asset_id for h in hits] == [h.asset_id for h in exact]
