@@ -82,8 +82,9 @@ AS $$
     -- the index scan, so that iterative scans go on until enough rows pass them. In the image
     -- space, video frames are scanned too (their own index, the same expression): a video's
     -- nearest frame stands for it, and its frames are scanned twice as deep as k videos have
-    -- frames (semsql.frame_scan_factor): most frames of a video near the query are near it too. With p_media_type, the image space's vectors of the
-    -- other media type are not scanned at all (the filter conditions say it too).
+    -- frames (semsql.frame_scan_factor): most frames of a video near the query are near it too.
+    -- With p_media_type, the image space's vectors of the other media type are not scanned at
+    -- all (the filter conditions say it too).
     WITH scan AS (
         SELECT format(
             'SELECT e.asset_id, e.embedding::halfvec(%1$s) <=> %2$s::halfvec(%1$s) AS distance '
@@ -95,14 +96,15 @@ AS $$
             ' AND ' || p_conditions, t.name,
             CASE WHEN t.name = 'embeddings' THEN '($1).row_limit'
                  ELSE '(SELECT semsql.frame_scan_factor()) * ($1).row_limit' END)
-            AS statement
+            AS statement, t.name
         FROM (VALUES ('embeddings', 'image'), ('frame_vectors', 'video')) AS t(name, media_type)
         WHERE p_space <> 'image' AND t.name = 'embeddings'
            OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type))
-    -- One scan (of semsql.embeddings: one vector per asset and space) needs no grouping.
+    -- A scan of semsql.embeddings alone (one vector per asset and space) needs no grouping;
+    -- frames do (several per video).
     SELECT 'SELECT coalesce(array_agg(n.asset_id ORDER BY n.distance), ''{}''), '
            'coalesce(array_agg(1 - n.distance ORDER BY n.distance), ''{}'') FROM ('
-           || CASE WHEN count(*) = 1
+           || CASE WHEN count(*) = 1 AND bool_and(name = 'embeddings')
                    THEN 'SELECT u.asset_id, u.distance FROM (' || min(statement)
                         || ') AS u ORDER BY 2 LIMIT ($1).row_limit) AS n'
                    ELSE 'SELECT u.asset_id, min(u.distance) AS distance FROM ('

@@ -248,6 +248,17 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
         return [r[0] for r in db.execute(statement, {"like": picture_id, **filters})]
 
     assert found(media_type="video") == [video_id]
+    by_vector_alone = """SELECT s.asset_id FROM semsql.embeddings e,
+                                semsql.search(image_embedding => e.embedding::vector,
+                                              media_type => 'video', k => 2) AS s
+                         WHERE e.asset_id = %s AND e.space = 'image'"""
+    assert rows(db, by_vector_alone, picture_id) == [(video_id,)]  # once, not once a frame
+    # (Here an exact scan answers; through HNSW, the frames alone are grouped by video too.)
+    scans = {
+        kind: rows(db, "SELECT semsql.nearest_sql('image', 16, NULL, %s)", kind)[0][0]
+        for kind in ("image", "video")
+    }
+    assert "GROUP BY" in scans["video"] and "GROUP BY" not in scans["image"]
     assert found(media_type="image") == []
     assert found(max_duration="10 seconds") == [video_id]
     assert found(min_duration="10 seconds") == []
