@@ -280,6 +280,11 @@ def test_every_image_stage_reads_the_frames_and_links_its_facts_to_them(
     moments = {asset: at for asset, at in faces_found}
     assert moments[picture_id] is None
     assert moments[video_id].total_seconds() < 3
+    monkeypatch.setenv("SEMSQL_MODEL_FACE_VECTORS", tiny_models["face_vectors"])
+    by_face = CliRunner().invoke(cli, ["search", "--face", str(library["picture"]), "--json"])
+    assert by_face.exit_code == 0, by_face.output
+    seen = {hit["asset_id"]: hit["best_at"] for hit in json.loads(by_face.stdout)}
+    assert seen[picture_id] is None and 0 <= seen[video_id] < 3
     # A person enrolled from the picture is recognised in the video, which a people filter
     # then finds.
     db.execute(
