@@ -164,7 +164,25 @@ def _duration(container: InputContainer, stream: VideoStream) -> float:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
         return container.duration / 1_000_000  # AV_TIME_BASE
-    return 0.0
+    return _demuxed_duration(container, stream)
+
+
+def _demuxed_duration(container: InputContainer, stream: VideoStream) -> float:
+    """For a container that does not say (a live WebM recording): how far its packets' times
+    go, read (not decoded) from the start; the container is back at its start after."""
+    av = _av()
+    if stream.time_base is None:
+        return 0.0
+    end = None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                last = packet.pts + (packet.duration or 0)
+                end = last if end is None else max(end, last)
+        container.seek(0, stream=stream, backward=True)
+    except av.error.FFmpegError as error:
+        raise VideoError("truncated", f"the packets do not read: {error}") from None
+    return 0.0 if end is None else max(0.0, float(end * stream.time_base) - _start(stream))
 
 
 def _rotation(first: VideoFrame) -> int:

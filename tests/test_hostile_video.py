@@ -306,11 +306,6 @@ def test_a_video_cut_short_or_promising_a_longer_duration_is_truncated(tmp_path)
     assert probe_bytes(bytes(longer)).duration_ms == 6000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Matroska/WebM without a Duration element (a live recording) probes as 0 ms: "
-    "--max-duration never applies and duration_ms is 0",
-)
 def test_a_webm_without_a_duration_still_gets_its_length_and_the_duration_limit(
     tmp_path,
 ) -> None:
