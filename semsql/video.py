@@ -327,14 +327,30 @@ def _upright(frame: VideoFrame, rotation: int, max_side: int) -> Image.Image:
     return image.transpose(turn) if turn is not None else image
 
 
+MAX_BAD_PACKETS = 50
+"""Packets that do not decode, skipped as players skip them (a damaged frame costs that frame),
+before the video counts as undecodable."""
+
+
 def _decoded(container: InputContainer, stream: VideoStream) -> Iterator[tuple[float, VideoFrame]]:
     av = _av()
     start = _start(stream)
+    bad = 0
     try:
-        for frame in container.decode(stream):
-            if frame.time is not None:
-                yield frame.time - start, frame
-    except av.error.FFmpegError as error:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as error:
+                bad += 1
+                if bad > MAX_BAD_PACKETS:
+                    raise VideoError(
+                        "undecodable", f"{bad} packets do not decode, the last: {error}"
+                    ) from None
+                continue
+            for frame in frames:
+                if frame.time is not None:
+                    yield frame.time - start, frame
+    except av.error.FFmpegError as error:  # the container itself: nothing more to read
         raise VideoError("undecodable", f"decoding stopped: {error}") from None
 
 
