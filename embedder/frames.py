@@ -7,7 +7,6 @@ writes its results per frame (writers.write_frame_*).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +17,6 @@ from semsql.decode import InputError, read_verified
 from semsql.video import SampledFrame, VideoError
 
 from .queue import Task
-
-JPEG_QUALITY = 90  # the models see what the video showed, not the JPEG's blocks
 
 
 @dataclass(frozen=True)
@@ -60,10 +57,8 @@ def sample(
 
 
 def _row(frame: SampledFrame) -> FrameRow:
-    buffer = io.BytesIO()
-    frame.image.save(buffer, "JPEG", quality=JPEG_QUALITY)
-    width, height = frame.image.size
-    return FrameRow(frame.at_ms, frame.scene_cut, width, height, buffer.getvalue())
+    width, height = frame.size
+    return FrameRow(frame.at_ms, frame.scene_cut, width, height, frame.jpeg)
 
 
 def of_videos(

@@ -427,12 +427,6 @@ def test_a_variable_frame_rate_video_has_its_frames_at_their_own_times(tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="sample_frames returns every kept frame as a full RGB image before any is encoded: "
-    "130 frames of 1280x720 grow the process by about 500 MB per video, and each decode "
-    "thread samples one",
-)
 def test_sampling_many_large_frames_holds_little_memory(tmp_path) -> None:
     path = encode(tmp_path / "hd.mp4", panning(COFFEE, (1280, 720), 130), (1280, 720))
     # VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's (pytest's) size.
