@@ -23,6 +23,7 @@ from PIL import Image
 
 from semsql.decode import Decoded, InputError, decode_bytes, default_root, load_image
 from semsql.stages import Stage
+from semsql.video import SampledFrame
 
 from . import frames as video_frames
 from .queue import Failure, Task
@@ -341,7 +342,7 @@ class FaceRunner(ImageRunner):
 
 class VideoRunner(Runner):
     """The frames stage: each video decoded once in the decoding threads, its frames sampled
-    (semsql.video) and encoded as JPEG; results are lists of video_frames.FrameRow."""
+    (semsql.video, each kept as a JPEG); results are lists of video.SampledFrame."""
 
     def __init__(
         self,
@@ -408,7 +409,7 @@ def _timed_decode(jpeg: bytes, max_side: int) -> tuple[Decoded, float]:
     return decode_bytes(jpeg, max_side), time.perf_counter() - started
 
 
-def _timed_sample(task: Task, sampler: Any) -> tuple[list[video_frames.FrameRow], float]:
+def _timed_sample(task: Task, sampler: Any) -> tuple[list[SampledFrame], float]:
     started = time.perf_counter()
     root = task.root or default_root(task.uri)
     rows = video_frames.sample(task.uri, sampler, root=root, sha256=task.sha256, size=task.bytes)

@@ -128,15 +128,25 @@ def write_segments(conn: psycopg.Connection, model: str, done: Done) -> None:
 
 def write_faces(conn: psycopg.Connection, model: str, done: Done) -> None:
     """done: (task, ([DetectedFace], scale)); replaces every face of those assets."""
-    conn.execute("DELETE FROM semsql.faces WHERE asset_id = ANY (%s)", [_asset_ids(done)])
+    rows = [(task.asset_id, None, face, scale) for task, (faces, scale) in done for face in faces]
+    _replace_faces(conn, model, _asset_ids(done), rows)
+
+
+def _replace_faces(
+    conn: psycopg.Connection,
+    model: str,
+    asset_ids: list[int],
+    rows: Sequence[tuple[int, int | None, Any, float]],
+) -> None:
+    """rows: (asset id, frame id or None, DetectedFace, scale) replace every face of those
+    assets."""
+    conn.execute("DELETE FROM semsql.faces WHERE asset_id = ANY (%s)", [asset_ids])
     with conn.cursor().copy(
-        "COPY semsql.faces (asset_id, box, confidence, detector) FROM STDIN"
+        "COPY semsql.faces (asset_id, frame_id, box, confidence, detector) FROM STDIN"
     ) as copy:
-        for task, (faces, scale) in done:
-            for face in faces:
-                copy.write_row(
-                    (task.asset_id, _scaled(face.box, scale), _unit(face.confidence), model)
-                )
+        for asset_id, frame_id, face, scale in rows:
+            box, confidence = _scaled(face.box, scale), _unit(face.confidence)
+            copy.write_row((asset_id, frame_id, box, confidence, model))
 
 
 def write_face_vectors(conn: psycopg.Connection, model: str, done: Done) -> None:
@@ -188,25 +198,17 @@ def write_content_hashes(conn: psycopg.Connection, model: str, done: Done) -> No
 
 
 def write_frames(conn: psycopg.Connection, model: str, done: Done) -> None:
-    """done: (task, [frames.FrameRow]); replaces the videos' frames, and with them every fact
-    found on the old ones (faces, frame vectors: ON DELETE CASCADE)."""
+    """done: (task, [video.SampledFrame]); replaces the videos' frames, and with them every
+    fact found on the old ones (faces, tags, frame vectors: ON DELETE CASCADE)."""
     conn.execute("DELETE FROM semsql.frames WHERE asset_id = ANY (%s)", [_asset_ids(done)])
     with conn.cursor().copy(
         "COPY semsql.frames (asset_id, at_ms, scene_cut, width, height, jpeg, model) FROM STDIN"
     ) as copy:
-        for task, rows in done:
-            for row in rows:
-                copy.write_row(
-                    (
-                        task.asset_id,
-                        row.at_ms,
-                        row.scene_cut,
-                        row.width,
-                        row.height,
-                        row.jpeg,
-                        model,
-                    )
-                )
+        for task, frames in done:
+            for frame in frames:
+                width, height = frame.size
+                row = (task.asset_id, frame.at_ms, frame.scene_cut, width, height, frame.jpeg)
+                copy.write_row((*row, model))
 
 
 def _frame_pairs(done: Done) -> list[tuple[Task, int, Any, float]]:
@@ -236,21 +238,12 @@ def write_frame_vectors(conn: psycopg.Connection, model: str, done: Done) -> Non
 
 def write_frame_faces(conn: psycopg.Connection, model: str, done: Done) -> None:
     """done: (task, FrameResults of [DetectedFace]); boxes in the frame's pixels."""
-    conn.execute("DELETE FROM semsql.faces WHERE asset_id = ANY (%s)", [_asset_ids(done)])
-    with conn.cursor().copy(
-        "COPY semsql.faces (asset_id, frame_id, box, confidence, detector) FROM STDIN"
-    ) as copy:
-        for task, frame_id, faces, scale in _frame_pairs(done):
-            for face in faces:
-                copy.write_row(
-                    (
-                        task.asset_id,
-                        frame_id,
-                        _scaled(face.box, scale),
-                        _unit(face.confidence),
-                        model,
-                    )
-                )
+    rows = [
+        (task.asset_id, frame_id, face, scale)
+        for task, frame_id, faces, scale in _frame_pairs(done)
+        for face in faces
+    ]
+    _replace_faces(conn, model, _asset_ids(done), rows)
 
 
 def write_frame_captions(conn: psycopg.Connection, model: str, done: Done) -> None:

@@ -64,13 +64,16 @@ def get_job(ctx: Ctx, job_id: RowId) -> Response:
         return json_response(facts.job(conn, job_id))
 
 
+Partial = Annotated[
+    bool, Query(description="Without a worker: search by keywords and names alone.")
+]
+
+
 @router.get("/search", summary="semsql.search, with every one of its parameters")
 def search(
     ctx: Ctx,
     request: Annotated[SearchRequest, Depends(search_parameters)],
-    partial: Annotated[
-        bool, Query(description="Without a worker: search by keywords and names alone.")
-    ] = False,
+    partial: Partial = False,
 ) -> Response:
     with ctx.database.reader() as conn:
         return json_response(services.search(conn, request, partial).as_dict())
@@ -80,9 +83,7 @@ def search(
 def search_facets(
     ctx: Ctx,
     request: Annotated[SearchRequest, Depends(search_parameters)],
-    partial: Annotated[
-        bool, Query(description="Without a worker: search by keywords and names alone.")
-    ] = False,
+    partial: Partial = False,
 ) -> Response:
     """Tags, people, emotions and collections of the results of the same search (every
     parameter of GET /api/search; k and offset aside), each with how many results have it,
