@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import click
 
 from semsql.cli.common import ROW_ID, connect, echo_json, fetch_dicts, require_schema
+from semsql.cli.contact_sheet import thumbnail_data_uri
 from semsql.cli.errors import UserError
 from semsql.frames import Frame, asset_frames
 
@@ -100,7 +100,7 @@ def describe(asset: dict[str, Any]) -> str:
 def strip_page(asset: dict[str, Any], frames: list[Frame]) -> str:
     figures = []
     for frame in frames:
-        source = "data:image/jpeg;base64," + base64.b64encode(frame.jpeg).decode("ascii")
+        source = thumbnail_data_uri(frame.jpeg) or ""
         cut = ' <span class="cut">scene cut</span>' if frame.scene_cut else ""
         faces = f", {frame.faces} face(s)" if frame.faces else ""
         figures.append(

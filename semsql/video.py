@@ -181,19 +181,26 @@ def _duration(container: InputContainer, stream: VideoStream) -> float:
 def _demuxed_duration(container: InputContainer, stream: VideoStream) -> float:
     """For a container that does not say (a live WebM recording): how far its packets' times
     go, read (not decoded) from the start; the container is back at its start after."""
+    ends = [shown + length for shown, length in _packet_times(container, stream)]
+    container.seek(0, stream=stream, backward=True)
+    return max(0.0, max(ends, default=0.0))
+
+
+def _packet_times(container: InputContainer, stream: VideoStream) -> Iterator[tuple[float, float]]:
+    """When each packet of the stream is shown and for how long, in seconds from the stream's
+    start, read (not decoded) from the start of the container."""
     av = _av()
-    if stream.time_base is None:
-        return 0.0
-    end = None
+    base = stream.time_base
+    if base is None:
+        return
+    start = _start(stream)
     try:
+        container.seek(0, stream=stream, backward=True)
         for packet in container.demux(stream):
             if packet.pts is not None:
-                last = packet.pts + (packet.duration or 0)
-                end = last if end is None else max(end, last)
-        container.seek(0, stream=stream, backward=True)
+                yield float(packet.pts * base) - start, float((packet.duration or 0) * base)
     except av.error.FFmpegError as error:
         raise VideoError("truncated", f"the packets do not read: {error}") from None
-    return 0.0 if end is None else max(0.0, float(end * stream.time_base) - _start(stream))
 
 
 def _rotation(first: VideoFrame) -> int:
@@ -244,14 +251,12 @@ def _check_end(container: InputContainer, stream: VideoStream, duration: float) 
             decoded = True
             if frame.time is not None and frame.time - start >= target - 0.001:
                 return
-        if not decoded:
-            # Nothing after the seek: a stream without an index (MPEG-TS, MPEG-PS) can land
-            # past the keyframe a decoder needs. Its packets' times still say how far it goes
-            # (read, not decoded).
-            container.seek(0, stream=stream, backward=True)
-            for packet in container.demux(stream):
-                if packet.pts is not None and packet.pts * base - start >= target - 0.001:
-                    return
+        # Nothing after the seek: a stream without an index (MPEG-TS, MPEG-PS) can land past
+        # the keyframe a decoder needs. Its packets' times still say how far it goes.
+        if not decoded and any(
+            shown >= target - 0.001 for shown, _ in _packet_times(container, stream)
+        ):
+            return
     except av.error.FFmpegError as error:
         raise VideoError("truncated", f"the frames near the end do not decode: {error}") from None
     raise VideoError(
