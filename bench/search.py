@@ -120,7 +120,7 @@ def exact_top(corpus: Corpus, query: np.ndarray, mask: np.ndarray | None, k: int
     return {int(i) + 1 for i in best if np.isfinite(similarity[i])}
 
 
-def load(conn: psycopg.Connection, corpus: Corpus) -> dict[str, float]:
+def load(conn: psycopg.Connection, corpus: Corpus, maintenance_work_mem: str) -> dict[str, float]:
     """COPY the assets, tags and vectors with triggers off, then documents, index, ANALYZE."""
     seconds = {}
     started = time.perf_counter()
@@ -144,15 +144,44 @@ def load(conn: psycopg.Connection, corpus: Corpus) -> dict[str, float]:
     seconds["copy_and_documents_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    conn.execute("SET maintenance_work_mem = '1GB'")
+    conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", [maintenance_work_mem])
+    notices: list[str] = []
+    conn.add_notice_handler(lambda notice: notices.append(notice.message_primary))
     dims = corpus.vectors.shape[1]
     conn.execute("SELECT semsql.register_vector_space('text', %s, %s)", [MODEL, dims])
     conn.commit()
     seconds["hnsw_build_s"] = time.perf_counter() - started
+    spilled = [n for n in notices if "no longer fits into maintenance_work_mem" in n]
+    if spilled:  # pgvector went on building on disk, far slower: give it more memory
+        print(f"HNSW build: {spilled[0]}", file=sys.stderr)
     conn.autocommit = True
     conn.execute("VACUUM ANALYZE")
     conn.autocommit = False
     return seconds
+
+
+def sizes(conn: psycopg.Connection) -> dict[str, object]:
+    """What the loaded space takes: the HNSW index, the vectors' table and the settings, so that
+    the RAM a library needs to stay in cache can be read off (index + the rows a search reads)."""
+    row = conn.execute(
+        """SELECT pg_relation_size(format('semsql.%I', semsql.vector_index_name('text'))),
+                  pg_total_relation_size('semsql.embeddings'),
+                  pg_total_relation_size('semsql.search_documents'),
+                  pg_total_relation_size('semsql.assets'),
+                  current_setting('maintenance_work_mem'), current_setting('shared_buffers'),
+                  current_setting('max_parallel_maintenance_workers')"""
+    ).fetchone()
+    conn.rollback()
+    mib = 1024 * 1024
+    return {
+        "hnsw_index_mib": round(row[0] / mib, 1),
+        "embeddings_table_mib": round(row[1] / mib, 1),
+        "search_documents_mib": round(row[2] / mib, 1),
+        "assets_mib": round(row[3] / mib, 1),
+        "maintenance_work_mem": row[4],
+        "shared_buffers": row[5],
+        "max_parallel_maintenance_workers": row[6],
+    }
 
 
 def interleaved_runs(
@@ -317,11 +346,12 @@ def print_table(rows: list[Row]) -> None:
 
 
 @contextmanager
-def bench_database(reuse: bool) -> Iterator[tuple[str, str, bool]]:
+def bench_database(reuse: bool, shared_buffers: str) -> Iterator[tuple[str, str, bool]]:
     """The server's DSN, the benchmark database's, and whether that was kept from an earlier
     --reuse run."""
     configured = bool(os.environ.get("SEMSQL_DATABASE_URL"))
-    with scratch_server(settings={"fsync": "off", "shared_buffers": "1GB"}) as server_url:
+    settings = {"fsync": "off", "shared_buffers": shared_buffers}
+    with scratch_server(settings=settings) as server_url:
         with psycopg.connect(server_url, autocommit=True) as admin:
             exists = admin.execute(
                 "SELECT count(*) FROM pg_database WHERE datname = %s", [DATABASE]
@@ -350,6 +380,18 @@ def main() -> None:
         default=[40, 60, 80, 100, 150, 200, 300],
         help="hnsw.ef_search values tried, in order, for the plain query (comma separated).",
     )
+    parser.add_argument(
+        "--maintenance-work-mem",
+        default="1GB",
+        help="For the HNSW build: the graph must fit (about 1.1 kB per 384-d vector), or pgvector "
+        "goes on building on disk, many times slower. 3GB for a million.",
+    )
+    parser.add_argument(
+        "--shared-buffers",
+        default="1GB",
+        help="Of the embedded server: room for the index and the rows a search reads. "
+        "4GB for a million.",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/search.json"))
     parser.add_argument(
         "--reuse",
@@ -371,7 +413,7 @@ def main() -> None:
     args = parser.parse_args()
 
     corpus = make_corpus(args)
-    with bench_database(args.reuse) as (server_url, url, loaded):
+    with bench_database(args.reuse, args.shared_buffers) as (server_url, url, loaded):
         with psycopg.connect(url, autocommit=True) as conn:
             if args.release:
                 # Another release's schema, on the same data: before and after, side by side.
@@ -386,8 +428,10 @@ def main() -> None:
             setup = {}
             if not loaded:
                 print(f"loading {args.assets} assets ...", file=sys.stderr)
-                setup = load(conn, corpus)
+                setup = load(conn, corpus, args.maintenance_work_mem)
                 print(", ".join(f"{k} {v:.1f}" for k, v in setup.items()), file=sys.stderr)
+            footprint = sizes(conn)
+            print("sizes: " + ", ".join(f"{k} {v}" for k, v in footprint.items()))
             semsql_tuning = calibrate_semsql(conn, corpus, args.k)
             plain_tuning = calibrate_plain(conn, corpus, args.k, args.plain_ef_tries)
             print(
@@ -425,6 +469,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "setup": {k: round(v, 1) for k, v in setup.items()},
+        "sizes": footprint,
         "plain_tuning": plain_tuning,
         "semsql_tuning": semsql_tuning,
         "load_average": {"before": load_before, "after": load_after},
