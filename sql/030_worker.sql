@@ -644,9 +644,13 @@ COMMENT ON VIEW semsql.worker_status IS
 -- callers may not, to open a second connection to this database as that login. There,
 -- request_query_embedding files the request and commits it (so that a running worker sees it
 -- while the caller's transaction is still open), and await_query_embedding waits for the answer
--- (which the caller's transaction could not see at every isolation level). The connection is a
--- dblink call's own: opened and closed inside that one call, never named, so the caller can
--- never send SQL of its own through it, even by cancelling at the right moment.
+-- (which the caller's transaction could not see at every isolation level).
+--
+-- The caller must never send SQL of its own through that connection, even by cancelling at the
+-- right moment. Where the caller may not run dblink's functions at all (semsql revokes them
+-- from PUBLIC: migration 0028), the connection is kept open for the session under a name
+-- (semsql.loopback_connection), which saves the login and a cold backend on every cache miss.
+-- Where it may, each call opens a connection of its own and closes it again, never named.
 --
 -- These functions and every function they reach pin search_path to pg_catalog, pg_temp and
 -- name every relation and semsql function with its schema: with pg_temp last, a caller's
@@ -908,7 +912,8 @@ BEGIN
         ELSE btrim(split_part(listen, ',', 1)) END);
     -- The session there: no temporary objects of anyone's on its path; READ COMMITTED, so that
     -- the wait sees the answer; commits that do not wait for the disk (a request lost in a
-    -- crash is only asked again); and it ends soon after embed_text stops waiting for it.
+    -- crash is only asked again); and it ends soon after embed_text stops waiting for it, or
+    -- (a session's kept connection) after a minute unused.
     RETURN format('host=%s port=%s dbname=%s user=%s password=%s application_name=%s '
                   'connect_timeout=5 options=%s',
         semsql.quote_conninfo(v_host), coalesce(login.port, current_setting('port')::integer),
@@ -917,11 +922,96 @@ BEGIN
         semsql.quote_conninfo('-c search_path=pg_catalog,pg_temp '
                               '-c default_transaction_isolation=read\ committed '
                               '-c synchronous_commit=off '
-                              '-c client_connection_check_interval=200'));
+                              '-c client_connection_check_interval=200 '
+                              '-c idle_session_timeout=60s'));
 END
 $$;
 COMMENT ON FUNCTION semsql.embed_loopback_conninfo() IS
     'The connection string of embed_text''s own connection to this database, as the loopback login.';
+
+CREATE OR REPLACE FUNCTION semsql.loopback_is_private() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- No dblink function may be run by PUBLIC or by a role the caller is a member of (and so
+    -- could SET ROLE to): then only semsql's own functions reach a connection of the session.
+    -- A superuser can reach everything anyway.
+    SELECT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false)
+        OR NOT EXISTS (
+            SELECT FROM pg_depend d
+            JOIN pg_proc p ON p.oid = d.objid
+            CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
+            WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+              AND d.refclassid = 'pg_extension'::regclass
+              AND d.refobjid = (SELECT e.oid FROM pg_extension e WHERE e.extname = 'dblink')
+              AND a.privilege_type = 'EXECUTE'
+              AND (a.grantee = 0 OR pg_has_role(session_user, a.grantee, 'MEMBER')));
+$$;
+COMMENT ON FUNCTION semsql.loopback_is_private() IS
+    'Whether the caller can run none of dblink''s functions (nor can any role it may become), '
+    'so that embed_text may keep its loopback connection open for the session.';
+
+CREATE OR REPLACE FUNCTION semsql.loopback_connection(p_fresh boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kept constant text := 'semsql_embed_text';
+BEGIN
+    IF NOT semsql.loopback_is_private() THEN
+        RETURN semsql.embed_loopback_conninfo();  -- a connection of the dblink call's own
+    END IF;
+    IF kept = ANY (coalesce(public.dblink_get_connections(), '{}')) THEN
+        -- Busy: a call cancelled while it waited left its statement running there.
+        IF NOT p_fresh AND public.dblink_is_busy(kept) = 0 THEN
+            RETURN kept;
+        END IF;
+        PERFORM public.dblink_disconnect(kept);
+    END IF;
+    PERFORM public.dblink_connect(kept, semsql.embed_loopback_conninfo());
+    RETURN kept;
+END
+$$;
+COMMENT ON FUNCTION semsql.loopback_connection(boolean) IS
+    'What embed_text passes dblink: the name of the session''s kept loopback connection (opened, '
+    'or opened again when p_fresh or left busy) where the caller cannot reach it, else the '
+    'connection string of a connection for that one call.';
+
+CREATE OR REPLACE FUNCTION semsql.loopback_rows(p_sql text) RETURNS SETOF text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    connection text;
+    detail text;
+BEGIN
+    FOR attempt IN 1..2 LOOP
+        BEGIN
+            connection := semsql.loopback_connection(p_fresh => attempt > 1);
+            RETURN QUERY SELECT r.v FROM public.dblink(connection, p_sql) AS r(v text[]);
+            RETURN;
+        EXCEPTION
+            WHEN sqlclient_unable_to_establish_sqlconnection THEN
+                GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+                RAISE EXCEPTION 'semsql.embed_text could not open its connection to this '
+                                'database: %', btrim(detail)
+                    USING ERRCODE = 'sqlclient_unable_to_establish_sqlconnection',
+                          HINT = 'too many embed_text calls may wait at once, or its login has '
+                                 'changed (`semsql init` sets it up again)';
+            WHEN OTHERS THEN
+                -- A kept connection may have ended meanwhile (idle_session_timeout, a server
+                -- restart): once more, on a new one. Anything else fails again there.
+                IF attempt > 1 OR connection <> 'semsql_embed_text' THEN
+                    RAISE;
+                END IF;
+        END;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION semsql.loopback_rows(text) IS
+    'Runs p_sql (statements whose last returns one text[] column) on embed_text''s loopback '
+    'connection (semsql.loopback_connection), on a new one once if a kept one has ended.';
 
 CREATE OR REPLACE FUNCTION semsql.require_query_worker(p_space text) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -962,7 +1052,6 @@ DECLARE
     cached text;
     answer record;
     request text;
-    detail text;
 BEGIN
     IF timeout < interval '0' OR timeout > interval '10 minutes' THEN
         RAISE EXCEPTION 'timeout must be between 0 and 10 minutes, not %', timeout
@@ -982,21 +1071,12 @@ BEGIN
     request := format('CALL semsql.request_query_embedding(%L, %L, %L); COMMIT; ',
                       embed_text.space, query, asker);
     LOOP
-        BEGIN
-            SELECT * INTO answer FROM public.dblink(semsql.embed_loopback_conninfo(), request
-                || format('SELECT * FROM semsql.await_query_embedding(%L, %L, %L, %L)',
-                          embed_text.space, asker, digest,
-                          greatest(interval '0', least(interval '0.25 seconds',
-                                                       deadline - clock_timestamp()))))
-                AS r(embedding text, error text);
-        EXCEPTION WHEN sqlclient_unable_to_establish_sqlconnection THEN
-            GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-            RAISE EXCEPTION 'semsql.embed_text could not open its connection to this database: %',
-                btrim(detail)
-                USING ERRCODE = 'sqlclient_unable_to_establish_sqlconnection',
-                      HINT = 'too many embed_text calls may wait at once, or its login has '
-                             'changed (`semsql init` sets it up again)';
-        END;
+        SELECT r[1] AS embedding, r[2] AS error INTO answer FROM semsql.loopback_rows(request
+            || format('SELECT ARRAY[a.embedding, a.error] '
+                      'FROM semsql.await_query_embedding(%L, %L, %L, %L) AS a',
+                      embed_text.space, asker, digest,
+                      greatest(interval '0', least(interval '0.25 seconds',
+                                                   deadline - clock_timestamp())))) AS r;
         request := '';
         IF answer.error IS NOT NULL THEN
             RAISE EXCEPTION 'semsql worker could not embed this text in the % space: %',

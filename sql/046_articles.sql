@@ -69,12 +69,13 @@ BEGIN
     LOOP
         -- One connection awaits every answer in turn: the worker answers them in one batch.
         FOR answer IN
-            SELECT * FROM public.dblink(semsql.embed_loopback_conninfo(), request || format(
-                'SELECT d.digest, a.embedding, a.error FROM unnest(%L::text[]) AS d(digest) '
+            SELECT r[1] AS digest, r[2] AS embedding, r[3] AS error
+            FROM semsql.loopback_rows(request || format(
+                'SELECT ARRAY[d.digest, a.embedding, a.error] FROM unnest(%L::text[]) AS d(digest) '
                 'CROSS JOIN LATERAL semsql.await_query_embedding(%L, %L, d.digest, %L) AS a',
                 waiting, embed_texts.space, asker,
                 greatest(interval '0', least(interval '0.25 seconds', deadline - clock_timestamp()))))
-                AS r(digest text, embedding text, error text)
+                AS r
         LOOP
             IF answer.error IS NOT NULL THEN
                 RAISE EXCEPTION 'semsql worker could not embed a text in the % space: %',

@@ -51,7 +51,9 @@ BEGIN
         -- embed_text's own plumbing: its loopback connection and what it runs there.
         REVOKE EXECUTE ON ROUTINE semsql.request_query_embedding(text, text, text),
                                    semsql.await_query_embedding(text, text, text, interval),
-                                   semsql.embed_loopback_conninfo()
+                                   semsql.embed_loopback_conninfo(),
+                                   semsql.loopback_connection(boolean),
+                                   semsql.loopback_rows(text)
             FROM semsql_analyst;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'semsql_worker') THEN
@@ -63,7 +65,9 @@ BEGIN
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA semsql TO semsql_worker;
         REVOKE EXECUTE ON ROUTINE semsql.request_query_embedding(text, text, text),
                                    semsql.await_query_embedding(text, text, text, interval),
-                                   semsql.embed_loopback_conninfo()
+                                   semsql.embed_loopback_conninfo(),
+                                   semsql.loopback_connection(boolean),
+                                   semsql.loopback_rows(text)
             FROM semsql_worker;
     END IF;
 END

@@ -36,7 +36,9 @@ BEGIN
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA semsql TO semsql_editor;
         REVOKE EXECUTE ON ROUTINE semsql.request_query_embedding(text, text, text),
                                    semsql.await_query_embedding(text, text, text, interval),
-                                   semsql.embed_loopback_conninfo()
+                                   semsql.embed_loopback_conninfo(),
+                                   semsql.loopback_connection(boolean),
+                                   semsql.loopback_rows(text)
             FROM semsql_editor;
         -- The server's login may act as each role it needs (SET ROLE); a no-op for a superuser.
         IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN

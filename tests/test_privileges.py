@@ -111,21 +111,101 @@ def test_without_a_worker_the_definer_functions_do_not_reach_temporary_objects(l
     assert_not_escalated(attacker)
 
 
-def test_the_callers_session_never_holds_the_loopback_connection(login_as, query_worker) -> None:
-    analyst = login_as("semsql_analyst")
-    analyst.execute("SELECT semsql.embed_text('a quiet lake')")
-    assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
-    with pytest.raises(psycopg.Error, match="connection"):
-        analyst.execute("SELECT public.dblink_exec('SELECT 1')")  # nor as the unnamed one
-    with pytest.raises(psycopg.errors.RaiseException, match="no answer"):
-        analyst.execute("SELECT semsql.embed_text('a new text', timeout => '0 s')")
-    assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        analyst.execute("SELECT semsql.embed_loopback_conninfo()")
+KEPT_LOOPBACKS = """SELECT pid, backend_start, state FROM pg_stat_activity
+    WHERE application_name = 'semsql_embed_text' AND datname = current_database()"""
+DBLINK_FUNCTIONS = """SELECT d.objid::regprocedure::text FROM pg_depend d
+    WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+      AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'dblink')"""
 
 
 WAITING_LOOPBACKS = """SELECT count(*) FROM pg_stat_activity
-                       WHERE application_name = 'semsql_embed_text'"""
+    WHERE application_name = 'semsql_embed_text' AND datname = current_database()
+      AND state <> 'idle'"""
+
+
+def no_loopbacks_left(db: psycopg.Connection) -> None:
+    """Waits for the loopback sessions of callers that have gone (an earlier test's) to end."""
+    deadline = time.monotonic() + 10
+    while db.execute(KEPT_LOOPBACKS).fetchall() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.execute(KEPT_LOOPBACKS).fetchall() == []
+
+
+def test_the_caller_can_run_no_dblink_function_and_so_never_reaches_the_loopback(
+    login_as, query_worker, db
+) -> None:
+    """Migration 0028 revokes dblink from PUBLIC: the session keeps embed_text's connection
+    (one login for many texts), and the caller has no function that could reach it."""
+    no_loopbacks_left(db)
+    analyst = login_as("semsql_analyst")
+    analyst.execute("SELECT semsql.embed_text('a quiet lake')")
+    [kept] = db.execute(KEPT_LOOPBACKS).fetchall()
+    analyst.execute("SELECT semsql.embed_text('a loud river')")
+    assert db.execute(KEPT_LOOPBACKS).fetchall()[0][:2] == kept[:2]  # the same session
+    for function in [name for (name,) in db.execute(DBLINK_FUNCTIONS)]:
+        assert not analyst.execute(
+            "SELECT has_function_privilege(%s, 'EXECUTE')", [function]
+        ).fetchone()[0], function
+    for statement in (
+        "SELECT public.dblink_get_connections()",
+        "SELECT public.dblink_exec('semsql_embed_text', 'SELECT 1')",
+        "SELECT * FROM public.dblink('semsql_embed_text', 'SELECT 1') AS r(x int)",
+        "SELECT semsql.embed_loopback_conninfo()",
+        "SELECT semsql.loopback_connection()",
+        "SELECT * FROM semsql.loopback_rows('SELECT ARRAY[''x'']')",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), analyst.transaction():
+            analyst.execute(statement)
+    analyst.close()
+    no_loopbacks_left(db)  # the loopback session ends with the caller's
+
+
+def test_where_public_may_run_dblink_the_callers_session_never_holds_the_loopback(
+    login_as, query_worker, db
+) -> None:
+    functions = [name for (name,) in db.execute(DBLINK_FUNCTIONS)]
+    for function in functions:
+        db.execute(f"GRANT EXECUTE ON FUNCTION {function} TO PUBLIC")
+    try:
+        analyst = login_as("semsql_analyst")
+        analyst.execute("SELECT semsql.embed_text('a quiet lake')")
+        assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
+        with pytest.raises(psycopg.Error, match="connection"):
+            analyst.execute("SELECT public.dblink_exec('SELECT 1')")  # nor as the unnamed one
+        with pytest.raises(psycopg.errors.RaiseException, match="no answer"):
+            analyst.execute("SELECT semsql.embed_text('a new text', timeout => '0 s')")
+        assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            analyst.execute("SELECT semsql.embed_loopback_conninfo()")
+    finally:
+        for function in functions:
+            db.execute(f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC")
+
+
+def test_a_role_the_caller_may_become_that_runs_dblink_keeps_the_loopback_per_call(
+    login_as, query_worker, db
+) -> None:
+    """Not inherited (the caller must SET ROLE to use it), one dblink function is enough."""
+    analyst = login_as("semsql_analyst")
+    login = analyst.execute("SELECT session_user").fetchone()[0]
+    helper = sql.Identifier(f"{login}_dblink")
+    db.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(helper))
+    try:
+        db.execute(
+            sql.SQL("GRANT EXECUTE ON FUNCTION public.dblink_get_connections() TO {}").format(
+                helper
+            )
+        )
+        db.execute(
+            sql.SQL("GRANT {} TO {} WITH INHERIT FALSE").format(helper, sql.Identifier(login))
+        )
+        assert not analyst.execute("SELECT semsql.loopback_is_private()").fetchone()[0]
+        analyst.execute("SELECT semsql.embed_text('a quiet lake')")
+        analyst.execute(sql.SQL("SET ROLE {}").format(helper))
+        assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
+        analyst.execute("RESET ROLE")
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(helper))
 
 
 @pytest.mark.parametrize(
@@ -135,22 +215,37 @@ WAITING_LOOPBACKS = """SELECT count(*) FROM pg_stat_activity
         pytest.param(range(1, 60, 4), id="sweep", marks=pytest.mark.slow),
     ],
 )
-def test_cancelling_embed_text_at_any_moment_leaves_the_caller_no_connection(
+def test_cancelling_embed_text_at_any_moment_leaves_one_idle_loopback_and_the_next_call_works(
     login_as, silent_worker, db, timeouts: range
 ) -> None:
     """As the reported attack: statement timeouts swept across the whole call, so that the
     cancel lands anywhere, connecting included (the default run tries three moments)."""
+    no_loopbacks_left(db)
     analyst = login_as("semsql_analyst")
     for millis in timeouts:
         analyst.execute(f"SET statement_timeout = '{millis}ms'")
         with pytest.raises(psycopg.errors.QueryCanceled):
             analyst.execute("SELECT semsql.embed_text(%s, timeout => '1 s')", [f"text {millis}"])
         analyst.execute("RESET statement_timeout")
-        assert analyst.execute("SELECT public.dblink_get_connections()").fetchone()[0] is None
+        assert len(db.execute(KEPT_LOOPBACKS).fetchall()) <= 2  # a busy one is replaced
     deadline = time.monotonic() + 10
     while db.execute(WAITING_LOOPBACKS).fetchone()[0] and time.monotonic() < deadline:
-        time.sleep(0.05)  # the loopback sessions notice they were left, and end
+        time.sleep(0.05)  # the statements left running there end
     assert db.execute(WAITING_LOOPBACKS).fetchone()[0] == 0
+    with pytest.raises(psycopg.errors.RaiseException, match="no answer"):
+        analyst.execute("SELECT semsql.embed_text('after the cancels', timeout => '0 s')")
+    assert len(db.execute(KEPT_LOOPBACKS).fetchall()) == 1
+
+
+def test_a_kept_loopback_that_has_ended_is_opened_again(login_as, query_worker, db) -> None:
+    no_loopbacks_left(db)
+    analyst = login_as("semsql_analyst")
+    analyst.execute("SELECT semsql.embed_text('a quiet lake')")
+    [(pid, _, _)] = db.execute(KEPT_LOOPBACKS).fetchall()
+    db.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])  # as idle_session_timeout would
+    analyst.execute("SELECT semsql.embed_text('a loud river')")
+    [(again, _, _)] = db.execute(KEPT_LOOPBACKS).fetchall()
+    assert again != pid
 
 
 def test_each_login_is_answered_from_its_own_cache_only(login_as, query_worker) -> None:
