@@ -12,8 +12,11 @@ again (hits). Each miss is split, on the machine's one clock, into
             returning and closing its connection)
 and pick-up again in two: (filed) until the worker starts looking (the request's statements on
 the fresh connection, its commit, the NOTIFY reaching the worker), (taken) the worker's query.
-from the request row's requested_at and the worker's per-batch debug lines (`-v`). The loopback
-login alone (`dblink(conninfo, 'SELECT 1')`) is timed too.
+from the request row's requested_at and the worker's per-batch debug lines (`-v`). The calls are
+made by a login in semsql_analyst, whose session keeps its loopback connection. In the same run,
+misses by the other ways are timed side by side: a connection per call (as where PUBLIC may run
+dblink) and the first miss of a new session; and the loopback login alone
+(`dblink(conninfo, 'SELECT 1')`).
 
     python bench/embed_latency.py [--texts 200] [--out bench/results/embed_latency.json]
 
@@ -33,11 +36,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
-from semsql import migrate
+from semsql import database, migrate
 from semsql.testing import scratch_database, scratch_server
 
 DATABASE = "semsql_bench_embed_latency"
@@ -96,6 +102,54 @@ def batches(log_path: Path) -> list[dict[str, float]]:
     return found
 
 
+@contextmanager
+def analyst_login(conn: psycopg.Connection, url: str) -> Iterator[str]:
+    """A login role in semsql_analyst (as BI tools and psql users log in): its DSN."""
+    name, password = "bench_embed_latency_analyst", "bench-pw"
+    conn.execute(f"DROP ROLE IF EXISTS {name}")
+    conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE semsql_analyst")
+    try:
+        yield make_conninfo(url, user=name, password=password)
+    finally:
+        conn.execute(f"DROP OWNED BY {name}; DROP ROLE {name}")
+
+
+def other_paths(
+    conn: psycopg.Connection, analyst: psycopg.Connection, analyst_url: str, count: int
+) -> dict[str, list[float]]:
+    """Misses by the other ways a call may go, in the same run: in blocks of ten, alternating,
+    the session's kept loopback connection; a connection per call, as where PUBLIC may run
+    dblink (granted for the block, then taken back); and the first miss of a new session."""
+    dblink = [
+        row[0]
+        for row in conn.execute(
+            """SELECT d.objid::regprocedure::text FROM pg_depend d
+               WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+                 AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'dblink')"""
+        )
+    ]
+    millis: dict[str, list[float]] = {"miss_kept": [], "miss_per_call": [], "miss_new_session": []}
+    for block in range(0, count, 10):
+        for path in millis:
+            texts = [f"{path} text {i}" for i in range(block, min(block + 10, count))]
+            if path == "miss_per_call":
+                for function in dblink:
+                    conn.execute(f"GRANT EXECUTE ON FUNCTION {function} TO PUBLIC")
+            for text in texts:
+                if path == "miss_new_session":
+                    with database.connect(analyst_url, autocommit=True) as fresh:
+                        started = time.perf_counter()
+                        fresh.execute("SELECT semsql.embed_text(%s)", [text]).fetchone()
+                else:
+                    started = time.perf_counter()
+                    analyst.execute("SELECT semsql.embed_text(%s)", [text]).fetchone()
+                millis[path].append((time.perf_counter() - started) * 1000)
+            if path == "miss_per_call":
+                for function in dblink:
+                    conn.execute(f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC")
+    return millis
+
+
 def measure(url: str, texts: int) -> dict:
     log_path = Path(tempfile.mkdtemp(prefix="semsql-embed-latency-")) / "worker.log"
     worker = None
@@ -113,19 +167,22 @@ def measure(url: str, texts: int) -> dict:
             # Texts no later call repeats; the first few after start are not counted.
             for i in range(20):
                 conn.execute("SELECT semsql.embed_text(%s)", [f"warming up, text {i}"])
-            words = ["dog", "cat", "a red bicycle by the canal", "children playing in snow"]
-            phrases = [f"photo number {i} of {words[i % len(words)]}" for i in range(texts)]
-            calls = []
-            for phrase in phrases:
-                started_at = time.time()
-                started = time.perf_counter()
-                conn.execute("SELECT semsql.embed_text(%s)", [phrase]).fetchone()
-                calls.append((phrase, started_at, (time.perf_counter() - started) * 1000))
-            hits = []
-            for phrase in phrases:
-                started = time.perf_counter()
-                conn.execute("SELECT semsql.embed_text(%s)", [phrase]).fetchone()
-                hits.append((time.perf_counter() - started) * 1000)
+            with analyst_login(conn, url) as analyst_url, database.connect(analyst_url) as analyst:
+                analyst.autocommit = True
+                others = other_paths(conn, analyst, analyst_url, min(texts, 60))
+                words = ["dog", "cat", "a red bicycle by the canal", "children playing in snow"]
+                phrases = [f"photo number {i} of {words[i % len(words)]}" for i in range(texts)]
+                calls = []
+                for phrase in phrases:
+                    started_at = time.time()
+                    started = time.perf_counter()
+                    analyst.execute("SELECT semsql.embed_text(%s)", [phrase]).fetchone()
+                    calls.append((phrase, started_at, (time.perf_counter() - started) * 1000))
+                hits = []
+                for phrase in phrases:
+                    started = time.perf_counter()
+                    analyst.execute("SELECT semsql.embed_text(%s)", [phrase]).fetchone()
+                    hits.append((time.perf_counter() - started) * 1000)
             requested = dict(
                 conn.execute(
                     """SELECT text, extract(epoch FROM requested_at)::float8
@@ -153,6 +210,7 @@ def measure(url: str, texts: int) -> dict:
     return {
         "miss": quantiles([millis for _, _, millis in calls]),
         "hit": quantiles(hits),
+        **{name: quantiles(values) for name, values in others.items()},
         "loopback_login": quantiles(login),
         "breakdown": {part: quantiles(values) for part, values in parts.items() if values},
     }
@@ -163,6 +221,15 @@ def print_table(result: dict) -> None:
     rows = [("miss", result["miss"]), ("hit", result["hit"])]
     rows += [(f"  {part}", figures) for part, figures in result["breakdown"].items()]
     rows += [("loopback login", result["loopback_login"])]
+    rows += [
+        (label, result[key])
+        for key, label in (
+            ("miss_kept", "miss, kept conn."),
+            ("miss_per_call", "miss, conn./call"),
+            ("miss_new_session", "miss, new session"),
+        )
+        if key in result
+    ]
     for name, figures in rows:
         print(
             f"{name:<16}{figures['p50_ms']:>9.2f}{figures['p95_ms']:>9.2f}{figures['mean_ms']:>9.2f}"

@@ -49,6 +49,7 @@ from semsql.testing import scratch_database, scratch_server
 DATABASE = "semsql_bench_search"
 SELECTIVITIES = (0.0, 0.001, 0.01, 0.1, 0.5, 1.0)
 MODEL = "bench-synthetic"
+DOCUMENTS_PER_STATEMENT = 50_000
 
 SEMSQL_QUERY = "SELECT asset_id FROM semsql.search(query_embedding => %s, tags => %s, k => %s)"
 SEMSQL_UNFILTERED = "SELECT asset_id FROM semsql.search(query_embedding => %s, k => %s)"
@@ -139,9 +140,19 @@ def load(conn: psycopg.Connection, corpus: Corpus, maintenance_work_mem: str) ->
         for i, vector in enumerate(corpus.vectors):
             copy.write_row((i + 1, "text", MODEL, HalfVector(vector)))
     conn.execute("SET session_replication_role = origin")
-    conn.execute("SELECT semsql.refresh_search_documents(ARRAY(SELECT id FROM semsql.assets))")
     conn.commit()
-    seconds["copy_and_documents_s"] = time.perf_counter() - started
+    seconds["copy_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    for first in range(1, len(corpus.vectors) + 1, DOCUMENTS_PER_STATEMENT):
+        conn.execute(
+            "SELECT semsql.refresh_search_documents(ARRAY(SELECT generate_series(%s, %s)::bigint))",
+            [first, first + DOCUMENTS_PER_STATEMENT - 1],
+        )
+        conn.commit()
+        done = min(first + DOCUMENTS_PER_STATEMENT - 1, len(corpus.vectors))
+        rate = done / (time.perf_counter() - started)
+        print(f"  documents {done}/{len(corpus.vectors)}, {rate:.0f}/s", file=sys.stderr)
+    seconds["documents_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
     conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", [maintenance_work_mem])
