@@ -357,7 +357,9 @@ def print_table(rows: list[Row]) -> None:
 
 
 @contextmanager
-def bench_database(reuse: bool, shared_buffers: str) -> Iterator[tuple[str, str, bool]]:
+def bench_database(
+    reuse: bool, shared_buffers: str, database: str
+) -> Iterator[tuple[str, str, bool]]:
     """The server's DSN, the benchmark database's, and whether that was kept from an earlier
     --reuse run."""
     configured = bool(os.environ.get("SEMSQL_DATABASE_URL"))
@@ -365,12 +367,12 @@ def bench_database(reuse: bool, shared_buffers: str) -> Iterator[tuple[str, str,
     with scratch_server(settings=settings) as server_url:
         with psycopg.connect(server_url, autocommit=True) as admin:
             exists = admin.execute(
-                "SELECT count(*) FROM pg_database WHERE datname = %s", [DATABASE]
+                "SELECT count(*) FROM pg_database WHERE datname = %s", [database]
             ).fetchone()[0]
         if reuse and exists:
-            yield server_url, make_conninfo(server_url, dbname=DATABASE), True
+            yield server_url, make_conninfo(server_url, dbname=database), True
             return
-        with scratch_database(server_url, DATABASE, keep=reuse and configured) as url:
+        with scratch_database(server_url, database, keep=reuse and configured) as url:
             yield server_url, url, False
 
 
@@ -410,6 +412,11 @@ def main() -> None:
         help="With SEMSQL_DATABASE_URL: keep the loaded database, and use it if there.",
     )
     parser.add_argument(
+        "--database",
+        default=DATABASE,
+        help="Its name (with --reuse: one per size and dimension, to keep several).",
+    )
+    parser.add_argument(
         "--release",
         type=Path,
         help="A checkout of another release (semsql's folder): its migrations/ and sql/ make "
@@ -424,7 +431,8 @@ def main() -> None:
     args = parser.parse_args()
 
     corpus = make_corpus(args)
-    with bench_database(args.reuse, args.shared_buffers) as (server_url, url, loaded):
+    database = bench_database(args.reuse, args.shared_buffers, args.database)
+    with database as (server_url, url, loaded):
         with psycopg.connect(url, autocommit=True) as conn:
             if args.release:
                 # Another release's schema, on the same data: before and after, side by side.
