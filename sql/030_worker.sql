@@ -837,9 +837,10 @@ DECLARE
     login loopback_login%ROWTYPE;
     v_role text;
     v_secret text;
-    -- Each embed_text call that misses the cache holds one connection of this login while it
-    -- waits; a flood of them meets this limit instead of the server's max_connections.
-    v_limit integer := greatest(4, least(100, current_setting('max_connections')::integer / 4));
+    -- A session that missed the cache in the last minute keeps one connection of this login
+    -- (one call, where dblink is not private): at most one per caller's own, so half the
+    -- server's max_connections; a flood meets this limit, not the server's.
+    v_limit integer := greatest(4, least(200, current_setting('max_connections')::integer / 2));
 BEGIN
     SELECT * INTO login FROM loopback_login;
     v_role := coalesce(login.role_name, 'semsql_embed_' || left(md5(current_database()), 12));
