@@ -293,6 +293,18 @@ def test_register_vector_space_builds_one_index_and_refuses_another_model(db, tm
     ).fetchone() == (1,)
 
 
+def test_an_index_over_half_a_million_vectors_or_more_is_built_denser(db) -> None:
+    """At a million vectors pgvector's defaults stop short of 99 % recall (bench/search.py)."""
+    options = "SELECT semsql.hnsw_build_options(%s)"
+    assert db.execute(options, [499_999]).fetchone()[0] == ""
+    assert db.execute(options, [500_000]).fetchone()[0] == " WITH (m = 24, ef_construction = 128)"
+    statement = db.execute("SELECT semsql.vector_index_sql('text', 3, true)").fetchone()[0]
+    assert statement == (
+        "CREATE INDEX CONCURRENTLY embeddings_text_hnsw ON semsql.embeddings USING hnsw "
+        "((embedding::halfvec(3)) halfvec_cosine_ops) WHERE space = 'text'"
+    )
+
+
 def index_state(conn: psycopg.Connection) -> tuple:
     """(the text index's oid, whether it is valid, whether the space is marked deferred)"""
     return conn.execute(
