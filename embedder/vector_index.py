@@ -151,8 +151,20 @@ class VectorIndexes:
                     finished = bool(steps)
                 else:
                     finished = fetch_value(conn, "SELECT semsql.finish_vector_index(%s)", [space])
+                if finished:
+                    self.rebuilt.append(space)
+                    log.info("%s index built in %.1f s", space, time.perf_counter() - started)
+                if finished and space != CONTENT:
+                    self._calibrate(conn, space)
             finally:
                 self._building = None
-        if finished:
-            self.rebuilt.append(space)
-            log.info("%s index built in %.1f s", space, time.perf_counter() - started)
+
+    def _calibrate(self, conn: psycopg.Connection, space: str) -> None:
+        """After a bulk load the library is another: measure the search width it needs now
+        (semsql.calibrate_ef_search; about a minute at a million vectors, on this thread)."""
+        try:
+            ef = fetch_value(conn, "SELECT semsql.calibrate_ef_search(%s)", [space])
+        except psycopg.Error as error:
+            log.warning("%s space: ef_search not calibrated (%s)", space, str(error).strip())
+            return
+        log.info("%s space: searches use ef_search %s (calibrated)", space, ef)

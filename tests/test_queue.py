@@ -397,6 +397,8 @@ def test_a_worker_writes_a_large_backlog_without_the_index_then_builds_it(
     assert second.indexes.rebuilt == ["text"]
     rebuilt = index_state(db)
     assert rebuilt[0] != built[0] and rebuilt[1:] == (True, False)
+    calibrated = "SELECT vectors FROM semsql.search_tuning WHERE space = 'text'"
+    assert db.execute(calibrated).fetchone() == (35,)  # measured on the library as it is now
     assert statuses(db) == {"done": 35}
 
     db.execute("SET enable_seqscan = off")
