@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from semsql.duplicates import BY as DUPLICATES_BY
 from semsql.duplicates import DuplicateQuery, delete_assets, review
 from semsql.search import SIMILAR_BY, SIMILAR_PRIORITIES, SearchRequest, SimilarRequest
-from semsql.serve import facts, services
+from semsql.serve import async_search, facts, services
 from semsql.serve.context import Context, context
 from semsql.serve.errors import ApiError
 from semsql.serve.queries import require_text_worker, search_parameters
@@ -70,13 +70,14 @@ Partial = Annotated[
 
 
 @router.get("/search", summary="semsql.search, with every one of its parameters")
-def search(
+async def search(
     ctx: Ctx,
     request: Annotated[SearchRequest, Depends(search_parameters)],
     partial: Partial = False,
 ) -> Response:
-    with ctx.database.reader() as conn:
-        return json_response(services.search(conn, request, partial).as_dict())
+    async with ctx.database.async_reader() as conn:
+        found = await async_search.search(conn, request, partial)
+    return json_response(found.as_dict())
 
 
 @router.get("/search/facets", summary="Filter values of a search's results, with counts")

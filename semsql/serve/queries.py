@@ -12,7 +12,7 @@ import psycopg
 from fastapi import Query
 
 from semsql import limits
-from semsql.search import SearchRequest, live_query_spaces, registered_spaces
+from semsql.search import SearchRequest
 from semsql.serve.errors import ApiError
 
 MAX_K = 1000
@@ -24,7 +24,7 @@ Seconds = Annotated[
 ]
 
 
-def search_parameters(
+async def search_parameters(
     query: Annotated[str | None, Query(description="What to find, in words.")] = None,
     article: Annotated[
         str | None, Query(description="An article: its known people, central sentences.")
@@ -60,7 +60,8 @@ def search_parameters(
     name_weight: Weight = None,
     exclude_weight: Weight = None,
 ) -> SearchRequest:
-    """Every argument of semsql.search, by its SQL name (tag, emotion and person repeat)."""
+    """Every argument of semsql.search, by its SQL name (tag, emotion and person repeat).
+    Async, as it does no I/O: FastAPI would run a plain function in a worker thread."""
     return SearchRequest(
         query=query or None,
         article=article or None,
@@ -122,15 +123,31 @@ def json_object(text: str | None) -> dict[str, Any] | None:
     return value
 
 
+TEXT_WORKER_MISSING = """
+SELECT EXISTS (SELECT 1 FROM semsql.vector_spaces)
+   AND NOT EXISTS (SELECT 1 FROM semsql.vector_spaces s JOIN semsql.live_workers() w
+                   ON s.space = ANY (w.query_spaces))"""
+"""Whether vectors are stored and no running worker embeds a query text for any of their spaces
+(semsql.search.registered_spaces and live_query_spaces, in one round trip)."""
+
+
+def needs_text_worker(request: SearchRequest) -> bool:
+    return bool(request.query or request.article or request.exclude)
+
+
+def no_text_worker() -> ApiError:
+    return ApiError(
+        503,
+        "no `semsql worker` is running to embed the query text",
+        "start `semsql worker`, or add partial=true to search by keywords and names alone",
+    )
+
+
 def require_text_worker(conn: psycopg.Connection, request: SearchRequest) -> None:
     """A text (query, article, exclude) needs a running worker to embed it for the stored
     vector spaces: 503 when none runs (partial=true searches by keywords and names alone)."""
-    if not (request.query or request.article or request.exclude):
+    if not needs_text_worker(request):
         return
-    wanted = set(registered_spaces(conn))
-    if wanted and not wanted & live_query_spaces(conn):
-        raise ApiError(
-            503,
-            "no `semsql worker` is running to embed the query text",
-            "start `semsql worker`, or add partial=true to search by keywords and names alone",
-        )
+    missing = conn.execute(TEXT_WORKER_MISSING).fetchone()
+    if missing and missing[0]:
+        raise no_text_worker()
