@@ -20,7 +20,7 @@ from serve_support import (
     wait_for,
 )
 
-from semsql.serve import services
+from semsql.serve import async_search
 
 
 def finished(client, job_id: int) -> dict:
@@ -330,7 +330,7 @@ def test_errors_never_show_a_traceback(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(services, "run_search", broken)
+    monkeypatch.setattr(async_search, "search_statement", broken)  # GET /api/search's
     with serving(settings_for(db_url, tmp_path), raise_server_exceptions=False) as client:
         answer = client.get("/api/search", params={"tag": "x"})
     assert answer.status_code == 500

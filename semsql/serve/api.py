@@ -15,11 +15,16 @@ from pydantic import BaseModel, Field
 
 from semsql.duplicates import BY as DUPLICATES_BY
 from semsql.duplicates import DuplicateQuery, delete_assets, review
-from semsql.search import SIMILAR_BY, SIMILAR_PRIORITIES, SearchRequest, SimilarRequest
-from semsql.serve import facts, services
+from semsql.search import SIMILAR_BY, SIMILAR_PRIORITIES, SimilarRequest
+from semsql.serve import async_search, facts, services
 from semsql.serve.context import Context, context
 from semsql.serve.errors import ApiError
-from semsql.serve.queries import require_text_worker, search_parameters
+from semsql.serve.queries import (
+    ApiSearchQuery,
+    openapi_parameters,
+    parse_query,
+    require_text_worker,
+)
 from semsql.serve.thumbnails import face_crop, thumbnail_size
 from semsql.serve.uploads import Facts, Upload, check_collection, split_list
 
@@ -64,33 +69,36 @@ def get_job(ctx: Ctx, job_id: RowId) -> Response:
         return json_response(facts.job(conn, job_id))
 
 
-Partial = Annotated[
-    bool, Query(description="Without a worker: search by keywords and names alone.")
-]
+SEARCH_DOCS = {"parameters": openapi_parameters(ApiSearchQuery)}
+"""GET /api/search's parameters (and its facets'), which the routes parse themselves."""
 
 
-@router.get("/search", summary="semsql.search, with every one of its parameters")
-def search(
-    ctx: Ctx,
-    request: Annotated[SearchRequest, Depends(search_parameters)],
-    partial: Partial = False,
-) -> Response:
-    with ctx.database.reader() as conn:
-        return json_response(services.search(conn, request, partial).as_dict())
+@router.get(
+    "/search", summary="semsql.search, with every one of its parameters", openapi_extra=SEARCH_DOCS
+)
+async def search(http: Request) -> Response:
+    """On the event loop, its parameters validated as one model (queries.SearchQuery)."""
+    ctx = await context(http)
+    given = parse_query(ApiSearchQuery, http.query_params)
+    async with ctx.database.async_reader() as conn:
+        found = await async_search.search(conn, given.request(), given.partial)
+    return json_response(found.as_dict())
 
 
-@router.get("/search/facets", summary="Filter values of a search's results, with counts")
-def search_facets(
-    ctx: Ctx,
-    request: Annotated[SearchRequest, Depends(search_parameters)],
-    partial: Partial = False,
-) -> Response:
+@router.get(
+    "/search/facets",
+    summary="Filter values of a search's results, with counts",
+    openapi_extra=SEARCH_DOCS,
+)
+def search_facets(ctx: Ctx, http: Request) -> Response:
     """Tags, people, emotions and collections of the results of the same search (every
     parameter of GET /api/search; k and offset aside), each with how many results have it,
     counted over the first 500 results (`counted`; `complete` when that is all of them), or
     over the whole library when the search narrows nothing (`counted` null)."""
+    given = parse_query(ApiSearchQuery, http.query_params)
+    request = given.request()
     with ctx.database.reader() as conn:
-        if not partial:
+        if not given.partial:
             require_text_worker(conn, request)
         return json_response(services.result_facets(conn, request))
 

@@ -37,10 +37,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db.open()
+        await db.open_async()
         try:
             yield
         finally:
             ctx.uploads.close()
+            await db.close_async()
             db.close()
 
     app = FastAPI(

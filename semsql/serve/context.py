@@ -20,6 +20,7 @@ class Context:
     thumbnails: ThumbnailCache
 
 
-def context(request: Request) -> Context:
+async def context(request: Request) -> Context:
+    """Async, as every dependency that does no I/O: FastAPI runs a plain function in a thread."""
     found: Context = request.app.state.context
     return found

@@ -9,7 +9,7 @@ import functools
 import os
 import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,15 @@ class Found:
         return {"hits": [hit_dict(hit) for hit in self.hits], "notices": self.notices}
 
 
+_HIT_FIELDS = {
+    kind: tuple(item.name for item in dataclasses.fields(kind)) for kind in (SearchHit, SimilarHit)
+}
+
+
 def hit_dict(hit: SearchHit | SimilarHit) -> dict[str, Any]:
-    """A hit as JSON gives it: a video's best_at in seconds."""
-    found = asdict(hit)
+    """A hit as JSON gives it: a video's best_at in seconds. Its fields as they are (numbers,
+    texts, lists of texts): dataclasses.asdict would copy each of them deeply."""
+    found = {name: getattr(hit, name) for name in _HIT_FIELDS[type(hit)]}
     found["best_at"] = None if hit.best_at is None else hit.best_at.total_seconds()
     return found
 
