@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,7 +174,15 @@ def requeue_faces_of_other_models(conn: psycopg.Connection, model: str) -> None:
 def query_encoders(runners: Mapping[str, Runner]) -> dict[str, QueryEncoder]:
     """The models that answer semsql.embed_text, per vector space: those that fill it."""
     return {
-        space: QueryEncoder(runner.model_name, runner.model.encode, runner.lock)
+        space: QueryEncoder(runner.model_name, _query_encode(runner.model), runner.lock)
         for space, spec in registry.SPACES.items()
         if (runner := runners.get(spec.name)) is not None
     }
+
+
+def _query_encode(model: Any) -> Callable[[Sequence[str]], Any]:
+    """The model's encode, on a traced copy for the text stage (loaded, so torch is there)."""
+    from .models.stages.text import TextEncoderStage
+    from .models.stages.text_queries import query_encoder
+
+    return query_encoder(model) if isinstance(model, TextEncoderStage) else model.encode
