@@ -142,13 +142,13 @@ def thumbnail(
     """A video's is the frame nearest `at` (a search hit's best_at), else its first."""
     side = thumbnail_size(size)
     moment = None if at is None else timedelta(seconds=at)
-    with ctx.database.reader() as conn:
+    with ctx.database.reader() as conn:  # a video's frame is read only to make a thumbnail
         image = facts.stored_image(conn, asset_id, moment)
-    tag = f'"{image.key}-{side}"'  # the content's: an edited file is a new thumbnail
-    headers = {**CACHED, "etag": tag}
-    if request.headers.get("if-none-match") == tag:
-        return Response(status_code=304, headers=headers)
-    data = ctx.thumbnails.get(image, side).read_bytes()  # a few kB: one read, no streaming
+        tag = f'"{image.key}-{side}"'  # the content's: an edited file is a new thumbnail
+        headers = {**CACHED, "etag": tag}
+        if request.headers.get("if-none-match") == tag:
+            return Response(status_code=304, headers=headers)
+        data = ctx.thumbnails.get(image, side).read_bytes()  # a few kB: one read, no streaming
     return Response(data, media_type="image/jpeg", headers=headers)
 
 
@@ -156,7 +156,7 @@ def thumbnail(
 def face_image(ctx: Ctx, face_id: RowId) -> Response:
     with ctx.database.reader() as conn:
         image, box = facts.face(conn, face_id)
-    data = face_crop(ctx.thumbnails, image, face_id, box).read_bytes()
+        data = face_crop(ctx.thumbnails, image, face_id, box).read_bytes()
     return Response(data, media_type="image/jpeg", headers=CACHED)
 
 

@@ -3,15 +3,15 @@ face clusters. Read-only queries of semsql's tables and views, as the analyst ro
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from semsql.frames import moment_jpegs
 from semsql.serve.errors import ApiError
-from semsql.serve.thumbnails import StoredImage
+from semsql.serve.thumbnails import StoredImage, VideoFrame
 
 JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count, failed_count,
                  skipped_reasons, error, created_at, started_at, ingested_at, finished_at"""
@@ -24,21 +24,38 @@ def rows(conn: psycopg.Connection, query: Any, params: Any = None) -> list[dict[
 def stored_image(
     conn: psycopg.Connection, asset_id: int, at: timedelta | None = None
 ) -> StoredImage:
-    """The asset's picture: its file, or for a video the frame nearest `at` (the first)."""
+    """The asset's picture: its file, or for a video the frame nearest `at` (the first), whose
+    JPEG is read only when a thumbnail is made from it (with this connection)."""
     found = conn.execute(
-        "SELECT uri, root, sha256, bytes, media_type FROM semsql.assets WHERE id = %s",
-        [asset_id],
+        """SELECT a.uri, a.root, a.sha256, a.bytes, a.media_type, fr.id, fr.at_ms
+           FROM semsql.assets a
+           LEFT JOIN LATERAL (
+               SELECT f.id, f.at_ms FROM semsql.frames f
+               WHERE f.asset_id = a.id AND a.media_type = 'video'
+               ORDER BY abs(f.at_ms - coalesce(%s::integer, 0)), f.at_ms LIMIT 1) fr ON true
+           WHERE a.id = %s""",
+        [None if at is None else round(at.total_seconds() * 1000), asset_id],
     ).fetchone()
     if found is None:
         raise ApiError(404, f"no asset has id {asset_id}")
-    uri, root, sha256, size, media_type = found
+    uri, root, sha256, size, media_type, frame_id, at_ms = found
     if media_type != "video":
         return StoredImage(uri, root, sha256, size)
-    frame = moment_jpegs(conn, [(asset_id, at)]).get(asset_id)
-    if frame is None:
+    if frame_id is None:
         raise ApiError(404, f"asset {asset_id} is a video with no frames sampled yet")
-    jpeg, shown = frame
-    return StoredImage(uri, root, sha256, size, (jpeg, round(shown.total_seconds() * 1000)))
+    return StoredImage(uri, root, sha256, size, _video_frame(conn, frame_id, at_ms))
+
+
+def _video_frame(conn: psycopg.Connection, frame_id: int, at_ms: int) -> VideoFrame:
+    return VideoFrame(at_ms, functools.partial(frame_jpeg, conn, frame_id))
+
+
+def frame_jpeg(conn: psycopg.Connection, frame_id: int) -> bytes:
+    """A video frame's JPEG (semsql.frames.jpeg); 404 when the frame is gone meanwhile."""
+    found = conn.execute("SELECT jpeg FROM semsql.frames WHERE id = %s", [frame_id]).fetchone()
+    if found is None:
+        raise ApiError(404, f"video frame {frame_id} is gone (the video changed?)")
+    return bytes(found[0])
 
 
 def asset(conn: psycopg.Connection, asset_id: int) -> dict[str, Any]:
@@ -166,18 +183,19 @@ def match_thresholds(conn: psycopg.Connection) -> dict[str, Any]:
 
 
 def face(conn: psycopg.Connection, face_id: int) -> tuple[StoredImage, list[float]]:
-    """The image a face is in, and the face's box."""
+    """The image a face is in (for a face in a video's frame: that frame, read only when the
+    crop is made, with this connection), and the face's box."""
     found = conn.execute(
-        """SELECT a.uri, a.root, a.sha256, a.bytes, f.box, fr.jpeg, fr.at_ms
+        """SELECT a.uri, a.root, a.sha256, a.bytes, f.box, f.frame_id, fr.at_ms
            FROM semsql.faces f JOIN semsql.assets a ON a.id = f.asset_id
-           LEFT JOIN semsql.frames fr ON fr.id = f.frame_id  -- a face in a video's frame
+           LEFT JOIN semsql.frames fr ON fr.id = f.frame_id
            WHERE f.id = %s""",
         [face_id],
     ).fetchone()
     if found is None:
         raise ApiError(404, f"no face has id {face_id}")
-    uri, root, sha256, size, box, jpeg, at_ms = found
-    frame = None if jpeg is None else (bytes(jpeg), at_ms)
+    uri, root, sha256, size, box, frame_id, at_ms = found
+    frame = None if frame_id is None else _video_frame(conn, frame_id, at_ms)
     return StoredImage(uri, root, sha256, size, frame), list(box)
 
 
