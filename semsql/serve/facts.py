@@ -4,12 +4,14 @@ face clusters. Read-only queries of semsql's tables and views, as the analyst ro
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from semsql.serve import date_facets
 from semsql.serve.errors import ApiError
 from semsql.serve.thumbnails import StoredImage, VideoFrame
 
@@ -199,9 +201,14 @@ def face(conn: psycopg.Connection, face_id: int) -> tuple[StoredImage, list[floa
     return StoredImage(uri, root, sha256, size, frame), list(box)
 
 
-def facets(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
-    """Filter values with how many assets each has: tags, people, emotions, collections (the
-    search page's facets)."""
+YEARS_TAKEN = """SELECT to_char(taken_at, 'YYYY'), count(*)::integer FROM semsql.assets
+                 WHERE taken_at IS NOT NULL GROUP BY 1"""
+"""In the session's time zone, as semsql.search compares a date filter."""
+
+
+def facets(conn: psycopg.Connection) -> dict[str, Any]:
+    """Filter values with how many assets each has: tags, people, emotions, collections, media
+    types and years taken (the search page's facets)."""
     return {
         "tag": rows(
             conn,
@@ -223,6 +230,12 @@ def facets(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
             "SELECT collection AS value, count(*) AS assets FROM semsql.assets"
             " GROUP BY collection ORDER BY count(*) DESC LIMIT 30",
         ),
+        "media_type": rows(
+            conn,
+            "SELECT media_type AS value, count(*) AS assets FROM semsql.assets"
+            " GROUP BY media_type ORDER BY count(*) DESC, media_type",
+        ),
+        "date": date_facets.facet(Counter(dict(conn.execute(YEARS_TAKEN).fetchall())), None),
     }
 
 

@@ -26,7 +26,7 @@ from semsql.search import (
     run_search,
     run_similar,
 )
-from semsql.serve import facts
+from semsql.serve import date_facets, facts
 from semsql.serve.errors import ApiError, database_error
 from semsql.serve.queries import require_text_worker
 
@@ -64,7 +64,7 @@ def search(conn: psycopg.Connection, request: SearchRequest, partial: bool = Fal
 
 FACET_WINDOW = 500
 """How many of a search's results (from the first) its facets count."""
-FACET_VALUES = {"tag": 30, "person": 30, "emotion": 12, "collection": 30}
+FACET_VALUES = {"tag": 30, "person": 30, "emotion": 12, "collection": 30, "media_type": 2}
 
 
 KNOBS = frozenset({
@@ -105,10 +105,12 @@ def result_facets(conn: psycopg.Connection, request: SearchRequest) -> dict[str,
         counted["tag"].update(set(hit.tags))
         counted["person"].update(set(hit.people))
         counted["emotion"].update(set(hit.emotions))
+        counted["media_type"][hit.media_type] += 1
     counted["collection"].update(facts.collections_of(conn, [hit.asset_id for hit in hits]))
     result: dict[str, Any] = {
         name: _top(values, FACET_VALUES[name]) for name, values in counted.items()
     }
+    result["date"] = date_facets.of_results((hit.taken_at for hit in hits), request)
     return {**result, "counted": len(hits), "complete": len(hits) < FACET_WINDOW}
 
 
@@ -126,6 +128,7 @@ def with_chosen(facets: dict[str, Any], request: SearchRequest) -> dict[str, Any
         "person": request.people,
         "emotion": request.emotions,
         "collection": [request.collection] if request.collection else [],
+        "media_type": [request.media_type] if request.media_type else [],
     }
     shown = dict(facets)
     for name, values in chosen.items():

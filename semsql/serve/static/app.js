@@ -36,6 +36,9 @@ function setUpSearch() {
       if (field.name && !field.disabled && field.value === "" && field.type !== "checkbox") field.disabled = true;
     }
   });
+  // A click on a facet filters at once.
+  const facets = form.querySelector(".facets");
+  if (facets) facets.addEventListener("change", () => form.requestSubmit());
 }
 
 // A video's moment, in seconds, as h:mm:ss (what the page's own tiles show).
