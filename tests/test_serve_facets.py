@@ -109,7 +109,8 @@ def dated(db_url: str, client):
 
 def dates(facets: dict) -> tuple[str, int | None, dict[str, tuple[int, str, str]]]:
     found = facets["date"]
-    values = {v["value"]: (v["assets"], v["taken_after"], v["taken_before"]) for v in found["values"]}
+    values = {v["value"]: (v["assets"], v["taken_after"], v["taken_before"])
+              for v in found["values"]}  # fmt: skip
     return found["by"], found["year"], values
 
 
@@ -168,7 +169,7 @@ def test_the_page_offers_media_type_and_dates_as_links_that_keep_the_query(dated
 
 
 def test_date_facet_ranges() -> None:
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from semsql.search import SearchRequest
     from semsql.serve.date_facets import month_year, value_range
@@ -184,6 +185,6 @@ def test_date_facet_ranges() -> None:
     assert year_of(datetime(2019, 1, 1), datetime(2020, 1, 1)) == 2019
     assert year_of(datetime(2019, 1, 1), datetime(2020, 1, 2)) is None
     assert year_of(datetime(2019, 1, 1), None) is None
-    aware = datetime(2019, 2, 1, tzinfo=timezone.utc)
+    aware = datetime(2019, 2, 1, tzinfo=UTC)
     assert year_of(datetime(2019, 1, 1), aware) is None  # naive and aware: by year
     assert year_of(datetime(9999, 1, 1), datetime(9999, 2, 1)) is None

@@ -71,7 +71,9 @@ def test_a_cached_video_thumbnail_reads_no_frame(client, db_url: str, frame_read
     again = client.get(f"/api/assets/{video}/thumbnail", params={"size": 128, "at": 1.5})
     assert again.content == made.content and frame_reads == [frame]
     tag = made.headers["etag"]
-    unchanged = client.get(f"/api/assets/{video}/thumbnail?size=128", headers={"if-none-match": tag})
+    unchanged = client.get(
+        f"/api/assets/{video}/thumbnail?size=128", headers={"if-none-match": tag}
+    )
     assert unchanged.status_code == 304 and frame_reads == [frame]
     # Another size is made from the frame: read once more.
     assert blue(client.get(f"/api/assets/{video}/thumbnail", params={"size": 512}))
