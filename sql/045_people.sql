@@ -702,6 +702,35 @@ COMMENT ON FUNCTION semsql.reject_face_person(bigint) IS
     'to them again; a reference taken from the face is dropped. The face is matched again '
     'against everyone else. Returns the person rejected and the one it matches now, if any.';
 
+CREATE OR REPLACE FUNCTION semsql.undo_face_rejection(p_face_id bigint, p_person_id bigint)
+RETURNS TABLE (face_id bigint, restored text, person text, match_confidence real)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM lock_recognition(true);
+    DELETE FROM face_rejections r WHERE r.face_id = p_face_id AND r.person_id = p_person_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'face % was not said not to be person %', coalesce(p_face_id::text, 'NULL'),
+                        coalesce(p_person_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    -- Matched as recognition matches any face now (a face named by hand keeps its person).
+    -- A reference the rejection dropped is not restored: naming the face does that.
+    PERFORM match_faces(ARRAY[p_face_id]);
+    RETURN QUERY
+    SELECT f.id, (SELECT p.name FROM people p WHERE p.id = p_person_id), p.name,
+           f.match_confidence
+    FROM faces f LEFT JOIN people p ON p.id = f.person_id
+    WHERE f.id = p_face_id;
+END
+$$;
+COMMENT ON FUNCTION semsql.undo_face_rejection(bigint, bigint) IS
+    'Undoes "not this person" (semsql.reject_face_person): the face may be recognised as that '
+    'person again, and is matched at once as recognition would match it (faces named by hand '
+    'keep their person). Returns the person restored and the one the face matches now, if any.';
+
 -- Who is in an asset -------------------------------------------------------------------------------
 
 CREATE OR REPLACE VIEW semsql.asset_people_all AS

@@ -253,6 +253,30 @@ def reject_face(ctx: Ctx, face_id: RowId) -> Response:
     return json_response(found[0])
 
 
+@router.get("/people/rejections", summary='The faces said "not this person"')
+def list_rejections(ctx: Ctx) -> Response:
+    with ctx.database.reader() as conn:
+        return json_response(facts.rejections(conn))
+
+
+@router.delete(
+    "/faces/{face_id}/not-person/{person_id}", summary='Undo "not this person": match it again'
+)
+def undo_rejection(ctx: Ctx, face_id: RowId, person_id: RowId) -> Response:
+    """semsql.undo_face_rejection: the face may be matched to the person again, and is matched
+    at once as recognition would (`person`: whom it matches now, or null); 404 when the face
+    was not said not to be them."""
+    with ctx.database.writer() as conn:
+        found = facts.rows(
+            conn,
+            "SELECT face_id, restored, person, match_confidence"
+            " FROM semsql.undo_face_rejection(%s, %s)",
+            [face_id, person_id],
+        )
+        conn.commit()
+    return json_response(found[0])
+
+
 @router.get("/people/threshold", summary="The match threshold of face recognition")
 def get_threshold(ctx: Ctx) -> Response:
     with ctx.database.reader() as conn:

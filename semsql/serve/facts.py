@@ -167,6 +167,21 @@ def people(conn: psycopg.Connection) -> list[dict[str, Any]]:
     )
 
 
+def rejections(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """The faces said not to be someone ("not this person"), per person, the latest first:
+    whom each face matches now, and where it is."""
+    return rows(
+        conn,
+        """SELECT r.face_id, r.person_id, p.name AS rejected, r.created_at, f.asset_id,
+                  now_p.name AS person, f.match_confidence
+           FROM semsql.face_rejections r
+           JOIN semsql.people p ON p.id = r.person_id
+           JOIN semsql.faces f ON f.id = r.face_id
+           LEFT JOIN semsql.people now_p ON now_p.id = f.person_id
+           ORDER BY lower(p.name), r.created_at DESC, r.face_id""",
+    )
+
+
 def clusters(conn: psycopg.Connection) -> list[dict[str, Any]]:
     return rows(conn, "SELECT * FROM semsql.face_cluster_summary ORDER BY faces DESC, cluster_id")
 

@@ -114,10 +114,14 @@ def asset_page(request: Request, ctx: Ctx, asset_id: RowId) -> Response:
 @router.get("/people")
 def people_page(request: Request, ctx: Ctx) -> Response:
     with ctx.database.reader() as conn:
+        rejected: dict[int, list[dict[str, Any]]] = {}
+        for rejection in facts.rejections(conn):
+            rejected.setdefault(rejection["person_id"], []).append(rejection)
         return page(
             request,
             "people.html",
             people=facts.people(conn),
+            rejected=rejected,
             clusters=facts.clusters(conn),
             thresholds=facts.match_thresholds(conn),
         )
