@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -324,16 +324,22 @@ def failed_tasks(ctx: Ctx) -> Response:
 class Reason(BaseModel):
     stage: str = Field(min_length=1, max_length=200)
     error: str | None = Field(
-        default=None, max_length=100_000, description="As GET /api/tasks/failed gives it."
+        default=None,
+        max_length=100_000,
+        description="A reason or an error of GET /api/tasks/failed: the tasks of its reason.",
+    )
+    failed_until: datetime | None = Field(
+        default=None, description="Only tasks that failed by then (the group's last_failed_at)."
     )
 
 
 @router.post("/tasks/retry-reason", summary="Queue again the tasks that failed for one reason")
 def retry_reason(ctx: Ctx, body: Reason) -> Response:
-    """The failed tasks of `stage` whose error is `error` (one row of GET /api/tasks/failed)
-    go back to the queue (semsql.requeue_tasks); 404 when none is left."""
+    """The failed tasks of `stage` whose error has the reason of `error` (one row of GET
+    /api/tasks/failed, up to its last_failed_at) go back to the queue
+    (semsql.requeue_tasks); 404 when none is left."""
     with ctx.database.writer() as conn:
-        queued = services.retry_failed_reason(conn, body.stage, body.error)
+        queued = services.retry_failed_reason(conn, body.stage, body.error, body.failed_until)
         conn.commit()
     return json_response({"stage": body.stage, "error": body.error, "queued": queued})
 

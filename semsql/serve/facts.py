@@ -145,13 +145,17 @@ def job(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
 
 
 def failed_tasks(conn: psycopg.Connection, limit: int = 200) -> list[dict[str, Any]]:
-    """Failed tasks grouped by stage and error: how many, and a few of their assets."""
+    """Failed tasks grouped by stage and reason (semsql.failure_reason: their error without
+    its file names, numbers ...): how many, how many error texts (`error`: the latest), the
+    last failure's time (what a retry of the group goes up to) and a few of their assets."""
     return rows(
         conn,
-        """SELECT stage, error, count(*) AS tasks,
+        """SELECT stage, semsql.failure_reason(error) AS reason, count(*) AS tasks,
+                  (array_agg(error ORDER BY finished_at DESC NULLS LAST))[1] AS error,
+                  count(DISTINCT error) AS errors, max(finished_at) AS last_failed_at,
                   (array_agg(asset_id ORDER BY finished_at DESC NULLS LAST))[1:10] AS asset_ids
-           FROM semsql.failed_tasks GROUP BY stage, error
-           ORDER BY count(*) DESC, stage LIMIT %s""",
+           FROM semsql.failed_tasks GROUP BY stage, reason
+           ORDER BY count(*) DESC, stage, reason LIMIT %s""",
         [limit],
     )
 
