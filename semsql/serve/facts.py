@@ -234,11 +234,13 @@ semsql.search compares a date filter), in one scan."""
 def facets(conn: psycopg.Connection) -> dict[str, Any]:
     """Filter values with how many assets each has: tags, people, emotions, collections, media
     types and years taken (the search page's facets)."""
-    found: dict[str, list[dict[str, Any]]] = {"collection": [], "media_type": [], "date": []}
+    found: dict[str, list[dict[str, Any]]] = {"collection": [], "media_type": []}
+    years: Counter[str] = Counter()
     for facet, value, assets in conn.execute(ASSET_COUNTS):
-        if value is not None:  # an undated asset's year
+        if facet != "date":
             found[facet].append({"value": value, "assets": assets})
-    years = Counter({year["value"]: year["assets"] for year in found["date"]})
+        elif value is not None:  # not the undated assets
+            years[value] = assets
     return {
         "tag": rows(
             conn,
