@@ -656,6 +656,20 @@ COMMENT ON FUNCTION semsql.remove_person(text) IS
     'Deletes a person with their references; their faces are unlinked and matched again. '
     'Returns how many faces were theirs.';
 
+CREATE OR REPLACE FUNCTION semsql.face_match_after(p_face_id bigint, p_person_id bigint)
+RETURNS TABLE (face_id bigint, said_of text, person text, match_confidence real)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    SELECT f.id, (SELECT p.name FROM people p WHERE p.id = p_person_id), p.name,
+           f.match_confidence
+    FROM faces f LEFT JOIN people p ON p.id = f.person_id
+    WHERE f.id = p_face_id;
+$$;
+COMMENT ON FUNCTION semsql.face_match_after(bigint, bigint) IS
+    'What reject_face_person and undo_face_rejection answer: the face, the name of the person '
+    'said (not) to be it, and whom the face matches now (NULL: nobody) with what confidence.';
+
 CREATE OR REPLACE FUNCTION semsql.reject_face_person(p_face_id bigint)
 RETURNS TABLE (face_id bigint, rejected text, person text, match_confidence real)
 LANGUAGE plpgsql
@@ -689,11 +703,7 @@ BEGIN
     INTO others;
     UPDATE faces f SET person_id = NULL, match_confidence = NULL WHERE f.id = p_face_id;
     PERFORM match_faces(ARRAY[p_face_id] || others);
-    RETURN QUERY
-    SELECT f.id, (SELECT p.name FROM people p WHERE p.id = current_person), p.name,
-           f.match_confidence
-    FROM faces f LEFT JOIN people p ON p.id = f.person_id
-    WHERE f.id = p_face_id;
+    RETURN QUERY SELECT * FROM face_match_after(p_face_id, current_person);
 END
 $$;
 COMMENT ON FUNCTION semsql.reject_face_person(bigint) IS
@@ -701,6 +711,31 @@ COMMENT ON FUNCTION semsql.reject_face_person(bigint) IS
     'records that it is not them (semsql.face_rejections), so that recognition never matches it '
     'to them again; a reference taken from the face is dropped. The face is matched again '
     'against everyone else. Returns the person rejected and the one it matches now, if any.';
+
+CREATE OR REPLACE FUNCTION semsql.undo_face_rejection(p_face_id bigint, p_person_id bigint)
+RETURNS TABLE (face_id bigint, restored text, person text, match_confidence real)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM lock_recognition(true);
+    DELETE FROM face_rejections r WHERE r.face_id = p_face_id AND r.person_id = p_person_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'face % was not said not to be person %', coalesce(p_face_id::text, 'NULL'),
+                        coalesce(p_person_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    -- Matched as recognition matches any face now (a face named by hand keeps its person).
+    -- A reference the rejection dropped is not restored: naming the face does that.
+    PERFORM match_faces(ARRAY[p_face_id]);
+    RETURN QUERY SELECT * FROM face_match_after(p_face_id, p_person_id);
+END
+$$;
+COMMENT ON FUNCTION semsql.undo_face_rejection(bigint, bigint) IS
+    'Undoes "not this person" (semsql.reject_face_person): the face may be recognised as that '
+    'person again, and is matched at once as recognition would match it (faces named by hand '
+    'keep their person). Returns the person restored and the one the face matches now, if any.';
 
 -- Who is in an asset -------------------------------------------------------------------------------
 

@@ -220,6 +220,40 @@ def test_scrolling_down_loads_the_next_hits_and_the_url_keeps_them(
     assert [tile.get_attribute("data-asset") for tile in again] == ids
 
 
+def test_click_the_media_type_and_date_facets(site, browser, artifacts: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, db_url = site
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for name, taken in (("astronaut.jpg", "2019-07-14"), ("astronaut-small.jpg", "2019-12-01"),
+                            ("red.png", "2021-02-01")):  # fmt: skip
+            conn.execute(
+                "UPDATE semsql.assets SET taken_at = %s::date + time '12:00' WHERE uri LIKE %s",
+                [taken, f"%/{name}"],
+            )
+    browser.get(base + "/")
+    browser.find_element(By.CSS_SELECTOR, ".facets summary").click()
+    browser.find_element(By.CSS_SELECTOR, '#facet-media-type input[value="image"]').click()
+    WebDriverWait(browser, 30).until(lambda driver: "media_type=image" in driver.current_url)
+    years = waited(browser, "#facet-dates a.date")
+    assert [year.get_attribute("data-value") for year in years] == ["2019", "2021"]
+    years[0].click()
+    months = waited(browser, "#facet-dates a.date")
+    url = browser.current_url
+    assert "taken_after=2019-01-01" in url and "taken_before=2020-01-01" in url
+    assert "media_type=image" in url  # the link keeps the rest of the query
+    assert [month.text for month in months] == ["Jul 1", "Dec 1"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#results .tile")) == 2
+    browser.save_screenshot(str(artifacts / "search-facets.png"))
+    months[0].click()
+    WebDriverWait(browser, 30).until(lambda driver: "taken_after=2019-07-01" in driver.current_url)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#results .tile")) == 1
+    browser.find_element(By.CSS_SELECTOR, "#facet-dates a.date-any").click()
+    WebDriverWait(browser, 30).until(lambda driver: "taken_after" not in driver.current_url)
+    assert "media_type=image" in browser.current_url
+
+
 def test_say_a_face_is_not_the_person(site, browser, artifacts: Path) -> None:
     """After test_name_a_cluster_of_unknown_faces: one of her faces is not her."""
     from selenium.webdriver.common.by import By
@@ -248,6 +282,38 @@ def test_say_a_face_is_not_the_person(site, browser, artifacts: Path) -> None:
     assert rejected == [("Eileen Collins",)] and linked == (None,)
 
 
+def test_see_and_undo_a_rejection(site, browser, artifacts: Path) -> None:
+    """After test_say_a_face_is_not_the_person: the face is listed under her, and undone."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, db_url = site
+    with psycopg.connect(db_url) as conn:
+        face_id, person_id = conn.execute(
+            "SELECT face_id, person_id FROM semsql.face_rejections"
+        ).fetchone()
+    browser.get(base + "/people")
+    listed = waited(browser, f"#rejections-{person_id}")[0]
+    listed.find_element(By.TAG_NAME, "summary").click()
+    rejected = waited(browser, f"#rejected-{face_id}-{person_id}")[0]
+    image = rejected.find_element(By.TAG_NAME, "img")
+    wait_for(lambda: browser.execute_script("return arguments[0].naturalWidth", image) > 0, 30)
+    browser.save_screenshot(str(artifacts / "people-rejections.png"))
+    rejected.find_element(By.CSS_SELECTOR, ".undo-rejection button").click()
+    WebDriverWait(browser, 30).until(
+        lambda driver: not driver.find_elements(By.ID, f"rejections-{person_id}")
+    )  # the page reloads without the list
+    with psycopg.connect(db_url) as conn:
+        left = conn.execute("SELECT count(*) FROM semsql.face_rejections").fetchone()[0]
+        linked = conn.execute(
+            "SELECT person_id FROM semsql.faces WHERE id = %s", [face_id]
+        ).fetchone()
+    # Matched again: the other copy of her face is a reference of hers.
+    assert left == 0 and linked == (person_id,)
+    assert browser.find_elements(By.ID, f"face-{face_id}")
+    browser.save_screenshot(str(artifacts / "people-undone.png"))
+
+
 def test_keep_another_copy_of_a_duplicate(site, browser, artifacts: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -266,3 +332,25 @@ def test_keep_another_copy_of_a_duplicate(site, browser, artifacts: Path) -> Non
     assert [button.is_enabled() for button in buttons] == [False] * len(buttons)
     assert httpx.get(f"{base}/api/assets/{kept}").status_code == 200
     assert httpx.get(f"{base}/api/assets/{other}").status_code == 404
+
+
+def test_retry_the_failed_tasks_of_one_reason(site, browser, artifacts: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, db_url = site
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        failed = conn.execute(
+            """UPDATE semsql.tasks t SET status = 'failed', finished_at = now(),
+                      last_error = 'cannot decode ' || a.uri || ': cannot identify image file'
+               FROM semsql.assets a WHERE a.id = t.asset_id AND t.stage = 'content'
+               RETURNING t.asset_id"""
+        ).fetchall()
+    assert len(failed) >= 2
+    browser.get(base + "/jobs")
+    rows = waited(browser, "#failed-tasks tr.failure")
+    assert len(rows) == 1  # one reason, however many files
+    assert f"Retry these {len(failed)}" in rows[0].text
+    browser.save_screenshot(str(artifacts / "jobs-failed.png"))
+    rows[0].find_element(By.CSS_SELECTOR, ".retry-reason button").click()
+    waited(browser, "#failed-tasks form.retry-reason.done")
+    assert f"{len(failed)} tasks queued again" in rows[0].text

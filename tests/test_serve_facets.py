@@ -86,3 +86,105 @@ def test_what_narrows_a_search() -> None:
                   {"metadata": {"a": 1}}, {"exclude": "rain"},
                   {"query_embedding": np.ones(3, dtype=np.float32)}):  # fmt: skip
         assert narrows(SearchRequest(**given)), given
+
+
+@pytest.fixture
+def dated(db_url: str, client):
+    """The three uploads taken on three days of 2019 and 2021, and a video of July 2019."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for tags, taken in (("beach,summer", "2019-07-14"), ("beach", "2019-12-01"),
+                            ("snow", "2021-02-01")):  # fmt: skip
+            conn.execute(
+                """UPDATE semsql.assets a SET taken_at = %s::date + time '12:00'
+                   WHERE (SELECT string_agg(label, ',' ORDER BY label) FROM semsql.tags t
+                          WHERE t.asset_id = a.id) = %s""",
+                [taken, tags],
+            )
+        conn.execute(
+            """INSERT INTO semsql.assets (uri, sha256, media_type, duration_ms, taken_at)
+               VALUES ('/v/clip.mp4', repeat('e', 64), 'video', 8000, '2019-07-20 12:00')"""
+        )
+    return client
+
+
+def dates(facets: dict) -> tuple[str, int | None, dict[str, tuple[int, str, str]]]:
+    found = facets["date"]
+    values = {v["value"]: (v["assets"], v["taken_after"], v["taken_before"])
+              for v in found["values"]}  # fmt: skip
+    return found["by"], found["year"], values
+
+
+def test_media_type_and_date_facets_count_the_results(dated) -> None:
+    library = dated.get("/api/search/facets").json()
+    assert counts(library, "media_type") == {"image": 3, "video": 1}
+    assert dates(library) == (
+        "year", None,
+        {"2019": (3, "2019-01-01", "2020-01-01"), "2021": (1, "2021-01-01", "2022-01-01")},
+    )  # fmt: skip
+    beach = dated.get("/api/search/facets", params={"tag": "beach"}).json()
+    assert counts(beach, "media_type") == {"image": 2}
+    assert dates(beach)[2] == {"2019": (2, "2019-01-01", "2020-01-01")}
+    videos = dated.get("/api/search/facets", params={"media_type": "video"}).json()
+    assert counts(videos, "media_type") == {"video": 1} and counts(videos, "tag") == {}
+    assert dates(videos)[2] == {"2019": (1, "2019-01-01", "2020-01-01")}
+    # A range inside one year: its months, each a range that semsql.search's filter takes.
+    year = {"taken_after": "2019-01-01", "taken_before": "2020-01-01"}
+    in_2019 = dated.get("/api/search/facets", params=year).json()
+    assert counts(in_2019, "media_type") == {"image": 2, "video": 1}
+    assert dates(in_2019) == (
+        "month", 2019,
+        {"2019-07": (2, "2019-07-01", "2019-08-01"), "2019-12": (1, "2019-12-01", "2020-01-01")},
+    )  # fmt: skip
+    july = {"taken_after": "2019-07-01", "taken_before": "2019-08-01"}
+    hits = dated.get("/api/search", params={**july, "order": "oldest"}).json()["hits"]
+    assert [hit["media_type"] for hit in hits] == ["image", "video"]
+    assert dates(dated.get("/api/search/facets", params=july).json())[2] == {
+        "2019-07": (2, "2019-07-01", "2019-08-01")
+    }
+    # Longer than a year: by year again.
+    two_years = {"taken_after": "2019-06-01", "taken_before": "2021-06-01"}
+    assert dates(dated.get("/api/search/facets", params=two_years).json())[:2] == ("year", None)
+
+
+def test_the_page_offers_media_type_and_dates_as_links_that_keep_the_query(dated) -> None:
+    page = dated.get("/?tag=beach", headers=HTML).text
+    radios = re.findall(
+        r'name="media_type" value="([^"]*)"[^>]*>[^<]*(?:<span class="count">(\d+)<)?', page
+    )
+    assert radios == [("", ""), ("image", "2")]
+    links = re.findall(r'class="date[^"]*" data-value="([^"]+)" href="([^"]+)"', page)
+    assert links == [("2019", "/?tag=beach&amp;taken_after=2019-01-01&amp;taken_before=2020-01-01")]
+    year = dated.get(links[0][1].replace("&amp;", "&"), headers=HTML).text
+    assert "Counts over these 2 results." in year
+    assert 'class="date-any" href="/?tag=beach"' in year
+    months = re.findall(r'data-value="([^"]+)" href="[^"]+">(\w+) <span class="count">(\d+)<', year)
+    assert months == [("2019-07", "Jul", "1"), ("2019-12", "Dec", "1")]
+    assert 'value="2019-01-01"' in year and 'value="2020-01-01"' in year  # the date fields
+    july = dated.get("/?tag=beach&taken_after=2019-07-01&taken_before=2019-08-01", headers=HTML)
+    assert re.search(r'class="date chosen" data-value="2019-07"', july.text)
+    assert 'class="date-year" href="/?tag=beach&amp;taken_after=2019-01-01' in july.text
+    video = dated.get("/?media_type=video", headers=HTML).text
+    assert re.search(r'name="media_type" value="video" checked', video)
+    assert 'data-asset="' in video and video.count('<figure class="tile"') == 1
+
+
+def test_date_facet_ranges() -> None:
+    from datetime import UTC, datetime
+
+    from semsql.search import SearchRequest
+    from semsql.serve.date_facets import month_year, value_range
+
+    assert value_range("2019") == (datetime(2019, 1, 1).date(), datetime(2020, 1, 1).date())
+    assert value_range("2019-12") == (datetime(2019, 12, 1).date(), datetime(2020, 1, 1).date())
+    assert value_range("2019-02")[1] == datetime(2019, 3, 1).date()
+
+    def year_of(after: datetime | None, before: datetime | None) -> int | None:
+        return month_year(SearchRequest(taken_after=after, taken_before=before))
+
+    assert year_of(datetime(2019, 3, 5), datetime(2019, 4, 1)) == 2019
+    assert year_of(datetime(2019, 1, 1), datetime(2020, 1, 1)) == 2019
+    assert year_of(datetime(2019, 1, 1), datetime(2020, 1, 2)) is None
+    assert year_of(datetime(2019, 1, 1), None) is None
+    aware = datetime(2019, 2, 1, tzinfo=UTC)
+    assert year_of(datetime(2019, 1, 1), aware) is None  # naive and aware: by year
+    assert year_of(datetime(9999, 1, 1), datetime(9999, 2, 1)) is None

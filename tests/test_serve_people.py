@@ -71,6 +71,31 @@ def test_not_this_person_unlinks_a_face_for_good(db, client) -> None:
     assert client.post("/api/faces/0/not-person").status_code == 400
 
 
+def test_rejections_are_listed_and_undone(db, client) -> None:
+    face = two_people(db)
+    ana = db.execute("SELECT id FROM semsql.people WHERE name = 'Ana'").fetchone()[0]
+    assert client.get("/api/people/rejections").json() == []
+    client.post(f"/api/faces/{face}/not-person")  # now Bea's, and not Ana's
+    listed = client.get("/api/people/rejections").json()
+    assert [(r["face_id"], r["person_id"], r["rejected"], r["person"]) for r in listed] == [
+        (face, ana, "Ana", "Bea")
+    ]
+    page = client.get("/people", headers=HTML).text
+    undo = f'data-action="/api/faces/{face}/not-person/{ana}"'
+    assert f'id="rejections-{ana}"' in page and undo in page and "now Bea" in page
+    answer = client.delete(f"/api/faces/{face}/not-person/{ana}")
+    assert answer.status_code == 200, answer.text
+    said = answer.json()
+    assert (said["face_id"], said["restored"], said["person"]) == (face, "Ana", "Ana")
+    assert said["match_confidence"] == pytest.approx(0.8, abs=1e-3)  # as matching gives it
+    assert match_of(db, face)[0] == "Ana"
+    assert client.get("/api/people/rejections").json() == []
+    assert undo not in client.get("/people", headers=HTML).text
+    again = client.delete(f"/api/faces/{face}/not-person/{ana}")
+    assert again.status_code == 404 and "not said not to be" in again.json()["error"]["message"]
+    assert client.delete(f"/api/faces/{face}/not-person/0").status_code == 400
+
+
 def test_merge_two_people(db, client) -> None:
     face = two_people(db)
     client.post(f"/api/faces/{face}/not-person")  # now Bea's, and not Ana's
@@ -141,40 +166,49 @@ def test_the_people_page_offers_each_edit(db, client) -> None:
 
 
 EDITS = [
-    ("/api/people/merge", {"person": "Bea", "into": "Ana"}),
-    ("/api/faces/{face}/not-person", {}),
-    ("/api/clusters/{cluster}/merge", {"into": "{other}"}),
-    ("/api/people/threshold", {"threshold": 0.5}),
+    ("POST", "/api/people/merge", {"person": "Bea", "into": "Ana"}),
+    ("POST", "/api/faces/{face}/not-person", {}),
+    ("DELETE", "/api/faces/{rejected}/not-person/{ana}", None),
+    ("POST", "/api/clusters/{cluster}/merge", {"into": "{other}"}),
+    ("POST", "/api/people/threshold", {"threshold": 0.5}),
 ]
 
 
-def _edits(db: psycopg.Connection) -> list[tuple[str, dict]]:
+def _edits(db: psycopg.Connection) -> list[tuple[str, str, dict | None]]:
     face = two_people(db)
+    rejected = write_face(db, new_asset(db, "team.jpg"), mix(0, 2, 0.9))
+    db.execute("SELECT semsql.reject_face_person(%s)", [rejected])  # not Ana
+    ana = db.execute("SELECT id FROM semsql.people WHERE name = 'Ana'").fetchone()[0]
     cluster, other = two_clusters(db)
     made = []
-    for path, body in EDITS:
-        path = path.format(face=face, cluster=cluster)
-        made.append((path, {k: (other if v == "{other}" else v) for k, v in body.items()}))
+    for method, path, body in EDITS:
+        path = path.format(face=face, rejected=rejected, ana=ana, cluster=cluster)
+        given = (
+            None if body is None else {k: (other if v == "{other}" else v) for k, v in body.items()}
+        )
+        made.append((method, path, given))
     return made
 
 
 def test_edits_need_the_token_and_the_csrf_token(db, db_url: str, tmp_path: Path) -> None:
     edits = _edits(db)
     with serving(settings_for(db_url, tmp_path, token=TOKEN)) as client:
-        for path, body in edits:
-            assert client.post(path, json=body).status_code == 401, path
+        for method, path, body in edits:
+            assert client.request(method, path, json=body).status_code == 401, path
         client.post("/login", data={"token": TOKEN})
         csrf = re.search(r'name="csrf-token" content="([0-9a-f]+)"', client.get("/people").text)
         assert csrf is not None
-        for path, body in edits:
-            assert client.post(path, json=body).status_code == 403, path
+        for method, path, body in edits:
+            assert client.request(method, path, json=body).status_code == 403, path
             wrong = {"X-CSRF-Token": "0" * 64}
-            assert client.post(path, json=body, headers=wrong).status_code == 403, path
+            assert client.request(method, path, json=body, headers=wrong).status_code == 403
         unchanged = client.get("/api/people").json()
         assert len(unchanged["people"]) == 2 and len(unchanged["clusters"]) == 2
         assert unchanged["match_threshold"] == 0.4
-        for path, body in edits:
-            done = client.post(path, json=body, headers={"X-CSRF-Token": csrf.group(1)})
+        assert len(client.get("/api/people/rejections").json()) == 1
+        for method, path, body in edits:
+            csrf_header = {"X-CSRF-Token": csrf.group(1)}
+            done = client.request(method, path, json=body, headers=csrf_header)
             assert done.status_code == 200, (path, done.text)
 
 
@@ -182,12 +216,13 @@ def test_the_analyst_role_cannot_make_these_edits(db, db_url: str, tmp_path: Pat
     edits = _edits(db)
     settings = settings_for(db_url, tmp_path, writer_role="semsql_analyst")
     with serving(settings) as client:
-        for path, body in edits:
-            refused = client.post(path, json=body)
+        for method, path, body in edits:
+            refused = client.request(method, path, json=body)
             assert refused.status_code == 403, (path, refused.text)
         unchanged = client.get("/api/people").json()
         assert len(unchanged["people"]) == 2 and len(unchanged["clusters"]) == 2
         assert unchanged["match_threshold"] == 0.4
+        assert len(client.get("/api/people/rejections").json()) == 1
 
 
 def test_openapi_documents_the_new_edits(client) -> None:
@@ -196,6 +231,8 @@ def test_openapi_documents_the_new_edits(client) -> None:
         ("/api/people/merge", "post"),
         ("/api/clusters/{cluster_id}/merge", "post"),
         ("/api/faces/{face_id}/not-person", "post"),
+        ("/api/faces/{face_id}/not-person/{person_id}", "delete"),
+        ("/api/people/rejections", "get"),
         ("/api/people/threshold", "get"),
         ("/api/people/threshold", "post"),
         ("/api/tasks/failed", "get"),

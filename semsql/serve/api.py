@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -142,13 +142,13 @@ def thumbnail(
     """A video's is the frame nearest `at` (a search hit's best_at), else its first."""
     side = thumbnail_size(size)
     moment = None if at is None else timedelta(seconds=at)
-    with ctx.database.reader() as conn:
+    with ctx.database.reader() as conn:  # a video's frame is read only to make a thumbnail
         image = facts.stored_image(conn, asset_id, moment)
-    tag = f'"{image.key}-{side}"'  # the content's: an edited file is a new thumbnail
-    headers = {**CACHED, "etag": tag}
-    if request.headers.get("if-none-match") == tag:
-        return Response(status_code=304, headers=headers)
-    data = ctx.thumbnails.get(image, side).read_bytes()  # a few kB: one read, no streaming
+        tag = f'"{image.key}-{side}"'  # the content's: an edited file is a new thumbnail
+        headers = {**CACHED, "etag": tag}
+        if request.headers.get("if-none-match") == tag:
+            return Response(status_code=304, headers=headers)
+        data = ctx.thumbnails.get(image, side).read_bytes()  # a few kB: one read, no streaming
     return Response(data, media_type="image/jpeg", headers=headers)
 
 
@@ -156,7 +156,7 @@ def thumbnail(
 def face_image(ctx: Ctx, face_id: RowId) -> Response:
     with ctx.database.reader() as conn:
         image, box = facts.face(conn, face_id)
-    data = face_crop(ctx.thumbnails, image, face_id, box).read_bytes()
+        data = face_crop(ctx.thumbnails, image, face_id, box).read_bytes()
     return Response(data, media_type="image/jpeg", headers=CACHED)
 
 
@@ -253,6 +253,30 @@ def reject_face(ctx: Ctx, face_id: RowId) -> Response:
     return json_response(found[0])
 
 
+@router.get("/people/rejections", summary='The faces said "not this person"')
+def list_rejections(ctx: Ctx) -> Response:
+    with ctx.database.reader() as conn:
+        return json_response(facts.rejections(conn))
+
+
+@router.delete(
+    "/faces/{face_id}/not-person/{person_id}", summary='Undo "not this person": match it again'
+)
+def undo_rejection(ctx: Ctx, face_id: RowId, person_id: RowId) -> Response:
+    """semsql.undo_face_rejection: the face may be matched to the person again, and is matched
+    at once as recognition would (`person`: whom it matches now, or null); 404 when the face
+    was not said not to be them."""
+    with ctx.database.writer() as conn:
+        found = facts.rows(
+            conn,
+            "SELECT face_id, restored, person, match_confidence"
+            " FROM semsql.undo_face_rejection(%s, %s)",
+            [face_id, person_id],
+        )
+        conn.commit()
+    return json_response(found[0])
+
+
 @router.get("/people/threshold", summary="The match threshold of face recognition")
 def get_threshold(ctx: Ctx) -> Response:
     with ctx.database.reader() as conn:
@@ -300,16 +324,22 @@ def failed_tasks(ctx: Ctx) -> Response:
 class Reason(BaseModel):
     stage: str = Field(min_length=1, max_length=200)
     error: str | None = Field(
-        default=None, max_length=100_000, description="As GET /api/tasks/failed gives it."
+        default=None,
+        max_length=100_000,
+        description="A reason or an error of GET /api/tasks/failed: the tasks of its reason.",
+    )
+    failed_until: datetime | None = Field(
+        default=None, description="Only tasks that failed by then (the group's last_failed_at)."
     )
 
 
 @router.post("/tasks/retry-reason", summary="Queue again the tasks that failed for one reason")
 def retry_reason(ctx: Ctx, body: Reason) -> Response:
-    """The failed tasks of `stage` whose error is `error` (one row of GET /api/tasks/failed)
-    go back to the queue (semsql.requeue_tasks); 404 when none is left."""
+    """The failed tasks of `stage` whose error has the reason of `error` (one row of GET
+    /api/tasks/failed, up to its last_failed_at) go back to the queue
+    (semsql.requeue_tasks); 404 when none is left."""
     with ctx.database.writer() as conn:
-        queued = services.retry_failed_reason(conn, body.stage, body.error)
+        queued = services.retry_failed_reason(conn, body.stage, body.error, body.failed_until)
         conn.commit()
     return json_response({"stage": body.stage, "error": body.error, "queued": queued})
 

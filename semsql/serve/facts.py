@@ -3,15 +3,17 @@ face clusters. Read-only queries of semsql's tables and views, as the analyst ro
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from semsql.frames import moment_jpegs
+from semsql.serve import date_facets
 from semsql.serve.errors import ApiError
-from semsql.serve.thumbnails import StoredImage
+from semsql.serve.thumbnails import StoredImage, VideoFrame
 
 JOB_COLUMNS = """id, status, collection, new_count, updated_count, skipped_count, failed_count,
                  skipped_reasons, error, created_at, started_at, ingested_at, finished_at"""
@@ -24,21 +26,38 @@ def rows(conn: psycopg.Connection, query: Any, params: Any = None) -> list[dict[
 def stored_image(
     conn: psycopg.Connection, asset_id: int, at: timedelta | None = None
 ) -> StoredImage:
-    """The asset's picture: its file, or for a video the frame nearest `at` (the first)."""
+    """The asset's picture: its file, or for a video the frame nearest `at` (the first), whose
+    JPEG is read only when a thumbnail is made from it (with this connection)."""
     found = conn.execute(
-        "SELECT uri, root, sha256, bytes, media_type FROM semsql.assets WHERE id = %s",
-        [asset_id],
+        """SELECT a.uri, a.root, a.sha256, a.bytes, a.media_type, fr.id, fr.at_ms
+           FROM semsql.assets a
+           LEFT JOIN LATERAL (
+               SELECT f.id, f.at_ms FROM semsql.frames f
+               WHERE f.asset_id = a.id AND a.media_type = 'video'
+               ORDER BY abs(f.at_ms - coalesce(%s::integer, 0)), f.at_ms LIMIT 1) fr ON true
+           WHERE a.id = %s""",
+        [None if at is None else round(at.total_seconds() * 1000), asset_id],
     ).fetchone()
     if found is None:
         raise ApiError(404, f"no asset has id {asset_id}")
-    uri, root, sha256, size, media_type = found
+    uri, root, sha256, size, media_type, frame_id, at_ms = found
     if media_type != "video":
         return StoredImage(uri, root, sha256, size)
-    frame = moment_jpegs(conn, [(asset_id, at)]).get(asset_id)
-    if frame is None:
+    if frame_id is None:
         raise ApiError(404, f"asset {asset_id} is a video with no frames sampled yet")
-    jpeg, shown = frame
-    return StoredImage(uri, root, sha256, size, (jpeg, round(shown.total_seconds() * 1000)))
+    return StoredImage(uri, root, sha256, size, _video_frame(conn, frame_id, at_ms))
+
+
+def _video_frame(conn: psycopg.Connection, frame_id: int, at_ms: int) -> VideoFrame:
+    return VideoFrame(at_ms, functools.partial(frame_jpeg, conn, frame_id))
+
+
+def frame_jpeg(conn: psycopg.Connection, frame_id: int) -> bytes:
+    """A video frame's JPEG (semsql.frames.jpeg); 404 when the frame is gone meanwhile."""
+    found = conn.execute("SELECT jpeg FROM semsql.frames WHERE id = %s", [frame_id]).fetchone()
+    if found is None:
+        raise ApiError(404, f"video frame {frame_id} is gone (the video changed?)")
+    return bytes(found[0])
 
 
 def asset(conn: psycopg.Connection, asset_id: int) -> dict[str, Any]:
@@ -126,13 +145,17 @@ def job(conn: psycopg.Connection, job_id: int) -> dict[str, Any]:
 
 
 def failed_tasks(conn: psycopg.Connection, limit: int = 200) -> list[dict[str, Any]]:
-    """Failed tasks grouped by stage and error: how many, and a few of their assets."""
+    """Failed tasks grouped by stage and reason (semsql.failure_reason: their error without
+    its file names, numbers ...): how many, how many error texts (`error`: the latest), the
+    last failure's time (what a retry of the group goes up to) and a few of their assets."""
     return rows(
         conn,
-        """SELECT stage, error, count(*) AS tasks,
+        """SELECT stage, semsql.failure_reason(error) AS reason, count(*) AS tasks,
+                  (array_agg(error ORDER BY finished_at DESC NULLS LAST))[1] AS error,
+                  count(DISTINCT error) AS errors, max(finished_at) AS last_failed_at,
                   (array_agg(asset_id ORDER BY finished_at DESC NULLS LAST))[1:10] AS asset_ids
-           FROM semsql.failed_tasks GROUP BY stage, error
-           ORDER BY count(*) DESC, stage LIMIT %s""",
+           FROM semsql.failed_tasks GROUP BY stage, reason
+           ORDER BY count(*) DESC, stage, reason LIMIT %s""",
         [limit],
     )
 
@@ -145,6 +168,21 @@ def people(conn: psycopg.Connection) -> list[dict[str, Any]]:
                    FROM (SELECT id, match_confidence FROM semsql.faces WHERE person_id = s.id
                          ORDER BY match_confidence DESC NULLS LAST LIMIT 6) f) AS face_ids
            FROM semsql.people_summary s ORDER BY lower(s.name)""",
+    )
+
+
+def rejections(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """The faces said not to be someone ("not this person"), per person, the latest first:
+    whom each face matches now, and where it is."""
+    return rows(
+        conn,
+        """SELECT r.face_id, r.person_id, p.name AS rejected, r.created_at, f.asset_id,
+                  now_p.name AS person, f.match_confidence
+           FROM semsql.face_rejections r
+           JOIN semsql.people p ON p.id = r.person_id
+           JOIN semsql.faces f ON f.id = r.face_id
+           LEFT JOIN semsql.people now_p ON now_p.id = f.person_id
+           ORDER BY lower(p.name), r.created_at DESC, r.face_id""",
     )
 
 
@@ -166,24 +204,43 @@ def match_thresholds(conn: psycopg.Connection) -> dict[str, Any]:
 
 
 def face(conn: psycopg.Connection, face_id: int) -> tuple[StoredImage, list[float]]:
-    """The image a face is in, and the face's box."""
+    """The image a face is in (for a face in a video's frame: that frame, read only when the
+    crop is made, with this connection), and the face's box."""
     found = conn.execute(
-        """SELECT a.uri, a.root, a.sha256, a.bytes, f.box, fr.jpeg, fr.at_ms
+        """SELECT a.uri, a.root, a.sha256, a.bytes, f.box, f.frame_id, fr.at_ms
            FROM semsql.faces f JOIN semsql.assets a ON a.id = f.asset_id
-           LEFT JOIN semsql.frames fr ON fr.id = f.frame_id  -- a face in a video's frame
+           LEFT JOIN semsql.frames fr ON fr.id = f.frame_id
            WHERE f.id = %s""",
         [face_id],
     ).fetchone()
     if found is None:
         raise ApiError(404, f"no face has id {face_id}")
-    uri, root, sha256, size, box, jpeg, at_ms = found
-    frame = None if jpeg is None else (bytes(jpeg), at_ms)
+    uri, root, sha256, size, box, frame_id, at_ms = found
+    frame = None if frame_id is None else _video_frame(conn, frame_id, at_ms)
     return StoredImage(uri, root, sha256, size, frame), list(box)
 
 
-def facets(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
-    """Filter values with how many assets each has: tags, people, emotions, collections (the
-    search page's facets)."""
+ASSET_COUNTS = """
+SELECT CASE WHEN GROUPING(collection) = 0 THEN 'collection'
+            WHEN GROUPING(media_type) = 0 THEN 'media_type' ELSE 'date' END,
+       coalesce(collection, media_type, to_char(taken_at, 'YYYY')), count(*)::integer
+FROM semsql.assets
+GROUP BY GROUPING SETS ((collection), (media_type), (to_char(taken_at, 'YYYY')))
+ORDER BY 1, 3 DESC, 2"""
+"""Assets by collection, by media type and by year taken (in the session's time zone, as
+semsql.search compares a date filter), in one scan."""
+
+
+def facets(conn: psycopg.Connection) -> dict[str, Any]:
+    """Filter values with how many assets each has: tags, people, emotions, collections, media
+    types and years taken (the search page's facets)."""
+    found: dict[str, list[dict[str, Any]]] = {"collection": [], "media_type": []}
+    years: Counter[str] = Counter()
+    for facet, value, assets in conn.execute(ASSET_COUNTS):
+        if facet != "date":
+            found[facet].append({"value": value, "assets": assets})
+        elif value is not None:  # not the undated assets
+            years[value] = assets
     return {
         "tag": rows(
             conn,
@@ -200,11 +257,9 @@ def facets(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
             "SELECT emotion AS value, assets FROM semsql.emotion_summary"
             " WHERE emotion IS NOT NULL ORDER BY assets DESC LIMIT 12",
         ),
-        "collection": rows(
-            conn,
-            "SELECT collection AS value, count(*) AS assets FROM semsql.assets"
-            " GROUP BY collection ORDER BY count(*) DESC LIMIT 30",
-        ),
+        "collection": found["collection"][:30],
+        "media_type": found["media_type"],
+        "date": date_facets.facet(years, None),
     }
 
 

@@ -27,6 +27,8 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 Ctx = Annotated[Context, Depends(context)]
 RowId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 SIGNALS = ("image", "text", "keyword", "name", "content", "semantic", "both")
+DATE_PARAMETERS = frozenset({"taken_after", "taken_before"})
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def page(request: Request, name: str, status: int = 200, **values: Any) -> Response:
@@ -68,6 +70,13 @@ def search_page(
     facets = services.with_chosen(facets, query)
     given = [(key, value) for key, value in request.query_params.multi_items() if value]
     paging = [(key, value) for key, value in given if key != "offset"]
+
+    def date_link(after: str | None, before: str | None) -> str:
+        """This search with another date range (none: any date), from its first page."""
+        kept = [(key, value) for key, value in paging if key not in DATE_PARAMETERS]
+        dates = [] if after is None else [("taken_after", after), ("taken_before", before)]
+        return "/?" + urlencode([*kept, *dates])
+
     offset, k = query.offset or 0, query.k or 20
     return page(
         request,
@@ -77,6 +86,8 @@ def search_page(
         notices=found.notices,
         warnings=warnings,
         facets=facets,
+        date_link=date_link,
+        months=MONTHS,
         previous=urlencode([*paging, ("offset", max(0, offset - k))]) if offset else None,
         next=urlencode([*paging, ("offset", offset + k)]) if len(found.hits) == k else None,
     )
@@ -103,10 +114,14 @@ def asset_page(request: Request, ctx: Ctx, asset_id: RowId) -> Response:
 @router.get("/people")
 def people_page(request: Request, ctx: Ctx) -> Response:
     with ctx.database.reader() as conn:
+        rejected: dict[int, list[dict[str, Any]]] = {}
+        for rejection in facts.rejections(conn):
+            rejected.setdefault(rejection["person_id"], []).append(rejection)
         return page(
             request,
             "people.html",
             people=facts.people(conn),
+            rejected=rejected,
             clusters=facts.clusters(conn),
             thresholds=facts.match_thresholds(conn),
         )

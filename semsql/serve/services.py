@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from semsql.search import (
     run_search,
     run_similar,
 )
-from semsql.serve import facts
+from semsql.serve import date_facets, facts
 from semsql.serve.errors import ApiError, database_error
 from semsql.serve.queries import require_text_worker
 
@@ -64,7 +65,7 @@ def search(conn: psycopg.Connection, request: SearchRequest, partial: bool = Fal
 
 FACET_WINDOW = 500
 """How many of a search's results (from the first) its facets count."""
-FACET_VALUES = {"tag": 30, "person": 30, "emotion": 12, "collection": 30}
+FACET_VALUES = {"tag": 30, "person": 30, "emotion": 12, "collection": 30, "media_type": 2}
 
 
 KNOBS = frozenset({
@@ -105,10 +106,12 @@ def result_facets(conn: psycopg.Connection, request: SearchRequest) -> dict[str,
         counted["tag"].update(set(hit.tags))
         counted["person"].update(set(hit.people))
         counted["emotion"].update(set(hit.emotions))
+        counted["media_type"][hit.media_type] += 1
     counted["collection"].update(facts.collections_of(conn, [hit.asset_id for hit in hits]))
     result: dict[str, Any] = {
         name: _top(values, FACET_VALUES[name]) for name, values in counted.items()
     }
+    result["date"] = date_facets.of_results((hit.taken_at for hit in hits), request)
     return {**result, "counted": len(hits), "complete": len(hits) < FACET_WINDOW}
 
 
@@ -126,6 +129,7 @@ def with_chosen(facets: dict[str, Any], request: SearchRequest) -> dict[str, Any
         "person": request.people,
         "emotion": request.emotions,
         "collection": [request.collection] if request.collection else [],
+        "media_type": [request.media_type] if request.media_type else [],
     }
     shown = dict(facets)
     for name, values in chosen.items():
@@ -219,21 +223,28 @@ def _image_vector(path: Path) -> tuple[Any, str | None]:
         return encoder.encode_images([image.convert("RGB")])[0], None
 
 
-def retry_failed_reason(conn: psycopg.Connection, stage: str, error: str | None) -> int:
-    """Queues again the failed tasks of one stage that failed with this error (None: with
-    none), through semsql.requeue_tasks, and refreshes their assets' status; returns how
-    many. 400 for an unknown stage, 404 when no task failed so (any more)."""
+def retry_failed_reason(
+    conn: psycopg.Connection, stage: str, error: str | None, until: datetime | None = None
+) -> int:
+    """Queues again the failed tasks of one stage whose error has this one's reason
+    (semsql.failure_reason; None: with no error), that failed at `until` or before (the group
+    as GET /api/tasks/failed showed it), through semsql.requeue_tasks, and refreshes their
+    assets' status; returns how many. 400 for an unknown stage, 404 when none is left."""
     failed = conn.execute(
         """SELECT asset_id FROM semsql.tasks
-           WHERE status = 'failed' AND stage = %s AND coalesce(last_error, '') = coalesce(%s, '')
+           WHERE status = 'failed' AND stage = %(stage)s
+             AND coalesce(semsql.failure_reason(last_error), '')
+                 = coalesce(semsql.failure_reason(%(error)s), '')
+             AND (%(until)s::timestamptz IS NULL OR finished_at IS NULL
+                  OR finished_at <= %(until)s::timestamptz)
            ORDER BY asset_id FOR UPDATE""",
-        [stage, error],
+        {"stage": stage, "error": error, "until": until},
     ).fetchall()
     if not failed:
         known = conn.execute("SELECT 1 FROM semsql.stages WHERE name = %s", [stage]).fetchone()
         if known is None:
             raise ApiError(400, f"no stage is named {stage!r}")
-        raise ApiError(404, f"no {stage} task failed with this error (retried already?)")
+        raise ApiError(404, f"no {stage} task failed for this reason (retried already?)")
     asset_ids = [row[0] for row in failed]
     queued = conn.execute(
         "SELECT semsql.requeue_tasks(%s::bigint[], ARRAY[%s::text])", [asset_ids, stage]

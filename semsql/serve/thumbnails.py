@@ -4,11 +4,13 @@ files named by content hash and size, so an edited file gets new ones."""
 
 from __future__ import annotations
 
-import builtins
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
 
 from semsql.decode import Decoded, InputError, decode_bytes, default_root, load_image
 from semsql.serve.errors import ApiError
@@ -18,23 +20,32 @@ DEFAULT_SIZE = 256
 
 
 @dataclass(frozen=True)
+class VideoFrame:
+    """The frame of a video that stands for it (semsql.frames): its time, and how to read its
+    JPEG, which is read only when no cached file serves."""
+
+    at_ms: int
+    read_jpeg: Callable[[], bytes]
+
+
+@dataclass(frozen=True)
 class StoredImage:
     uri: str
     root: str | None
     sha256: str
     bytes: int | None
-    frame: tuple[builtins.bytes, int] | None = None
-    """For a video: the JPEG of the frame shown, and its time in ms (semsql.frames)."""
+    frame: VideoFrame | None = None
+    """For a video: the frame shown."""
 
     @property
     def key(self) -> str:
         """What its cached files are named by: the content, and for a video the frame's time."""
-        return self.sha256 if self.frame is None else f"{self.sha256}-at{self.frame[1]}"
+        return self.sha256 if self.frame is None else f"{self.sha256}-at{self.frame.at_ms}"
 
     def decode(self, max_side: int) -> Decoded:
         """Upright, at most max_side, from the file (as the worker reads it) or the frame."""
         if self.frame is not None:
-            return decode_bytes(self.frame[0], max_side, name=f"{self.uri} frame")
+            return decode_bytes(self.frame.read_jpeg(), max_side, name=f"{self.uri} frame")
         root = self.root if self.root is not None else default_root(self.uri)
         return load_image(self.uri, max_side, root=root, sha256=self.sha256, size=self.bytes)
 
@@ -64,17 +75,21 @@ class ThumbnailCache:
             decoded = image.decode(size)
         except InputError as error:
             raise ApiError(404, f"no thumbnail: {error}") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed: a reader never sees half a file.
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                decoded.image.save(out, "JPEG", quality=85)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        _save_jpeg(decoded.image, path)
         return path
+
+
+def _save_jpeg(image: Image.Image, path: Path) -> None:
+    """Written aside and renamed: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            image.save(out, "JPEG", quality=85)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 FACE_SIDE = 160
@@ -96,13 +111,5 @@ def face_crop(cache: ThumbnailCache, image: StoredImage, face_id: int, box: list
         (round(x0 - margin), round(y0 - margin), round(x1 + margin), round(y1 + margin))
     )
     crop.thumbnail((FACE_SIDE, FACE_SIDE))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            crop.save(out, "JPEG", quality=85)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    _save_jpeg(crop, path)
     return path

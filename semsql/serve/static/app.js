@@ -36,6 +36,9 @@ function setUpSearch() {
       if (field.name && !field.disabled && field.value === "" && field.type !== "checkbox") field.disabled = true;
     }
   });
+  // A click on a facet filters at once.
+  const facets = form.querySelector(".facets");
+  if (facets) facets.addEventListener("change", () => form.requestSubmit());
 }
 
 // A video's moment, in seconds, as h:mm:ss (what the page's own tiles show).
@@ -209,7 +212,8 @@ function resultOf(form) {
   return made;
 }
 
-// Forms that change data: JSON (or the ids they carry) to the API, with the CSRF token.
+// Forms that change data: JSON (or the ids they carry) to the API, with the CSRF token (a
+// DELETE, data-method, sends no body).
 function setUpApiForms() {
   for (const form of document.querySelectorAll("form.api-form")) {
     form.addEventListener("submit", async (event) => {
@@ -219,12 +223,11 @@ function setUpApiForms() {
       for (const [key, value] of new FormData(form).entries()) if (value !== "") body[key] = value;
       const ids = (form.dataset.ids || "").split(",").filter(Boolean).map(Number);
       if (ids.length) body.asset_ids = ids;
+      const method = form.dataset.method || "POST";
+      const request = method === "DELETE" ? { method }
+        : { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
       try {
-        const answer = await api(form.dataset.action, {
-          method: "POST",
-          headers: { "Content-Type": "application/json" },
-          body: JSON.stringify(body),
-        });
+        const answer = await api(form.dataset.action, request);
         result.textContent = describe(answer);
         form.classList.add("done");
         markDeleted(form, answer);
@@ -258,6 +261,7 @@ function markDeleted(form, answer) {
 
 function describe(answer) {
   if (answer.faces_matched !== undefined) return `${answer.faces_matched} faces are now ${answer.name}`;
+  if (answer.restored !== undefined) return `may be ${answer.restored} again: now ${answer.person || "nobody"}`;
   if (answer.rejected !== undefined) return `not ${answer.rejected}` + (answer.person ? `: now ${answer.person}` : ": now nobody");
   if (answer.faces_moved !== undefined) return `${answer.faces_moved} faces moved into ${answer.into !== undefined ? answer.into : "cluster " + answer.cluster_id}`;
   if (answer.faces_changed !== undefined) return `threshold ${answer.match_threshold}: ${answer.faces_changed} faces changed person`;
