@@ -135,7 +135,8 @@ def test_an_unfiltered_search_returns_the_rows_of_the_filtered_and_the_exact_pat
     # scan, the filtered one (a filter that every asset passes) and the exact scan must then
     # return the same rows, every column of them, paged and cut alike.
     space.execute(
-        "INSERT INTO semsql.tags (asset_id, label, source) SELECT id, 'all', 'user' FROM semsql.assets"
+        "INSERT INTO semsql.tags (asset_id, label, source) "
+        "SELECT id, 'all', 'user' FROM semsql.assets"
     )
     space.execute("SELECT semsql.refresh_search_documents(ARRAY(SELECT id FROM semsql.assets))")
     space.execute("ANALYZE semsql.search_documents")
