@@ -101,13 +101,13 @@ AS $$
         FROM (VALUES ('embeddings', 'image'), ('frame_vectors', 'video')) AS t(name, media_type)
         WHERE p_space <> 'image' AND t.name = 'embeddings'
            OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type))
-    -- A scan of semsql.embeddings alone (one vector per asset and space) needs no grouping;
-    -- frames do (several per video).
+    -- A scan of semsql.embeddings alone (one vector per asset and space) needs no grouping,
+    -- nor a sort (array_agg orders what a relaxed-order scan returns); frames do (several
+    -- per video).
     SELECT 'SELECT coalesce(array_agg(n.asset_id ORDER BY n.distance), ''{}''), '
            'coalesce(array_agg(1 - n.distance ORDER BY n.distance), ''{}'') FROM ('
            || CASE WHEN count(*) = 1 AND bool_and(name = 'embeddings')
-                   THEN 'SELECT u.asset_id, u.distance FROM (' || min(statement)
-                        || ') AS u ORDER BY 2 LIMIT ($1).row_limit) AS n'
+                   THEN min(statement) || ') AS n'
                    ELSE 'SELECT u.asset_id, min(u.distance) AS distance FROM ('
                         || string_agg('(' || statement || ')', ' UNION ALL ')
                         || ') AS u GROUP BY u.asset_id ORDER BY 2 LIMIT ($1).row_limit) AS n' END

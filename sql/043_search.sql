@@ -59,8 +59,8 @@ SET hnsw.max_scan_tuples = 20000
 AS $$
 #variable_conflict use_variable
 DECLARE
-    text_dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = 'text');
-    image_dims integer := (SELECT vs.dims FROM vector_spaces vs WHERE vs.space = 'image');
+    text_dims integer;
+    image_dims integer;
     text_vec vector := text_embedding;
     image_vec vector := image_embedding;
     exclude_text_vec vector;
@@ -97,13 +97,16 @@ DECLARE
     wanted integer;
     ef integer;
     documents double precision;
+    -- Whether a DEBUG message goes anywhere (client_min_messages or log_min_messages debug1-5).
+    debugging boolean := current_setting('client_min_messages') LIKE 'debug%'
+                         OR current_setting('log_min_messages') LIKE 'debug%';
 BEGIN
     -- Arguments ---------------------------------------------------------------------------------
     -- Over-long texts first, before anything reads them (semsql.max_query_text_length()).
-    PERFORM check_query_text('text', query);
-    PERFORM check_query_text('text', exclude);
-    PERFORM check_article(article);
-    PERFORM check_article(article_summary);
+    -- One statement each for the texts and the numbers: a statement costs more than a check.
+    PERFORM check_query_text('text', query), check_query_text('text', exclude),
+            check_article(article), check_article(article_summary)
+    WHERE num_nonnulls(query, exclude, article, article_summary) > 0;
     IF semantic_query IS NOT NULL AND nullif(btrim(article), '') IS NOT NULL THEN
         RAISE EXCEPTION 'pass query or article, not both' USING ERRCODE = 'invalid_parameter_value';
     ELSIF k IS NULL OR k NOT BETWEEN 1 AND 10000 THEN
@@ -133,18 +136,18 @@ BEGIN
         RAISE EXCEPTION 'min_duration and max_duration must be between 0 and 1e9 seconds'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_real('image_weight', image_weight, 0, NULL, true);
-    PERFORM check_real('text_weight', text_weight, 0, NULL, true);
-    PERFORM check_real('keyword_weight', keyword_weight, 0, NULL, true);
-    PERFORM check_real('name_weight', name_weight, 0, NULL, true);
-    PERFORM check_real('exclude_weight', exclude_weight, 0, NULL, true);
-    PERFORM check_real('min_score', min_score);
-    PERFORM check_real('relative_cut', relative_cut, 0, 1);
-    PERFORM check_real('min_text_similarity', min_text_similarity, -1, 1);
-    PERFORM check_real('min_image_similarity', min_image_similarity, -1, 1);
-    PERFORM check_query_vector('query_embedding', query_embedding);
-    PERFORM check_query_vector('text_embedding', text_embedding);
-    PERFORM check_query_vector('image_embedding', image_embedding);
+    PERFORM check_real('image_weight', image_weight, 0, NULL, true),
+            check_real('text_weight', text_weight, 0, NULL, true),
+            check_real('keyword_weight', keyword_weight, 0, NULL, true),
+            check_real('name_weight', name_weight, 0, NULL, true),
+            check_real('exclude_weight', exclude_weight, 0, NULL, true),
+            check_real('min_score', min_score),
+            check_real('relative_cut', relative_cut, 0, 1),
+            check_real('min_text_similarity', min_text_similarity, -1, 1),
+            check_real('min_image_similarity', min_image_similarity, -1, 1),
+            check_query_vector('query_embedding', query_embedding),
+            check_query_vector('text_embedding', text_embedding),
+            check_query_vector('image_embedding', image_embedding);
     candidates := least(greatest(2 * (k + "offset"), 40), 4000);
 
     -- Filters ---------------------------------------------------------------------------------
@@ -170,10 +173,14 @@ BEGIN
     END IF;
 
     -- Query vectors -----------------------------------------------------------------------------
+    -- The spaces' dimensions, and the one space of query_embedding's (NULL unless exactly one).
+    SELECT max(vs.dims) FILTER (WHERE vs.space = 'text'), max(vs.dims) FILTER (WHERE vs.space = 'image'),
+           CASE WHEN count(*) FILTER (WHERE vs.dims = vector_dims(query_embedding)) = 1
+                THEN min(vs.space) FILTER (WHERE vs.dims = vector_dims(query_embedding)) END
+    INTO text_dims, image_dims, embedding_space
+    FROM vector_spaces vs;
     IF query_embedding IS NOT NULL THEN
-        embedding_space := coalesce(query_space, (
-            SELECT CASE WHEN count(*) = 1 THEN min(vs.space) END FROM vector_spaces vs
-            WHERE vs.dims = vector_dims(query_embedding)));
+        embedding_space := coalesce(query_space, embedding_space);
         IF embedding_space IS NULL THEN
             RAISE EXCEPTION 'query_embedding has % dimensions: no single vector space matches',
                 vector_dims(query_embedding)
@@ -351,8 +358,10 @@ BEGIN
     args."offset" := "offset";
 
     -- Candidates: an exact scan of a small filtered set, else HNSW per signal -------------------
-    filter_sql := 'FROM semsql.search_documents d WHERE ' || filter_conditions('d', args);
     vector_filter := filter_conditions('e', args);
+    IF vector_filter IS NOT NULL THEN  -- the same conditions on the documents
+        filter_sql := 'FROM semsql.search_documents d WHERE ' || filter_conditions('d', args);
+    END IF;
     source_sql := coalesce(filter_sql, 'FROM semsql.search_documents d WHERE true');
     IF text_vec IS NULL AND image_vec IS NULL THEN
         use_exact := true;
@@ -392,9 +401,11 @@ BEGIN
             pool := NULL;
         END IF;
     END IF;
-    RAISE DEBUG 'semsql.search: %', CASE WHEN NOT use_exact THEN 'HNSW iterative scans'
-        WHEN pool IS NOT NULL THEN format('exact scan of %s filtered assets', cardinality(pool))
-        ELSE 'exact scan' END;
+    IF debugging THEN  -- the message's arguments cost time even when no one reads it
+        RAISE DEBUG 'semsql.search: %', CASE WHEN NOT use_exact THEN 'HNSW iterative scans'
+            WHEN pool IS NOT NULL THEN format('exact scan of %s filtered assets', cardinality(pool))
+            ELSE 'exact scan' END;
+    END IF;
 
     IF NOT use_exact THEN
         FOREACH embedding_space IN ARRAY ARRAY['text', 'image'] LOOP
@@ -418,8 +429,10 @@ BEGIN
                                                     candidates)::text,
                                    true);
             END IF;
-            RAISE DEBUG 'HNSW scan of the % space: ef_search %, max_scan_tuples %',
-                embedding_space, ef, current_setting('hnsw.max_scan_tuples');
+            IF debugging THEN
+                RAISE DEBUG 'HNSW scan of the % space: ef_search %, max_scan_tuples %',
+                    embedding_space, ef, current_setting('hnsw.max_scan_tuples');
+            END IF;
             EXECUTE nearest_sql(embedding_space,
                                 CASE embedding_space WHEN 'text' THEN text_dims ELSE image_dims END,
                                 vector_filter, args.media_type)

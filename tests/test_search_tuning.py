@@ -128,3 +128,45 @@ def test_a_filtered_scan_visits_as_many_tuples_as_its_selectivity_needs(space) -
     )
     assert all(hit.asset_id % 2 == 1 for hit in hits)
     assert len(hits) == 5 and [h.asset_id for h in hits] == [h.asset_id for h in exact]
+
+
+def test_an_unfiltered_search_returns_the_rows_of_the_filtered_and_the_exact_path(space) -> None:
+    # At an ef_search as wide as the space (400), HNSW finds the exact nearest: the unfiltered
+    # scan, the filtered one (a filter that every asset passes) and the exact scan must then
+    # return the same rows, every column of them, paged and cut alike.
+    space.execute(
+        "INSERT INTO semsql.tags (asset_id, label, source) "
+        "SELECT id, 'all', 'user' FROM semsql.assets"
+    )
+    space.execute("SELECT semsql.refresh_search_documents(ARRAY(SELECT id FROM semsql.assets))")
+    space.execute("ANALYZE semsql.search_documents")
+    space.execute("SET semsql.exact_scan_limit = 10")  # 400 assets pass the filter: HNSW
+    space.execute("SELECT semsql.calibrate_ef_search('text', 20, 0.99, 10, '{400}')")
+    space.execute("SET client_min_messages = debug1")
+    notices: list[str] = []
+    space.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+    paths = {
+        "unfiltered": ("", "ef_search 400, max_scan_tuples 20000"),
+        "filtered": (", tags => '{all}'", "ef_search 600, max_scan_tuples"),
+        "exact": (", exact => true", None),
+    }
+    for query in ("query_embedding => %(vector)s", "like_asset => %(asset)s"):
+        for asset_id, vector in space.execute(
+            "SELECT asset_id, embedding::vector FROM semsql.embeddings ORDER BY asset_id "
+            "LIMIT 3 OFFSET 7"
+        ).fetchall():
+            rows = {}
+            for name, (extra, scan) in paths.items():
+                notices.clear()
+                rows[name] = space.execute(
+                    f"""SELECT * FROM semsql.search({query}, k => 12, "offset" => 3,
+                                                    min_score => -0.5{extra})""",
+                    {"vector": vector, "asset": asset_id},
+                ).fetchall()
+                way = "exact scan" if scan is None else "HNSW iterative scans"
+                assert f"semsql.search: {way}" in notices, (name, notices)
+                assert scan is None or any(scan in n for n in notices), (name, notices)
+            assert len(rows["exact"]) == 12
+            assert rows["unfiltered"] == rows["filtered"] == rows["exact"]
+            if query.startswith("like_asset"):
+                assert asset_id not in {row[0] for row in rows["exact"]}
