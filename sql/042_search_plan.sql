@@ -414,22 +414,30 @@ AS $$
     -- p_conditions: the filters on e (semsql.filter_conditions), or NULL for every vector of
     -- the space. The values are fields of $1 (semsql.search_args). Video frames are vectors of
     -- the image space: a video's most similar frame stands for it; with p_media_type, only
-    -- the vectors of that type are read.
+    -- the vectors of that type are read. semsql.embeddings alone has one vector per asset and
+    -- space: its rows are ranked as they are read, with no grouping (grouping 10,000 filtered
+    -- rows by asset took a quarter more CPU time than ranking them).
+    WITH source AS (
+        SELECT format('SELECT asset_id, embedding, collection, taken_at, tags, emotions, people '
+                      'FROM semsql.%I%s', t.name, t.predicate) AS statement, t.name
+        FROM (VALUES ('embeddings', format(' WHERE space = %L', p_space), 'image'),
+                     ('frame_vectors', '', 'video')) AS t(name, predicate, media_type)
+        WHERE p_space <> 'image' AND t.name = 'embeddings'
+           OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type))
     SELECT format(
         'SELECT coalesce(array_agg(n.asset_id ORDER BY n.similarity DESC, n.asset_id), ''{}''), '
         'coalesce(array_agg(n.similarity ORDER BY n.similarity DESC, n.asset_id), ''{}'') FROM ('
-        'SELECT e.asset_id, max(1 - (e.embedding <=> %1$s::halfvec)) AS similarity FROM (%2$s) e '
-        'WHERE e.asset_id IS DISTINCT FROM ($1).like_asset%3$s '
-        'GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ($1).row_limit) AS n',
+        || CASE WHEN count(*) = 1 AND bool_and(name = 'embeddings')
+                THEN 'SELECT e.asset_id, 1 - (e.embedding <=> %1$s::halfvec) AS similarity '
+                     'FROM semsql.embeddings e WHERE e.space = %4$L AND '
+                ELSE 'SELECT e.asset_id, max(1 - (e.embedding <=> %1$s::halfvec)) AS similarity '
+                     'FROM (%2$s) e WHERE ' END
+        || 'e.asset_id IS DISTINCT FROM ($1).like_asset%3$s '
+        || CASE WHEN count(*) = 1 AND bool_and(name = 'embeddings') THEN '' ELSE 'GROUP BY 1 ' END
+        || 'ORDER BY 2 DESC, 1 LIMIT ($1).row_limit) AS n',
         CASE p_space WHEN 'text' THEN '($1).text_vector' ELSE '($1).image_vector' END,
-        (SELECT string_agg(format('SELECT asset_id, embedding, collection, taken_at, tags, '
-                                  'emotions, people FROM semsql.%I%s', t.name, t.predicate),
-                           ' UNION ALL ')
-         FROM (VALUES ('embeddings', format(' WHERE space = %L', p_space), 'image'),
-                      ('frame_vectors', '', 'video')) AS t(name, predicate, media_type)
-         WHERE p_space <> 'image' AND t.name = 'embeddings'
-            OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type)),
-        ' AND ' || p_conditions);
+        string_agg(statement, ' UNION ALL '), ' AND ' || p_conditions, p_space)
+    FROM source;
 $$;
 COMMENT ON FUNCTION semsql.exact_nearest_sql(text, text, text) IS
     'The statement that returns the asset ids nearest to the query vector of a space by an exact scan '
