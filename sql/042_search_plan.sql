@@ -444,23 +444,39 @@ COMMENT ON FUNCTION semsql.exact_nearest_sql(text, text, text) IS
     'of the vectors that meet the conditions (in the image space, video frames too: a video by '
     'its most similar frame), and their similarities.';
 
+CREATE OR REPLACE FUNCTION semsql.exact_scan_rows(p_candidates integer, p_documents double precision)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- An exact scan costs about one row fetch per filtered asset (n); an HNSW scan under the
+    -- filter about one tuple visit per p_candidates * N / n for N assets, and a visit (a heap
+    -- fetch for the filter, and the graph's distances) costs about 4 exact rows: they cost the
+    -- same at n = sqrt(4 * p_candidates * N), 4,000 for 40 candidates among 100,000 assets,
+    -- 12,649 among 1,000,000. Measured on bench/search.py's data (the server's CPU time per
+    -- search, k = 20): at 100,000 assets the exact scan took about 1 us per filtered row
+    -- (15 ms for 10,000), HNSW 7.5 ms at 3 % and 4.6 ms at 5 %; at 1,000,000 assets 10,000
+    -- rows took 22 ms exactly and 43 ms through HNSW, 100,000 rows 186 and 17 ms.
+    SELECT greatest(1000, round(sqrt(4.0 * p_candidates * greatest(coalesce(p_documents, 0), 0))))
+               ::integer;
+$$;
+COMMENT ON FUNCTION semsql.exact_scan_rows(integer, double precision) IS
+    'How many filtered assets an exact scan ranks faster than an HNSW iterative scan for '
+    'p_candidates among p_documents: sqrt(4 x candidates x documents), at least 1000.';
+
 CREATE OR REPLACE FUNCTION semsql.exact_scan_limit(p_candidates integer) RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
-    -- An exact scan costs about one row fetch per filtered asset (n); an HNSW scan under the
-    -- filter about one per tuple it visits, p_candidates * N / n for N assets. They cost the
-    -- same at n = sqrt(p_candidates * N): 2000 for 40 candidates among 100,000 assets
-    -- (measured by bench/search.py).
     SELECT coalesce(
         nullif(current_setting('semsql.exact_scan_limit', true), '')::integer,
-        greatest(1000, round(sqrt(p_candidates * greatest(
-            (SELECT c.reltuples FROM pg_class c
-             WHERE c.oid = 'semsql.search_documents'::regclass), 0))))::integer);
+        exact_scan_rows(p_candidates, (SELECT c.reltuples FROM pg_class c
+                                       WHERE c.oid = 'semsql.search_documents'::regclass)));
 $$;
 COMMENT ON FUNCTION semsql.exact_scan_limit(integer) IS
     'Filtered sets up to this many assets are ranked by an exact scan, larger ones through HNSW '
-    'iterative scans: the setting semsql.exact_scan_limit, else sqrt(candidates x assets), at least 1000.';
+    'iterative scans: the setting semsql.exact_scan_limit, else semsql.exact_scan_rows for the '
+    'assets there are.';
 
 -- HNSW's search width, per space and per query -------------------------------------------------
 
