@@ -423,21 +423,25 @@ AS $$
         FROM (VALUES ('embeddings', format(' WHERE space = %L', p_space), 'image'),
                      ('frame_vectors', '', 'video')) AS t(name, predicate, media_type)
         WHERE p_space <> 'image' AND t.name = 'embeddings'
-           OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type))
+           OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type)),
+    shape AS (
+        SELECT count(*) = 1 AND bool_and(name = 'embeddings') AS one_per_asset,
+               string_agg(statement, ' UNION ALL ') AS vectors
+        FROM source)
     SELECT format(
         'SELECT coalesce(array_agg(n.asset_id ORDER BY n.similarity DESC, n.asset_id), ''{}''), '
         'coalesce(array_agg(n.similarity ORDER BY n.similarity DESC, n.asset_id), ''{}'') FROM ('
-        || CASE WHEN count(*) = 1 AND bool_and(name = 'embeddings')
+        || CASE WHEN one_per_asset
                 THEN 'SELECT e.asset_id, 1 - (e.embedding <=> %1$s::halfvec) AS similarity '
                      'FROM semsql.embeddings e WHERE e.space = %4$L AND '
                 ELSE 'SELECT e.asset_id, max(1 - (e.embedding <=> %1$s::halfvec)) AS similarity '
                      'FROM (%2$s) e WHERE ' END
         || 'e.asset_id IS DISTINCT FROM ($1).like_asset%3$s '
-        || CASE WHEN count(*) = 1 AND bool_and(name = 'embeddings') THEN '' ELSE 'GROUP BY 1 ' END
+        || CASE WHEN one_per_asset THEN '' ELSE 'GROUP BY 1 ' END
         || 'ORDER BY 2 DESC, 1 LIMIT ($1).row_limit) AS n',
         CASE p_space WHEN 'text' THEN '($1).text_vector' ELSE '($1).image_vector' END,
-        string_agg(statement, ' UNION ALL '), ' AND ' || p_conditions, p_space)
-    FROM source;
+        vectors, ' AND ' || p_conditions, p_space)
+    FROM shape;
 $$;
 COMMENT ON FUNCTION semsql.exact_nearest_sql(text, text, text) IS
     'The statement that returns the asset ids nearest to the query vector of a space by an exact scan '
