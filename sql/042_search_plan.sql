@@ -414,45 +414,73 @@ AS $$
     -- p_conditions: the filters on e (semsql.filter_conditions), or NULL for every vector of
     -- the space. The values are fields of $1 (semsql.search_args). Video frames are vectors of
     -- the image space: a video's most similar frame stands for it; with p_media_type, only
-    -- the vectors of that type are read.
+    -- the vectors of that type are read. semsql.embeddings alone has one vector per asset and
+    -- space: its rows are ranked as they are read, with no grouping (grouping 10,000 filtered
+    -- rows by asset took a quarter more CPU time than ranking them).
+    WITH source AS (
+        SELECT format('SELECT asset_id, embedding, collection, taken_at, tags, emotions, people '
+                      'FROM semsql.%I%s', t.name, t.predicate) AS statement, t.name
+        FROM (VALUES ('embeddings', format(' WHERE space = %L', p_space), 'image'),
+                     ('frame_vectors', '', 'video')) AS t(name, predicate, media_type)
+        WHERE p_space <> 'image' AND t.name = 'embeddings'
+           OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type)),
+    shape AS (
+        SELECT count(*) = 1 AND bool_and(name = 'embeddings') AS one_per_asset,
+               string_agg(statement, ' UNION ALL ') AS vectors
+        FROM source)
     SELECT format(
         'SELECT coalesce(array_agg(n.asset_id ORDER BY n.similarity DESC, n.asset_id), ''{}''), '
         'coalesce(array_agg(n.similarity ORDER BY n.similarity DESC, n.asset_id), ''{}'') FROM ('
-        'SELECT e.asset_id, max(1 - (e.embedding <=> %1$s::halfvec)) AS similarity FROM (%2$s) e '
-        'WHERE e.asset_id IS DISTINCT FROM ($1).like_asset%3$s '
-        'GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ($1).row_limit) AS n',
+        || CASE WHEN one_per_asset
+                THEN 'SELECT e.asset_id, 1 - (e.embedding <=> %1$s::halfvec) AS similarity '
+                     'FROM semsql.embeddings e WHERE e.space = %4$L AND '
+                ELSE 'SELECT e.asset_id, max(1 - (e.embedding <=> %1$s::halfvec)) AS similarity '
+                     'FROM (%2$s) e WHERE ' END
+        || 'e.asset_id IS DISTINCT FROM ($1).like_asset%3$s '
+        || CASE WHEN one_per_asset THEN '' ELSE 'GROUP BY 1 ' END
+        || 'ORDER BY 2 DESC, 1 LIMIT ($1).row_limit) AS n',
         CASE p_space WHEN 'text' THEN '($1).text_vector' ELSE '($1).image_vector' END,
-        (SELECT string_agg(format('SELECT asset_id, embedding, collection, taken_at, tags, '
-                                  'emotions, people FROM semsql.%I%s', t.name, t.predicate),
-                           ' UNION ALL ')
-         FROM (VALUES ('embeddings', format(' WHERE space = %L', p_space), 'image'),
-                      ('frame_vectors', '', 'video')) AS t(name, predicate, media_type)
-         WHERE p_space <> 'image' AND t.name = 'embeddings'
-            OR p_space = 'image' AND t.media_type = coalesce(p_media_type, t.media_type)),
-        ' AND ' || p_conditions);
+        vectors, ' AND ' || p_conditions, p_space)
+    FROM shape;
 $$;
 COMMENT ON FUNCTION semsql.exact_nearest_sql(text, text, text) IS
     'The statement that returns the asset ids nearest to the query vector of a space by an exact scan '
     'of the vectors that meet the conditions (in the image space, video frames too: a video by '
     'its most similar frame), and their similarities.';
 
+CREATE OR REPLACE FUNCTION semsql.exact_scan_rows(p_candidates integer, p_documents double precision)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- An exact scan costs about one row fetch per filtered asset (n); an HNSW scan under the
+    -- filter about one tuple visit per p_candidates * N / n for N assets, and a visit (a heap
+    -- fetch for the filter, and the graph's distances) costs about 4 exact rows: they cost the
+    -- same at n = sqrt(4 * p_candidates * N), 4,000 for 40 candidates among 100,000 assets,
+    -- 12,649 among 1,000,000. Measured on bench/search.py's data (the server's CPU time per
+    -- search, k = 20): at 100,000 assets the exact scan took about 1 us per filtered row
+    -- (15 ms for 10,000), HNSW 7.5 ms at 3 % and 4.6 ms at 5 %; at 1,000,000 assets 10,000
+    -- rows took 22 ms exactly and 43 ms through HNSW, 100,000 rows 186 and 17 ms.
+    SELECT greatest(1000, round(sqrt(4.0 * p_candidates * greatest(coalesce(p_documents, 0), 0))))
+               ::integer;
+$$;
+COMMENT ON FUNCTION semsql.exact_scan_rows(integer, double precision) IS
+    'How many filtered assets an exact scan ranks faster than an HNSW iterative scan for '
+    'p_candidates among p_documents: sqrt(4 x candidates x documents), at least 1000.';
+
 CREATE OR REPLACE FUNCTION semsql.exact_scan_limit(p_candidates integer) RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
-    -- An exact scan costs about one row fetch per filtered asset (n); an HNSW scan under the
-    -- filter about one per tuple it visits, p_candidates * N / n for N assets. They cost the
-    -- same at n = sqrt(p_candidates * N): 2000 for 40 candidates among 100,000 assets
-    -- (measured by bench/search.py).
     SELECT coalesce(
         nullif(current_setting('semsql.exact_scan_limit', true), '')::integer,
-        greatest(1000, round(sqrt(p_candidates * greatest(
-            (SELECT c.reltuples FROM pg_class c
-             WHERE c.oid = 'semsql.search_documents'::regclass), 0))))::integer);
+        exact_scan_rows(p_candidates, (SELECT c.reltuples FROM pg_class c
+                                       WHERE c.oid = 'semsql.search_documents'::regclass)));
 $$;
 COMMENT ON FUNCTION semsql.exact_scan_limit(integer) IS
     'Filtered sets up to this many assets are ranked by an exact scan, larger ones through HNSW '
-    'iterative scans: the setting semsql.exact_scan_limit, else sqrt(candidates x assets), at least 1000.';
+    'iterative scans: the setting semsql.exact_scan_limit, else semsql.exact_scan_rows for the '
+    'assets there are.';
 
 -- HNSW's search width, per space and per query -------------------------------------------------
 

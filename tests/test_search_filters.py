@@ -238,6 +238,40 @@ def test_with_statistics_a_small_filtered_set_is_scanned_exactly_with_no_count(s
     assert hits[0].text_score == max(hit.text_score for hit in hits[:50])
 
 
+def test_with_statistics_a_larger_filtered_set_goes_to_hnsw_with_no_count(synthetic) -> None:
+    # 'half' tags 200 of 400: above a limit of 100, within 4 times it, where an estimate
+    # without statistics is checked by counting the documents up to the limit.
+    def documents_read(request: SearchRequest) -> tuple[list, list[str], int]:
+        def scans() -> int:
+            synthetic.execute("SELECT pg_stat_clear_snapshot()")
+            return synthetic.execute(
+                "SELECT seq_scan + idx_scan FROM pg_stat_user_tables "
+                "WHERE relid = 'semsql.search_documents'::regclass"
+            ).fetchone()[0]
+
+        synthetic.execute("SELECT pg_stat_force_next_flush()")
+        synthetic.commit()  # what was done before is counted now
+        before = scans()
+        synthetic.execute("SELECT pg_stat_force_next_flush()")
+        hits, path = path_notices(synthetic, request)
+        synthetic.commit()
+        return hits, path, scans() - before
+
+    synthetic.execute("SET semsql.exact_scan_limit = 100")
+    synthetic.commit()
+    query = np.ones(384, dtype=np.float32) / np.sqrt(384)
+    request = SearchRequest(query_embedding=query, tags=("half",), k=20)
+    counted, path, counted_scans = documents_read(request)
+    assert path == ["semsql.search: HNSW iterative scans"]
+    synthetic.execute("ANALYZE semsql.search_documents")
+    synthetic.commit()
+    hits, path, scans = documents_read(request)
+    assert path == ["semsql.search: HNSW iterative scans"]
+    assert scans == counted_scans - 1  # the documents' rows for the result only
+    exact, _ = path_notices(synthetic, replace(request, exact=True))
+    assert len(hits) == 20 and hits == counted == exact
+
+
 def test_while_the_index_is_dropped_for_a_backlog_searches_are_exact(synthetic) -> None:
     synthetic.execute(
         "INSERT INTO semsql.tasks (asset_id, stage) SELECT id, 'text' FROM semsql.assets"

@@ -1,6 +1,8 @@
 """semsql.calibrate_ef_search measures the hnsw.ef_search that finds the target recall, and
 semsql.search uses it; a filtered HNSW scan may visit as many tuples as its filter's
-estimated selectivity needs (semsql.hnsw_scan_tuples)."""
+estimated selectivity needs (semsql.hnsw_scan_tuples); filtered sets up to
+semsql.exact_scan_rows are ranked by an exact scan, which groups vectors by asset only where an
+asset has several (video frames)."""
 
 from __future__ import annotations
 
@@ -170,3 +172,46 @@ def test_an_unfiltered_search_returns_the_rows_of_the_filtered_and_the_exact_pat
             assert rows["unfiltered"] == rows["filtered"] == rows["exact"]
             if query.startswith("like_asset"):
                 assert asset_id not in {row[0] for row in rows["exact"]}
+
+
+def test_an_exact_scan_switches_at_the_root_of_four_times_candidates_by_assets(space) -> None:
+    def rows(candidates: int, documents: float | None) -> int:
+        return space.execute(
+            "SELECT semsql.exact_scan_rows(%s, %s)", [candidates, documents]
+        ).fetchone()[0]
+
+    assert rows(40, 100_000) == 4_000  # 1 % filters exactly, 10 % through HNSW
+    assert rows(40, 1_000_000) == 12_649  # and 1 % of a million too
+    assert rows(400, 1_000_000) == 40_000
+    assert rows(40, 400) == rows(40, -1) == rows(40, None) == 1_000  # never analysed: reltuples -1
+    space.execute("ANALYZE semsql.search_documents")
+    assert space.execute("SELECT semsql.exact_scan_limit(40)").fetchone()[0] == 1_000
+    space.execute("SET semsql.exact_scan_limit = 7")
+    assert space.execute("SELECT semsql.exact_scan_limit(40)").fetchone()[0] == 7
+
+
+def test_an_exact_scan_of_one_vector_per_asset_ranks_it_without_grouping(space) -> None:
+    def statement(space_name: str, media_type: str | None = None) -> str:
+        return space.execute(
+            "SELECT semsql.exact_nearest_sql(%s, NULL, %s)", [space_name, media_type]
+        ).fetchone()[0]
+
+    # semsql.embeddings has one vector per asset and space; a video has many frames.
+    assert "GROUP BY" not in statement("text") and "frame_vectors" not in statement("text")
+    assert "GROUP BY" not in statement("image", "image")
+    assert "GROUP BY" in statement("image") and "frame_vectors" in statement("image")
+    assert "GROUP BY" in statement("image", "video")
+
+    query = space.execute("SELECT embedding FROM semsql.embeddings LIMIT 1 OFFSET 11").fetchone()[0]
+    hits, _ = run_search(
+        space, SearchRequest(query_embedding=query, tags=("half",), k=20, exact=True)
+    )
+    plain = space.execute(
+        """SELECT e.asset_id, max(1 - (e.embedding <=> %(q)s::halfvec))
+           FROM semsql.embeddings e JOIN semsql.tags t ON t.asset_id = e.asset_id
+           WHERE e.space = 'text' AND t.label = 'half'
+           GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20""",
+        {"q": query},
+    ).fetchall()
+    assert [h.asset_id for h in hits] == [row[0] for row in plain]
+    assert [h.score for h in hits] == pytest.approx([row[1] for row in plain], abs=1e-6)
