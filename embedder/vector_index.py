@@ -161,7 +161,8 @@ class VectorIndexes:
 
     def _calibrate(self, conn: psycopg.Connection, space: str) -> None:
         """After a bulk load the library is another: measure the search width it needs now
-        (semsql.calibrate_ef_search; about a minute at a million vectors, on this thread)."""
+        (semsql.calibrate_ef_search on 300 queries: a few minutes at a million vectors, on this
+        thread)."""
         try:
             ef = fetch_value(conn, "SELECT semsql.calibrate_ef_search(%s)", [space])
         except psycopg.Error as error:

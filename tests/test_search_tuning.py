@@ -75,6 +75,27 @@ def test_calibration_keeps_the_least_ef_search_that_reaches_the_target(space) ->
     assert ef == 1000 and tuning(space)[4] == 2
 
 
+def test_a_width_passes_on_the_recall_its_queries_reach_with_95_percent_confidence(
+    db_url: str,
+) -> None:
+    with database.connect(db_url) as conn:
+
+        def bound(recalls: list[float]) -> float | None:
+            sql = "SELECT semsql.confident_recall(%s::double precision[])"
+            return conn.execute(sql, [recalls]).fetchone()[0]
+
+        assert bound([1.0] * 50) == pytest.approx(1.0)
+        assert bound([0.95]) == pytest.approx(0.95)  # one query: its recall
+        assert bound([]) is None
+        # A mean of 0.99 from one hard query among 50 is not 0.99 with confidence ...
+        one_hard = [1.0] * 49 + [0.5]
+        assert np.mean(one_hard) == pytest.approx(0.99)
+        assert bound(one_hard) == pytest.approx(0.99 - 1.645 * np.std(one_hard, ddof=1) / 50**0.5)
+        assert bound(one_hard) < 0.98
+        # ... where the same mean from queries alike is.
+        assert bound([0.99] * 50) == pytest.approx(0.99)
+
+
 def test_searches_use_the_calibrated_ef_search_scaled_to_the_rows_wanted(space) -> None:
     def ef_for(rows: int) -> int:
         return space.execute("SELECT semsql.search_ef_search('text', %s, 40)", [rows]).fetchone()[0]
