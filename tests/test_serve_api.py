@@ -63,6 +63,8 @@ def test_an_upload_becomes_a_job_that_completes_and_is_searchable(
         hits = found.json()["hits"]
         assert hits[0]["uri"].endswith("/astronaut.jpg")
         assert "keyword" in hits[0]["matched_by"]
+        unmatched = {"query": "astronaut spacesuit", "tag": "no such tag"}
+        assert client.get("/api/search", params=unmatched).json()["hits"] == []
         tagged = client.get("/api/search", params=[("tag", "nasa"), ("tag", "space")]).json()
         assert len(tagged["hits"]) == 2
         both = [("tag", "nasa"), ("tag", "space"), ("tags_match", "all")]
@@ -330,7 +332,7 @@ def test_errors_never_show_a_traceback(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(async_search, "search_statement", broken)  # GET /api/search's
+    monkeypatch.setattr(async_search, "statement", broken)  # GET /api/search's
     with serving(settings_for(db_url, tmp_path), raise_server_exceptions=False) as client:
         answer = client.get("/api/search", params={"tag": "x"})
     assert answer.status_code == 500
