@@ -395,6 +395,9 @@ def test_openapi_documents_the_api(client) -> None:
     parameters = {p["name"] for p in schema["paths"]["/api/search"]["get"]["parameters"]}
     wanted = {"query", "article", "tag", "exclude", "k", "offset", "order", "image_weight"}
     assert wanted <= parameters
+    upload = schema["paths"]["/api/assets"]["post"]["requestBody"]["content"]
+    fields = upload["multipart/form-data"]["schema"]["properties"]
+    assert set(fields) == {"files", "caption", "tags", "people", "collection"}
 
 
 def test_errors_never_show_a_traceback(
