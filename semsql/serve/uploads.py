@@ -37,8 +37,8 @@ UPLOADS = "uploads"
 MAX_NAME_LENGTH = 120
 HEAD_BYTES = 1024
 WRITE_BUFFER = 1 << 20
-"""Bytes a stored file takes in memory before they are written: few system calls on the event
-loop (the body comes in chunks of up to 64 KiB)."""
+"""Bytes a stored file takes in memory before they are written: few system calls per file (the
+body comes in chunks of up to 64 KiB)."""
 MAX_FIELD_BYTES = 100_000
 FILES_FIELD = "files"
 FACT_FIELDS = frozenset({"caption", "tags", "people", "collection"})
@@ -153,7 +153,8 @@ class _FileStore:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="semsql-upload-store")
         self._file: BinaryIO | None = None
         self._last: Future[None] | None = None
-        self._backlog = 0
+        self._asked = 0  # bytes, counted by the event loop
+        self._written = 0  # by the thread
         self._finished = False
         self._submit(self._make_folder, media_dir)
 
@@ -161,14 +162,14 @@ class _FileStore:
         self._submit(self._open, path)
 
     def write(self, data: bytes) -> None:
-        self._backlog += len(data)
+        self._asked += len(data)
         self._submit(self._write, data)
 
     def close(self) -> None:
         self._submit(self._close)
 
     async def keep_up(self) -> None:
-        if self._backlog > self.BACKLOG and self._last is not None:
+        if self._asked - self._written > self.BACKLOG and self._last is not None:
             await asyncio.wrap_future(self._last)
 
     async def finish(self, failed: bool = False) -> None:
@@ -209,7 +210,7 @@ class _FileStore:
     def _write(self, data: bytes) -> None:
         assert self._file is not None
         self._file.write(data)
-        self._backlog -= len(data)
+        self._written += len(data)
 
     def _close(self) -> None:
         if self._file is not None:
