@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -75,10 +76,23 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def concurrent_latencies(call: Callable[[int], Callable[[], object]], requests: int) -> list[float]:
-    """Milliseconds of each call, CLIENTS threads at once, `requests` calls each; call(i)
-    makes client i's own callable (its connection or HTTP client)."""
-    latencies: list[float] = []
+@dataclass
+class Measured:
+    """Milliseconds of each call, and the CPU seconds the clients' threads spent."""
+
+    latencies: list[float] = field(default_factory=list)
+    client_cpu_s: float = 0.0
+
+    def __iadd__(self, other: Measured) -> Measured:
+        self.latencies += other.latencies
+        self.client_cpu_s += other.client_cpu_s
+        return self
+
+
+def concurrent_latencies(call: Callable[[int], Callable[[], object]], requests: int) -> Measured:
+    """CLIENTS threads at once, `requests` calls each; call(i) makes client i's own callable
+    (its connection or HTTP client)."""
+    measured = Measured()
     lock = threading.Lock()
     start = threading.Barrier(CLIENTS)
 
@@ -87,19 +101,54 @@ def concurrent_latencies(call: Callable[[int], Callable[[], object]], requests: 
         run()  # warm: a connection made, a plan cached
         mine = []
         start.wait()
+        cpu = time.thread_time()
         for _ in range(requests):
             began = time.perf_counter()
             run()
             mine.append((time.perf_counter() - began) * 1000)
+        cpu = time.thread_time() - cpu
         with lock:
-            latencies.extend(mine)
+            measured.latencies.extend(mine)
+            measured.client_cpu_s += cpu
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return latencies
+    return measured
+
+
+def http_getter(base: str, path: str) -> Callable[[int], Callable[[], object]]:
+    """What concurrent_latencies calls: client i's GET of path, decoded from JSON."""
+
+    def client(number: int) -> Callable[[], object]:
+        # http.client, not httpx: a keep-alive connection with the least client-side work, so
+        # that what is measured is the server's.
+        connection = http_client.HTTPConnection("127.0.0.1", urlsplit(base).port, timeout=60)
+
+        def call() -> object:
+            connection.request("GET", path)
+            answer = connection.getresponse()
+            body = answer.read()
+            assert answer.status == 200, body
+            return json.loads(body)
+
+        return call
+
+    return client
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children that run (uvicorn's worker
+    processes), from /proc; 0 where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(process_cpu_s(int(child)) for child in children)
 
 
 def summary(latencies: list[float]) -> dict[str, float]:
@@ -108,6 +157,16 @@ def summary(latencies: list[float]) -> dict[str, float]:
         "p50_ms": round(statistics.median(latencies), 2),
         "p95_ms": round(percentile(latencies, 0.95), 2),
     }
+
+
+def cpu_summary(measured: Measured, server_cpu_s: float | None = None) -> dict[str, float]:
+    """Latencies, and the CPU milliseconds per call of the clients (and of the server)."""
+    calls = len(measured.latencies)
+    found = {**summary(measured.latencies),
+             "client_cpu_ms": round(measured.client_cpu_s * 1000 / calls, 3)}  # fmt: skip
+    if server_cpu_s is not None:
+        found["server_cpu_ms"] = round(server_cpu_s * 1000 / calls, 3)
+    return found
 
 
 def main() -> None:
@@ -134,7 +193,7 @@ def main() -> None:
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            results = run_all(args, url, base, files)
+            results = run_all(args, url, base, files, server.pid)
         finally:
             server.terminate()
             server.wait(30)
@@ -152,7 +211,9 @@ def wait_for_server(base: str) -> None:
     raise SystemExit("semsql serve did not start")
 
 
-def run_all(args: argparse.Namespace, url: str, base: str, files: list[Path]) -> dict:
+def run_all(
+    args: argparse.Namespace, url: str, base: str, files: list[Path], server_pid: int
+) -> dict:
     wait_for_server(base)
     results: dict = {}
 
@@ -191,31 +252,20 @@ def run_all(args: argparse.Namespace, url: str, base: str, files: list[Path]) ->
         conn.execute("SET ROLE semsql_analyst")  # as the server's reads run
         return lambda: run_search(conn, request)
 
-    path = "/api/search?" + urlencode(SEARCH)
-
-    def http(number: int) -> Callable[[], object]:
-        # http.client, not httpx: a keep-alive connection with the least client-side work, so
-        # that what is measured is the server's.
-        client = http_client.HTTPConnection("127.0.0.1", urlsplit(base).port, timeout=60)
-
-        def call() -> object:
-            client.request("GET", path)
-            answer = client.getresponse()
-            body = answer.read()
-            assert answer.status == 200, body
-            return json.loads(body)
-
-        return call
-
+    http = http_getter(base, "/api/search?" + urlencode(SEARCH))
     with database.connect(url) as conn:
         hits, _ = run_search(conn, request)
     assert len(hits) == SEARCH["k"], len(hits)
-    direct_times: list[float] = []
-    http_times: list[float] = []
+    direct_runs, http_runs, server_cpu_s = Measured(), Measured(), 0.0
     for _ in range(args.rounds):
-        direct_times += concurrent_latencies(direct, args.requests)
-        http_times += concurrent_latencies(http, args.requests)
-    results["search"] = {"psycopg": summary(direct_times), "http": summary(http_times)}
+        direct_runs += concurrent_latencies(direct, args.requests)
+        before = process_cpu_s(server_pid)
+        http_runs += concurrent_latencies(http, args.requests)
+        server_cpu_s += process_cpu_s(server_pid) - before
+    results["search"] = {
+        "psycopg": cpu_summary(direct_runs),
+        "http": cpu_summary(http_runs, server_cpu_s),
+    }
     results["search"]["added_p95_ms"] = round(
         results["search"]["http"]["p95_ms"] - results["search"]["psycopg"]["p95_ms"], 2
     )
@@ -255,14 +305,19 @@ def report(args: argparse.Namespace, results: dict) -> None:
         f"{os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
         f"semsql serve --workers {args.workers}"
     )
-    print(f"{'measure':<34} {'p50 ms':>8} {'p95 ms':>8}")
+    print(f"{'measure':<34} {'p50 ms':>8} {'p95 ms':>8} {'client CPU':>11} {'server CPU':>11}")
     for label, row in (
         (f"search via psycopg ({CLIENTS} clients)", search["psycopg"]),
         (f"GET /api/search ({CLIENTS} clients)", search["http"]),
         ("cached thumbnail", results["thumbnail"]),
         ("search page", results["page"]),
     ):
-        print(f"{label:<34} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f}")
+        cpu = "".join(
+            f" {row[key]:>8.3f} ms" if key in row else " " * 12
+            for key in ("client_cpu_ms", "server_cpu_ms")
+        )
+        print(f"{label:<34} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f}{cpu}")
+    print("(CPU: milliseconds per call, of the clients' threads and of the server's processes)")
     print(f"search page first render: {results['page']['first_ms']:.1f} ms")
     print(f"HTTP adds {search['added_p95_ms']:.2f} ms at p95")
     print(

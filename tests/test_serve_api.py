@@ -63,6 +63,8 @@ def test_an_upload_becomes_a_job_that_completes_and_is_searchable(
         hits = found.json()["hits"]
         assert hits[0]["uri"].endswith("/astronaut.jpg")
         assert "keyword" in hits[0]["matched_by"]
+        unmatched = {"query": "astronaut spacesuit", "tag": "no such tag"}
+        assert client.get("/api/search", params=unmatched).json()["hits"] == []
         tagged = client.get("/api/search", params=[("tag", "nasa"), ("tag", "space")]).json()
         assert len(tagged["hits"]) == 2
         both = [("tag", "nasa"), ("tag", "space"), ("tags_match", "all")]
@@ -264,6 +266,77 @@ def test_too_large_uploads_are_413_and_store_nothing(client, tmp_path: Path) -> 
     assert client.get("/api/jobs").json() == []
 
 
+def test_a_file_over_the_size_limit_is_413_and_leaves_nothing_in_the_media_folder(
+    db_url: str, tmp_path: Path
+) -> None:
+    only_stages(db_url, ())
+    with serving(settings_for(db_url, tmp_path, max_file_bytes=50_000)) as client:
+        files = [
+            ("files", ("small.png", coloured_png((1, 2, 3)), "image/png")),
+            ("files", ("big.jpg", b"\xff\xd8\xff\xe0" + b"0" * 80_000, "image/jpeg")),
+            ("files", ("after.png", coloured_png((4, 5, 6)), "image/png")),
+        ]
+        answer = client.post("/api/assets", files=files)
+        assert answer.status_code == 413, answer.text
+        assert "big.jpg is over the 50,000-byte limit" in answer.json()["error"]["message"]
+        assert not list((tmp_path / "media").rglob("*.*"))  # small.png, written first, too
+        assert client.get("/api/jobs").json() == []
+        assert client.post("/api/assets", files=files[:1]).status_code == 202  # still serving
+
+
+def test_one_bad_part_fails_alone_and_facts_may_follow_the_files(
+    db_url: str, tmp_path: Path
+) -> None:
+    only_stages(db_url, ())
+    with serving(settings_for(db_url, tmp_path)) as client:
+        files = [
+            ("files", ("a.png", coloured_png((10, 20, 30)), "image/png")),
+            ("files", ("broken.jpg", b"\xff\xd8\xff\xe0 cut short", "image/jpeg")),
+            ("files", ("a.png", coloured_png((30, 20, 10)), "image/png")),
+        ]
+        # curl -F sends the fields in the order given: here after the files
+        body, content_type = multipart(files, {"caption": "two squares", "tags": "red; blue"})
+        answer = client.post("/api/assets", content=body, headers={"content-type": content_type})
+        assert answer.status_code == 202, answer.text
+        job = finished(client, answer.json()["job_id"])
+        assert (job["new_count"], job["failed_count"]) == (2, 1)
+        assert [error["code"] for error in job["errors"]] == ["corrupt"]
+        stored = sorted(Path(asset["uri"]).name for asset in job["assets"])
+        assert stored == ["a-1.png", "a.png"]
+        facts = client.get(f"/api/assets/{job['assets'][0]['asset_id']}").json()
+        assert facts["caption"] == "two squares"
+        assert {tag["label"] for tag in facts["tags"]} >= {"red", "blue"}
+
+
+def multipart(files: list, fields: dict[str, str]) -> tuple[bytes, str]:
+    """A multipart body with the files first, then the fields (as curl -F files=@.. -F k=v)."""
+    boundary = "semsqltestboundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"'
+        f"\r\nContent-Type: {kind}\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for name, (filename, data, kind) in files
+    ] + [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    return b"".join(
+        parts
+    ) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_a_malformed_upload_is_400_and_leaves_nothing(client, tmp_path: Path) -> None:
+    body, content_type = multipart([("files", ("a.png", coloured_png((1, 1, 1)), "image/png"))], {})
+    cut = body[: len(body) // 2]
+    answer = client.post("/api/assets", content=cut, headers={"content-type": content_type})
+    assert answer.status_code == 400 and "malformed" in answer.json()["error"]["message"]
+    plain = client.post("/api/assets", content=b"x", headers={"content-type": "text/plain"})
+    assert plain.status_code == 400 and "multipart/form-data" in plain.json()["error"]["message"]
+    assert not list((tmp_path / "media").rglob("*.*"))
+    assert client.get("/api/jobs").json() == []
+
+
 def test_a_decompression_bomb_is_413_for_a_search_and_a_failed_file_for_an_upload(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -322,6 +395,9 @@ def test_openapi_documents_the_api(client) -> None:
     parameters = {p["name"] for p in schema["paths"]["/api/search"]["get"]["parameters"]}
     wanted = {"query", "article", "tag", "exclude", "k", "offset", "order", "image_weight"}
     assert wanted <= parameters
+    upload = schema["paths"]["/api/assets"]["post"]["requestBody"]["content"]
+    fields = upload["multipart/form-data"]["schema"]["properties"]
+    assert set(fields) == {"files", "caption", "tags", "people", "collection"}
 
 
 def test_errors_never_show_a_traceback(
@@ -330,7 +406,7 @@ def test_errors_never_show_a_traceback(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(async_search, "search_statement", broken)  # GET /api/search's
+    monkeypatch.setattr(async_search, "statement", broken)  # GET /api/search's
     with serving(settings_for(db_url, tmp_path), raise_server_exceptions=False) as client:
         answer = client.get("/api/search", params={"tag": "x"})
     assert answer.status_code == 500

@@ -1,19 +1,26 @@
-"""Uploaded files: stored under the media folder with sanitised names (never outside it), then
-ingested as one job by the same code as `semsql ingest` (semsql.ingest.run_ingest), which
-probes them as it probes any file (bombs, non-images, files over the size limit)."""
+"""Uploaded files: streamed from the request body straight into a new folder under the media
+folder (sanitised names, never outside it; no temporary copy first), then ingested as one job
+by the same code as `semsql ingest` (semsql.ingest.run_ingest), which probes them as it probes
+any file (bombs, non-images, files over the size limit). A request that is refused (too many
+files, one over the size limit, no image at all, a malformed body) leaves nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import shutil
 import unicodedata
 import uuid
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from semsql import ingest, limits
 from semsql.probe import sniff
@@ -22,10 +29,19 @@ from semsql.serve.errors import ApiError
 from semsql.serve.settings import ServeSettings
 from semsql.sources import Candidate, uri_for_path
 
+if TYPE_CHECKING:  # defined for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
+
 log = logging.getLogger("semsql.serve")
 UPLOADS = "uploads"
 MAX_NAME_LENGTH = 120
-CHUNK = 1 << 20
+HEAD_BYTES = 1024
+WRITE_BUFFER = 1 << 20
+"""Bytes a stored file takes in memory before they are written: few system calls per file (the
+body comes in chunks of up to 64 KiB)."""
+MAX_FIELD_BYTES = 100_000
+FILES_FIELD = "files"
+FACT_FIELDS = frozenset({"caption", "tags", "people", "collection"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -65,14 +81,244 @@ def check_collection(collection: str) -> str:
     return collection
 
 
-@dataclass(frozen=True)
-class Upload:
-    filename: str | None
-    file: BinaryIO
+@dataclass
+class Received:
+    """An upload request's body as it was read: its files stored in `folder` (in order, each
+    with its first bytes, to tell whether it looks like an image) and its other fields."""
+
+    folder: Path
+    paths: list[Path] = field(default_factory=list)
+    heads: list[bytes] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def facts(self) -> Facts:
+        get = self.fields.get
+        collection = check_collection(get("collection") or "default")
+        return Facts(get("caption") or None, split_list(get("tags")), split_list(get("people")),
+                     collection)  # fmt: skip
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+async def receive(
+    content_type: str, body: AsyncIterable[bytes], settings: ServeSettings
+) -> Received:
+    """Reads a multipart body as it arrives, each part of the `files` field stored in a new
+    folder under the media folder meanwhile (by a thread of its own: the event loop only
+    parses); refuses (and removes what was stored) a body with more files than allowed or a
+    file over the size limit as soon as it gets there, the rest of the body read and dropped,
+    so that the client gets the answer."""
+    _, options = parse_options_header(content_type)
+    if not content_type.lower().startswith("multipart/form-data") or b"boundary" not in options:
+        raise ApiError(400, "send the images as multipart/form-data in the 'files' field")
+    store = _FileStore(settings.media_dir)
+    reader = _PartWriter(Received(store.folder), store, settings)
+    parser = MultipartParser(options[b"boundary"], reader.callbacks())
+    refusal: ApiError | None = None
+    try:
+        async for chunk in body:
+            if refusal is None:
+                try:
+                    parser.write(chunk)
+                except ApiError as error:
+                    refusal = error
+                except FormParserError as error:
+                    refusal = ApiError(400, f"malformed multipart body: {error}")
+                await store.keep_up()
+        if refusal is None:
+            parser.finalize()
+            if reader.in_file:
+                refusal = ApiError(400, "malformed multipart body: it ends inside a part")
+        await store.finish()
+    except BaseException:
+        await store.finish(failed=True)
+        reader.received.discard()
+        raise
+    if refusal is not None:
+        reader.received.discard()
+        raise refusal
+    return reader.received
+
+
+class _FileStore:
+    """Opens, writes and closes an upload's files in one thread, in the order asked, so that a
+    slow file system holds up neither the event loop nor the reading of the body."""
+
+    BACKLOG = 8 << 20
+    """Bytes asked to be written and not written yet, past which reading waits."""
+
+    def __init__(self, media_dir: Path) -> None:
+        self.folder = folder_name(media_dir)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="semsql-upload-store")
+        self._file: BinaryIO | None = None
+        self._last: Future[None] | None = None
+        self._asked = 0  # bytes, counted by the event loop
+        self._written = 0  # by the thread
+        self._finished = False
+        self._submit(self._make_folder, media_dir)
+
+    def open(self, path: Path) -> None:
+        self._submit(self._open, path)
+
+    def write(self, data: bytes) -> None:
+        self._asked += len(data)
+        self._submit(self._write, data)
+
+    def close(self) -> None:
+        self._submit(self._close)
+
+    async def keep_up(self) -> None:
+        if self._asked - self._written > self.BACKLOG and self._last is not None:
+            await asyncio.wrap_future(self._last)
+
+    async def finish(self, failed: bool = False) -> None:
+        """Waits for what was asked (raising its error unless `failed`); the file left open
+        by a body that broke off is closed. Once."""
+        if self._finished:
+            return
+        self._finished = True
+        self.close()
+        assert self._last is not None
+        try:
+            await asyncio.wrap_future(self._last)
+        except Exception:
+            if not failed:
+                raise
+        finally:
+            self._thread.shutdown(wait=False)
+
+    def _submit(self, step: Callable[..., None], *args: Any) -> None:
+        previous = self._last
+
+        def run() -> None:
+            error = previous.exception() if previous is not None else None
+            if error is not None:
+                raise error  # the first error stops the rest
+            step(*args)
+
+        self._last = self._thread.submit(run)
+
+    def _make_folder(self, media_dir: Path) -> None:
+        self.folder.mkdir(parents=True)
+        if not self.folder.resolve().is_relative_to(media_dir):
+            raise RuntimeError(f"{self.folder} is outside the media folder (a link?)")
+
+    def _open(self, path: Path) -> None:
+        self._file = path.open("xb", buffering=WRITE_BUFFER)
+
+    def _write(self, data: bytes) -> None:
+        assert self._file is not None
+        self._file.write(data)
+        self._written += len(data)
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class _PartWriter:
+    """python-multipart's callbacks: file parts to files, fields to text, limits checked."""
+
+    def __init__(self, received: Received, store: _FileStore, settings: ServeSettings) -> None:
+        self.received = received
+        self.store = store
+        self.settings = settings
+        self.in_file = False
+        self.size = 0
+        self.name = ""
+        self.field: bytearray | None = None
+        self.header_name = bytearray()
+        self.header_value = bytearray()
+        self.disposition = b""
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self.part_begin,
+            "on_header_field": lambda data, start, end: self.header_name.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self.header_value.extend(data[start:end]),
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_part_data": self.part_data,
+            "on_part_end": self.part_end,
+        }
+
+    def part_begin(self) -> None:
+        self.disposition, self.field, self.size = b"", None, 0
+
+    def header_end(self) -> None:
+        if bytes(self.header_name).lower() == b"content-disposition":
+            self.disposition = bytes(self.header_value)
+        self.header_name.clear()
+        self.header_value.clear()
+
+    def headers_finished(self) -> None:
+        _, options = parse_options_header(self.disposition)
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name == FILES_FIELD and b"filename" in options:
+            count = len(self.received.paths) + 1
+            if count > self.settings.max_files:
+                raise ApiError(
+                    413, f"{count} files or more, over the {self.settings.max_files} limit"
+                )
+            self.name = safe_name(options[b"filename"].decode("utf-8", "replace"))
+            path = unique_path(self.received.folder, self.name, self.received.paths)
+            self.store.open(path)
+            self.in_file = True
+            self.received.paths.append(path)
+            self.received.heads.append(b"")
+        elif name in FACT_FIELDS:
+            self.name, self.field = name, bytearray()
+        # anything else (another field, a file in another field) is read past, as FastAPI did
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        self.size += end - start
+        if self.in_file:
+            if self.size > self.settings.max_file_bytes:
+                raise ApiError(
+                    413, f"{self.name} is over the {self.settings.max_file_bytes:,}-byte limit"
+                )
+            self.store.write(data[start:end])
+            head = self.received.heads[-1]
+            if len(head) < HEAD_BYTES:
+                self.received.heads[-1] = head + data[start : start + HEAD_BYTES - len(head)]
+        elif self.field is not None:
+            if self.size > MAX_FIELD_BYTES:
+                raise ApiError(413, f"{self.name} is over the {MAX_FIELD_BYTES:,}-byte limit")
+            self.field.extend(data[start:end])
+
+    def part_end(self) -> None:
+        if self.in_file:
+            self.store.close()
+            self.in_file = False
+        elif self.field is not None:
+            try:
+                self.received.fields[self.name] = self.field.decode()
+            except UnicodeDecodeError:
+                raise ApiError(400, f"{self.name} is not UTF-8 text") from None
+            self.field = None
+
+
+def folder_name(media_dir: Path) -> Path:
+    """A new folder of its own for one upload's files, under the media folder."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return media_dir / UPLOADS / f"{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def unique_path(folder: Path, name: str, taken: list[Path]) -> Path:
+    """folder/name, or folder/stem-N.suffix where the upload has one of that name already."""
+    path = folder / name
+    stem, suffix = Path(name).stem, Path(name).suffix
+    number = 1
+    while path in taken:
+        path = folder / f"{stem}-{number}{suffix}"
+        number += 1
+    return path
 
 
 class Uploads:
-    """Stores uploads and runs their ingest jobs in the background, one at a time."""
+    """Runs the ingest jobs of received uploads in the background, one at a time."""
 
     def __init__(self, settings: ServeSettings, database: Database) -> None:
         self.settings = settings
@@ -82,76 +328,42 @@ class Uploads:
     def close(self) -> None:
         self._jobs.shutdown(wait=True)
 
-    def accept(self, uploads: Sequence[Upload], facts: Facts) -> int:
-        """Stores the files, opens their job and queues its ingest; returns the job id.
-        Refuses the whole request (storing nothing) when it holds no file, too many, a file
-        over the size limit, or nothing that looks like an image."""
-        if not uploads:
-            raise ApiError(400, "no file: send one or more images in the 'files' field")
-        if len(uploads) > self.settings.max_files:
-            raise ApiError(413, f"{len(uploads)} files, over the {self.settings.max_files} limit")
-        heads = [self._checked_head(upload) for upload in uploads]
-        if not any(sniff(head)[0] in ("image", "heif") for head in heads):
-            kinds = ", ".join(sorted({sniff(head)[1] for head in heads}))
-            raise ApiError(415, f"not an image: {kinds}", "send JPEG, PNG, WebP, TIFF, HEIC ...")
-        folder = self._new_folder()
-        paths = [self._store(upload, folder) for upload in uploads]
+    def accept(self, received: Received) -> int:
+        """Opens the job of a received upload and queues its ingest; returns the job id.
+        Refuses it (and removes its files) when it holds no file, nothing that looks like an
+        image, or facts that are not valid."""
+        try:
+            facts = received.facts()
+            if not received.paths:
+                raise ApiError(400, "no file: send one or more images in the 'files' field")
+            if not any(sniff(head)[0] in ("image", "heif") for head in received.heads):
+                kinds = ", ".join(sorted({sniff(head)[1] for head in received.heads}))
+                hint = "send JPEG, PNG, WebP, TIFF, HEIC ..."
+                raise ApiError(415, f"not an image: {kinds}", hint)
+            args = {"upload": received.folder.name, "files": [p.name for p in received.paths]}
+            with self.database.writer() as conn:
+                job_id = ingest.create_job(conn, facts.collection, args)
+        except BaseException:
+            received.discard()
+            raise
         candidates = [
             Candidate(
                 uri=uri_for_path(path),
                 path=path,
                 root=self.settings.media_dir,
-                caption=facts.caption or None,
+                caption=facts.caption,
                 tags=facts.tags,
                 people=facts.people,
             )
-            for path in paths
+            for path in received.paths
         ]
         options = ingest.IngestOptions(
             collection=facts.collection,
             max_bytes=self.settings.max_file_bytes,
             max_pixels=self.settings.max_pixels,
         )
-        args = {"upload": folder.name, "files": [path.name for path in paths]}
-        with self.database.writer() as conn:
-            job_id = ingest.create_job(conn, facts.collection, args)
         self._jobs.submit(self._ingest, job_id, candidates, options)
         return job_id
-
-    def _checked_head(self, upload: Upload) -> bytes:
-        upload.file.seek(0, 2)
-        size = upload.file.tell()
-        upload.file.seek(0)
-        if size > self.settings.max_file_bytes:
-            raise ApiError(
-                413,
-                f"{safe_name(upload.filename)} is {size:,} bytes, over the "
-                f"{self.settings.max_file_bytes:,}-byte limit",
-            )
-        head = upload.file.read(1024)
-        upload.file.seek(0)
-        return head
-
-    def _new_folder(self) -> Path:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        folder = self.settings.media_dir / UPLOADS / f"{stamp}-{uuid.uuid4().hex[:8]}"
-        folder.mkdir(parents=True)
-        return folder
-
-    def _store(self, upload: Upload, folder: Path) -> Path:
-        name = safe_name(upload.filename)
-        path = folder / name
-        stem, suffix = Path(name).stem, Path(name).suffix
-        number = 1
-        while path.exists():
-            path = folder / f"{stem}-{number}{suffix}"
-            number += 1
-        if not path.resolve().is_relative_to(self.settings.media_dir):
-            raise ApiError(400, f"refused file name {upload.filename!r}")  # cannot happen
-        with path.open("xb") as out:
-            while chunk := upload.file.read(CHUNK):
-                out.write(chunk)
-        return path
 
     def _ingest(
         self, job_id: int, candidates: list[Candidate], options: ingest.IngestOptions
