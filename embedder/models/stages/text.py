@@ -53,18 +53,28 @@ class TextEncoderStage:
         )
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        inputs = self.tokenizer(
+        inputs = self.tokenize(texts).to(self.device)
+        with torch.inference_mode():
+            return unit_rows(self.pooled(inputs))
+
+    def tokenize(self, texts: Sequence[str]) -> Any:
+        return self.tokenizer(
             list(texts),
             padding=True,
             truncation=True,
             max_length=self.max_tokens,
             return_tensors="pt",
-        ).to(self.device)
-        with torch.inference_mode():
-            tokens = self.model(**inputs).last_hidden_state.float()
-        mask = inputs["attention_mask"].unsqueeze(-1).float()
-        mean = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return unit_rows(mean)
+        )
+
+    def pooled(self, inputs: Any) -> torch.Tensor:
+        """The tokenized texts' token vectors, mean-pooled under the attention mask (not
+        normalised)."""
+        return mean_pooled(self.model(**inputs).last_hidden_state, inputs["attention_mask"])
+
+
+def mean_pooled(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).float()
+    return (tokens.float() * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
 def load_text(

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .images import chunks, unit_rows
-from .text import TextEncoderStage
+from .text import TextEncoderStage, mean_pooled
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,23 @@ class _MeanPooled(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         tokens: torch.Tensor = self.transformer(
             input_ids=input_ids, attention_mask=attention_mask, return_dict=False
-        )[0].float()
-        mask = attention_mask.unsqueeze(-1).float()
-        return (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        )[0]
+        return mean_pooled(tokens, attention_mask)
+
+
+class _TracedTextEncoder(TextEncoderStage):
+    """The stage, its tokenizing, batching and normalising, with the traced forward pass."""
+
+    def __init__(self, stage: TextEncoderStage, traced: torch.jit.ScriptModule) -> None:
+        super().__init__(
+            stage.model_name, stage.model, stage.tokenizer, stage.device, stage.dtype,
+            stage.max_tokens, stage.max_batch,
+        )  # fmt: skip
+        self.traced = traced
+
+    def pooled(self, inputs: Any) -> torch.Tensor:
+        result: torch.Tensor = self.traced(inputs["input_ids"], inputs["attention_mask"])
+        return result
 
 
 def query_encoder(stage: TextEncoderStage) -> Callable[[Sequence[str]], np.ndarray]:
@@ -48,8 +62,12 @@ def query_encoder(stage: TextEncoderStage) -> Callable[[Sequence[str]], np.ndarr
     if stage.device.type != "cpu" or stage.dtype != torch.float32:
         return stage.encode
     try:
-        traced = _trace(stage)
-        worst = min(_least_cosine(stage, traced, batch) for batch in _check_batches())
+        traced = _TracedTextEncoder(stage, _trace(stage))
+        batches = [[text] for text in CHECK_TEXTS] + [list(CHECK_TEXTS)]
+        worst = min(
+            float((traced.encode(batch) * stage.encode(batch)).sum(axis=1).min())
+            for batch in batches
+        )
     except Exception as error:  # any model tracing cannot follow: the eager one answers
         log.warning("text queries: %s could not be traced, so it runs eagerly (%s: %s)",
                     stage.model_name, type(error).__name__, error)  # fmt: skip
@@ -58,46 +76,20 @@ def query_encoder(stage: TextEncoderStage) -> Callable[[Sequence[str]], np.ndarr
         log.warning("text queries: %s traced gives other vectors (cosine %.6f), so it runs "
                     "eagerly", stage.model_name, worst)  # fmt: skip
         return stage.encode
-    return lambda texts: _encode(stage, traced, texts)
-
-
-def _check_batches() -> list[list[str]]:
-    return [[text] for text in CHECK_TEXTS] + [list(CHECK_TEXTS)]
-
-
-def _tokens(stage: TextEncoderStage, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    inputs = stage.tokenizer(
-        list(texts), padding=True, truncation=True, max_length=stage.max_tokens,
-        return_tensors="pt",
-    )  # fmt: skip
-    return inputs["input_ids"], inputs["attention_mask"]
+    return traced.encode
 
 
 def _trace(stage: TextEncoderStage) -> torch.jit.ScriptModule:
+    example = stage.tokenize([CHECK_TEXTS[1]])
     with torch.inference_mode(), warnings.catch_warnings():
         # Tracing warns of shape-dependent branches (the check below is what tells) and of the
         # deprecations it meets walking the model, TorchScript's own too (torch 2.14; a torch
         # without it makes the eager model answer).
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(
-            _MeanPooled(stage.model).eval(), _tokens(stage, [CHECK_TEXTS[1]]), check_trace=False
+            _MeanPooled(stage.model).eval(),
+            (example["input_ids"], example["attention_mask"]),
+            check_trace=False,
         )
         frozen: torch.jit.ScriptModule = torch.jit.freeze(traced.eval())
     return frozen
-
-
-def _encode(
-    stage: TextEncoderStage, traced: torch.jit.ScriptModule, texts: Sequence[str]
-) -> np.ndarray:
-    if not texts:
-        return np.zeros((0, stage.dims), dtype=np.float32)
-    with torch.inference_mode():
-        batches = chunks(texts, stage.max_batch)
-        return np.concatenate([unit_rows(traced(*_tokens(stage, batch))) for batch in batches])
-
-
-def _least_cosine(
-    stage: TextEncoderStage, traced: torch.jit.ScriptModule, texts: list[str]
-) -> float:
-    cosines = (_encode(stage, traced, texts) * stage.encode(texts)).sum(axis=1)
-    return float(cosines.min())
