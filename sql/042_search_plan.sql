@@ -432,15 +432,13 @@ AS $$
         'SELECT coalesce(array_agg(n.asset_id ORDER BY n.similarity DESC, n.asset_id), ''{}''), '
         'coalesce(array_agg(n.similarity ORDER BY n.similarity DESC, n.asset_id), ''{}'') FROM ('
         || CASE WHEN one_per_asset
-                THEN 'SELECT e.asset_id, 1 - (e.embedding <=> %1$s::halfvec) AS similarity '
-                     'FROM semsql.embeddings e WHERE e.space = %4$L AND '
-                ELSE 'SELECT e.asset_id, max(1 - (e.embedding <=> %1$s::halfvec)) AS similarity '
-                     'FROM (%2$s) e WHERE ' END
-        || 'e.asset_id IS DISTINCT FROM ($1).like_asset%3$s '
+                THEN 'SELECT e.asset_id, 1 - (e.embedding <=> %1$s::halfvec) '
+                ELSE 'SELECT e.asset_id, max(1 - (e.embedding <=> %1$s::halfvec)) ' END
+        || 'AS similarity FROM (%2$s) e WHERE e.asset_id IS DISTINCT FROM ($1).like_asset%3$s '
         || CASE WHEN one_per_asset THEN '' ELSE 'GROUP BY 1 ' END
         || 'ORDER BY 2 DESC, 1 LIMIT ($1).row_limit) AS n',
         CASE p_space WHEN 'text' THEN '($1).text_vector' ELSE '($1).image_vector' END,
-        vectors, ' AND ' || p_conditions, p_space)
+        vectors, ' AND ' || p_conditions)
     FROM shape;
 $$;
 COMMENT ON FUNCTION semsql.exact_nearest_sql(text, text, text) IS
