@@ -43,10 +43,9 @@ def moment_jpegs(
     if not moments:
         return {}
     rows = conn.execute(
-        """SELECT DISTINCT ON (m.asset_id) m.asset_id, f.jpeg, f.at_ms
+        """SELECT m.asset_id, f.jpeg, f.at_ms
            FROM unnest(%s::bigint[], %s::integer[]) AS m(asset_id, at_ms)
-           JOIN semsql.frames f ON f.asset_id = m.asset_id
-           ORDER BY m.asset_id, abs(f.at_ms - coalesce(m.at_ms, 0)), f.at_ms""",
+           JOIN semsql.frames f ON f.id = semsql.moment_frame(m.asset_id, m.at_ms)""",
         [
             [asset_id for asset_id, _ in moments],
             [None if at is None else round(at.total_seconds() * 1000) for _, at in moments],

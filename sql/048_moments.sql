@@ -73,3 +73,15 @@ COMMENT ON FUNCTION semsql.search_moments(text, vector, integer, text, real) IS
     'its time (at), similarity and caption; optionally of one collection and at least '
     'min_similarity similar. Through the frames'' HNSW index, exactly when that gives fewer '
     'than k (never short).';
+
+CREATE OR REPLACE FUNCTION semsql.moment_frame(p_asset_id bigint, p_at_ms integer)
+RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, semsql, public, pg_temp
+AS $$
+    SELECT f.id FROM frames f WHERE f.asset_id = p_asset_id
+    ORDER BY abs(f.at_ms - coalesce(p_at_ms, 0)), f.at_ms LIMIT 1;
+$$;
+COMMENT ON FUNCTION semsql.moment_frame(bigint, integer) IS
+    'The frame a video is shown by at a moment (ms; NULL: its start): the nearest sampled one, '
+    'the earlier of two as near. NULL for an image or a video with no frames yet.';

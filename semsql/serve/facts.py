@@ -31,10 +31,8 @@ def stored_image(
     found = conn.execute(
         """SELECT a.uri, a.root, a.sha256, a.bytes, a.media_type, fr.id, fr.at_ms
            FROM semsql.assets a
-           LEFT JOIN LATERAL (
-               SELECT f.id, f.at_ms FROM semsql.frames f
-               WHERE f.asset_id = a.id AND a.media_type = 'video'
-               ORDER BY abs(f.at_ms - coalesce(%s::integer, 0)), f.at_ms LIMIT 1) fr ON true
+           LEFT JOIN semsql.frames fr
+             ON a.media_type = 'video' AND fr.id = semsql.moment_frame(a.id, %s::integer)
            WHERE a.id = %s""",
         [None if at is None else round(at.total_seconds() * 1000), asset_id],
     ).fetchone()
