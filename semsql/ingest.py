@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Any
@@ -134,9 +134,12 @@ def run_ingest(
     candidates: Iterable[Candidate],
     options: IngestOptions,
     on_progress: Callable[[int], None] = lambda done: None,
+    early_probes: Mapping[str, Future[Outcome]] | None = None,
 ) -> IngestSummary:
     """Probe every candidate and store it; one transaction per batch, so a crash keeps the
-    batches before it. Per-file problems are recorded on the job, never raised."""
+    batches before it. Per-file problems are recorded on the job, never raised.
+    `early_probes` are probe_candidate's answers begun before the job, by URI (an upload's
+    files, probed as they arrived): a candidate to probe that has one takes it."""
     started = time.monotonic()
     summary = IngestSummary(job_id)
     conn.execute(
@@ -147,7 +150,8 @@ def run_ingest(
     conn.commit()
     pool = ThreadPoolExecutor(options.threads)
     try:
-        probed = _probe_all(pool, _skip_unchanged(conn, candidates, options), options)
+        unchanged = _skip_unchanged(conn, candidates, options)
+        probed = _probe_all(pool, unchanged, options, early_probes or {})
         position = 0
         while batch := list(islice(probed, options.batch_size)):
             items = []
@@ -237,42 +241,50 @@ Outcome = Probe | ProbeError | ProbeSkipped | None
 found before: the candidate says which)."""
 
 
+def probe_candidate(candidate: Candidate, options: IngestOptions) -> Outcome:
+    """Probes one candidate (reads its file or downloads its URL); its problem is its outcome,
+    never raised."""
+    if candidate.error_code is not None or candidate.skip_reason is not None:
+        return None
+    try:
+        if candidate.path is not None:
+            return probe_file(
+                candidate.path,
+                root=candidate.root,
+                max_bytes=options.max_bytes,
+                max_pixels=options.max_pixels,
+                max_duration=options.max_duration,
+            )
+        data = fetch_url(candidate.uri, max_bytes=options.max_bytes, timeout=options.url_timeout)
+        return probe_bytes(data, max_pixels=options.max_pixels, max_duration=options.max_duration)
+    except (ProbeError, ProbeSkipped) as error:
+        return error
+    except Exception as error:  # one file's surprise is that file's error, not the job's
+        detail = f"{type(error).__name__}: {error}"
+        return ProbeError("unreadable", f"cannot probe {candidate.uri}: {detail}")
+
+
 def _probe_all(
-    pool: ThreadPoolExecutor, candidates: Iterable[Candidate], options: IngestOptions
+    pool: ThreadPoolExecutor,
+    candidates: Iterable[Candidate],
+    options: IngestOptions,
+    early_probes: Mapping[str, Future[Outcome]],
 ) -> Iterator[tuple[Candidate, Outcome]]:
     """Probe in background threads, in order, with a bounded look-ahead."""
 
-    def probe(candidate: Candidate) -> tuple[Candidate, Outcome]:
-        if candidate.error_code is not None or candidate.skip_reason is not None:
-            return candidate, None
-        try:
-            if candidate.path is not None:
-                return candidate, probe_file(
-                    candidate.path,
-                    root=candidate.root,
-                    max_bytes=options.max_bytes,
-                    max_pixels=options.max_pixels,
-                    max_duration=options.max_duration,
-                )
-            data = fetch_url(
-                candidate.uri, max_bytes=options.max_bytes, timeout=options.url_timeout
-            )
-            return candidate, probe_bytes(
-                data, max_pixels=options.max_pixels, max_duration=options.max_duration
-            )
-        except (ProbeError, ProbeSkipped) as error:
-            return candidate, error
-        except Exception as error:  # one file's surprise is that file's error, not the job's
-            detail = f"{type(error).__name__}: {error}"
-            return candidate, ProbeError("unreadable", f"cannot probe {candidate.uri}: {detail}")
+    def submit(candidate: Candidate) -> tuple[Candidate, Future[Outcome]]:
+        early = early_probes.get(candidate.uri)
+        if early is not None and candidate.error_code is None and candidate.skip_reason is None:
+            return candidate, early
+        return candidate, pool.submit(probe_candidate, candidate, options)
 
     pending = iter(candidates)
-    window = [pool.submit(probe, c) for c in islice(pending, options.batch_size * 2)]
+    window = [submit(c) for c in islice(pending, options.batch_size * 2)]
     while window:
-        head = window.pop(0)
-        for candidate in islice(pending, 1):
-            window.append(pool.submit(probe, candidate))
-        yield head.result()
+        candidate, outcome = window.pop(0)
+        for following in islice(pending, 1):
+            window.append(submit(following))
+        yield candidate, outcome.result()
 
 
 def fetch_url(url: str, *, max_bytes: int, timeout: float) -> bytes:

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import psycopg
@@ -485,3 +486,23 @@ def test_assets_record_the_folder_they_were_found_under(
         "SELECT root FROM semsql.assets WHERE uri = %s", [str(folder / "deep" / "a.jpg")]
     ).fetchone()[0]
     assert root == str(folder)
+
+
+def test_an_early_probe_is_taken_in_place_of_probing_again(
+    semsql_env, conn, no_stages, tmp_path: Path
+) -> None:
+    """An upload's files are probed as they arrive; the ingest takes those outcomes (here a
+    made-up error for a good file, which a second probe would not give) and probes the rest."""
+    early_file = make_jpeg(tmp_path / "photos" / "early.jpg", seed=1)
+    make_jpeg(tmp_path / "photos" / "later.jpg", seed=2)
+    candidates = list(iter_candidates([str(tmp_path / "photos")]))
+    told = Future()
+    told.set_result(ProbeError("corrupt", "said by the early probe"))
+    early = {c.uri: told for c in candidates if c.path == early_file}
+
+    summary = run_ingest(
+        conn, create_job(conn, "default", {}), candidates, IngestOptions(), early_probes=early
+    )
+
+    assert (summary.new, summary.failed) == (1, 1)
+    assert [e["error"] for e in summary.errors] == ["said by the early probe"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from corpus import make_xmp_packet
 from PIL import Image
 from serve_support import (
     astronaut_jpeg,
@@ -306,6 +307,24 @@ def test_one_bad_part_fails_alone_and_facts_may_follow_the_files(
         facts = client.get(f"/api/assets/{job['assets'][0]['asset_id']}").json()
         assert facts["caption"] == "two squares"
         assert {tag["label"] for tag in facts["tags"]} >= {"red", "blue"}
+
+
+def test_a_sidecar_uploaded_after_its_image_is_read_with_it(db_url: str, tmp_path: Path) -> None:
+    """The image is probed as soon as it is stored, before its sidecar has arrived: the
+    sidecar still reaches the asset (as `semsql ingest` reads a folder), and is no asset."""
+    only_stages(db_url, ())
+    xmp = make_xmp_packet(description="low tide at dawn", keywords=["harbour"])
+    with serving(settings_for(db_url, tmp_path)) as client:
+        files = [
+            ("files", ("beach.png", coloured_png((90, 120, 200)), "image/png")),
+            ("files", ("beach.xmp", xmp.encode(), "application/rdf+xml")),
+        ]
+        job = finished(client, client.post("/api/assets", files=files).json()["job_id"])
+        assert (job["new_count"], job["skipped_count"], job["failed_count"]) == (1, 1, 0), job
+        assert job["skipped_reasons"] == {"sidecar": 1}
+        facts = client.get(f"/api/assets/{job['assets'][0]['asset_id']}").json()
+    assert facts["caption"] == "low tide at dawn"
+    assert "harbour" in {tag["label"] for tag in facts["tags"]}
 
 
 def multipart(files: list, fields: dict[str, str]) -> tuple[bytes, str]:

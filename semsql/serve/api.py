@@ -90,7 +90,7 @@ async def upload_assets(http: Request) -> Response:
     `semsql ingest` does); the answer is 202 with the job id to follow at /api/jobs/{id}."""
     ctx = await context(http)
     content_type = http.headers.get("content-type", "")
-    received = await receive(content_type, http.stream(), ctx.settings)
+    received = await receive(content_type, http.stream(), ctx.settings, ctx.uploads.probe)
     job_id = await run_in_threadpool(ctx.uploads.accept, received)
     return json_response({"job_id": job_id, "status": "pending", "url": f"/api/jobs/{job_id}"}, 202)
 

@@ -1,12 +1,15 @@
 """Uploaded files: streamed from the request body straight into a new folder under the media
 folder (sanitised names, never outside it; no temporary copy first), then ingested as one job
 by the same code as `semsql ingest` (semsql.ingest.run_ingest), which probes them as it probes
-any file (bombs, non-images, files over the size limit). A request that is refused (too many
-files, one over the size limit, no image at all, a malformed body) leaves nothing behind."""
+any file (bombs, non-images, files over the size limit). Each file is probed as soon as it is
+stored, while the rest of the body arrives, so the job mostly has only to store the rows. A
+request that is refused (too many files, one over the size limit, no image at all, a
+malformed body) leaves nothing behind."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import shutil
@@ -27,7 +30,8 @@ from semsql.probe import sniff
 from semsql.serve.db import Database
 from semsql.serve.errors import ApiError
 from semsql.serve.settings import ServeSettings
-from semsql.sources import Candidate, uri_for_path
+from semsql.sidecars import SIDECAR_SUFFIX
+from semsql.sources import SIDECAR, Candidate, uri_for_path
 
 if TYPE_CHECKING:  # defined for type checkers only
     from python_multipart.multipart import MultipartCallbacks
@@ -90,6 +94,8 @@ class Received:
     paths: list[Path] = field(default_factory=list)
     heads: list[bytes] = field(default_factory=list)
     fields: dict[str, str] = field(default_factory=dict)
+    probes: dict[str, Future[ingest.Outcome]] = field(default_factory=dict)
+    """Each stored file's probe, begun as it was stored, by URI."""
 
     def facts(self) -> Facts:
         get = self.fields.get
@@ -97,23 +103,37 @@ class Received:
         return Facts(get("caption") or None, split_list(get("tags")), split_list(get("people")),
                      collection)  # fmt: skip
 
+    def discard_probes(self) -> None:
+        for probe in self.probes.values():
+            probe.cancel()
+        self.probes.clear()
+
     def discard(self) -> None:
+        self.discard_probes()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
 async def receive(
-    content_type: str, body: AsyncIterable[bytes], settings: ServeSettings
+    content_type: str,
+    body: AsyncIterable[bytes],
+    settings: ServeSettings,
+    probe: Callable[[Path], Future[ingest.Outcome]],
 ) -> Received:
     """Reads a multipart body as it arrives, each part of the `files` field stored in a new
     folder under the media folder meanwhile (by a thread of its own: the event loop only
-    parses); refuses (and removes what was stored) a body with more files than allowed or a
-    file over the size limit as soon as it gets there, the rest of the body read and dropped,
-    so that the client gets the answer."""
+    parses) and then given to `probe`; refuses (and removes what was stored) a body with more
+    files than allowed or a file over the size limit as soon as it gets there, the rest of the
+    body read and dropped, so that the client gets the answer."""
     _, options = parse_options_header(content_type)
     if not content_type.lower().startswith("multipart/form-data") or b"boundary" not in options:
         raise ApiError(400, "send the images as multipart/form-data in the 'files' field")
-    store = _FileStore(settings.media_dir)
-    reader = _PartWriter(Received(store.folder), store, settings)
+    received = Received(folder_name(settings.media_dir))
+
+    def stored(path: Path) -> None:
+        received.probes[uri_for_path(path)] = probe(path)
+
+    store = _FileStore(settings.media_dir, received.folder, stored)
+    reader = _PartWriter(received, store, settings)
     parser = MultipartParser(options[b"boundary"], reader.callbacks())
     refusal: ApiError | None = None
     try:
@@ -148,10 +168,12 @@ class _FileStore:
     BACKLOG = 8 << 20
     """Bytes asked to be written and not written yet, past which reading waits."""
 
-    def __init__(self, media_dir: Path) -> None:
-        self.folder = folder_name(media_dir)
+    def __init__(self, media_dir: Path, folder: Path, stored: Callable[[Path], None]) -> None:
+        self.folder = folder
+        self._stored = stored  # called with each file's path once it is closed
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="semsql-upload-store")
         self._file: BinaryIO | None = None
+        self._path: Path | None = None
         self._last: Future[None] | None = None
         self._asked = 0  # bytes, counted by the event loop
         self._written = 0  # by the thread
@@ -206,6 +228,7 @@ class _FileStore:
 
     def _open(self, path: Path) -> None:
         self._file = path.open("xb", buffering=WRITE_BUFFER)
+        self._path = path
 
     def _write(self, data: bytes) -> None:
         assert self._file is not None
@@ -213,9 +236,10 @@ class _FileStore:
         self._written += len(data)
 
     def _close(self) -> None:
-        if self._file is not None:
+        if self._file is not None and self._path is not None:
             self._file.close()
-            self._file = None
+            self._stored(self._path)
+            self._file = self._path = None
 
 
 class _PartWriter:
@@ -318,15 +342,28 @@ def unique_path(folder: Path, name: str, taken: list[Path]) -> Path:
 
 
 class Uploads:
-    """Runs the ingest jobs of received uploads in the background, one at a time."""
+    """Probes uploaded files as they are stored, and runs the ingest jobs of received uploads
+    in the background, one at a time."""
+
+    PROBE_THREADS = 2
 
     def __init__(self, settings: ServeSettings, database: Database) -> None:
         self.settings = settings
         self.database = database
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="semsql-upload")
+        self._probes = ThreadPoolExecutor(self.PROBE_THREADS, thread_name_prefix="semsql-probe")
+        self._options = ingest.IngestOptions(
+            max_bytes=settings.max_file_bytes, max_pixels=settings.max_pixels
+        )
 
     def close(self) -> None:
+        self._probes.shutdown(wait=True, cancel_futures=True)
         self._jobs.shutdown(wait=True)
+
+    def probe(self, path: Path) -> Future[ingest.Outcome]:
+        """Begins probing a stored file as its ingest will (the same limits)."""
+        candidate = Candidate(uri=uri_for_path(path), path=path, root=self.settings.media_dir)
+        return self._probes.submit(ingest.probe_candidate, candidate, self._options)
 
     def accept(self, received: Received) -> int:
         """Opens the job of a received upload and queues its ingest; returns the job id.
@@ -354,22 +391,26 @@ class Uploads:
                 caption=facts.caption,
                 tags=facts.tags,
                 people=facts.people,
+                skip_reason=SIDECAR if path.suffix.lower() == SIDECAR_SUFFIX else None,
             )
             for path in received.paths
         ]
-        options = ingest.IngestOptions(
-            collection=facts.collection,
-            max_bytes=self.settings.max_file_bytes,
-            max_pixels=self.settings.max_pixels,
-        )
-        self._jobs.submit(self._ingest, job_id, candidates, options)
+        if any(c.skip_reason == SIDECAR for c in candidates):
+            # An image probed before its sidecar arrived was probed without it: probe again.
+            received.discard_probes()
+        options = dataclasses.replace(self._options, collection=facts.collection)
+        self._jobs.submit(self._ingest, job_id, candidates, options, received.probes)
         return job_id
 
     def _ingest(
-        self, job_id: int, candidates: list[Candidate], options: ingest.IngestOptions
+        self,
+        job_id: int,
+        candidates: list[Candidate],
+        options: ingest.IngestOptions,
+        early_probes: dict[str, Future[ingest.Outcome]],
     ) -> None:
         try:
             with self.database.writer() as conn:
-                ingest.run_ingest(conn, job_id, candidates, options)
+                ingest.run_ingest(conn, job_id, candidates, options, early_probes=early_probes)
         except Exception:  # run_ingest marked the job failed, with the error
             log.exception("ingest of upload job %s failed", job_id)
