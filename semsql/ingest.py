@@ -159,6 +159,7 @@ def run_ingest(
                 items.append(_storable(_item(position, candidate, result)))
                 position += 1
             _store_batch(conn, job_id, options.collection, items, summary)
+            conn.commit()
             on_progress(len(batch))
         pool.shutdown()
         conn.execute("UPDATE semsql.jobs SET ingested_at = now() WHERE id = %s", [job_id])
@@ -181,12 +182,71 @@ def run_ingest(
         )
         conn.commit()
         raise
-    summary.status, summary.skipped_reasons = conn.execute(
-        "SELECT status, skipped_reasons FROM semsql.jobs WHERE id = %s", [job_id]
-    ).fetchone() or (summary.status, {})
-    conn.commit()
+    _read_outcome(conn, summary)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _read_outcome(conn: psycopg.Connection, summary: IngestSummary) -> None:
+    summary.status, summary.skipped_reasons = conn.execute(
+        "SELECT status, skipped_reasons FROM semsql.jobs WHERE id = %s", [summary.job_id]
+    ).fetchone() or (summary.status, {})
+    conn.commit()
+
+
+class AtomicIngest:
+    """An ingest whose job and assets are committed together, or not at all, for candidates
+    that come in batches as they become known (an upload's files, as its body arrives): no
+    one sees the job before commit(), and rollback() leaves nothing of it. The caller's
+    connection holds the transaction meanwhile. Candidates are probed as run_ingest probes
+    them, taking their `early_probes`."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        options: IngestOptions,
+        early_probes: Mapping[str, Future[Outcome]],
+    ) -> None:
+        self.conn = conn
+        self.options = options
+        self.early_probes = early_probes
+        job_id: int = fetch_value(
+            conn,
+            "INSERT INTO semsql.jobs (collection, args, status, started_at, backend_pid,"
+            " backend_start) SELECT %s, '{}', 'running', now(), a.pid, a.backend_start"
+            " FROM pg_stat_activity a WHERE a.pid = pg_backend_pid() RETURNING id",
+            [options.collection],
+        )
+        self.summary = IngestSummary(job_id)
+        self._started = time.monotonic()
+        self._position = 0
+        self._pool = ThreadPoolExecutor(options.threads)
+
+    def add(self, candidates: list[Candidate]) -> None:
+        items = []
+        for candidate, result in _probe_all(
+            self._pool, candidates, self.options, self.early_probes
+        ):
+            items.append(_storable(_item(self._position, candidate, result)))
+            self._position += 1
+        _store_batch(self.conn, self.summary.job_id, self.options.collection, items, self.summary)
+
+    def commit(self, args: dict[str, Any]) -> IngestSummary:
+        """Records the job's arguments, and commits it with its assets."""
+        self._pool.shutdown()
+        self.conn.execute(
+            "UPDATE semsql.jobs SET args = %s, ingested_at = clock_timestamp() WHERE id = %s",
+            [Jsonb(args), self.summary.job_id],
+        )
+        self.conn.execute("SELECT semsql.complete_jobs()")
+        self.conn.commit()
+        _read_outcome(self.conn, self.summary)
+        self.summary.seconds = time.monotonic() - self._started
+        return self.summary
+
+    def rollback(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.conn.rollback()
 
 
 def _skip_unchanged(
@@ -375,7 +435,6 @@ def _store_batch(
         "SELECT * FROM semsql.ingest_batch(%s, %s, %s)",
         [job_id, collection, Jsonb(items, dumps=_dumps)],
     ).fetchall()
-    conn.commit()
     for position, outcome, _asset_id, detail in rows:
         setattr(summary, outcome, getattr(summary, outcome) + 1)
         if outcome == "failed":

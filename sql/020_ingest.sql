@@ -281,8 +281,9 @@ CREATE OR REPLACE FUNCTION semsql.complete_jobs() RETURNS SETOF bigint
 LANGUAGE sql
 SET search_path = pg_catalog, semsql, public, pg_temp
 AS $$
-    -- A job whose files are all read completes once none of its assets has work left.
-    UPDATE jobs SET status = 'completed', finished_at = now()
+    -- A job whose files are all read completes once none of its assets has work left (at
+    -- this moment: an upload's streamed ingest is one transaction that began at its first file).
+    UPDATE jobs SET status = 'completed', finished_at = clock_timestamp()
     WHERE status = 'running'
       AND ingested_at IS NOT NULL
       AND NOT EXISTS (

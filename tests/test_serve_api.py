@@ -4,8 +4,12 @@ models: upload -> job -> completed -> searchable, and each error's status."""
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from corpus import make_xmp_packet
@@ -14,6 +18,7 @@ from serve_support import (
     astronaut_jpeg,
     coloured_png,
     jpeg,
+    live_server,
     only_stages,
     running_worker,
     serving,
@@ -282,6 +287,8 @@ def test_a_file_over_the_size_limit_is_413_and_leaves_nothing_in_the_media_folde
         assert "big.jpg is over the 50,000-byte limit" in answer.json()["error"]["message"]
         assert not list((tmp_path / "media").rglob("*.*"))  # small.png, written first, too
         assert client.get("/api/jobs").json() == []
+        with psycopg.connect(db_url) as conn:  # nor its asset, which the stream stored first
+            assert conn.execute("SELECT count(*) FROM semsql.assets").fetchone() == (0,)
         assert client.post("/api/assets", files=files[:1]).status_code == 202  # still serving
 
 
@@ -325,6 +332,49 @@ def test_a_sidecar_uploaded_after_its_image_is_read_with_it(db_url: str, tmp_pat
         facts = client.get(f"/api/assets/{job['assets'][0]['asset_id']}").json()
     assert facts["caption"] == "low tide at dawn"
     assert "harbour" in {tag["label"] for tag in facts["tags"]}
+
+
+def test_an_upload_is_ingested_as_its_body_arrives(db_url: str, tmp_path: Path) -> None:
+    """With its fields before its files, an upload's files are stored while the rest of the
+    body is still on its way: its job started before the last file was sent."""
+    only_stages(db_url, ())
+    boundary = "semsqlslowboundary"
+
+    def part(headers: str, data: bytes) -> bytes:
+        return f"--{boundary}\r\nContent-Disposition: form-data; {headers}\r\n\r\n".encode() + (
+            data + b"\r\n"
+        )
+
+    def database_now() -> datetime:
+        with psycopg.connect(db_url) as conn:
+            return conn.execute("SELECT clock_timestamp()").fetchone()[0]
+
+    first = part('name="tags"', b"harbour") + part(
+        'name="files"; filename="first.png"', coloured_png((10, 20, 30))
+    )
+    last = part('name="files"; filename="last.png"', coloured_png((30, 20, 10)))
+    last += f"--{boundary}--\r\n".encode()
+    sent_last: list[datetime] = []
+
+    def slow_body() -> Iterator[bytes]:
+        yield first
+        time.sleep(1.5)  # the first file is stored, probed and ingested meanwhile
+        sent_last.append(database_now())
+        yield last
+
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}",
+               "content-length": str(len(first) + len(last))}  # fmt: skip
+    with live_server(settings_for(db_url, tmp_path)) as base:
+        answer = httpx.post(f"{base}/api/assets", content=slow_body(), headers=headers, timeout=60)
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["job_id"]
+    with psycopg.connect(db_url) as conn:
+        started, ingested, new = conn.execute(
+            "SELECT started_at, ingested_at, new_count FROM semsql.jobs WHERE id = %s", [job_id]
+        ).fetchone()
+        tags = conn.execute("SELECT count(*) FROM semsql.tags WHERE label = 'harbour'").fetchone()
+    assert new == 2 and tags == (2,)
+    assert started < sent_last[0] < ingested
 
 
 def multipart(files: list, fields: dict[str, str]) -> tuple[bytes, str]:

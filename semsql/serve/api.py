@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParameter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from semsql.duplicates import BY as DUPLICATES_BY
 from semsql.duplicates import DuplicateQuery, delete_assets, review
@@ -90,8 +89,8 @@ async def upload_assets(http: Request) -> Response:
     `semsql ingest` does); the answer is 202 with the job id to follow at /api/jobs/{id}."""
     ctx = await context(http)
     content_type = http.headers.get("content-type", "")
-    received = await receive(content_type, http.stream(), ctx.settings, ctx.uploads.probe)
-    job_id = await run_in_threadpool(ctx.uploads.accept, received)
+    received = await receive(content_type, http.stream(), ctx.uploads)
+    job_id = await ctx.uploads.accept(received)
     return json_response({"job_id": job_id, "status": "pending", "url": f"/api/jobs/{job_id}"}, 202)
 
 

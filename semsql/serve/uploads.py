@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 
 from semsql import ingest, limits
 from semsql.probe import sniff
 from semsql.serve.db import Database
 from semsql.serve.errors import ApiError
 from semsql.serve.settings import ServeSettings
+from semsql.serve.upload_stream import StreamedIngest, stream_executor
 from semsql.sidecars import SIDECAR_SUFFIX
 from semsql.sources import SIDECAR, Candidate, uri_for_path
 
@@ -91,6 +93,7 @@ class Received:
     with its first bytes, to tell whether it looks like an image) and its other fields."""
 
     folder: Path
+    stream: StreamedIngest
     paths: list[Path] = field(default_factory=list)
     heads: list[bytes] = field(default_factory=list)
     fields: dict[str, str] = field(default_factory=dict)
@@ -109,28 +112,26 @@ class Received:
         self.probes.clear()
 
     def discard(self) -> None:
+        self.stream.abandon()
         self.discard_probes()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-async def receive(
-    content_type: str,
-    body: AsyncIterable[bytes],
-    settings: ServeSettings,
-    probe: Callable[[Path], Future[ingest.Outcome]],
-) -> Received:
+async def receive(content_type: str, body: AsyncIterable[bytes], uploads: Uploads) -> Received:
     """Reads a multipart body as it arrives, each part of the `files` field stored in a new
     folder under the media folder meanwhile (by a thread of its own: the event loop only
-    parses) and then given to `probe`; refuses (and removes what was stored) a body with more
-    files than allowed or a file over the size limit as soon as it gets there, the rest of the
-    body read and dropped, so that the client gets the answer."""
+    parses), then probed and streamed into its ingest; refuses (and removes what was stored)
+    a body with more files than allowed or a file over the size limit as soon as it gets
+    there, the rest of the body read and dropped, so that the client gets the answer."""
     _, options = parse_options_header(content_type)
     if not content_type.lower().startswith("multipart/form-data") or b"boundary" not in options:
         raise ApiError(400, "send the images as multipart/form-data in the 'files' field")
-    received = Received(folder_name(settings.media_dir))
+    settings = uploads.settings
+    received = uploads.new_upload()
 
     def stored(path: Path) -> None:
-        received.probes[uri_for_path(path)] = probe(path)
+        received.probes[uri_for_path(path)] = uploads.probe(path)
+        received.stream.add(path)
 
     store = _FileStore(settings.media_dir, received.folder, stored)
     reader = _PartWriter(received, store, settings)
@@ -292,6 +293,7 @@ class _PartWriter:
             self.in_file = True
             self.received.paths.append(path)
             self.received.heads.append(b"")
+            self.received.stream.file_begins(path, self.received.facts)
         elif name in FACT_FIELDS:
             self.name, self.field = name, bytearray()
         # anything else (another field, a file in another field) is read past, as FastAPI did
@@ -322,6 +324,7 @@ class _PartWriter:
             except UnicodeDecodeError:
                 raise ApiError(400, f"{self.name} is not UTF-8 text") from None
             self.field = None
+            self.received.stream.field_arrived()
 
 
 def folder_name(media_dir: Path) -> Path:
@@ -352,12 +355,14 @@ class Uploads:
         self.database = database
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="semsql-upload")
         self._probes = ThreadPoolExecutor(self.PROBE_THREADS, thread_name_prefix="semsql-probe")
+        self._streams = stream_executor()
         self._options = ingest.IngestOptions(
             max_bytes=settings.max_file_bytes, max_pixels=settings.max_pixels
         )
 
     def close(self) -> None:
         self._probes.shutdown(wait=True, cancel_futures=True)
+        self._streams.shutdown(wait=True)
         self._jobs.shutdown(wait=True)
 
     def probe(self, path: Path) -> Future[ingest.Outcome]:
@@ -365,10 +370,19 @@ class Uploads:
         candidate = Candidate(uri=uri_for_path(path), path=path, root=self.settings.media_dir)
         return self._probes.submit(ingest.probe_candidate, candidate, self._options)
 
-    def accept(self, received: Received) -> int:
-        """Opens the job of a received upload and queues its ingest; returns the job id.
-        Refuses it (and removes its files) when it holds no file, nothing that looks like an
-        image, or facts that are not valid."""
+    def new_upload(self) -> Received:
+        """The folder and the streamed ingest of a new upload request."""
+        probes: dict[str, Future[ingest.Outcome]] = {}
+        stream = StreamedIngest(
+            self._streams.submit, self.database, self._options, self._candidate, probes
+        )
+        return Received(folder_name(self.settings.media_dir), stream, probes=probes)
+
+    async def accept(self, received: Received) -> int:
+        """Commits the streamed ingest of a received upload, or (where its body did not allow
+        one) opens its job and queues its ingest; returns the job id. Refuses it (and removes
+        its files) when it holds no file, nothing that looks like an image, or facts that are
+        not valid."""
         try:
             facts = received.facts()
             if not received.paths:
@@ -377,24 +391,34 @@ class Uploads:
                 kinds = ", ".join(sorted({sniff(head)[1] for head in received.heads}))
                 hint = "send JPEG, PNG, WebP, TIFF, HEIC ..."
                 raise ApiError(415, f"not an image: {kinds}", hint)
-            args = {"upload": received.folder.name, "files": [p.name for p in received.paths]}
+        except BaseException:
+            received.discard()
+            raise
+        args = {"upload": received.folder.name, "files": [p.name for p in received.paths]}
+        job_id = await received.stream.finish(args)
+        if job_id is None:
+            job_id = await run_in_threadpool(self._ingest_whole, received, facts, args)
+        return job_id
+
+    def _candidate(self, path: Path, facts: Facts) -> Candidate:
+        return Candidate(
+            uri=uri_for_path(path),
+            path=path,
+            root=self.settings.media_dir,
+            caption=facts.caption,
+            tags=facts.tags,
+            people=facts.people,
+            skip_reason=SIDECAR if path.suffix.lower() == SIDECAR_SUFFIX else None,
+        )
+
+    def _ingest_whole(self, received: Received, facts: Facts, args: dict[str, Any]) -> int:
+        try:
             with self.database.writer() as conn:
                 job_id = ingest.create_job(conn, facts.collection, args)
         except BaseException:
             received.discard()
             raise
-        candidates = [
-            Candidate(
-                uri=uri_for_path(path),
-                path=path,
-                root=self.settings.media_dir,
-                caption=facts.caption,
-                tags=facts.tags,
-                people=facts.people,
-                skip_reason=SIDECAR if path.suffix.lower() == SIDECAR_SUFFIX else None,
-            )
-            for path in received.paths
-        ]
+        candidates = [self._candidate(path, facts) for path in received.paths]
         if any(c.skip_reason == SIDECAR for c in candidates):
             # An image probed before its sidecar arrived was probed without it: probe again.
             received.discard_probes()

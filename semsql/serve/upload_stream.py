@@ -1,0 +1,139 @@
+"""An upload ingested while its body still arrives: each file, once stored (and probed), is
+stored as an asset in one open transaction with its job, committed when the whole request
+has been accepted and rolled back when it is refused. So the answer comes soon after the last
+byte, and a refused request still leaves nothing behind.
+
+The facts of the request (caption, tags, people, collection) are those sent before its first
+file. A fact field after the files, or an XMP sidecar (which its image must be read with),
+abandons the stream: the request is then ingested after its body, as before."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from semsql import ingest
+from semsql.serve.db import Database
+from semsql.sidecars import SIDECAR_SUFFIX
+from semsql.sources import Candidate
+
+if TYPE_CHECKING:
+    from semsql.serve.uploads import Facts
+
+log = logging.getLogger("semsql.serve")
+
+
+@dataclass(frozen=True)
+class _End:
+    args: dict[str, Any]
+
+
+_ABANDON = object()
+
+
+class StreamedIngest:
+    """One upload's ingest as its files arrive. The event loop calls file_begins and
+    field_arrived as it parses, the store thread add as each file is closed, and the handler
+    finish or abandon once the body is read."""
+
+    def __init__(
+        self,
+        run: Callable[[Callable[[], None]], Future[None]],
+        database: Database,
+        options: ingest.IngestOptions,
+        candidate: Callable[[Path, Facts], Candidate],
+        early_probes: Mapping[str, Future[ingest.Outcome]],
+    ) -> None:
+        self._run = run
+        self._database = database
+        self._options = options
+        self._candidate = candidate  # (path, facts) -> the Candidate to ingest
+        self._early_probes = early_probes
+        self._facts: Facts | None = None
+        self._messages: queue.SimpleQueue[Path | _End | object] = queue.SimpleQueue()
+        self._job: Future[None] | None = None
+        self._job_id: int | None = None
+        self.abandoned = False
+
+    @property
+    def live(self) -> bool:
+        return self._job is not None and not self.abandoned
+
+    def file_begins(self, path: Path, facts: Callable[[], Facts]) -> None:
+        """A file part starts: the first one starts the stream with the facts sent so far
+        (none where they are not valid: the request will be refused after its body)."""
+        if self.abandoned:
+            return
+        if path.suffix.lower() == SIDECAR_SUFFIX:
+            self.abandon()
+        elif self._job is None:
+            try:
+                self._facts = facts()
+            except Exception:
+                self.abandoned = True
+                return
+            self._options = replace(self._options, collection=self._facts.collection)
+            self._job = self._run(self._ingest)
+
+    def field_arrived(self) -> None:
+        """A fact field came after a file: the files stored so far lack it."""
+        if self._job is not None:
+            self.abandon()
+
+    def add(self, path: Path) -> None:
+        """A file is stored (called from the thread that writes them)."""
+        if self.live:
+            self._messages.put(path)
+
+    def abandon(self) -> None:
+        """Stops the stream; what it stored is rolled back."""
+        if not self.abandoned:
+            self.abandoned = True
+            self._messages.put(_ABANDON)
+
+    async def finish(self, args: dict[str, Any]) -> int | None:
+        """Commits the job and its assets; its id, or None where the stream had been
+        abandoned or failed (the caller then ingests the request as a whole)."""
+        if not self.live or self._job is None:
+            return None
+        self._messages.put(_End(args))
+        try:
+            await asyncio.wrap_future(self._job)
+        except Exception:
+            log.exception("the streamed ingest of an upload failed; ingesting it again")
+            return None
+        return self._job_id
+
+    def _ingest(self) -> None:
+        with self._database.writer() as conn:
+            atomic = ingest.AtomicIngest(conn, self._options, self._early_probes)
+            try:
+                while True:
+                    taken = [self._messages.get()]
+                    while not self._messages.empty():
+                        taken.append(self._messages.get())
+                    if _ABANDON in taken:
+                        atomic.rollback()
+                        return
+                    paths = [item for item in taken if isinstance(item, Path)]
+                    if paths and self._facts is not None:
+                        atomic.add([self._candidate(path, self._facts) for path in paths])
+                    ends = [item for item in taken if isinstance(item, _End)]
+                    if ends:
+                        self._job_id = atomic.commit(ends[0].args).job_id
+                        return
+            except BaseException:
+                atomic.rollback()
+                raise
+
+
+def stream_executor() -> ThreadPoolExecutor:
+    """Where streamed ingests run: one at a time, as each holds a writer connection for as
+    long as its body takes (a second upload's stream waits, its files queued meanwhile)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="semsql-upload-stream")
