@@ -90,8 +90,8 @@ async def upload_assets(http: Request) -> Response:
     ctx = await context(http)
     content_type = http.headers.get("content-type", "")
     received = await receive(content_type, http.stream(), ctx.uploads)
-    job_id = await ctx.uploads.accept(received)
-    return json_response({"job_id": job_id, "status": "pending", "url": f"/api/jobs/{job_id}"}, 202)
+    job_id, status = await ctx.uploads.accept(received)
+    return json_response({"job_id": job_id, "status": status, "url": f"/api/jobs/{job_id}"}, 202)
 
 
 @router.get("/jobs", summary="Recent jobs")

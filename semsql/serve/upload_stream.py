@@ -58,7 +58,7 @@ class StreamedIngest:
         self._facts: Facts | None = None
         self._messages: queue.SimpleQueue[Path | _End | object] = queue.SimpleQueue()
         self._job: Future[None] | None = None
-        self._job_id: int | None = None
+        self._summary: ingest.IngestSummary | None = None
         self.abandoned = False
 
     @property
@@ -97,9 +97,9 @@ class StreamedIngest:
             self.abandoned = True
             self._messages.put(_ABANDON)
 
-    async def finish(self, args: dict[str, Any]) -> int | None:
-        """Commits the job and its assets; its id, or None where the stream had been
-        abandoned or failed (the caller then ingests the request as a whole)."""
+    async def finish(self, args: dict[str, Any]) -> ingest.IngestSummary | None:
+        """Commits the job and its assets; what was ingested, or None where the stream had
+        been abandoned or failed (the caller then ingests the request as a whole)."""
         if not self.live or self._job is None:
             return None
         self._messages.put(_End(args))
@@ -108,7 +108,7 @@ class StreamedIngest:
         except Exception:
             log.exception("the streamed ingest of an upload failed; ingesting it again")
             return None
-        return self._job_id
+        return self._summary
 
     def _ingest(self) -> None:
         with self._database.writer() as conn:
@@ -126,7 +126,7 @@ class StreamedIngest:
                         atomic.add([self._candidate(path, self._facts) for path in paths])
                     ends = [item for item in taken if isinstance(item, _End)]
                     if ends:
-                        self._job_id = atomic.commit(ends[0].args).job_id
+                        self._summary = atomic.commit(ends[0].args)
                         return
             except BaseException:
                 atomic.rollback()

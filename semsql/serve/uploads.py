@@ -378,11 +378,11 @@ class Uploads:
         )
         return Received(folder_name(self.settings.media_dir), stream, probes=probes)
 
-    async def accept(self, received: Received) -> int:
+    async def accept(self, received: Received) -> tuple[int, str]:
         """Commits the streamed ingest of a received upload, or (where its body did not allow
-        one) opens its job and queues its ingest; returns the job id. Refuses it (and removes
-        its files) when it holds no file, nothing that looks like an image, or facts that are
-        not valid."""
+        one) opens its job and queues its ingest; returns the job's id and status. Refuses it
+        (and removes its files) when it holds no file, nothing that looks like an image, or
+        facts that are not valid."""
         try:
             facts = received.facts()
             if not received.paths:
@@ -395,10 +395,10 @@ class Uploads:
             received.discard()
             raise
         args = {"upload": received.folder.name, "files": [p.name for p in received.paths]}
-        job_id = await received.stream.finish(args)
-        if job_id is None:
-            job_id = await run_in_threadpool(self._ingest_whole, received, facts, args)
-        return job_id
+        streamed = await received.stream.finish(args)
+        if streamed is not None:
+            return streamed.job_id, streamed.status
+        return await run_in_threadpool(self._ingest_whole, received, facts, args), "pending"
 
     def _candidate(self, path: Path, facts: Facts) -> Candidate:
         return Candidate(

@@ -283,7 +283,11 @@ function setUpUpload() {
     event.preventDefault();
     status.textContent = "uploading …";
     try {
-      const accepted = await api("/api/assets", { method: "POST", body: new FormData(form) });
+      // The fields before the files: the server then ingests each file as it arrives.
+      const body = new FormData();
+      for (const [key, value] of new FormData(form)) if (key !== "files") body.append(key, value);
+      for (const file of form.elements.files.files) body.append("files", file);
+      const accepted = await api("/api/assets", { method: "POST", body });
       status.textContent = `job ${accepted.job_id}: ${accepted.status}`;
       follow(accepted.job_id, status);
     } catch (error) {
