@@ -336,7 +336,8 @@ def test_a_sidecar_uploaded_after_its_image_is_read_with_it(db_url: str, tmp_pat
 
 def test_an_upload_is_ingested_as_its_body_arrives(db_url: str, tmp_path: Path) -> None:
     """With its fields before its files, an upload's files are stored while the rest of the
-    body is still on its way: its job started before the last file was sent."""
+    body is still on its way: its job started before the last file was sent. Another upload
+    meanwhile is not held up behind it."""
     only_stages(db_url, ())
     boundary = "semsqlslowboundary"
 
@@ -355,19 +356,28 @@ def test_an_upload_is_ingested_as_its_body_arrives(db_url: str, tmp_path: Path) 
     last = part('name="files"; filename="last.png"', coloured_png((30, 20, 10)))
     last += f"--{boundary}--\r\n".encode()
     sent_last: list[datetime] = []
+    meanwhile: list[httpx.Response] = []
 
-    def slow_body() -> Iterator[bytes]:
+    def slow_body(base: str) -> Iterator[bytes]:
         yield first
-        time.sleep(1.5)  # the first file is stored, probed and ingested meanwhile
+        time.sleep(1.0)  # the first file is stored, probed and ingested meanwhile
+        other = ("files", ("other.png", coloured_png((5, 5, 5)), "image/png"))
+        meanwhile.append(httpx.post(f"{base}/api/assets", files=[other], timeout=60))
         sent_last.append(database_now())
         yield last
 
     headers = {"content-type": f"multipart/form-data; boundary={boundary}",
                "content-length": str(len(first) + len(last))}  # fmt: skip
     with live_server(settings_for(db_url, tmp_path)) as base:
-        answer = httpx.post(f"{base}/api/assets", content=slow_body(), headers=headers, timeout=60)
+        answer = httpx.post(
+            f"{base}/api/assets", content=slow_body(base), headers=headers, timeout=60
+        )
         assert answer.status_code == 202, answer.text
-        job_id = answer.json()["job_id"]
+        assert meanwhile[0].status_code == 202, meanwhile[0].text  # before the first's end
+        job_id, other_id = answer.json()["job_id"], meanwhile[0].json()["job_id"]
+        with httpx.Client(base_url=base) as client:
+            other = finished(client, other_id)
+    assert (other["status"], other["new_count"]) == ("completed", 1)
     with psycopg.connect(db_url) as conn:
         started, ingested, new = conn.execute(
             "SELECT started_at, ingested_at, new_count FROM semsql.jobs WHERE id = %s", [job_id]

@@ -102,6 +102,8 @@ class StreamedIngest:
         been abandoned or failed (the caller then ingests the request as a whole)."""
         if not self.live or self._job is None:
             return None
+        if self._job.cancel():  # still waiting behind another upload's stream: not worth it
+            return None
         self._messages.put(_End(args))
         try:
             await asyncio.wrap_future(self._job)
@@ -135,5 +137,6 @@ class StreamedIngest:
 
 def stream_executor() -> ThreadPoolExecutor:
     """Where streamed ingests run: one at a time, as each holds a writer connection for as
-    long as its body takes (a second upload's stream waits, its files queued meanwhile)."""
+    long as its body takes. A second upload's stream waits, its files queued meanwhile; where
+    its body ends first, it is ingested as a whole instead."""
     return ThreadPoolExecutor(1, thread_name_prefix="semsql-upload-stream")
