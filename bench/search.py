@@ -246,8 +246,9 @@ def calibrate_plain(
     conn: psycopg.Connection, corpus: Corpus, k: int, tries: list[int], target: float = 0.99
 ) -> dict:
     """The least hnsw.ef_search of `tries` that brings the plain unfiltered query's recall@k
-    to `target` with 95 % confidence on the calibration queries (the last tried if none does),
-    set for the session: the plain query is compared at its own recall 0.99."""
+    to `target` with 95 % confidence on the calibration queries (if none does, the least whose
+    mean recall is within 0.001 of the last's, as semsql.calibrate_ef_search chooses), set for
+    the session: the plain query is compared at its own recall 0.99."""
     query = PLAIN_UNFILTERED.format(dims=corpus.vectors.shape[1])
     truths = [exact_top(corpus, q, None, k) for q in corpus.calibration]
     tried = []
@@ -263,8 +264,13 @@ def calibrate_plain(
         )
         if confident >= target:
             break
+    else:
+        best = tried[-1]["recall"]
+        chosen = next(t["ef_search"] for t in tried if t["recall"] >= best - 0.001)
+        conn.execute(f"SET hnsw.ef_search = {int(chosen)}")
     conn.commit()  # the SET stays for the session
-    return {"ef_search": tried[-1]["ef_search"], "target": target, "tried": tried}
+    ef_search = int(conn.execute("SHOW hnsw.ef_search").fetchone()[0])
+    return {"ef_search": ef_search, "target": target, "tried": tried}
 
 
 def calibrate_semsql(conn: psycopg.Connection, corpus: Corpus, k: int) -> dict:

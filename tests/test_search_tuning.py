@@ -75,6 +75,37 @@ def test_calibration_keeps_the_least_ef_search_that_reaches_the_target(space) ->
     assert ef == 1000 and tuning(space)[4] == 2
 
 
+def test_where_no_width_reaches_the_target_the_narrowest_that_finds_as_much_is_kept(
+    db_url: str,
+) -> None:
+    """Each vector stored twice, and k = 21: the 21st nearest is one of two equals, and the
+    exact scan and HNSW may take different ones, so no width finds them all. 999 and 1000
+    both visit every vector and find the same: 999 is kept, not the widest."""
+    rng = np.random.default_rng(8)
+    vectors = rng.standard_normal((150, 384)).astype(np.float32)
+    with database.connect(db_url) as conn:
+        conn.execute("UPDATE semsql.stages SET enabled = false")
+        conn.execute(
+            """INSERT INTO semsql.assets (uri, sha256) SELECT '/t/' || i || '.jpg',
+               lpad(to_hex(i), 64, '0') FROM generate_series(1, 300) i"""
+        )
+        conn.execute(
+            "INSERT INTO semsql.embeddings (asset_id, space, model, embedding) "
+            "SELECT a.id, 'text', 'random', (%s::vector[])[(a.id - 1) %% 150 + 1] "
+            "FROM semsql.assets a",
+            [list(vectors)],
+        )
+        conn.execute("SELECT semsql.register_vector_space('text', 'random', 384)")
+        queries = list(rng.standard_normal((40, 384)).astype(np.float32))
+        ef = conn.execute(
+            "SELECT semsql.calibrate_ef_search('text', 21, 0.99, 40, '{999,1000}', %s::vector[])",
+            [queries],
+        ).fetchone()[0]
+        measured = tuning(conn)[3]
+    assert measured < 0.99
+    assert ef == 999
+
+
 def test_a_width_passes_on_the_recall_its_queries_reach_with_95_percent_confidence(
     db_url: str,
 ) -> None:
