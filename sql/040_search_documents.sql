@@ -109,7 +109,8 @@ COMMENT ON FUNCTION semsql.asset_name_words(text, text) IS
 CREATE OR REPLACE FUNCTION semsql.derived_state(p_asset_ids bigint[])
 RETURNS TABLE (asset_id bigint, collection text, uri text, taken_at timestamptz, tags text[],
                emotions text[], people bigint[], document tsvector, caption text,
-               labels text[], people_names text[], document_text text, text_sha256 text)
+               labels text[], people_names text[], document_text text, text_sha256 text,
+               media_type text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, semsql, public, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -124,7 +125,7 @@ AS $$
            || setweight(to_tsvector('pg_catalog.english', concat_ws(' ', n.file_name, n.folder)),
                         'D'),
            c.caption, t.labels, p.people_names, x.document_text,
-           encode(sha256(convert_to(x.document_text, 'UTF8')), 'hex')
+           encode(sha256(convert_to(x.document_text, 'UTF8')), 'hex'), a.media_type
     FROM assets a
     CROSS JOIN LATERAL (
         -- The title and headline (metadata strings, from the file's EXIF/IPTC/XMP or a
@@ -255,9 +256,10 @@ BEGIN
     stored AS (
         INSERT INTO search_documents AS s
             (asset_id, collection, uri, taken_at, tags, emotions, people, document, caption,
-             labels, people_names, text_sha256, updated_at)
+             labels, people_names, text_sha256, media_type, updated_at)
         SELECT f.asset_id, f.collection, f.uri, f.taken_at, f.tags, f.emotions, f.people,
-               f.document, f.caption, f.labels, f.people_names, f.text_sha256, now()
+               f.document, f.caption, f.labels, f.people_names, f.text_sha256, f.media_type,
+               now()
         FROM fresh f
         ORDER BY f.asset_id
         ON CONFLICT (asset_id) DO UPDATE
@@ -266,13 +268,14 @@ BEGIN
                 people = EXCLUDED.people, document = EXCLUDED.document,
                 caption = EXCLUDED.caption, labels = EXCLUDED.labels,
                 people_names = EXCLUDED.people_names, text_sha256 = EXCLUDED.text_sha256,
-                updated_at = now()
+                media_type = EXCLUDED.media_type, updated_at = now()
             WHERE (s.collection, s.uri, s.taken_at, s.tags, s.emotions, s.people, s.document,
-                   s.caption, s.labels, s.people_names, s.text_sha256)
+                   s.caption, s.labels, s.people_names, s.text_sha256, s.media_type)
                   IS DISTINCT FROM (EXCLUDED.collection, EXCLUDED.uri, EXCLUDED.taken_at,
                                     EXCLUDED.tags, EXCLUDED.emotions, EXCLUDED.people,
                                     EXCLUDED.document, EXCLUDED.caption, EXCLUDED.labels,
-                                    EXCLUDED.people_names, EXCLUDED.text_sha256)
+                                    EXCLUDED.people_names, EXCLUDED.text_sha256,
+                                    EXCLUDED.media_type)
         RETURNING s.asset_id),
     document_tasks AS (
         -- The tasks of the stages that read the document (text), with what changed for them.
@@ -409,7 +412,8 @@ BEGIN
                                         UNION
                                         SELECT fc.asset_id FROM faces fc
                                         WHERE fc.person_id = NEW.id));
-    ELSIF TG_LEVEL = 'ROW' THEN  -- an asset's collection, uri, root, date taken, title or headline
+    ELSIF TG_LEVEL = 'ROW' THEN  -- an asset's collection, uri, root, date taken, title, headline
+                                 -- or media type
         PERFORM mark_assets_stale(ARRAY[NEW.id]);
     ELSIF TG_TABLE_NAME = 'assets' THEN  -- new assets
         PERFORM mark_assets_stale(ARRAY(SELECT n.id FROM new_rows n));
@@ -436,8 +440,8 @@ END
 $$;
 COMMENT ON FUNCTION semsql.mark_stale() IS
     'Trigger: marks stale (semsql.mark_assets_stale) the assets whose captions, tags, faces '
-    '(emotion, person), people links, people''s names, collection, uri, root, date taken or '
-    'metadata title or headline a write '
+    '(emotion, person), people links, people''s names, collection, uri, root, date taken, '
+    'media type or metadata title or headline a write '
     'changed, and new assets; the rebuild at commit does the rest.';
 
 DO $$
@@ -464,10 +468,11 @@ CREATE OR REPLACE TRIGGER assets_stale_insert
     AFTER INSERT ON semsql.assets REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION semsql.mark_stale();
 CREATE OR REPLACE TRIGGER assets_stale_update
-    AFTER UPDATE OF collection, uri, root, taken_at, metadata ON semsql.assets
+    AFTER UPDATE OF collection, uri, root, taken_at, metadata, media_type ON semsql.assets
     FOR EACH ROW WHEN (OLD.collection IS DISTINCT FROM NEW.collection OR OLD.uri IS DISTINCT FROM NEW.uri
                        OR OLD.root IS DISTINCT FROM NEW.root
                        OR OLD.taken_at IS DISTINCT FROM NEW.taken_at
+                       OR OLD.media_type IS DISTINCT FROM NEW.media_type
                        OR OLD.metadata -> 'title' IS DISTINCT FROM NEW.metadata -> 'title'
                        OR OLD.metadata -> 'headline' IS DISTINCT FROM NEW.metadata -> 'headline')
     EXECUTE FUNCTION semsql.mark_stale();

@@ -341,10 +341,10 @@ BEGIN
     best AS (SELECT max(t.score) AS best FROM top t)
     SELECT c.asset_id, d.uri, c.score, d.caption, d.labels, d.emotions, d.people_names,
            c.matched_by, c.image_score, c.text_score, c.keyword_score, c.exclude_score, d.taken_at,
-           c.rank, a.media_type,
-           CASE WHEN a.media_type = 'video' THEN best_moment(a, p_args.image_vector) END
+           c.rank, d.media_type,
+           CASE WHEN d.media_type = 'video' THEN (SELECT best_moment(a, p_args.image_vector)
+                                                 FROM assets a WHERE a.id = c.asset_id) END
     FROM top c CROSS JOIN best f JOIN search_documents d ON d.asset_id = c.asset_id
-    JOIN assets a ON a.id = c.asset_id
     WHERE (p_args.min_score IS NULL OR c.score >= p_args.min_score)
       AND (p_args.relative_cut IS NULL OR f.best IS NULL OR f.best <= 0
            OR c.score >= p_args.relative_cut * f.best)
@@ -375,13 +375,14 @@ BEGIN
            CASE WHEN p_space = 'image' THEN h.similarity::real END,
            CASE WHEN p_space = 'text' THEN h.similarity::real END,
            NULL::real, NULL::real, d.taken_at, h.n::integer,
-           a.media_type,
-           CASE WHEN a.media_type = 'video' THEN best_moment(a, p_args.image_vector) END
+           d.media_type,
+           -- The documents have all the rest (migration 0029): the asset's row only for a video.
+           CASE WHEN d.media_type = 'video' THEN (SELECT best_moment(a, p_args.image_vector)
+                                                 FROM assets a WHERE a.id = h.asset_id) END
     FROM unnest(p_hits[1:p_args.k + p_args."offset"],
                 p_similarities[1:p_args.k + p_args."offset"])
          WITH ORDINALITY AS h(asset_id, similarity, n)
     JOIN search_documents d ON d.asset_id = h.asset_id
-    JOIN assets a ON a.id = h.asset_id
     -- The cuts compare the scores as shown (real), so that a score passed back as min_score keeps its row.
     -- Of a search by query text, only the hits at least as similar as a match (p_args).
     WHERE (NOT coalesce(p_args.matched_only, false)

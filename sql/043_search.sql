@@ -136,18 +136,33 @@ BEGIN
         RAISE EXCEPTION 'min_duration and max_duration must be between 0 and 1e9 seconds'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_real('image_weight', image_weight, 0, NULL, true),
-            check_real('text_weight', text_weight, 0, NULL, true),
-            check_real('keyword_weight', keyword_weight, 0, NULL, true),
-            check_real('name_weight', name_weight, 0, NULL, true),
-            check_real('exclude_weight', exclude_weight, 0, NULL, true),
-            check_real('min_score', min_score),
-            check_real('relative_cut', relative_cut, 0, 1),
-            check_real('min_text_similarity', min_text_similarity, -1, 1),
-            check_real('min_image_similarity', min_image_similarity, -1, 1),
-            check_query_vector('query_embedding', query_embedding),
-            check_query_vector('text_embedding', text_embedding),
-            check_query_vector('image_embedding', image_embedding);
+    -- The numbers one by one, each with its message, only when one of them would fail: twelve
+    -- calls cost more than this test (NaN compares greater than Infinity, so < 'Infinity'
+    -- leaves out NaN and Infinity; a NULL weight leaves the test NULL).
+    IF (image_weight >= 0 AND image_weight < 'Infinity' AND text_weight >= 0
+        AND text_weight < 'Infinity' AND keyword_weight >= 0 AND keyword_weight < 'Infinity'
+        AND name_weight >= 0 AND name_weight < 'Infinity'
+        AND exclude_weight >= 0 AND exclude_weight < 'Infinity'
+        AND (min_score IS NULL OR min_score > '-Infinity' AND min_score < 'Infinity')
+        AND (relative_cut IS NULL OR relative_cut BETWEEN 0 AND 1)
+        AND (min_text_similarity IS NULL OR min_text_similarity BETWEEN -1 AND 1)
+        AND (min_image_similarity IS NULL OR min_image_similarity BETWEEN -1 AND 1)
+        AND (query_embedding IS NULL OR vector_norm(query_embedding) > 0)
+        AND (text_embedding IS NULL OR vector_norm(text_embedding) > 0)
+        AND (image_embedding IS NULL OR vector_norm(image_embedding) > 0)) IS NOT TRUE THEN
+        PERFORM check_real('image_weight', image_weight, 0, NULL, true),
+                check_real('text_weight', text_weight, 0, NULL, true),
+                check_real('keyword_weight', keyword_weight, 0, NULL, true),
+                check_real('name_weight', name_weight, 0, NULL, true),
+                check_real('exclude_weight', exclude_weight, 0, NULL, true),
+                check_real('min_score', min_score),
+                check_real('relative_cut', relative_cut, 0, 1),
+                check_real('min_text_similarity', min_text_similarity, -1, 1),
+                check_real('min_image_similarity', min_image_similarity, -1, 1),
+                check_query_vector('query_embedding', query_embedding),
+                check_query_vector('text_embedding', text_embedding),
+                check_query_vector('image_embedding', image_embedding);
+    END IF;
     candidates := least(greatest(2 * (k + "offset"), 40), 4000);
 
     -- Filters ---------------------------------------------------------------------------------

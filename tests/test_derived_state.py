@@ -424,6 +424,22 @@ def test_deleting_an_asset_leaves_no_stale_rows(conn) -> None:
     ).fetchone() == (0,)
 
 
+def test_a_document_has_its_assets_media_type_after_a_change_of_it(conn) -> None:
+    asset = new_asset(conn, "clip")
+    conn.commit()
+
+    def documented() -> str:
+        return conn.execute(
+            "SELECT media_type FROM semsql.search_documents WHERE asset_id = %s", [asset]
+        ).fetchone()[0]
+
+    assert documented() == "image"
+    for media_type in ("video", "image"):
+        conn.execute("UPDATE semsql.assets SET media_type = %s WHERE id = %s", [media_type, asset])
+        conn.commit()
+        assert documented() == media_type
+
+
 def test_the_worker_role_rebuilds_and_queues_at_commit(conn, login_as) -> None:
     asset = new_asset(conn, "worker")
     conn.commit()
