@@ -4,34 +4,45 @@ the database without a hop to a worker thread and back.
 
 A text query that needs a running worker is checked in the same statement (one round trip,
 not two): the check's row gates the search, which does not run when no worker could embed
-the text (it would wait for one)."""
+the text (it would wait for one).
+
+Each row is read straight into the dict that the answer's JSON shows (a video's best_at in
+seconds, taken_at as str writes it), in the columns' order, which is SearchHit's: a SearchHit
+made of it and turned into a dict again would cost more than the rest of the search's Python."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import RowMaker, class_row
+from psycopg.rows import RowMaker
 
 from semsql.search import Notices, SearchHit, SearchRequest, search_statement
 from semsql.serve.queries import TEXT_WORKER_MISSING, needs_text_worker, no_text_worker
-from semsql.serve.services import Found
 
-GatedRow = tuple[bool, SearchHit | None]
+Hit = dict[str, Any]
+GatedRow = tuple[bool, Hit | None]
+HIT_DEFAULTS = {
+    item.name: item.default
+    for item in dataclasses.fields(SearchHit)
+    if item.default is not dataclasses.MISSING
+}
+HIT_FIELDS = frozenset(item.name for item in dataclasses.fields(SearchHit))
 
 
-async def search(conn: psycopg.AsyncConnection, request: SearchRequest, partial: bool) -> Found:
-    """services.search: semsql.search's hits and notices, or 503 for a text query that no
-    running worker can embed (unless partial)."""
+async def search(conn: psycopg.AsyncConnection, request: SearchRequest, partial: bool) -> Hit:
+    """services.search's Found.as_dict(): semsql.search's hits and notices, or 503 for a text
+    query that no running worker can embed (unless partial)."""
     arguments = request.arguments()
     notices = Notices()
     conn.add_notice_handler(notices)
     try:
         if partial or not needs_text_worker(request):
-            cursor = conn.cursor(row_factory=class_row(SearchHit))
+            cursor = conn.cursor(row_factory=hit_row)
             await cursor.execute(statement(tuple(arguments)), arguments)
             hits = await cursor.fetchall()
         else:
@@ -43,7 +54,7 @@ async def search(conn: psycopg.AsyncConnection, request: SearchRequest, partial:
             hits = [hit for _, hit in rows if hit is not None]
     finally:
         conn.remove_notice_handler(notices)
-    return Found(hits, notices.messages)
+    return {"hits": hits, "notices": notices.messages}
 
 
 @lru_cache(maxsize=256)
@@ -61,16 +72,47 @@ def statement(names: tuple[str, ...], gated: bool = False) -> bytes:
     return search.as_bytes(None)
 
 
-def gated_row(cursor: Any) -> RowMaker[GatedRow]:
-    """(missing, the hit or None) of a gated statement's row (the names read as class_row
-    reads them: cursor.description would make a Column object of each)."""
+def hit_maker(names: list[str]) -> Callable[[Sequence[Any]], Hit]:
+    """A hit's dict of its columns' values (named `names`), as services.hit_dict and
+    api.hits_response write a SearchHit: a SearchHit's fields, and no other."""
+    unknown = set(names) - HIT_FIELDS
+    if unknown:
+        raise TypeError(f"SearchHit has no field {', '.join(sorted(unknown))}")
+    defaults = {name: value for name, value in HIT_DEFAULTS.items() if name not in names}
+
+    def make(values: Sequence[Any]) -> Hit:
+        hit = dict(zip(names, values, strict=True))
+        if defaults:
+            hit.update(defaults)
+        if hit["best_at"] is not None:
+            hit["best_at"] = hit["best_at"].total_seconds()
+        if hit["taken_at"] is not None:
+            hit["taken_at"] = str(hit["taken_at"])
+        return hit
+
+    return make
+
+
+def column_names(cursor: Any, first: int = 0) -> list[str]:
+    """The names of a result's columns from `first` on (read as class_row reads them:
+    cursor.description would make a Column object of each)."""
     result = cursor.pgresult
-    names = [bytes(result.fname(i)).decode() for i in range(1, result.nfields)]
+    return [bytes(result.fname(i)).decode() for i in range(first, result.nfields)]
+
+
+def hit_row(cursor: Any) -> RowMaker[Hit]:
+    return hit_maker(column_names(cursor))
+
+
+def gated_row(cursor: Any) -> RowMaker[GatedRow]:
+    """(missing, the hit or None) of a gated statement's row."""
+    names = column_names(cursor, 1)
+    hit = hit_maker(names)
     asset_id = names.index("asset_id") + 1
 
     def make(values: Sequence[Any]) -> GatedRow:
         if values[asset_id] is None:  # the row of no hit
             return bool(values[0]), None
-        return bool(values[0]), SearchHit(**dict(zip(names, values[1:], strict=True)))
+        return bool(values[0]), hit(values[1:])
 
     return make
