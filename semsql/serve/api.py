@@ -21,7 +21,7 @@ from semsql.duplicates import DuplicateQuery, delete_assets, review
 from semsql.search import SIMILAR_BY, SIMILAR_PRIORITIES, SimilarRequest
 from semsql.serve import async_search, facts, services
 from semsql.serve.context import Context, context
-from semsql.serve.errors import ApiError, database_error, error_response
+from semsql.serve.errors import ApiError, database_error, error_response, unexpected_error
 from semsql.serve.queries import (
     ApiSearchQuery,
     openapi_parameters,
@@ -129,8 +129,8 @@ async def search_answer(ctx: Context, query_string: bytes) -> Response:
         return error_response(error)
     except psycopg.Error as error:
         known = database_error(error)
-        if known is None:
-            raise  # a bug: the app's handler of unexpected errors logs it, answers 500
+        if known is None:  # a bug, as the app's handler of psycopg errors answers one
+            return unexpected_error("GET", "/api/search", error)
         return error_response(known)
     return hits_response(found)
 
