@@ -13,19 +13,16 @@ made of it and turned into a dict again would cost more than the rest of the sea
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import RowMaker
 
 from semsql.search import Notices, SearchHit, SearchRequest, search_statement
 from semsql.serve.queries import TEXT_WORKER_MISSING, needs_text_worker, no_text_worker
 
 Hit = dict[str, Any]
-GatedRow = tuple[bool, Hit | None]
 HIT_DEFAULTS = {
     item.name: item.default
     for item in dataclasses.fields(SearchHit)
@@ -38,23 +35,18 @@ async def search(conn: psycopg.AsyncConnection, request: SearchRequest, partial:
     """services.search's Found.as_dict(): semsql.search's hits and notices, or 503 for a text
     query that no running worker can embed (unless partial)."""
     arguments = request.arguments()
+    gated = not partial and needs_text_worker(request)
     notices = Notices()
     conn.add_notice_handler(notices)
     try:
-        if partial or not needs_text_worker(request):
-            cursor = conn.cursor(row_factory=hit_row)
-            await cursor.execute(statement(tuple(arguments)), arguments)
-            hits = await cursor.fetchall()
-        else:
-            gated = conn.cursor(row_factory=gated_row)
-            await gated.execute(statement(tuple(arguments), gated=True), arguments)
-            rows = await gated.fetchall()
-            if rows[0][0]:
-                raise no_text_worker()
-            hits = [hit for _, hit in rows if hit is not None]
+        cursor = conn.cursor()
+        await cursor.execute(statement(tuple(arguments), gated), arguments)
+        rows = await cursor.fetchall()
     finally:
         conn.remove_notice_handler(notices)
-    return {"hits": hits, "notices": notices.messages}
+    if gated and rows[0][0]:
+        raise no_text_worker()
+    return {"hits": hits(cursor, rows, 1 if gated else 0), "notices": notices.messages}
 
 
 @lru_cache(maxsize=256)
@@ -72,47 +64,26 @@ def statement(names: tuple[str, ...], gated: bool = False) -> bytes:
     return search.as_bytes(None)
 
 
-def hit_maker(names: list[str]) -> Callable[[Sequence[Any]], Hit]:
-    """A hit's dict of its columns' values (named `names`), as services.hit_dict and
-    api.hits_response write a SearchHit: a SearchHit's fields, and no other."""
+def hits(cursor: Any, rows: list[tuple[Any, ...]], first: int) -> list[Hit]:
+    """The hits of the rows' columns from `first` on (a gated statement's row of no hit left
+    out), as services.hit_dict and api.hits_response write a SearchHit: its fields and no
+    other. Names read as class_row reads them (cursor.description would make a Column
+    object of each)."""
+    result = cursor.pgresult
+    names = [bytes(result.fname(i)).decode() for i in range(first, result.nfields)]
     unknown = set(names) - HIT_FIELDS
     if unknown:
         raise TypeError(f"SearchHit has no field {', '.join(sorted(unknown))}")
+    asset_id = names.index("asset_id") + first
+    found = [
+        dict(zip(names, row[first:], strict=True)) for row in rows if row[asset_id] is not None
+    ]
     defaults = {name: value for name, value in HIT_DEFAULTS.items() if name not in names}
-
-    def make(values: Sequence[Any]) -> Hit:
-        hit = dict(zip(names, values, strict=True))
+    for hit in found:
         if defaults:
             hit.update(defaults)
         if hit["best_at"] is not None:
             hit["best_at"] = hit["best_at"].total_seconds()
         if hit["taken_at"] is not None:
             hit["taken_at"] = str(hit["taken_at"])
-        return hit
-
-    return make
-
-
-def column_names(cursor: Any, first: int = 0) -> list[str]:
-    """The names of a result's columns from `first` on (read as class_row reads them:
-    cursor.description would make a Column object of each)."""
-    result = cursor.pgresult
-    return [bytes(result.fname(i)).decode() for i in range(first, result.nfields)]
-
-
-def hit_row(cursor: Any) -> RowMaker[Hit]:
-    return hit_maker(column_names(cursor))
-
-
-def gated_row(cursor: Any) -> RowMaker[GatedRow]:
-    """(missing, the hit or None) of a gated statement's row."""
-    names = column_names(cursor, 1)
-    hit = hit_maker(names)
-    asset_id = names.index("asset_id") + 1
-
-    def make(values: Sequence[Any]) -> GatedRow:
-        if values[asset_id] is None:  # the row of no hit
-            return bool(values[0]), None
-        return bool(values[0]), hit(values[1:])
-
-    return make
+    return found
