@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from functools import lru_cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg import sql
@@ -39,7 +40,7 @@ async def search(conn: psycopg.AsyncConnection, request: SearchRequest, partial:
     notices = Notices()
     conn.add_notice_handler(notices)
     try:
-        cursor = conn.cursor()
+        cursor = cursor_of(conn)
         await cursor.execute(statement(tuple(arguments), gated), arguments)
         rows = await cursor.fetchall()
     finally:
@@ -47,6 +48,18 @@ async def search(conn: psycopg.AsyncConnection, request: SearchRequest, partial:
     if gated and rows[0][0]:
         raise no_text_worker()
     return {"hits": hits(cursor, rows, 1 if gated else 0), "notices": notices.messages}
+
+
+_cursors: WeakKeyDictionary[psycopg.AsyncConnection, psycopg.AsyncCursor[Any]] = WeakKeyDictionary()
+
+
+def cursor_of(conn: psycopg.AsyncConnection) -> psycopg.AsyncCursor[Any]:
+    """The connection's cursor for searches, reused: its adapters' caches (the loaders of a
+    hit's columns, the dumper of a list of texts) are made once, not for each search."""
+    cursor = _cursors.get(conn)
+    if cursor is None or cursor.closed:
+        cursor = _cursors[conn] = conn.cursor()
+    return cursor
 
 
 @lru_cache(maxsize=256)
