@@ -13,7 +13,15 @@ from semsql.cli.errors import UserError
 from semsql.serve import SERVE_EXTRA
 from semsql.serve.settings import MEDIA_ENV, TOKEN_ENV, SettingsError, check_bind
 
-SERVE_LIBRARIES = {"fastapi", "starlette", "uvicorn", "jinja2", "multipart", "psycopg_pool"}
+SERVE_LIBRARIES = {
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "jinja2",
+    "multipart",
+    "orjson",
+    "psycopg_pool",
+}
 
 
 @click.command()

@@ -108,18 +108,24 @@ class SearchRequest:
     def arguments(self) -> dict[str, Any]:
         """The SQL arguments this request sets, by parameter name."""
         given = {}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
+        for name, kind in _REQUEST_TYPES:
+            value = getattr(self, name)
             if value is None or (isinstance(value, tuple | list) and not value):
                 continue
-            if PARAMETER_TYPES[item.name] == "vector":
+            if kind == "vector":
                 value = vector_text(value)
-            elif PARAMETER_TYPES[item.name] == "text[]":
+            elif kind == "text[]":
                 value = list(value)
-            elif PARAMETER_TYPES[item.name] == "jsonb":
+            elif kind == "jsonb":
                 value = Jsonb(dict(value))
-            given[item.name] = value
+            given[name] = value
         return given
+
+
+_REQUEST_TYPES = tuple(
+    (item.name, PARAMETER_TYPES[item.name]) for item in dataclasses.fields(SearchRequest)
+)
+"""Each field of a SearchRequest and its SQL type (once: dataclasses.fields costs a search)."""
 
 
 def vector_text(value: Any) -> str:

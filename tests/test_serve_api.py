@@ -492,6 +492,22 @@ def test_errors_never_show_a_traceback(
     assert "secret" not in answer.text and "Traceback" not in answer.text
 
 
+def test_a_search_the_database_cannot_run_is_500_and_logged(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> bytes:
+        return b"SELECT * FROM semsql.no_such_relation"  # 42P01: a bug, not the caller's
+
+    monkeypatch.setattr(async_search, "statement", broken)
+    with serving(settings_for(db_url, tmp_path), raise_server_exceptions=False) as client:
+        answer = client.get("/api/search", params={"tag": "x"})
+        not_allowed = client.post("/api/search", params={"tag": "x"})  # FastAPI's routing
+    assert answer.status_code == 500 and answer.json()["error"]["status"] == 500
+    assert "no_such_relation" not in answer.text
+    assert "GET /api/search failed" in caplog.text and "no_such_relation" in caplog.text
+    assert not_allowed.status_code == 405
+
+
 def test_every_page_renders_and_a_bad_page_url_is_an_html_error(client) -> None:
     html = {"Accept": "text/html"}
     for path in ("/", "/?query=snow&tag=x&order=newest", "/people", "/duplicates", "/jobs"):

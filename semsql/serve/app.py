@@ -15,6 +15,7 @@ from semsql.serve import api, pages
 from semsql.serve.context import Context
 from semsql.serve.db import Database
 from semsql.serve.errors import install_handlers
+from semsql.serve.fast import SearchRoute
 from semsql.serve.guard import Guard
 from semsql.serve.settings import MEDIA_ENV, TOKEN_ENV, ServeSettings, default_settings
 from semsql.serve.thumbnails import ThumbnailCache
@@ -56,6 +57,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(SearchRoute, context=ctx)  # inside the guard: added first
     app.add_middleware(Guard, settings=settings, upload_paths=UPLOAD_PATHS)
     return app
 

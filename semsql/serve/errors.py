@@ -43,6 +43,18 @@ def error_body(status: int, message: str, hint: str | None = None) -> dict[str, 
     return {"error": {"status": status, "message": message, **({"hint": hint} if hint else {})}}
 
 
+def error_response(error: ApiError, headers: Any = None) -> JSONResponse:
+    """An API error's answer."""
+    body = error_body(error.status, error.message, error.hint)
+    return JSONResponse(body, error.status, headers=headers)
+
+
+def unexpected_error(method: str, path: str, error: Exception) -> JSONResponse:
+    """A bug's answer, 500: what went wrong is logged, never sent."""
+    log.exception("%s %s failed", method, path, exc_info=error)
+    return JSONResponse(error_body(500, "internal error: the server log says more"), 500)
+
+
 def database_error(error: psycopg.Error) -> ApiError | None:
     """The ApiError a database error means, or None when it is a bug (class 42 and others)."""
     state = error.sqlstate or ""
@@ -64,9 +76,7 @@ def install_handlers(app: FastAPI, page: Callable[[Request, ApiError], Response]
         )
         if wants_page:
             return page(request, error)
-        return JSONResponse(
-            error_body(error.status, error.message, error.hint), error.status, headers=headers
-        )
+        return error_response(error, headers)
 
     async def api_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ApiError)
@@ -94,8 +104,7 @@ def install_handlers(app: FastAPI, page: Callable[[Request, ApiError], Response]
         return answer(request, known)
 
     async def unexpected(request: Request, error: Exception) -> Response:
-        log.exception("%s %s failed", request.method, request.url.path, exc_info=error)
-        return JSONResponse(error_body(500, "internal error: the server log says more"), 500)
+        return unexpected_error(request.method, request.url.path, error)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import lru_cache, partial
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -49,14 +50,15 @@ def csrf_token(settings: ServeSettings, login: str | None) -> str:
 
 
 def cookies(scope: Scope) -> dict[str, str]:
-    jar: SimpleCookie = SimpleCookie()
+    jar: SimpleCookie | None = None
     for name, value in scope.get("headers", ()):
         if name == b"cookie":
+            jar = jar or SimpleCookie()
             try:
                 jar.load(value.decode("latin-1"))
             except Exception:  # a malformed cookie header: as if none were sent
                 continue
-    return {key: morsel.value for key, morsel in jar.items()}
+    return {key: morsel.value for key, morsel in jar.items()} if jar else {}
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -69,6 +71,8 @@ class Guard:
         self.settings = settings
         self.upload_paths = upload_paths
         self.login = login_cookie_value(settings.token) if settings.token else None
+        # A session's CSRF token is the same on each of its requests: an HMAC made once.
+        self.csrf = lru_cache(maxsize=256)(partial(csrf_token, settings))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,7 +92,7 @@ class Guard:
         if needs_token and not (bearer or logged_in):
             await self._refuse_unauthenticated(scope, send, path)
             return
-        scope.setdefault("state", {})["csrf"] = csrf_token(self.settings, login)
+        scope.setdefault("state", {})["csrf"] = self.csrf(login)
         if scope["method"] in UNSAFE_METHODS:
             problem = self._unsafe_problem(scope, headers, bearer, login)
             if problem is not None:
@@ -129,7 +133,7 @@ class Guard:
         if scope["path"] == "/login" or (not from_browser and self.settings.token is None):
             return None
         given = headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(given.encode(), csrf_token(self.settings, login).encode()):
+        if not hmac.compare_digest(given.encode(), self.csrf(login).encode()):
             return 403, "missing or wrong CSRF token (send the page's X-CSRF-Token header)"
         return None
 
@@ -144,6 +148,7 @@ class Guard:
         await send({"type": "http.response.body", "body": b""})
 
 
+@lru_cache(maxsize=256)
 def _loopback_host(host: str) -> bool:
     return urlsplit("//" + host).hostname in LOOPBACK_HOSTS
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import parse_qsl
 
 import psycopg
 from fastapi import Request
@@ -115,15 +116,22 @@ class ApiSearchQuery(SearchQuery):
 Q = TypeVar("Q", bound=SearchQuery)
 
 
-def parse_query(model: type[Q], params: QueryParams) -> Q:
+def parse_query(model: type[Q], params: QueryParams | bytes) -> Q:
     """The model of a query string (the last value of a parameter given twice, as FastAPI
-    takes it); 400 with every problem, as the app's handler of invalid requests says them."""
+    takes it; unknown parameters ignored); 400 with every problem, as the app's handler of
+    invalid requests says them. `params` as Starlette parsed them, or the raw query string
+    (an ASGI scope's), parsed as Starlette parses it."""
+    pairs = (
+        parse_qsl(params.decode("latin-1"), keep_blank_values=True)
+        if isinstance(params, bytes)
+        else params.multi_items()
+    )
+    fields = model.model_fields
     given: dict[str, Any] = {}
-    for name in model.model_fields:
+    for name, value in pairs:
         if name in LIST_PARAMETERS:
-            if values := params.getlist(name):
-                given[name] = values
-        elif (value := params.get(name)) is not None:
+            given.setdefault(name, []).append(value)
+        elif name in fields:
             given[name] = value
     try:
         return model.model_validate(given)
