@@ -3,7 +3,7 @@ search, 8 concurrent clients), counted by valgrind's callgrind: a figure that st
 loaded machine, where CPU seconds and latencies do not (runs differ by a few percent with
 how the requests interleave).
 
-    python bench/serve_instructions.py [--requests 50] [--files 25]
+    python bench/serve_instructions.py [--requests 50] [--files 25] [--out FILE.json]
 
 Needs valgrind. The server runs under callgrind (about 50x slower), counting only while the
 measured requests run (--instr-atstart=no, callgrind_control -i on/off).
@@ -12,6 +12,7 @@ measured requests run (--instr-atstart=no, callgrind_control -i on/off).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=25, help="At least k=20 of them.")
     parser.add_argument("--requests", type=int, default=50, help="Per client.")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/serve_instructions.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="semsql-bench-instructions-"))
     files = make_corpus(work / "photos", args.files)
@@ -103,6 +105,11 @@ def main() -> None:
         )
     calls = CLIENTS * args.requests
     print(f"GET /api/search: {total / calls:,.0f} instructions per request ({calls} requests)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"clients": CLIENTS, "requests": calls, "instructions": total,
+              "instructions_per_request": round(total / calls)}  # fmt: skip
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
