@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import psycopg
 import pytest
@@ -59,8 +60,20 @@ def silent_worker(db_url: str) -> Iterator[psycopg.Connection]:
     conn.close()
 
 
+@dataclass
+class RunningWorker:
+    worker: Worker
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        """Stops the worker and returns once it is gone (Worker.stop only asks it to)."""
+        self.worker.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
 @pytest.fixture
-def query_worker(db_url: str, tiny_models: dict[str, str]) -> Iterator[Worker]:
+def query_worker(db_url: str, tiny_models: dict[str, str]) -> Iterator[RunningWorker]:
     """A worker that answers embed_text for the text (MiniLM) and image (tiny CLIP) spaces."""
     worker = Worker(
         db_url, WorkerOptions(stages=("clip", "text"), poll_interval=60), models=tiny_models
@@ -68,8 +81,8 @@ def query_worker(db_url: str, tiny_models: dict[str, str]) -> Iterator[Worker]:
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     assert worker.ready.wait(120)
+    running = RunningWorker(worker, thread)
     try:
-        yield worker
+        yield running
     finally:
-        worker.stop()
-        thread.join(30)
+        running.stop()
