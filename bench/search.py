@@ -409,8 +409,9 @@ def main() -> None:
     parser.add_argument(
         "--plain-ef-tries",
         type=lambda text: [int(v) for v in text.split(",")],
-        default=[40, 60, 80, 100, 150, 200, 300],
-        help="hnsw.ef_search values tried, in order, for the plain query (comma separated).",
+        default=[40, 60, 80, 100, 120, 150, 200, 250, 300, 400, 500, 600, 800, 1000],
+        help="hnsw.ef_search values tried, in order, for the plain query (comma separated); "
+        "by default those semsql.calibrate_ef_search tries.",
     )
     parser.add_argument(
         "--maintenance-work-mem",
