@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 from serve_support import coloured_png, live_server, only_stages, settings_for, wait_for
 
 BOUNDARY = "semsqlhostileboundary"
@@ -243,3 +244,57 @@ def test_a_server_forced_to_stop_mid_stream_stops_and_leaves_nothing(
             timeout=60,
         )
         assert answer.status_code == 202, answer.text
+
+
+def five_then(last: bytes) -> bytes:
+    body = part('name="caption"', b"five good ones")
+    for n in range(5):
+        body += file_part(f"{n}.png", coloured_png((n, 2 * n, 3 * n)))
+    return body + last
+
+
+REFUSED = {
+    "a file over the limit after five": (
+        five_then(file_part("big.jpg", b"\xff\xd8\xff\xe0" + b"0" * 60_000) + end()),
+        413,
+    ),
+    "more files than allowed": (
+        five_then(b"".join(file_part(f"x{n}.png", coloured_png((n, 1, 1))) for n in range(5))),
+        413,
+    ),
+    "a body cut short inside a file": (five_then(file_part("cut.png", b"\x89PNG")[:-2]), 400),
+    "no closing boundary": (five_then(b""), 400),
+    "an invalid collection before the files": (
+        part('name="collection"', b"bell\x07") + five_then(end()),
+        400,
+    ),
+    "an invalid collection after the files": (
+        five_then(part('name="collection"', b"   ") + end()),
+        400,
+    ),
+    "a field that is not UTF-8 after the files": (
+        five_then(part('name="tags"', b"\xff\xfe") + end()),
+        400,
+    ),
+    "only a sidecar": (
+        part('name="caption"', b"x") + file_part("a.xmp", b"<x:xmpmeta/>") + end(),
+        415,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_refused_streamed_request_leaves_nothing(db_url: str, tmp_path: Path, case: str) -> None:
+    body, status = REFUSED[case]
+    only_stages(db_url, ())
+    go = threading.Event()
+    go.set()
+    settings = settings_for(db_url, tmp_path, max_file_bytes=50_000, max_files=8)
+    with live_server(settings) as base:
+        answer = raw_post(base, [body], go)
+        assert f" {status} ".encode() in answer.split(b"\r\n")[0], answer
+        wait_for(lambda: open_transactions(db_url) == 0)
+        assert not list((tmp_path / "media").rglob("*.*"))
+        assert httpx.get(f"{base}/api/jobs", timeout=30).json() == []
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM semsql.assets").fetchone() == (0,)
