@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import psycopg
 
 from semsql import ingest
 from semsql.serve.db import Database
@@ -35,6 +38,16 @@ class _End:
 
 
 _ABANDON = object()
+_GIVE_WAY = object()
+
+CHECK_EVERY = 0.5
+"""Seconds between two looks, by an open stream, at whether its transaction holds up another
+(an upload of the same bytes waits on the unique key of its asset, `semsql ingest` too)."""
+
+_HOLDS_UP_OTHERS = (
+    "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks w WHERE NOT w.granted"
+    " AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(w.pid)))"
+)
 
 
 class StreamedIngest:
@@ -59,6 +72,7 @@ class StreamedIngest:
         self._messages: queue.SimpleQueue[Path | _End | object] = queue.SimpleQueue()
         self._job: Future[None] | None = None
         self._summary: ingest.IngestSummary | None = None
+        self._next_check = 0.0
         self.abandoned = False
 
     @property
@@ -99,7 +113,7 @@ class StreamedIngest:
 
     async def finish(self, args: dict[str, Any]) -> ingest.IngestSummary | None:
         """Commits the job and its assets; what was ingested, or None where the stream had
-        been abandoned or failed (the caller then ingests the request as a whole)."""
+        been abandoned, had given way or failed (the caller then ingests the request as a whole)."""
         if not self.live or self._job is None:
             return None
         if self._job.cancel():  # still waiting behind another upload's stream: not worth it
@@ -117,9 +131,13 @@ class StreamedIngest:
             atomic = ingest.AtomicIngest(conn, self._options, self._early_probes)
             try:
                 while True:
-                    taken = [self._messages.get()]
-                    while not self._messages.empty():
-                        taken.append(self._messages.get())
+                    taken = self._next(conn)
+                    if _GIVE_WAY in taken:
+                        # A body that is slow or stalled must not hold others up for as long
+                        # as it takes: the request is ingested as a whole after its body.
+                        log.info("an upload's stream gives way to a transaction it held up")
+                        atomic.rollback()
+                        return
                     if _ABANDON in taken:
                         atomic.rollback()
                         return
@@ -133,6 +151,24 @@ class StreamedIngest:
             except BaseException:
                 atomic.rollback()
                 raise
+
+    def _next(self, conn: psycopg.Connection) -> list[Path | _End | object]:
+        """The messages queued (waiting for one), or [_GIVE_WAY] once the transaction is seen
+        to hold up another's."""
+        while True:
+            wait = self._next_check - time.monotonic()
+            if wait <= 0:
+                if conn.execute(_HOLDS_UP_OTHERS).fetchone() == (True,):
+                    return [_GIVE_WAY]
+                self._next_check = time.monotonic() + CHECK_EVERY
+                continue
+            try:
+                taken = [self._messages.get(timeout=wait)]
+            except queue.Empty:
+                continue
+            while not self._messages.empty():
+                taken.append(self._messages.get())
+            return taken
 
 
 def stream_executor() -> ThreadPoolExecutor:

@@ -15,6 +15,7 @@ import re
 import shutil
 import unicodedata
 import uuid
+import weakref
 from collections.abc import AsyncIterable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -356,11 +357,16 @@ class Uploads:
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="semsql-upload")
         self._probes = ThreadPoolExecutor(self.PROBE_THREADS, thread_name_prefix="semsql-probe")
         self._streams = stream_executor()
+        self._open_streams: weakref.WeakSet[StreamedIngest] = weakref.WeakSet()
         self._options = ingest.IngestOptions(
             max_bytes=settings.max_file_bytes, max_pixels=settings.max_pixels
         )
 
     def close(self) -> None:
+        # A stream whose request is still being read (a stalled client, as the server is made
+        # to stop at once) would wait for its body forever, and this wait with it.
+        for stream in list(self._open_streams):
+            stream.abandon()
         self._probes.shutdown(wait=True, cancel_futures=True)
         self._streams.shutdown(wait=True)
         self._jobs.shutdown(wait=True)
@@ -376,6 +382,7 @@ class Uploads:
         stream = StreamedIngest(
             self._streams.submit, self.database, self._options, self._candidate, probes
         )
+        self._open_streams.add(stream)
         return Received(folder_name(self.settings.media_dir), stream, probes=probes)
 
     async def accept(self, received: Received) -> tuple[int, str]:
