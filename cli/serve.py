@@ -22,6 +22,8 @@ SERVE_LIBRARIES = {
     "orjson",
     "psycopg_pool",
 }
+GRACEFUL_SHUTDOWN_S = 10
+"""On SIGTERM, how long requests in flight (a stalled upload) may take before they are cut."""
 
 
 @click.command()
@@ -94,4 +96,5 @@ def serve(
         workers=workers,
         log_level="info",
         access_log=access_log,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )

@@ -41,6 +41,19 @@ COMMENT ON FUNCTION semsql.backend_alive(integer, timestamptz) IS
     'Whether the server backend with this pid and start time is still running (as of the '
     'transaction''s view of pg_stat_activity; pg_stat_clear_snapshot() refreshes it).';
 
+CREATE OR REPLACE FUNCTION semsql.holds_up_others() RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Only the backends that wait are asked whom they wait for.
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_locks w
+                   WHERE NOT w.granted
+                     AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(w.pid)));
+$$;
+COMMENT ON FUNCTION semsql.holds_up_others() IS
+    'Whether another backend waits for a lock this session''s transaction holds (an upload''s '
+    'streamed ingest asks, to give way to an ingest of the same file).';
+
 CREATE OR REPLACE FUNCTION semsql.notify(p_channel text) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

@@ -14,6 +14,8 @@ import psycopg
 import pytest
 from serve_support import coloured_png, live_server, only_stages, settings_for, wait_for
 
+from semsql.serve import upload_stream
+
 BOUNDARY = "semsqlhostileboundary"
 HEADERS = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
 
@@ -160,6 +162,37 @@ def test_a_client_gone_mid_stream_leaves_nothing_behind(db_url: str, tmp_path: P
         assert answer.status_code == 202, answer.text
         job_id = answer.json()["job_id"]
         wait_for(lambda: job_status(base, job_id) == "completed")
+
+
+def test_a_stream_stalled_past_its_limit_gives_way_and_its_upload_still_lands(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body that brings no file for STALL_LIMIT seconds: its stream rolls back (no open
+    transaction, no writer connection held meanwhile) and the request is ingested whole."""
+    monkeypatch.setattr(upload_stream, "STALL_LIMIT", 0.5)
+    only_stages(db_url, ())
+    body = part('name="tags"', b"slow") + file_part("a.png", coloured_png((3, 4, 5)))
+    body += file_part("b.png", coloured_png((5, 4, 3))) + end()
+    cut = body.index(b"b.png")
+    answers: list[bytes] = []
+    with live_server(settings_for(db_url, tmp_path)) as base:
+        resume = threading.Event()
+        sender = threading.Thread(
+            target=lambda: answers.append(raw_post(base, [body[:cut], body[cut:]], resume)),
+            daemon=True,
+        )
+        sender.start()
+        wait_for(lambda: stream_holds_an_asset(db_url))
+        wait_for(lambda: open_transactions(db_url) == 0)  # given way, the client still silent
+        resume.set()
+        sender.join(60)
+        job_id = json.loads(answers[0].partition(b"\r\n\r\n")[2])["job_id"]
+        wait_for(lambda: job_status(base, job_id) == "completed")
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT new_count FROM semsql.jobs").fetchall() == [(2,)]
+        assert conn.execute("SELECT count(*) FROM semsql.tags WHERE label = 'slow'").fetchone() == (
+            2,
+        )
 
 
 def test_many_concurrent_uploads_of_the_same_bytes_store_one_asset(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from semsql import ingest
+from semsql.database import fetch_value
 from semsql.serve.db import Database
 from semsql.sidecars import SIDECAR_SUFFIX
 from semsql.sources import Candidate
@@ -44,10 +45,9 @@ CHECK_EVERY = 0.5
 """Seconds between two looks, by an open stream, at whether its transaction holds up another
 (an upload of the same bytes waits on the unique key of its asset, `semsql ingest` too)."""
 
-_HOLDS_UP_OTHERS = (
-    "SELECT EXISTS (SELECT FROM pg_catalog.pg_locks w WHERE NOT w.granted"
-    " AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(w.pid)))"
-)
+STALL_LIMIT = 10.0
+"""Seconds an open stream waits for its next file before it gives way all the same: a stalled
+client must not keep a writer connection and an open transaction for as long as it likes."""
 
 
 class StreamedIngest:
@@ -73,6 +73,7 @@ class StreamedIngest:
         self._job: Future[None] | None = None
         self._summary: ingest.IngestSummary | None = None
         self._next_check = 0.0
+        self._last_message = time.monotonic()
         self.abandoned = False
 
     @property
@@ -110,6 +111,8 @@ class StreamedIngest:
         if not self.abandoned:
             self.abandoned = True
             self._messages.put(_ABANDON)
+            if self._job is not None:
+                self._job.cancel()  # where it still waits its turn, it never starts
 
     async def finish(self, args: dict[str, Any]) -> ingest.IngestSummary | None:
         """Commits the job and its assets; what was ingested, or None where the stream had
@@ -154,11 +157,12 @@ class StreamedIngest:
 
     def _next(self, conn: psycopg.Connection) -> list[Path | _End | object]:
         """The messages queued (waiting for one), or [_GIVE_WAY] once the transaction is seen
-        to hold up another's."""
+        to hold up another's, or no file came for STALL_LIMIT seconds."""
         while True:
             wait = self._next_check - time.monotonic()
             if wait <= 0:
-                if conn.execute(_HOLDS_UP_OTHERS).fetchone() == (True,):
+                stalled = time.monotonic() - self._last_message > STALL_LIMIT
+                if stalled or fetch_value(conn, "SELECT semsql.holds_up_others()"):
                     return [_GIVE_WAY]
                 self._next_check = time.monotonic() + CHECK_EVERY
                 continue
@@ -168,6 +172,7 @@ class StreamedIngest:
                 continue
             while not self._messages.empty():
                 taken.append(self._messages.get())
+            self._last_message = time.monotonic()
             return taken
 
 
