@@ -90,9 +90,9 @@ def coloured_png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 48))
     return data.getvalue()
 
 
-@contextmanager
-def live_server(settings: ServeSettings) -> Iterator[str]:
-    """The app on a real uvicorn server on a free loopback port: its base URL."""
+def start_server(settings: ServeSettings) -> tuple[Any, threading.Thread, str]:
+    """The app on a real uvicorn server on a free loopback port, started in a thread: the
+    server (to stop), its thread and its base URL."""
     import socket
 
     import uvicorn
@@ -105,8 +105,15 @@ def live_server(settings: ServeSettings) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=60, every=0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def live_server(settings: ServeSettings) -> Iterator[str]:
+    """start_server's base URL; the server stopped afterwards."""
+    server, thread, base = start_server(settings)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield base
     finally:
         server.should_exit = True
         thread.join(30)

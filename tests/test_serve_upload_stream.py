@@ -12,7 +12,14 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from serve_support import coloured_png, live_server, only_stages, settings_for, wait_for
+from serve_support import (
+    coloured_png,
+    live_server,
+    only_stages,
+    settings_for,
+    start_server,
+    wait_for,
+)
 
 from semsql.serve import upload_stream
 
@@ -234,28 +241,15 @@ def test_a_server_forced_to_stop_mid_stream_stops_and_leaves_nothing(
 ) -> None:
     """A stalled client's stream is open when the server is told to stop at once (a second
     Ctrl-C): it stops, leaving no file, job, asset or open transaction; restarted, it serves."""
-    import uvicorn
-
-    from semsql.serve.app import create_app
-
     only_stages(db_url, ())
     settings = settings_for(db_url, tmp_path)
     body = part('name="tags"', b"cut") + file_part("a.png", coloured_png((5, 6, 7)))
     body += file_part("b.png", coloured_png((7, 6, 5))) + end()
     cut = body.index(b"b.png")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=60, every=0.05)
+    server, thread, base = start_server(settings)
     never = threading.Event()
     sender = threading.Thread(
-        target=raw_post,
-        args=(f"http://127.0.0.1:{port}", [body[:cut], body[cut:]], never),
-        daemon=True,
+        target=raw_post, args=(base, [body[:cut], body[cut:]], never), daemon=True
     )
     sender.start()
     try:
