@@ -20,6 +20,11 @@ from semsql.xmp import MAX_XMP_BYTES
 SIDECAR_SUFFIX = ".xmp"
 
 
+def is_sidecar(path: Path) -> bool:
+    """Whether the file is an XMP sidecar, by its name (in any case)."""
+    return path.suffix.lower() == SIDECAR_SUFFIX
+
+
 @dataclass(frozen=True, slots=True)
 class Sidecar:
     name: str

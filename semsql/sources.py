@@ -41,7 +41,7 @@ from semsql.manifest import (
     read_manifest,
     unsupported_scheme,
 )
-from semsql.sidecars import SIDECAR_SUFFIX
+from semsql.sidecars import SIDECAR_SUFFIX, is_sidecar
 
 IMAGE_EXTENSIONS = HEIF_EXTENSIONS | frozenset(
     ext
@@ -187,7 +187,7 @@ def iter_candidates(
             continue
         if stat.S_ISDIR(info.st_mode):
             yield from _walk(path, path, path.resolve(), recursive=recursive, pattern=pattern)
-        elif path.suffix.lower() == SIDECAR_SUFFIX:
+        elif is_sidecar(path):
             yield Candidate(uri=uri_for_path(path), skip_reason=SIDECAR)
         else:
             yield Candidate(uri=uri_for_path(path), path=path, root=path.parent)
@@ -229,7 +229,7 @@ def _walk(
             reason = skip_reason(path)
             yield Candidate(uri=uri, path=path, root=given, skip_reason=reason)
         elif _matches(path, root, pattern):
-            sidecar = SIDECAR if path.suffix.lower() == SIDECAR_SUFFIX else None
+            sidecar = SIDECAR if is_sidecar(path) else None
             yield Candidate(uri=uri, path=path, root=given, skip_reason=sidecar)
 
 

@@ -24,7 +24,7 @@ import psycopg
 from semsql import ingest
 from semsql.database import fetch_value
 from semsql.serve.db import Database
-from semsql.sidecars import SIDECAR_SUFFIX
+from semsql.sidecars import is_sidecar
 from semsql.sources import Candidate
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class StreamedIngest:
         (none where they are not valid: the request will be refused after its body)."""
         if self.abandoned:
             return
-        if path.suffix.lower() == SIDECAR_SUFFIX:
+        if is_sidecar(path):
             self.abandon()
         elif self._job is None:
             try:

@@ -1,10 +1,11 @@
 """Uploaded files: streamed from the request body straight into a new folder under the media
-folder (sanitised names, never outside it; no temporary copy first), then ingested as one job
-by the same code as `semsql ingest` (semsql.ingest.run_ingest), which probes them as it probes
-any file (bombs, non-images, files over the size limit). Each file is probed as soon as it is
-stored, while the rest of the body arrives, so the job mostly has only to store the rows. A
-request that is refused (too many files, one over the size limit, no image at all, a
-malformed body) leaves nothing behind."""
+folder (sanitised names, never outside it; no temporary copy first), and ingested as one job
+by the same code as `semsql ingest`, which probes them as it probes any file (bombs,
+non-images, files over the size limit). Each file is probed as soon as it is stored and, where
+the request allows, stored as an asset while the rest of the body arrives (upload_stream.py);
+otherwise the job runs semsql.ingest.run_ingest after the body, with those probes. A request
+that is refused (too many files, one over the size limit, no image at all, a malformed body)
+leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from semsql.serve.db import Database
 from semsql.serve.errors import ApiError
 from semsql.serve.settings import ServeSettings
 from semsql.serve.upload_stream import StreamedIngest, stream_executor
-from semsql.sidecars import SIDECAR_SUFFIX
+from semsql.sidecars import is_sidecar
 from semsql.sources import SIDECAR, Candidate, uri_for_path
 
 if TYPE_CHECKING:  # defined for type checkers only
@@ -415,7 +416,7 @@ class Uploads:
             caption=facts.caption,
             tags=facts.tags,
             people=facts.people,
-            skip_reason=SIDECAR if path.suffix.lower() == SIDECAR_SUFFIX else None,
+            skip_reason=SIDECAR if is_sidecar(path) else None,
         )
 
     def _ingest_whole(self, received: Received, facts: Facts, args: dict[str, Any]) -> int:
